@@ -1,0 +1,630 @@
+//! [`Backend`] over a single redb file.
+//!
+//! Layout: one table per record type (`&str` key -> record envelope, see [`crate::codec`]), one
+//! index table per record table named `__idx/<table>` whose keys are `index\0value\0primarykey`
+//! (empty values), and `__meta` for the schema version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableError, TableHandle, WriteTransaction,
+};
+
+use crate::backend::{Backend, OpenReport, ReadEntry, Snapshot, WriteOp};
+use crate::codec::{
+    self, RESERVED_PREFIX, RawRecord, decode_record, decode_version, index_entry_key,
+    index_value_prefix, split_index_entry,
+};
+use crate::error::{CommitError, ConflictEntry, OpenError, StoreError};
+
+/// Schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+type RecordTable<'a> = TableDefinition<'a, &'static str, &'static [u8]>;
+type IndexTable<'a> = TableDefinition<'a, &'static str, ()>;
+
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("__meta");
+const META_SCHEMA_KEY: &str = "schema_version";
+const INDEX_TABLE_PREFIX: &str = "__idx/";
+
+fn record_table(name: &str) -> RecordTable<'_> {
+    TableDefinition::new(name)
+}
+
+fn index_table_name(table: &str) -> String {
+    format!("{INDEX_TABLE_PREFIX}{table}")
+}
+
+fn index_table(name: &str) -> IndexTable<'_> {
+    TableDefinition::new(name)
+}
+
+/// One schema upgrade step, from `from` to `from + 1`, run in its own write transaction together
+/// with the bump of the stored version (so a crash leaves the file at a whole version).
+#[derive(Clone, Copy)]
+pub(crate) struct Migration {
+    pub from: u32,
+    pub description: &'static str,
+    pub apply: fn(&WriteTransaction) -> Result<(), StoreError>,
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Migration({} -> {}: {})", self.from, self.from + 1, self.description)
+    }
+}
+
+/// Every schema upgrade, in order. Schema 1 is the first, so there is nothing to run yet; add
+/// `Migration { from: 1, .. }` here when bumping [`SCHEMA_VERSION`] to 2.
+const MIGRATIONS: &[Migration] = &[];
+
+/// The redb implementation of [`Backend`].
+pub struct RedbBackend {
+    db: Database,
+    report: OpenReport,
+}
+
+impl fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBackend")
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbBackend {
+    /// Creates or opens the redb file at `path`, checking and migrating its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path.as_ref(), SCHEMA_VERSION, MIGRATIONS)
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        target: u32,
+        migrations: &[Migration],
+    ) -> Result<Self, OpenError> {
+        let backend_err = |e: StoreError| OpenError::Backend {
+            path: path.to_owned(),
+            source: e,
+        };
+        let db = Database::create(path).map_err(|e| backend_err(e.into()))?;
+        let found = read_schema_version(&db, path)?;
+        let mut report = OpenReport {
+            path: path.to_owned(),
+            schema_version: target,
+            created: false,
+            migrated_from: None,
+        };
+        match found {
+            None => {
+                let wtx = db.begin_write().map_err(|e| backend_err(e.into()))?;
+                write_schema_version(&wtx, target).map_err(backend_err)?;
+                wtx.commit().map_err(|e| backend_err(e.into()))?;
+                report.created = true;
+                tracing::info!(path = %path.display(), schema = target, "created store");
+            }
+            Some(v) if v > target => {
+                return Err(OpenError::SchemaTooNew {
+                    path: path.to_owned(),
+                    found: v,
+                    supported: target,
+                });
+            }
+            Some(v) if v < target => {
+                run_migrations(&db, path, v, target, migrations)?;
+                report.migrated_from = Some(v);
+            }
+            Some(_) => {}
+        }
+        Ok(RedbBackend { db, report })
+    }
+}
+
+fn read_schema_version(db: &Database, path: &Path) -> Result<Option<u32>, OpenError> {
+    let bad = |reason: String| OpenError::BadMeta {
+        path: path.to_owned(),
+        reason,
+    };
+    let rtx = db.begin_read().map_err(|e| OpenError::Backend {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let meta = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => {
+            // No meta table: fine for a brand-new file, suspicious if other tables exist.
+            let others = rtx
+                .list_tables()
+                .map_err(|e| bad(e.to_string()))?
+                .map(|h| h.name().to_owned())
+                .collect::<Vec<_>>();
+            if others.is_empty() {
+                return Ok(None);
+            }
+            return Err(bad(format!(
+                "no meta table but {} other table(s) ({}); not a berth store?",
+                others.len(),
+                others.join(", ")
+            )));
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let Some(v) = meta.get(META_SCHEMA_KEY).map_err(|e| bad(e.to_string()))? else {
+        return Err(bad("meta table without a schema version".to_owned()));
+    };
+    let bytes: [u8; 4] = v
+        .value()
+        .try_into()
+        .map_err(|_| bad(format!("schema version is {} bytes, not 4", v.value().len())))?;
+    Ok(Some(u32::from_le_bytes(bytes)))
+}
+
+fn write_schema_version(wtx: &WriteTransaction, v: u32) -> Result<(), StoreError> {
+    let mut meta = wtx.open_table(META)?;
+    meta.insert(META_SCHEMA_KEY, v.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+fn run_migrations(
+    db: &Database,
+    path: &Path,
+    found: u32,
+    target: u32,
+    migrations: &[Migration],
+) -> Result<(), OpenError> {
+    for from in found..target {
+        let fail = |reason: String| OpenError::Migration {
+            path: path.to_owned(),
+            from,
+            to: from + 1,
+            reason,
+        };
+        let m = migrations
+            .iter()
+            .find(|m| m.from == from)
+            .ok_or_else(|| fail("no migration registered for this step".to_owned()))?;
+        tracing::info!(path = %path.display(), from, to = from + 1, what = m.description, "migrating store");
+        let wtx = db.begin_write().map_err(|e| fail(e.to_string()))?;
+        (m.apply)(&wtx).map_err(|e| fail(e.to_string()))?;
+        write_schema_version(&wtx, from + 1).map_err(|e| fail(e.to_string()))?;
+        wtx.commit().map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Opens a record table of a read transaction; a table never written reads as empty (`None`).
+fn open_read<V: redb::Value + 'static>(
+    rtx: &ReadTransaction,
+    def: TableDefinition<'_, &'static str, V>,
+) -> Result<Option<ReadOnlyTable<&'static str, V>>, StoreError> {
+    match rtx.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Range bounds starting at `prefix`, or just after `after` when that sorts later.
+fn start_bound<'k>(prefix: &'k str, after: Option<&'k str>) -> (Bound<&'k str>, Bound<&'k str>) {
+    match after {
+        Some(a) if a >= prefix => (Bound::Excluded(a), Bound::Unbounded),
+        _ => (Bound::Included(prefix), Bound::Unbounded),
+    }
+}
+
+struct RedbSnapshot {
+    rtx: ReadTransaction,
+}
+
+impl Snapshot for RedbSnapshot {
+    fn get(&self, table: &str, key: &str) -> Result<Option<RawRecord>, StoreError> {
+        let Some(t) = open_read(&self.rtx, record_table(table))? else {
+            return Ok(None);
+        };
+        t.get(key)?
+            .map(|v| decode_record(table, key, v.value()))
+            .transpose()
+    }
+
+    fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, RawRecord)>, StoreError> {
+        let Some(t) = open_read(&self.rtx, record_table(table))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in t.range::<&str>(start_bound(prefix, after))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_owned(), decode_record(table, key, v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn scan_index(
+        &self,
+        table: &str,
+        index: &str,
+        value: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, RawRecord)>, StoreError> {
+        let idx_name = index_table_name(table);
+        let Some(idx) = open_read(&self.rtx, index_table(&idx_name))? else {
+            return Ok(Vec::new());
+        };
+        let Some(records) = open_read(&self.rtx, record_table(table))? else {
+            return Ok(Vec::new());
+        };
+        let prefix = index_value_prefix(index, value);
+        let resume = after.map(|a| format!("{prefix}{a}"));
+        let mut out = Vec::new();
+        for entry in idx.range::<&str>(start_bound(&prefix, resume.as_deref()))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = entry?;
+            let Some(pk) = k.value().strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            let Some(v) = records.get(pk)? else {
+                return Err(StoreError::Corrupt {
+                    table: idx_name,
+                    key: k.value().replace('\0', "\\0"),
+                    reason: "index entry points to a missing record".to_owned(),
+                });
+            };
+            out.push((pk.to_owned(), decode_record(table, pk, v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for RedbBackend {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        Ok(Box::new(RedbSnapshot {
+            rtx: self.db.begin_read()?,
+        }))
+    }
+
+    fn commit(&self, reads: &[ReadEntry], writes: &[WriteOp]) -> Result<Vec<u64>, CommitError> {
+        // redb allows one open handle per table, so work table by table.
+        let mut reads_by_table: BTreeMap<&str, Vec<&ReadEntry>> = BTreeMap::new();
+        for r in reads {
+            reads_by_table.entry(&r.table).or_default().push(r);
+        }
+
+        if writes.is_empty() {
+            // Read-only: validating against the latest snapshot needs no write lock.
+            let rtx = self.db.begin_read().map_err(StoreError::from)?;
+            let mut changed = Vec::new();
+            for (table, entries) in &reads_by_table {
+                let t = open_read(&rtx, record_table(table))?;
+                check_table(table, t.as_ref(), entries, &mut changed)?;
+            }
+            return conflict_or(changed, Vec::new());
+        }
+
+        let wtx = self.db.begin_write().map_err(StoreError::from)?;
+        let mut changed = Vec::new();
+        for (table, entries) in &reads_by_table {
+            // Opening creates a missing table; that is undone if we abort below.
+            let t = wtx
+                .open_table(record_table(table))
+                .map_err(StoreError::from)?;
+            check_table(table, Some(&t), entries, &mut changed)?;
+        }
+        if !changed.is_empty() {
+            wtx.abort().map_err(StoreError::from)?;
+            return conflict_or(changed, Vec::new());
+        }
+
+        let mut by_table: BTreeMap<&str, Vec<(usize, &WriteOp)>> = BTreeMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            by_table.entry(&w.table).or_default().push((i, w));
+        }
+        let mut versions = vec![0; writes.len()];
+        for (table, ops) in by_table {
+            codec::validate_table(table)?;
+            let mut records = wtx.open_table(record_table(table)).map_err(StoreError::from)?;
+            let idx_name = index_table_name(table);
+            let mut idx = wtx.open_table(index_table(&idx_name)).map_err(StoreError::from)?;
+            for (i, op) in ops {
+                let key = op.key.as_str();
+                let old = records
+                    .get(key)
+                    .map_err(StoreError::from)?
+                    .map(|v| decode_record(table, key, v.value()))
+                    .transpose()?;
+                let old_version = old.as_ref().map_or(0, |r| r.version);
+                if let Some(old) = &old {
+                    for (name, value) in &old.index_keys {
+                        idx.remove(index_entry_key(name, value, key).as_str())
+                            .map_err(StoreError::from)?;
+                    }
+                }
+                match &op.put {
+                    Some((index_keys, data)) => {
+                        let version = old_version + 1;
+                        let bytes = codec::encode_record(version, index_keys, data);
+                        records
+                            .insert(key, bytes.as_slice())
+                            .map_err(StoreError::from)?;
+                        for (name, value) in index_keys {
+                            idx.insert(index_entry_key(name, value, key).as_str(), ())
+                                .map_err(StoreError::from)?;
+                        }
+                        versions[i] = version;
+                    }
+                    None => {
+                        records.remove(key).map_err(StoreError::from)?;
+                    }
+                }
+            }
+        }
+        // Durability::Immediate is redb's default: commit returns once the data is fsynced.
+        wtx.commit().map_err(StoreError::from)?;
+        Ok(versions)
+    }
+
+    fn table_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rtx = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        for h in rtx.list_tables()? {
+            let name = h.name();
+            if name.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            let t = rtx.open_table(record_table(name))?;
+            out.insert(name.to_owned(), t.len()?);
+        }
+        Ok(out)
+    }
+
+    fn verify_indexes(&self) -> Result<Vec<String>, StoreError> {
+        let rtx = self.db.begin_read()?;
+        let mut problems = Vec::new();
+        let names: Vec<String> = rtx.list_tables()?.map(|h| h.name().to_owned()).collect();
+        let mut covered = BTreeSet::new();
+        for table in names.iter().filter(|n| !n.starts_with(RESERVED_PREFIX)) {
+            let mut expected = BTreeSet::new();
+            let records = rtx.open_table(record_table(table))?;
+            for entry in records.iter()? {
+                let (k, v) = entry?;
+                match decode_record(table, k.value(), v.value()) {
+                    Ok(rec) => {
+                        for (name, value) in rec.index_keys {
+                            expected.insert(index_entry_key(&name, &value, k.value()));
+                        }
+                    }
+                    Err(e) => problems.push(format!("{table}/{}: {e}", k.value())),
+                }
+            }
+            let idx_name = index_table_name(table);
+            covered.insert(idx_name.clone());
+            let mut actual = BTreeSet::new();
+            if let Some(idx) = open_read(&rtx, index_table(&idx_name))? {
+                for entry in idx.iter()? {
+                    actual.insert(entry?.0.value().to_owned());
+                }
+            }
+            for e in actual.difference(&expected) {
+                problems.push(format!(
+                    "{idx_name}: entry {} has no matching record",
+                    describe_entry(e)
+                ));
+            }
+            for e in expected.difference(&actual) {
+                problems.push(format!(
+                    "{table}: record is missing index entry {}",
+                    describe_entry(e)
+                ));
+            }
+        }
+        for orphan in names
+            .iter()
+            .filter(|n| n.starts_with(INDEX_TABLE_PREFIX) && !covered.contains(*n))
+        {
+            let idx = rtx.open_table(index_table(orphan))?;
+            if idx.len()? > 0 {
+                problems.push(format!("{orphan}: index table without a record table"));
+            }
+        }
+        Ok(problems)
+    }
+
+    fn open_report(&self) -> OpenReport {
+        self.report.clone()
+    }
+}
+
+fn describe_entry(entry: &str) -> String {
+    match split_index_entry(entry) {
+        Some((i, v, k)) => format!("{i}={v:?} -> {k:?}"),
+        None => format!("{entry:?}"),
+    }
+}
+
+/// Appends to `changed` each read entry of `table` whose version is no longer the one read.
+fn check_table<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &str,
+    t: Option<&T>,
+    entries: &[&ReadEntry],
+    changed: &mut Vec<ConflictEntry>,
+) -> Result<(), StoreError> {
+    for r in entries {
+        let now = match t {
+            Some(t) => t
+                .get(r.key.as_str())?
+                .map_or(Ok(0), |v| decode_version(table, &r.key, v.value()))?,
+            None => 0,
+        };
+        if now != r.version {
+            changed.push(ConflictEntry {
+                table: r.table.clone(),
+                key: r.key.clone(),
+                read_version: r.version,
+                current_version: now,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn conflict_or(changed: Vec<ConflictEntry>, ok: Vec<u64>) -> Result<Vec<u64>, CommitError> {
+    if changed.is_empty() {
+        Ok(ok)
+    } else {
+        tracing::debug!(n = changed.len(), "commit conflict");
+        Err(CommitError::Conflict { changed })
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker(wtx: &WriteTransaction, name: &str) -> Result<(), StoreError> {
+        let mut meta = wtx.open_table(META)?;
+        // Record the order steps ran in: each appends its name.
+        let prev = meta
+            .get("trail")?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        let mut trail = prev;
+        trail.extend_from_slice(name.as_bytes());
+        meta.insert("trail", trail.as_slice())?;
+        Ok(())
+    }
+
+    fn trail(b: &RedbBackend) -> Vec<u8> {
+        let rtx = b.db.begin_read().expect("read");
+        let meta = rtx.open_table(META).expect("meta");
+        meta.get("trail")
+            .expect("get")
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn new_file_gets_current_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let b = RedbBackend::open(&path).expect("create");
+        assert!(b.report.created);
+        assert_eq!(b.report.schema_version, SCHEMA_VERSION);
+        drop(b);
+        let b = RedbBackend::open(&path).expect("reopen");
+        assert!(!b.report.created);
+        assert_eq!(b.report.migrated_from, None);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        drop(RedbBackend::open_with(&path, SCHEMA_VERSION + 1, &[]).expect("create newer"));
+        let err = RedbBackend::open(&path).expect_err("must refuse");
+        match &err {
+            OpenError::SchemaTooNew {
+                found, supported, ..
+            } => {
+                assert_eq!(*found, SCHEMA_VERSION + 1);
+                assert_eq!(*supported, SCHEMA_VERSION);
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{msg}");
+        assert!(msg.contains(&format!("at most version {SCHEMA_VERSION}")), "{msg}");
+    }
+
+    #[test]
+    fn migrations_run_in_order_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        drop(RedbBackend::open_with(&path, 1, &[]).expect("create v1"));
+        // Listed out of order on purpose: steps are looked up by their `from` version.
+        let steps = [
+            Migration {
+                from: 2,
+                description: "b",
+                apply: |w| marker(w, "b"),
+            },
+            Migration {
+                from: 1,
+                description: "a",
+                apply: |w| marker(w, "a"),
+            },
+        ];
+        let b = RedbBackend::open_with(&path, 3, &steps).expect("migrate");
+        assert_eq!(b.report.migrated_from, Some(1));
+        assert_eq!(b.report.schema_version, 3);
+        assert_eq!(trail(&b), b"ab");
+        drop(b);
+        let b = RedbBackend::open_with(&path, 3, &steps).expect("reopen");
+        assert_eq!(b.report.migrated_from, None);
+        assert_eq!(trail(&b), b"ab");
+    }
+
+    #[test]
+    fn missing_migration_step_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        drop(RedbBackend::open_with(&path, 1, &[]).expect("create v1"));
+        let err = RedbBackend::open_with(&path, 2, &[]).expect_err("no step");
+        assert!(matches!(err, OpenError::Migration { from: 1, to: 2, .. }), "{err}");
+        // The file stays at version 1 and still opens with the build that knows it.
+        RedbBackend::open_with(&path, 1, &[]).expect("still v1");
+    }
+
+    #[test]
+    fn foreign_redb_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        {
+            let db = Database::create(&path).expect("db");
+            let w = db.begin_write().expect("w");
+            w.open_table(record_table("something")).expect("t");
+            w.commit().expect("c");
+        }
+        let err = RedbBackend::open(&path).expect_err("not ours");
+        assert!(matches!(err, OpenError::BadMeta { .. }), "{err}");
+    }
+
+    #[test]
+    fn verify_reports_both_kinds_of_discrepancy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = RedbBackend::open(dir.path().join("s.redb")).expect("open");
+        let w = b.db.begin_write().expect("w");
+        {
+            let mut t = w.open_table(record_table("things")).expect("t");
+            let rec = codec::encode_record(1, &[("color".into(), "red".into())], b"{}");
+            t.insert("k1", rec.as_slice()).expect("insert");
+            let name = index_table_name("things");
+            let mut i = w.open_table(index_table(&name)).expect("i");
+            i.insert(index_entry_key("color", "blue", "k2").as_str(), ())
+                .expect("insert");
+        }
+        w.commit().expect("commit");
+        let problems = b.verify_indexes().expect("verify");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("no matching record")));
+        assert!(problems.iter().any(|p| p.contains("missing index entry")));
+    }
+}

@@ -1,0 +1,452 @@
+//! The typed front: [`Store`] and its optimistic transactions [`Txn`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+use crate::backend::{Backend, ReadEntry, Snapshot, WriteOp};
+use crate::codec::{self, RawRecord};
+use crate::error::{CommitError, OpenError, StoreError, UpdateError};
+use crate::redb_backend::RedbBackend;
+use crate::{Record, Versioned};
+
+/// How many times [`Store::update`] runs its closure before giving up on conflicts.
+pub const DEFAULT_UPDATE_ATTEMPTS: u32 = 32;
+
+/// Handle to the store. Cheap to clone; clones share one backend.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+/// What [`Store::info`] reports, for `berth up` to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// Where the data lives.
+    pub path: PathBuf,
+    /// Schema version in force.
+    pub schema_version: u32,
+    /// Whether opening created a new store.
+    pub created: bool,
+    /// Schema version found before migrations ran, if any ran.
+    pub migrated_from: Option<u32>,
+    /// Records per record table (tables never written are absent).
+    pub record_counts: BTreeMap<String, u64>,
+}
+
+impl fmt::Display for StoreInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match (self.created, self.migrated_from) {
+            (true, _) => "created".to_owned(),
+            (false, Some(v)) => format!("opened, migrated from schema {v}"),
+            (false, None) => "opened".to_owned(),
+        };
+        write!(
+            f,
+            "store {} ({how}, schema {})",
+            self.path.display(),
+            self.schema_version
+        )?;
+        if self.record_counts.is_empty() {
+            return write!(f, ": empty");
+        }
+        let counts: Vec<String> = self
+            .record_counts
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect();
+        write!(f, ": {}", counts.join(", "))
+    }
+}
+
+/// Where a page starts and how many items it may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// `next_token` of the previous page; `None` for the first page.
+    pub token: Option<String>,
+    /// Maximum number of items (at least 1).
+    pub limit: usize,
+}
+
+impl PageRequest {
+    /// The first page of up to `limit` items.
+    pub fn first(limit: usize) -> Self {
+        PageRequest { token: None, limit }
+    }
+}
+
+/// One page of records in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records.
+    pub items: Vec<Versioned<T>>,
+    /// Token for the next page; `None` when this page is the last.
+    pub next_token: Option<String>,
+}
+
+/// The new version of one written record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenRecord {
+    /// Record table.
+    pub table: String,
+    /// Primary key.
+    pub key: String,
+    /// New version; 0 when the record was deleted.
+    pub version: u64,
+}
+
+/// What a successful commit wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Every write, in key order.
+    pub written: Vec<WrittenRecord>,
+}
+
+impl CommitInfo {
+    /// New version of `T`'s record `key` if this commit wrote it (0 for a delete).
+    pub fn version_of<T: Record>(&self, key: &str) -> Option<u64> {
+        self.written
+            .iter()
+            .find(|w| w.table == T::TABLE && w.key == key)
+            .map(|w| w.version)
+    }
+}
+
+/// Result of [`Store::update`].
+#[derive(Debug, Clone)]
+pub struct Updated<R> {
+    /// What the closure returned on the attempt that committed.
+    pub value: R,
+    /// What that commit wrote.
+    pub commit: CommitInfo,
+    /// How many earlier attempts conflicted and were retried.
+    pub conflicts: u32,
+}
+
+impl Store {
+    /// Creates or opens the redb store at `path` (schema checked and migrated).
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, OpenError> {
+        Ok(Store::with_backend(Arc::new(RedbBackend::open(path)?)))
+    }
+
+    /// A store over any backend.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    /// What was opened, with current record counts.
+    pub fn info(&self) -> Result<StoreInfo, StoreError> {
+        let r = self.backend.open_report();
+        Ok(StoreInfo {
+            path: r.path,
+            schema_version: r.schema_version,
+            created: r.created,
+            migrated_from: r.migrated_from,
+            record_counts: self.backend.table_counts()?,
+        })
+    }
+
+    /// Starts a transaction on a snapshot of the latest committed state.
+    ///
+    /// Keep transactions short: an open snapshot stops the engine reusing pages freed since.
+    pub fn begin(&self) -> Result<Txn, StoreError> {
+        Ok(Txn {
+            backend: Arc::clone(&self.backend),
+            snap: self.backend.snapshot()?,
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        })
+    }
+
+    /// Runs `f` in a transaction and commits it, retrying on a fresh snapshot after each conflict,
+    /// up to [`DEFAULT_UPDATE_ATTEMPTS`] attempts. `f` may run several times: keep side effects
+    /// out of it.
+    pub fn update<R, E, F>(&self, f: F) -> Result<Updated<R>, UpdateError<E>>
+    where
+        F: FnMut(&mut Txn) -> Result<R, E>,
+    {
+        self.update_with_attempts(DEFAULT_UPDATE_ATTEMPTS, f)
+    }
+
+    /// [`Store::update`] with an explicit attempt bound (at least one attempt is made).
+    pub fn update_with_attempts<R, E, F>(
+        &self,
+        max_attempts: u32,
+        mut f: F,
+    ) -> Result<Updated<R>, UpdateError<E>>
+    where
+        F: FnMut(&mut Txn) -> Result<R, E>,
+    {
+        let mut conflicts = 0u32;
+        let mut rng: Option<SmallRng> = None;
+        loop {
+            let mut txn = self.begin().map_err(UpdateError::Store)?;
+            let value = f(&mut txn).map_err(UpdateError::Aborted)?;
+            match txn.commit() {
+                Ok(commit) => {
+                    return Ok(Updated {
+                        value,
+                        commit,
+                        conflicts,
+                    });
+                }
+                Err(CommitError::Conflict { changed }) => {
+                    conflicts += 1;
+                    if conflicts >= max_attempts {
+                        return Err(UpdateError::TooManyConflicts {
+                            attempts: conflicts,
+                            last: changed,
+                        });
+                    }
+                    // Jittered, growing backoff so contending writers stop colliding in lockstep.
+                    let rng = rng.get_or_insert_with(seeded_rng);
+                    let cap_us = 50u64 << conflicts.min(8);
+                    std::thread::sleep(Duration::from_micros(rng.random_range(0..cap_us)));
+                }
+                Err(CommitError::Store(e)) => return Err(UpdateError::Store(e)),
+            }
+        }
+    }
+
+    /// Discrepancies between every record table and its index entries (empty when consistent).
+    pub fn verify_indexes(&self) -> Result<Vec<String>, StoreError> {
+        self.backend.verify_indexes()
+    }
+}
+
+fn seeded_rng() -> SmallRng {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is randomly keyed per process; hashing the thread id spreads threads apart.
+    SmallRng::seed_from_u64(RandomState::new().hash_one(std::thread::current().id()))
+}
+
+type TableKey = (String, String);
+
+/// An optimistic transaction: reads from one snapshot, buffers writes, and commits only if
+/// nothing it read has changed since (compare-and-swap on every record read or written).
+///
+/// Point reads ([`Txn::get`]) and every written key are conflict-checked at commit. Page
+/// lookups ([`Txn::list`], [`Txn::by_index`], [`Txn::scan_prefix`]) read the same snapshot but
+/// are not: records a decision depends on should be read with `get` (or written).
+///
+/// Dropping a transaction without committing discards it.
+pub struct Txn {
+    backend: Arc<dyn Backend>,
+    snap: Box<dyn Snapshot>,
+    /// (table, key) -> version read (0 = absent).
+    reads: BTreeMap<TableKey, u64>,
+    /// (table, key) -> new (index keys, value) or `None` for delete.
+    writes: BTreeMap<TableKey, Option<(Vec<(String, String)>, Vec<u8>)>>,
+}
+
+impl fmt::Debug for Txn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Txn")
+            .field("reads", &self.reads.len())
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Txn {
+    /// Reads record `key` of `T`, seeing this transaction's own buffered writes. The version read
+    /// joins the read set.
+    pub fn get<T: Record>(&mut self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        let tk = (T::TABLE.to_owned(), key.to_owned());
+        if let Some(w) = self.writes.get(&tk) {
+            let base = self.reads.get(&tk).copied().unwrap_or(0);
+            return w
+                .as_ref()
+                .map(|(_, data)| decode_value::<T>(key, base + 1, data))
+                .transpose();
+        }
+        let raw = self.snap.get(T::TABLE, key)?;
+        self.reads
+            .entry(tk)
+            .or_insert(raw.as_ref().map_or(0, |r| r.version));
+        raw.map(|r| decode_value::<T>(key, r.version, &r.data))
+            .transpose()
+    }
+
+    /// Buffers an insert or update of `value` under `value.key()`.
+    pub fn put<T: Record>(&mut self, value: &T) -> Result<(), StoreError> {
+        codec::validate_table(T::TABLE)?;
+        let key = value.key();
+        let index_keys = value.index_keys();
+        codec::validate_record_keys(T::TABLE, &key, &index_keys)?;
+        let data = serde_json::to_vec(value).map_err(|source| StoreError::Serialize {
+            table: T::TABLE,
+            key: key.clone(),
+            source,
+        })?;
+        let tk = self.read_before_write(T::TABLE, key)?;
+        let index_keys = index_keys
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
+        self.writes.insert(tk, Some((index_keys, data)));
+        Ok(())
+    }
+
+    /// Buffers a delete of record `key` of `T`; returns whether it existed in this transaction's
+    /// view.
+    pub fn delete<T: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
+        codec::validate_table(T::TABLE)?;
+        let tk = self.read_before_write(T::TABLE, key.to_owned())?;
+        let existed = match self.writes.get(&tk) {
+            Some(w) => w.is_some(),
+            None => self.reads.get(&tk).is_some_and(|v| *v > 0),
+        };
+        self.writes.insert(tk, None);
+        Ok(existed)
+    }
+
+    /// Makes sure a key about to be written is in the read set, so the write is CAS-protected.
+    fn read_before_write(&mut self, table: &str, key: String) -> Result<TableKey, StoreError> {
+        let tk = (table.to_owned(), key);
+        if !self.reads.contains_key(&tk) {
+            let version = self.snap.get(table, &tk.1)?.map_or(0, |r| r.version);
+            self.reads.insert(tk.clone(), version);
+        }
+        Ok(tk)
+    }
+
+    /// A page of `T` records in key order.
+    pub fn list<T: Record>(&self, page: PageRequest) -> Result<Page<T>, StoreError> {
+        self.scan_prefix::<T>("", page)
+    }
+
+    /// A page of `T` records whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<T: Record>(
+        &self,
+        prefix: &str,
+        page: PageRequest,
+    ) -> Result<Page<T>, StoreError> {
+        self.paged::<T>(
+            page,
+            |snap, after, n| snap.scan(T::TABLE, prefix, after, n),
+            |key, _| key.starts_with(prefix),
+        )
+    }
+
+    /// A page of `T` records with index entry `(index, value)`, in primary key order.
+    pub fn by_index<T: Record>(
+        &self,
+        index: &str,
+        value: &str,
+        page: PageRequest,
+    ) -> Result<Page<T>, StoreError> {
+        self.paged::<T>(
+            page,
+            |snap, after, n| snap.scan_index(T::TABLE, index, value, after, n),
+            |_, idx| idx.iter().any(|(i, v)| i == index && v == value),
+        )
+    }
+
+    /// Merges a snapshot page with this transaction's buffered writes.
+    ///
+    /// The snapshot may hold records this transaction deleted or re-indexed, so it fetches
+    /// `limit + (buffered writes in the table) + 1`: enough that the first `limit + 1` merged
+    /// keys are exact, which also tells whether another page follows.
+    fn paged<T: Record>(
+        &self,
+        page: PageRequest,
+        fetch: impl FnOnce(&dyn Snapshot, Option<&str>, usize) -> Result<Vec<(String, RawRecord)>, StoreError>,
+        pending_matches: impl Fn(&str, &[(String, String)]) -> bool,
+    ) -> Result<Page<T>, StoreError> {
+        if page.limit == 0 {
+            return Err(StoreError::InvalidPageRequest("limit must be at least 1"));
+        }
+        let after = page.token.as_deref().map(codec::decode_token).transpose()?;
+        let after = after.as_deref();
+        let pending: Vec<(&str, &Option<(Vec<(String, String)>, Vec<u8>)>)> = self
+            .writes
+            .range((T::TABLE.to_owned(), String::new())..)
+            .take_while(|((t, _), _)| t == T::TABLE)
+            .map(|((_, k), w)| (k.as_str(), w))
+            .collect();
+        let want = page.limit.saturating_add(pending.len()).saturating_add(1);
+
+        // key -> (version, data)
+        let mut merged: BTreeMap<&str, (u64, &[u8])> = BTreeMap::new();
+        let snap_items = fetch(self.snap.as_ref(), after, want)?;
+        let buffered = |k: &str| pending.binary_search_by(|(pk, _)| (*pk).cmp(k)).is_ok();
+        for (k, rec) in &snap_items {
+            if !buffered(k) {
+                merged.insert(k, (rec.version, &rec.data));
+            }
+        }
+        for (k, w) in &pending {
+            if after.is_some_and(|a| *k <= a) {
+                continue;
+            }
+            if let Some((idx, data)) = w {
+                if pending_matches(k, idx) {
+                    let base = self.reads.get(&(T::TABLE.to_owned(), (*k).to_owned()));
+                    merged.insert(k, (base.copied().unwrap_or(0) + 1, data));
+                }
+            }
+        }
+
+        let more = merged.len() > page.limit;
+        let mut items = Vec::with_capacity(page.limit.min(merged.len()));
+        let mut last = None;
+        for (k, (version, data)) in merged.into_iter().take(page.limit) {
+            items.push(decode_value::<T>(k, version, data)?);
+            last = Some(k);
+        }
+        Ok(Page {
+            items,
+            next_token: if more { last.map(codec::encode_token) } else { None },
+        })
+    }
+
+    /// Commits: checks every record read or written is still at the version read, then applies
+    /// all writes atomically and durably. On conflict nothing is written.
+    pub fn commit(self) -> Result<CommitInfo, CommitError> {
+        if self.writes.is_empty() && self.reads.is_empty() {
+            return Ok(CommitInfo::default());
+        }
+        // Release the snapshot first so the engine may reclaim pages it pinned.
+        drop(self.snap);
+        let reads: Vec<ReadEntry> = self
+            .reads
+            .into_iter()
+            .map(|((table, key), version)| ReadEntry {
+                table,
+                key,
+                version,
+            })
+            .collect();
+        let writes: Vec<WriteOp> = self
+            .writes
+            .into_iter()
+            .map(|((table, key), put)| WriteOp { table, key, put })
+            .collect();
+        let versions = self.backend.commit(&reads, &writes)?;
+        Ok(CommitInfo {
+            written: writes
+                .into_iter()
+                .zip(versions)
+                .map(|(w, version)| WrittenRecord {
+                    table: w.table,
+                    key: w.key,
+                    version,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn decode_value<T: Record>(key: &str, version: u64, data: &[u8]) -> Result<Versioned<T>, StoreError> {
+    let value = serde_json::from_slice(data).map_err(|source| StoreError::Deserialize {
+        table: T::TABLE.to_owned(),
+        key: key.to_owned(),
+        source,
+    })?;
+    Ok(Versioned { version, value })
+}
