@@ -1,0 +1,496 @@
+//! The placement view of a cluster: every instance's free resources, ports in
+//! use and attributes, plus dense per-group task counts and caches that keep
+//! the placement loop on plain numbers.
+
+use std::collections::HashMap;
+
+use crate::model::{NetworkMode, Protocol, TaskDefinition, TaskOverride};
+use crate::query::{Expr, QueryTarget};
+use crate::validate::{parse_task_cpu, parse_task_memory};
+
+use super::{Check, Constraint, PlacementRequest, protocol_index};
+
+/// Host ports handed out for dynamic mappings, as the ECS agent's default.
+pub const DEFAULT_EPHEMERAL_PORTS: (u16, u16) = (49153, 65535);
+
+/// A set of ports, kept sorted: instances use few ports, so a sorted vector
+/// is smaller and faster than a 64 Ki-bit map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSet(Vec<u16>);
+
+impl PortSet {
+    pub fn contains(&self, p: u16) -> bool {
+        self.0.binary_search(&p).is_ok()
+    }
+    /// Adds `p`; false when it was already there.
+    pub fn insert(&mut self, p: u16) -> bool {
+        match self.0.binary_search(&p) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, p);
+                true
+            }
+        }
+    }
+    pub fn remove(&mut self, p: u16) -> bool {
+        match self.0.binary_search(&p) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    /// How many ports of `lo..=hi` are in the set.
+    pub fn count_in(&self, lo: u16, hi: u16) -> usize {
+        let a = self.0.partition_point(|&p| p < lo);
+        let b = self.0.partition_point(|&p| p <= hi);
+        b - a
+    }
+    /// The lowest port of `lo..=hi` not in the set.
+    pub fn first_free(&self, lo: u16, hi: u16) -> Option<u16> {
+        let mut want = lo;
+        for &p in &self.0[self.0.partition_point(|&p| p < lo)..] {
+            if p > want {
+                break;
+            }
+            if p == want {
+                if want == hi {
+                    return None;
+                }
+                want += 1;
+            }
+        }
+        (want <= hi).then_some(want)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().copied()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What placement needs to know of a container instance when it is added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSpec {
+    pub arn: String,
+    /// `ec2InstanceId`: the host.
+    pub host_id: String,
+    /// status ACTIVE (not DRAINING or INACTIVE).
+    pub active: bool,
+    pub agent_connected: bool,
+    pub agent_version: Option<String>,
+    pub registered_at: f64,
+    pub attributes: Vec<(String, Option<String>)>,
+    pub cpu: u32,
+    pub memory: u32,
+    /// Ports the host keeps for itself (ECS's PORTS and PORTS_UDP resources).
+    pub reserved_tcp: Vec<u16>,
+    pub reserved_udp: Vec<u16>,
+}
+
+/// One instance as placement sees it.
+#[derive(Debug, Clone)]
+pub struct InstanceState {
+    pub spec: InstanceSpec,
+    pub cpu_free: u32,
+    pub mem_free: u32,
+    /// Host ports in use, TCP then UDP.
+    pub ports: [PortSet; 2],
+    pub running_tasks: u32,
+}
+
+impl InstanceState {
+    /// The value of attribute `name`: None when absent, Some(None) when set without a value.
+    pub fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        let attrs = &self.spec.attributes;
+        attrs.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| attrs[i].1.as_deref())
+    }
+}
+
+/// A task's demand on an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// CPU units reserved.
+    pub cpu: u32,
+    /// Memory MiB reserved.
+    pub memory: u32,
+    /// Host ports the task claims as given.
+    pub static_ports: Vec<(u16, Protocol)>,
+    /// One entry per mapping whose host port placement picks.
+    pub dynamic_ports: Vec<Protocol>,
+    /// The task group (`family:web`, `service:api`).
+    pub group: String,
+}
+
+impl TaskSpec {
+    /// The demand of a task of `td` with `overrides`: task-level cpu and
+    /// memory when given, else the containers' sums, where a container
+    /// reserves its memoryReservation, else its memory.
+    pub fn from_definition(td: &TaskDefinition, overrides: Option<&TaskOverride>, group: impl Into<String>) -> TaskSpec {
+        let mut cpu = 0u32;
+        let mut memory = 0u32;
+        let mut static_ports = Vec::new();
+        let mut dynamic_ports = Vec::new();
+        for d in &td.container_definitions {
+            let o = overrides.and_then(|o| o.container_overrides.iter().find(|c| c.name == d.name));
+            cpu = cpu.saturating_add(o.and_then(|o| o.cpu).or(d.cpu).unwrap_or(0));
+            let soft = o.and_then(|o| o.memory_reservation).or(d.memory_reservation);
+            let hard = o.and_then(|o| o.memory).or(d.memory);
+            memory = memory.saturating_add(soft.or(hard).unwrap_or(0));
+            for pm in &d.port_mappings {
+                let host = match td.network_mode {
+                    NetworkMode::Host => Some(pm.container_port),
+                    NetworkMode::Bridge => pm.static_host_port(),
+                    NetworkMode::None => continue,
+                };
+                match host.and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) => static_ports.push((p, pm.protocol())),
+                    None => dynamic_ports.push(pm.protocol()),
+                }
+            }
+        }
+        if let Some(c) = td.cpu.as_deref().and_then(parse_task_cpu) {
+            cpu = c;
+        }
+        if let Some(m) = td.memory.as_deref().and_then(parse_task_memory) {
+            memory = m;
+        }
+        TaskSpec { cpu, memory, static_ports, dynamic_ports, group: group.into() }
+    }
+}
+
+/// A column of interned values, one per instance.
+#[derive(Debug, Clone)]
+struct ValueColumn {
+    of_instance: Vec<u32>,
+    ids: HashMap<Option<String>, u32>,
+}
+
+/// The cluster as placement sees it. Build it from a store snapshot (or keep
+/// one current with deltas), then place against it.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    instances: Vec<InstanceState>,
+    by_arn: HashMap<String, usize>,
+    ephemeral: (u16, u16),
+    group_ids: HashMap<String, usize>,
+    group_names: Vec<String>,
+    /// Per group, its desired-RUNNING task count on each instance.
+    group_counts: Vec<Vec<u32>>,
+    /// Results of static memberOf expressions per instance, by source text.
+    static_slots: HashMap<String, usize>,
+    static_results: Vec<Vec<bool>>,
+    /// Interned spread values by attribute name (None: the host id).
+    column_slots: HashMap<Option<String>, usize>,
+    columns: Vec<ValueColumn>,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState::new(DEFAULT_EPHEMERAL_PORTS)
+    }
+}
+
+impl ClusterState {
+    pub fn new(ephemeral: (u16, u16)) -> Self {
+        ClusterState {
+            instances: Vec::new(),
+            by_arn: HashMap::new(),
+            ephemeral,
+            group_ids: HashMap::new(),
+            group_names: Vec::new(),
+            group_counts: Vec::new(),
+            static_slots: HashMap::new(),
+            static_results: Vec::new(),
+            column_slots: HashMap::new(),
+            columns: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+    pub fn instance(&self, i: usize) -> &InstanceState {
+        &self.instances[i]
+    }
+    pub fn instances(&self) -> &[InstanceState] {
+        &self.instances
+    }
+    pub fn index_of(&self, arn: &str) -> Option<usize> {
+        self.by_arn.get(arn).copied()
+    }
+    pub fn ephemeral_ports(&self) -> (u16, u16) {
+        self.ephemeral
+    }
+
+    /// Adds an instance with nothing running; returns its index.
+    pub fn add_instance(&mut self, mut spec: InstanceSpec) -> usize {
+        spec.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+        spec.attributes.dedup_by(|a, b| a.0 == b.0);
+        let mut ports = [PortSet::default(), PortSet::default()];
+        for &p in &spec.reserved_tcp {
+            ports[0].insert(p);
+        }
+        for &p in &spec.reserved_udp {
+            ports[1].insert(p);
+        }
+        let idx = self.instances.len();
+        self.by_arn.insert(spec.arn.clone(), idx);
+        self.instances.push(InstanceState { cpu_free: spec.cpu, mem_free: spec.memory, ports, running_tasks: 0, spec });
+        for col in &mut self.group_counts {
+            col.push(0);
+        }
+        self.invalidate();
+        idx
+    }
+
+    /// Replaces an instance's status, agent state and attributes (its
+    /// resources stay as they are).
+    pub fn update_instance(&mut self, i: usize, active: bool, agent_connected: bool, mut attributes: Vec<(String, Option<String>)>) {
+        attributes.sort_by(|a, b| a.0.cmp(&b.0));
+        attributes.dedup_by(|a, b| a.0 == b.0);
+        let s = &mut self.instances[i].spec;
+        s.active = active;
+        s.agent_connected = agent_connected;
+        s.attributes = attributes;
+        self.invalidate();
+    }
+
+    /// Cached per-instance results depend on status and attributes.
+    fn invalidate(&mut self) {
+        self.static_slots.clear();
+        self.static_results.clear();
+        self.column_slots.clear();
+        self.columns.clear();
+    }
+
+    /// The dense id of a task group, creating its count column.
+    pub fn group_id(&mut self, group: &str) -> usize {
+        if let Some(&g) = self.group_ids.get(group) {
+            return g;
+        }
+        let g = self.group_names.len();
+        self.group_ids.insert(group.to_owned(), g);
+        self.group_names.push(group.to_owned());
+        self.group_counts.push(vec![0; self.instances.len()]);
+        g
+    }
+
+    /// The group's task count on each instance.
+    pub fn group_counts(&self, gid: usize) -> &[u32] {
+        &self.group_counts[gid]
+    }
+
+    /// How many tasks of `group` run on instance `i`.
+    pub fn group_count(&self, group: &str, i: usize) -> u32 {
+        self.group_ids.get(group).map_or(0, |&g| self.group_counts[g][i])
+    }
+
+    /// Records a task already on instance `i` with the host ports it holds.
+    /// Used when building the state from the store. Resources saturate at
+    /// zero, so a store that over-committed (it never should) still loads.
+    pub fn add_task(&mut self, i: usize, task: &TaskSpec, host_ports: &[(u16, Protocol)]) {
+        let gid = self.group_id(&task.group);
+        let inst = &mut self.instances[i];
+        inst.cpu_free = inst.cpu_free.saturating_sub(task.cpu);
+        inst.mem_free = inst.mem_free.saturating_sub(task.memory);
+        for &(p, proto) in host_ports {
+            inst.ports[protocol_index(proto)].insert(p);
+        }
+        inst.running_tasks += 1;
+        self.group_counts[gid][i] += 1;
+    }
+
+    /// Frees what a task on instance `i` held (it stopped).
+    pub fn remove_task(&mut self, i: usize, task: &TaskSpec, host_ports: &[(u16, Protocol)]) {
+        let inst = &mut self.instances[i];
+        inst.cpu_free = (inst.cpu_free + task.cpu).min(inst.spec.cpu);
+        inst.mem_free = (inst.mem_free + task.memory).min(inst.spec.memory);
+        for &(p, proto) in host_ports {
+            inst.ports[protocol_index(proto)].remove(p);
+        }
+        inst.running_tasks = inst.running_tasks.saturating_sub(1);
+        if let Some(&g) = self.group_ids.get(&task.group) {
+            self.group_counts[g][i] = self.group_counts[g][i].saturating_sub(1);
+        }
+    }
+
+    /// Reserves a checked placement: resources, static ports, and the lowest
+    /// free ephemeral ports for the dynamic mappings, which it returns.
+    pub(super) fn reserve(&mut self, i: usize, task: &TaskSpec, gid: usize) -> Vec<u16> {
+        let (lo, hi) = self.ephemeral;
+        let inst = &mut self.instances[i];
+        inst.cpu_free -= task.cpu;
+        inst.mem_free -= task.memory;
+        for &(p, proto) in &task.static_ports {
+            inst.ports[protocol_index(proto)].insert(p);
+        }
+        let mut chosen = Vec::with_capacity(task.dynamic_ports.len());
+        for &proto in &task.dynamic_ports {
+            let set = &mut inst.ports[protocol_index(proto)];
+            // check_at made sure enough are free.
+            if let Some(p) = set.first_free(lo, hi) {
+                set.insert(p);
+                chosen.push(p);
+            }
+        }
+        inst.running_tasks += 1;
+        self.group_counts[gid][i] += 1;
+        chosen
+    }
+
+    /// Runs every check of the pipeline on instance `i`; the first that fails is returned.
+    #[inline]
+    pub(super) fn check_at(&self, i: usize, req: &PlacementRequest, group_counts: &[u32], cached: &[Option<usize>]) -> Result<(), Check> {
+        let inst = &self.instances[i];
+        let t = &req.task;
+        if !inst.spec.active || !inst.spec.agent_connected {
+            return Err(Check::Agent);
+        }
+        if inst.cpu_free < t.cpu {
+            return Err(Check::Cpu);
+        }
+        if inst.mem_free < t.memory {
+            return Err(Check::Memory);
+        }
+        if !t.static_ports.is_empty() || !t.dynamic_ports.is_empty() {
+            for &(p, proto) in &t.static_ports {
+                if inst.ports[protocol_index(proto)].contains(p) {
+                    return Err(Check::Ports);
+                }
+            }
+            let (lo, hi) = self.ephemeral;
+            for proto in [Protocol::Tcp, Protocol::Udp] {
+                let need = t.dynamic_ports.iter().filter(|p| **p == proto).count();
+                if need == 0 {
+                    continue;
+                }
+                let own = t.static_ports.iter().filter(|(p, q)| *q == proto && (lo..=hi).contains(p)).count();
+                let free = usize::from(hi - lo) + 1 - inst.ports[protocol_index(proto)].count_in(lo, hi);
+                if free < need + own {
+                    return Err(Check::Ports);
+                }
+            }
+        }
+        for (c, slot) in req.constraints.iter().zip(cached) {
+            let ok = match (c, slot) {
+                (Constraint::DistinctInstance, _) => group_counts[i] == 0,
+                (Constraint::MemberOf { .. }, Some(s)) => self.static_results[*s][i],
+                (Constraint::MemberOf { expr, .. }, None) => expr.eval(&InstanceRef { state: self, i }),
+            };
+            if !ok {
+                return Err(Check::Attribute);
+            }
+        }
+        Ok(())
+    }
+
+    /// The cache slot holding `expr`'s result on every instance; `expr` must
+    /// be static (not depend on tasks), which is what makes caching sound.
+    pub(super) fn static_constraint(&mut self, source: &str, expr: &Expr) -> usize {
+        if let Some(&s) = self.static_slots.get(source) {
+            return s;
+        }
+        let results: Vec<bool> = (0..self.instances.len()).map(|i| expr.eval(&InstanceRef { state: self, i })).collect();
+        let s = self.static_results.len();
+        self.static_results.push(results);
+        self.static_slots.insert(source.to_owned(), s);
+        s
+    }
+
+    /// A column interning each instance's value of attribute `name` (None:
+    /// the host id). A missing attribute is a value of its own, so instances
+    /// without it are balanced as one more group.
+    pub(super) fn value_column(&mut self, name: Option<&String>) -> usize {
+        let key = name.cloned();
+        if let Some(&c) = self.column_slots.get(&key) {
+            return c;
+        }
+        let mut ids: HashMap<Option<String>, u32> = HashMap::new();
+        let of_instance = self
+            .instances
+            .iter()
+            .map(|inst| {
+                let v = match name {
+                    Some(n) => inst.attribute(n).map(|v| v.unwrap_or("").to_owned()),
+                    None => Some(inst.spec.host_id.clone()),
+                };
+                let next = ids.len() as u32;
+                *ids.entry(v).or_insert(next)
+            })
+            .collect();
+        let c = self.columns.len();
+        self.columns.push(ValueColumn { of_instance, ids });
+        self.column_slots.insert(key, c);
+        c
+    }
+
+    pub(super) fn column(&self, c: usize) -> &[u32] {
+        &self.columns[c].of_instance
+    }
+
+    pub(super) fn column_values(&self, c: usize) -> usize {
+        self.columns[c].ids.len()
+    }
+}
+
+/// Instance `i` seen by the cluster query language.
+struct InstanceRef<'a> {
+    state: &'a ClusterState,
+    i: usize,
+}
+
+impl QueryTarget for InstanceRef<'_> {
+    fn agent_connected(&self) -> bool {
+        self.state.instances[self.i].spec.agent_connected
+    }
+    fn agent_version(&self) -> Option<&str> {
+        self.state.instances[self.i].spec.agent_version.as_deref()
+    }
+    fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        self.state.instances[self.i].attribute(name)
+    }
+    fn ec2_instance_id(&self) -> &str {
+        &self.state.instances[self.i].spec.host_id
+    }
+    fn registered_at(&self) -> f64 {
+        self.state.instances[self.i].spec.registered_at
+    }
+    fn running_tasks_count(&self) -> u32 {
+        self.state.instances[self.i].running_tasks
+    }
+    fn any_task_group(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.state.group_counts.iter().zip(&self.state.group_names).any(|(col, name)| col[self.i] > 0 && f(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_set_first_free_skips_used() {
+        let mut s = PortSet::default();
+        for p in [10, 11, 13, 20] {
+            s.insert(p);
+        }
+        assert_eq!(s.first_free(10, 20), Some(12));
+        assert_eq!(s.first_free(13, 13), None);
+        assert_eq!(s.first_free(14, 19), Some(14));
+        assert_eq!(s.count_in(10, 13), 3);
+        s.insert(12);
+        assert_eq!(s.first_free(10, 13), None);
+        assert_eq!(s.first_free(10, 65535), Some(14));
+        let mut full = PortSet::default();
+        full.insert(65535);
+        assert_eq!(full.first_free(65535, 65535), None);
+    }
+}
