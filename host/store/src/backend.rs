@@ -29,8 +29,17 @@ pub struct WriteOp {
     pub table: String,
     /// Primary key.
     pub key: String,
-    /// `Some((index keys, serialised value))` to store, `None` to delete.
-    pub put: Option<(Vec<(String, String)>, Vec<u8>)>,
+    /// The record to store, or `None` to delete.
+    pub put: Option<NewRecord>,
+}
+
+/// The content of a buffered put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// `(index name, indexed value)` entries of the record.
+    pub index_keys: Vec<(String, String)>,
+    /// The serialised value.
+    pub data: Vec<u8>,
 }
 
 /// A storage engine holding versioned records and their secondary indexes.
@@ -38,9 +47,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// A consistent read view of the latest committed state.
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
 
-    /// Atomically: if every read entry is still at its version, apply `writes` (version = current
-    /// + 1, index entries replaced) durably and return the new version of each write (0 for a
-    /// delete), in order. Otherwise write nothing and return [`CommitError::Conflict`].
+    /// Atomically: if every read entry is still at its version, apply `writes` durably (version
+    /// becomes current plus one, index entries are replaced) and return the new version of each
+    /// write (0 for a delete), in order. Otherwise write nothing and return
+    /// [`CommitError::Conflict`].
     fn commit(&self, reads: &[ReadEntry], writes: &[WriteOp]) -> Result<Vec<u64>, CommitError>;
 
     /// Number of records per record table.

@@ -58,8 +58,12 @@ pub fn decode_record(table: &str, key: &str, bytes: &[u8]) -> Result<RawRecord, 
     let n = r.u32().ok_or_else(|| corrupt("truncated index count"))?;
     let mut index_keys = Vec::new();
     for _ in 0..n {
-        let name = r.string().ok_or_else(|| corrupt("truncated or non-UTF-8 index name"))?;
-        let value = r.string().ok_or_else(|| corrupt("truncated or non-UTF-8 index value"))?;
+        let name = r
+            .string()
+            .ok_or_else(|| corrupt("truncated or non-UTF-8 index name"))?;
+        let value = r
+            .string()
+            .ok_or_else(|| corrupt("truncated or non-UTF-8 index value"))?;
         index_keys.push((name, value));
     }
     Ok(RawRecord {

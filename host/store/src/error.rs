@@ -147,7 +147,10 @@ pub enum UpdateError<E> {
     #[error("update aborted: {0}")]
     Aborted(E),
     /// Every attempt conflicted.
-    #[error("update gave up after {attempts} conflicting attempts; last: {}", join(last))]
+    #[error(
+        "update gave up after {attempts} conflicting attempts; last: {}",
+        join(last)
+    )]
     TooManyConflicts {
         /// How many times the closure ran and conflicted.
         attempts: u32,

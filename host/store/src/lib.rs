@@ -31,7 +31,7 @@ mod error;
 mod redb_backend;
 mod store;
 
-pub use backend::{Backend, OpenReport, ReadEntry, Snapshot, WriteOp};
+pub use backend::{Backend, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp};
 pub use codec::RawRecord;
 pub use error::{CommitError, ConflictEntry, OpenError, StoreError, UpdateError};
 pub use redb_backend::{RedbBackend, SCHEMA_VERSION};

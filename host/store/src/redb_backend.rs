@@ -14,7 +14,7 @@ use redb::{
     ReadableTableMetadata, TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
-use crate::backend::{Backend, OpenReport, ReadEntry, Snapshot, WriteOp};
+use crate::backend::{Backend, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp};
 use crate::codec::{
     self, RESERVED_PREFIX, RawRecord, decode_record, decode_version, index_entry_key,
     index_value_prefix, split_index_entry,
@@ -54,7 +54,13 @@ pub(crate) struct Migration {
 
 impl fmt::Debug for Migration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Migration({} -> {}: {})", self.from, self.from + 1, self.description)
+        write!(
+            f,
+            "Migration({} -> {}: {})",
+            self.from,
+            self.from + 1,
+            self.description
+        )
     }
 }
 
@@ -156,10 +162,12 @@ fn read_schema_version(db: &Database, path: &Path) -> Result<Option<u32>, OpenEr
     let Some(v) = meta.get(META_SCHEMA_KEY).map_err(|e| bad(e.to_string()))? else {
         return Err(bad("meta table without a schema version".to_owned()));
     };
-    let bytes: [u8; 4] = v
-        .value()
-        .try_into()
-        .map_err(|_| bad(format!("schema version is {} bytes, not 4", v.value().len())))?;
+    let bytes: [u8; 4] = v.value().try_into().map_err(|_| {
+        bad(format!(
+            "schema version is {} bytes, not 4",
+            v.value().len()
+        ))
+    })?;
     Ok(Some(u32::from_le_bytes(bytes)))
 }
 
@@ -340,9 +348,13 @@ impl Backend for RedbBackend {
         let mut versions = vec![0; writes.len()];
         for (table, ops) in by_table {
             codec::validate_table(table)?;
-            let mut records = wtx.open_table(record_table(table)).map_err(StoreError::from)?;
+            let mut records = wtx
+                .open_table(record_table(table))
+                .map_err(StoreError::from)?;
             let idx_name = index_table_name(table);
-            let mut idx = wtx.open_table(index_table(&idx_name)).map_err(StoreError::from)?;
+            let mut idx = wtx
+                .open_table(index_table(&idx_name))
+                .map_err(StoreError::from)?;
             for (i, op) in ops {
                 let key = op.key.as_str();
                 let old = records
@@ -358,7 +370,7 @@ impl Backend for RedbBackend {
                     }
                 }
                 match &op.put {
-                    Some((index_keys, data)) => {
+                    Some(NewRecord { index_keys, data }) => {
                         let version = old_version + 1;
                         let bytes = codec::encode_record(version, index_keys, data);
                         records
@@ -494,7 +506,6 @@ fn conflict_or(changed: Vec<ConflictEntry>, ok: Vec<u64>) -> Result<Vec<u64>, Co
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,8 +561,14 @@ mod tests {
             other => panic!("unexpected error {other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{msg}");
-        assert!(msg.contains(&format!("at most version {SCHEMA_VERSION}")), "{msg}");
+        assert!(
+            msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("at most version {SCHEMA_VERSION}")),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -588,7 +605,10 @@ mod tests {
         let path = dir.path().join("s.redb");
         drop(RedbBackend::open_with(&path, 1, &[]).expect("create v1"));
         let err = RedbBackend::open_with(&path, 2, &[]).expect_err("no step");
-        assert!(matches!(err, OpenError::Migration { from: 1, to: 2, .. }), "{err}");
+        assert!(
+            matches!(err, OpenError::Migration { from: 1, to: 2, .. }),
+            "{err}"
+        );
         // The file stays at version 1 and still opens with the build that knows it.
         RedbBackend::open_with(&path, 1, &[]).expect("still v1");
     }

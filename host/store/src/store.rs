@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::backend::{Backend, ReadEntry, Snapshot, WriteOp};
+use crate::backend::{Backend, NewRecord, ReadEntry, Snapshot, WriteOp};
 use crate::codec::{self, RawRecord};
 use crate::error::{CommitError, OpenError, StoreError, UpdateError};
 use crate::redb_backend::RedbBackend;
@@ -233,14 +233,18 @@ type TableKey = (String, String);
 /// lookups ([`Txn::list`], [`Txn::by_index`], [`Txn::scan_prefix`]) read the same snapshot but
 /// are not: records a decision depends on should be read with `get` (or written).
 ///
+/// Versions restart at 1 after a delete, so a record deleted and re-created up to the same
+/// version between a read and the commit is not detected (ABA); berth's keys (ARNs with random
+/// ids) are not reused, which makes that moot for them.
+///
 /// Dropping a transaction without committing discards it.
 pub struct Txn {
     backend: Arc<dyn Backend>,
     snap: Box<dyn Snapshot>,
     /// (table, key) -> version read (0 = absent).
     reads: BTreeMap<TableKey, u64>,
-    /// (table, key) -> new (index keys, value) or `None` for delete.
-    writes: BTreeMap<TableKey, Option<(Vec<(String, String)>, Vec<u8>)>>,
+    /// (table, key) -> the new record, or `None` for delete.
+    writes: BTreeMap<TableKey, Option<NewRecord>>,
 }
 
 impl fmt::Debug for Txn {
@@ -256,12 +260,13 @@ impl Txn {
     /// Reads record `key` of `T`, seeing this transaction's own buffered writes. The version read
     /// joins the read set.
     pub fn get<T: Record>(&mut self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        codec::validate_table(T::TABLE)?;
         let tk = (T::TABLE.to_owned(), key.to_owned());
         if let Some(w) = self.writes.get(&tk) {
             let base = self.reads.get(&tk).copied().unwrap_or(0);
             return w
                 .as_ref()
-                .map(|(_, data)| decode_value::<T>(key, base + 1, data))
+                .map(|w| decode_value::<T>(key, base + 1, &w.data))
                 .transpose();
         }
         let raw = self.snap.get(T::TABLE, key)?;
@@ -288,7 +293,7 @@ impl Txn {
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v))
             .collect();
-        self.writes.insert(tk, Some((index_keys, data)));
+        self.writes.insert(tk, Some(NewRecord { index_keys, data }));
         Ok(())
     }
 
@@ -355,15 +360,20 @@ impl Txn {
     fn paged<T: Record>(
         &self,
         page: PageRequest,
-        fetch: impl FnOnce(&dyn Snapshot, Option<&str>, usize) -> Result<Vec<(String, RawRecord)>, StoreError>,
+        fetch: impl FnOnce(
+            &dyn Snapshot,
+            Option<&str>,
+            usize,
+        ) -> Result<Vec<(String, RawRecord)>, StoreError>,
         pending_matches: impl Fn(&str, &[(String, String)]) -> bool,
     ) -> Result<Page<T>, StoreError> {
+        codec::validate_table(T::TABLE)?;
         if page.limit == 0 {
             return Err(StoreError::InvalidPageRequest("limit must be at least 1"));
         }
         let after = page.token.as_deref().map(codec::decode_token).transpose()?;
         let after = after.as_deref();
-        let pending: Vec<(&str, &Option<(Vec<(String, String)>, Vec<u8>)>)> = self
+        let pending: Vec<(&str, &Option<NewRecord>)> = self
             .writes
             .range((T::TABLE.to_owned(), String::new())..)
             .take_while(|((t, _), _)| t == T::TABLE)
@@ -384,11 +394,11 @@ impl Txn {
             if after.is_some_and(|a| *k <= a) {
                 continue;
             }
-            if let Some((idx, data)) = w {
-                if pending_matches(k, idx) {
-                    let base = self.reads.get(&(T::TABLE.to_owned(), (*k).to_owned()));
-                    merged.insert(k, (base.copied().unwrap_or(0) + 1, data));
-                }
+            if let Some(w) = w
+                && pending_matches(k, &w.index_keys)
+            {
+                let base = self.reads.get(&(T::TABLE.to_owned(), (*k).to_owned()));
+                merged.insert(k, (base.copied().unwrap_or(0) + 1, &w.data));
             }
         }
 
@@ -401,7 +411,11 @@ impl Txn {
         }
         Ok(Page {
             items,
-            next_token: if more { last.map(codec::encode_token) } else { None },
+            next_token: if more {
+                last.map(codec::encode_token)
+            } else {
+                None
+            },
         })
     }
 
@@ -442,7 +456,11 @@ impl Txn {
     }
 }
 
-fn decode_value<T: Record>(key: &str, version: u64, data: &[u8]) -> Result<Versioned<T>, StoreError> {
+fn decode_value<T: Record>(
+    key: &str,
+    version: u64,
+    data: &[u8],
+) -> Result<Versioned<T>, StoreError> {
     let value = serde_json::from_slice(data).map_err(|source| StoreError::Deserialize {
         table: T::TABLE.to_owned(),
         key: key.to_owned(),

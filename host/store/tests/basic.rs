@@ -17,7 +17,10 @@ impl Record for Task {
         self.arn.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![("cluster", self.cluster.clone()), ("status", self.status.clone())];
+        let mut v = vec![
+            ("cluster", self.cluster.clone()),
+            ("status", self.status.clone()),
+        ];
         v.extend(self.tags.iter().map(|t| ("tag", t.clone())));
         v
     }
@@ -57,7 +60,11 @@ fn keys(page: &berth_store::Page<Task>) -> Vec<String> {
 
 fn all_by_index(store: &Store, index: &str, value: &str) -> anyhow::Result<Vec<String>> {
     let txn = store.begin()?;
-    Ok(keys(&txn.by_index::<Task>(index, value, PageRequest::first(1000))?))
+    Ok(keys(&txn.by_index::<Task>(
+        index,
+        value,
+        PageRequest::first(1000),
+    )?))
 }
 
 #[test]
@@ -67,7 +74,9 @@ fn crud_and_versions() -> anyhow::Result<()> {
     assert!(txn.get::<Task>("arn:task/0001")?.is_none());
     txn.put(&task(1, "c1", "PENDING"))?;
     // Reads see the transaction's own writes, with the version the commit will give.
-    let own = txn.get::<Task>("arn:task/0001")?.expect("own write visible");
+    let own = txn
+        .get::<Task>("arn:task/0001")?
+        .expect("own write visible");
     assert_eq!(own.version, 1);
     let info = txn.commit()?;
     assert_eq!(info.version_of::<Task>("arn:task/0001"), Some(1));
@@ -83,7 +92,10 @@ fn crud_and_versions() -> anyhow::Result<()> {
     let t = txn.get::<Task>("arn:task/0001")?.expect("present");
     assert_eq!((t.version, t.value.status.as_str()), (2, "RUNNING"));
     assert!(txn.delete::<Task>("arn:task/0001")?);
-    assert!(txn.get::<Task>("arn:task/0001")?.is_none(), "own delete visible");
+    assert!(
+        txn.get::<Task>("arn:task/0001")?.is_none(),
+        "own delete visible"
+    );
     assert!(!txn.delete::<Task>("arn:task/0001")?);
     assert_eq!(txn.commit()?.version_of::<Task>("arn:task/0001"), Some(0));
 
@@ -121,7 +133,10 @@ fn indexes_follow_updates_and_deletes() -> anyhow::Result<()> {
     txn.commit()?;
     assert_eq!(all_by_index(&store, "cluster", "even")?.len(), 3);
     assert_eq!(all_by_index(&store, "status", "PENDING")?.len(), 6);
-    assert_eq!(all_by_index(&store, "tag", "b")?, ["arn:task/0000", "arn:task/0001"]);
+    assert_eq!(
+        all_by_index(&store, "tag", "b")?,
+        ["arn:task/0000", "arn:task/0001"]
+    );
 
     // Move a task between clusters, change a status, drop tags, delete one.
     let mut txn = store.begin()?;
@@ -133,15 +148,24 @@ fn indexes_follow_updates_and_deletes() -> anyhow::Result<()> {
     txn.delete::<Task>("arn:task/0003")?;
     // The transaction's own index view is already updated.
     let own = txn.by_index::<Task>("cluster", "odd", PageRequest::first(100))?;
-    assert_eq!(keys(&own), ["arn:task/0000", "arn:task/0001", "arn:task/0005"]);
+    assert_eq!(
+        keys(&own),
+        ["arn:task/0000", "arn:task/0001", "arn:task/0005"]
+    );
     txn.commit()?;
 
-    assert_eq!(all_by_index(&store, "cluster", "even")?, ["arn:task/0002", "arn:task/0004"]);
+    assert_eq!(
+        all_by_index(&store, "cluster", "even")?,
+        ["arn:task/0002", "arn:task/0004"]
+    );
     assert_eq!(
         all_by_index(&store, "cluster", "odd")?,
         ["arn:task/0000", "arn:task/0001", "arn:task/0005"]
     );
-    assert_eq!(all_by_index(&store, "status", "RUNNING")?, ["arn:task/0000"]);
+    assert_eq!(
+        all_by_index(&store, "status", "RUNNING")?,
+        ["arn:task/0000"]
+    );
     assert_eq!(all_by_index(&store, "status", "PENDING")?.len(), 4);
     assert_eq!(all_by_index(&store, "tag", "a")?, ["arn:task/0001"]);
     assert!(all_by_index(&store, "cluster", "nope")?.is_empty());
@@ -159,7 +183,11 @@ fn pagination_with_tokens() -> anyhow::Result<()> {
     let (_dir, store) = open()?;
     let mut txn = store.begin()?;
     for n in 0..25 {
-        txn.put(&task(n, if n % 5 == 0 { "five" } else { "other" }, "PENDING"))?;
+        txn.put(&task(
+            n,
+            if n % 5 == 0 { "five" } else { "other" },
+            "PENDING",
+        ))?;
     }
     txn.put(&Note {
         id: "n".into(),
@@ -272,7 +300,10 @@ fn malformed_token_is_an_error() -> anyhow::Result<()> {
 fn invalid_keys_are_refused() -> anyhow::Result<()> {
     let (_dir, store) = open()?;
     let mut txn = store.begin()?;
-    assert!(matches!(txn.put(&task(1, "bad\0cluster", "x")), Err(StoreError::InvalidKey { .. })));
+    assert!(matches!(
+        txn.put(&task(1, "bad\0cluster", "x")),
+        Err(StoreError::InvalidKey { .. })
+    ));
     let mut t = task(1, "c", "x");
     t.arn = String::new();
     assert!(matches!(txn.put(&t), Err(StoreError::InvalidKey { .. })));
@@ -304,15 +335,41 @@ fn concurrent_writers_conflict_and_nothing_is_written() -> anyhow::Result<()> {
         panic!("expected conflict, got {err}");
     };
     assert_eq!(changed.len(), 2, "{changed:?}");
-    assert_eq!((changed[0].key.as_str(), changed[0].read_version, changed[0].current_version), ("arn:task/0001", 1, 2));
-    assert_eq!((changed[1].key.as_str(), changed[1].read_version, changed[1].current_version), ("arn:task/0002", 0, 1));
+    assert_eq!(
+        (
+            changed[0].key.as_str(),
+            changed[0].read_version,
+            changed[0].current_version
+        ),
+        ("arn:task/0001", 1, 2)
+    );
+    assert_eq!(
+        (
+            changed[1].key.as_str(),
+            changed[1].read_version,
+            changed[1].current_version
+        ),
+        ("arn:task/0002", 0, 1)
+    );
     let msg = err.to_string();
-    assert!(msg.contains("tasks/arn:task/0001") && msg.contains("tasks/arn:task/0002"), "{msg}");
+    assert!(
+        msg.contains("tasks/arn:task/0001") && msg.contains("tasks/arn:task/0002"),
+        "{msg}"
+    );
 
     let mut check = store.begin()?;
-    assert_eq!(check.get::<Task>("arn:task/0001")?.expect("1").value.status, "A");
-    assert_eq!(check.get::<Task>("arn:task/0002")?.expect("2").value.status, "A");
-    assert!(check.get::<Task>("arn:task/0003")?.is_none(), "b wrote nothing");
+    assert_eq!(
+        check.get::<Task>("arn:task/0001")?.expect("1").value.status,
+        "A"
+    );
+    assert_eq!(
+        check.get::<Task>("arn:task/0002")?.expect("2").value.status,
+        "A"
+    );
+    assert!(
+        check.get::<Task>("arn:task/0003")?.is_none(),
+        "b wrote nothing"
+    );
     assert!(store.verify_indexes()?.is_empty());
     Ok(())
 }
@@ -337,7 +394,9 @@ fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
     let (_dir, store) = open()?;
     let mut interfered = false;
     let out = store.update(|txn| -> Result<u32, StoreError> {
-        let n = txn.get::<Note>("n")?.map_or(0, |v| v.value.text.len() as u32);
+        let n = txn
+            .get::<Note>("n")?
+            .map_or(0, |v| v.value.text.len() as u32);
         if !interfered {
             // Another writer sneaks in between our read and our commit, once.
             interfered = true;
@@ -346,7 +405,9 @@ fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
                 id: "n".into(),
                 text: "x".into(),
             })?;
-            other.commit().map_err(|e| StoreError::Backend(e.to_string()))?;
+            other
+                .commit()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
         }
         txn.put(&Note {
             id: "n".into(),
@@ -369,7 +430,9 @@ fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
             id: "n".into(),
             text: "z".into(),
         })?;
-        other.commit().map_err(|e| StoreError::Backend(e.to_string()))?;
+        other
+            .commit()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         txn.put(&Note {
             id: "n".into(),
             text: "mine".into(),

@@ -110,8 +110,12 @@ fn cas_counters_and_budget_under_contention() -> anyhow::Result<()> {
                         Ok(false)
                     })?;
                     tally.commits.fetch_add(1, Ordering::Relaxed);
-                    tally.conflicts.fetch_add(u64::from(out.conflicts), Ordering::Relaxed);
-                    tally.reserved.fetch_add(u64::from(out.value), Ordering::Relaxed);
+                    tally
+                        .conflicts
+                        .fetch_add(u64::from(out.conflicts), Ordering::Relaxed);
+                    tally
+                        .reserved
+                        .fetch_add(u64::from(out.value), Ordering::Relaxed);
                     tally.per_counter[(t + n) % COUNTERS].fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -150,7 +154,11 @@ fn cas_counters_and_budget_under_contention() -> anyhow::Result<()> {
     assert_eq!(total, commits);
 
     let budget = txn.get::<Budget>("cpu")?.expect("budget").value;
-    assert!(budget.remaining >= 0, "budget over-committed: {}", budget.remaining);
+    assert!(
+        budget.remaining >= 0,
+        "budget over-committed: {}",
+        budget.remaining
+    );
     assert_eq!(reserved as i64, BUDGET - budget.remaining);
     assert_eq!(reserved as i64, BUDGET.min(commits as i64));
     let stored = txn.list::<Reservation>(PageRequest::first(10_000))?;

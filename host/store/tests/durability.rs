@@ -92,7 +92,11 @@ fn child_writer() -> anyhow::Result<()> {
         return Ok(()); // Only the crash test's child does anything here.
     };
     let store = Store::open(&path)?;
-    let first = store.begin()?.get::<Progress>("p")?.map_or(0, |p| p.value.op) + 1;
+    let first = store
+        .begin()?
+        .get::<Progress>("p")?
+        .map_or(0, |p| p.value.op)
+        + 1;
     let deadline = Instant::now() + Duration::from_secs(20);
     for op in first.. {
         if Instant::now() > deadline {
@@ -174,17 +178,20 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 // libtest may print "test child_writer ... " before the first ack on its line.
                 let ack = line.rfind("ack ").map(|i| &line[i + 4..]);
-                if let Some(n) = ack.and_then(|n| n.trim().parse::<u64>().ok()) {
-                    if tx.send(n).is_err() {
-                        break;
-                    }
+                if let Some(n) = ack.and_then(|n| n.trim().parse::<u64>().ok())
+                    && tx.send(n).is_err()
+                {
+                    break;
                 }
             }
         });
@@ -213,7 +220,10 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
         }
         child.kill()?; // SIGKILL
         let status = child.wait()?;
-        anyhow::ensure!(!status.success(), "round {round}: child exited on its own: {status}");
+        anyhow::ensure!(
+            !status.success(),
+            "round {round}: child exited on its own: {status}"
+        );
         if reader.join().is_err() {
             anyhow::bail!("reader thread panicked");
         }
@@ -225,7 +235,10 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
         }
 
         let store = Store::open(&path)?;
-        let progress = store.begin()?.get::<Progress>("p")?.map_or(0, |p| p.value.op);
+        let progress = store
+            .begin()?
+            .get::<Progress>("p")?
+            .map_or(0, |p| p.value.op);
         // Every ack is durable; at most one commit can have landed without its ack printed.
         anyhow::ensure!(
             progress == acked || progress == acked + 1,
@@ -243,14 +256,24 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
             "round {round}: store differs from replayed ops 1..={progress} (seed {seed})"
         );
         let problems = store.verify_indexes()?;
-        anyhow::ensure!(problems.is_empty(), "round {round}: index problems: {problems:?}");
+        anyhow::ensure!(
+            problems.is_empty(),
+            "round {round}: index problems: {problems:?}"
+        );
         // Spot-check an index lookup against the model.
         let txn = store.begin()?;
         let g = format!("g{}", rng.random_range(0..5));
         let by_group = txn.by_index::<Item>("group", &g, PageRequest::first(1000))?;
-        let expected: Vec<&String> = model.iter().filter(|(_, (_, i))| i.group == g).map(|(k, _)| k).collect();
+        let expected: Vec<&String> = model
+            .iter()
+            .filter(|(_, (_, i))| i.group == g)
+            .map(|(k, _)| k)
+            .collect();
         let got: Vec<String> = by_group.items.iter().map(|v| v.value.key()).collect();
-        anyhow::ensure!(got.iter().eq(expected.into_iter()), "round {round}: group index differs");
+        anyhow::ensure!(
+            got.iter().eq(expected.into_iter()),
+            "round {round}: group index differs"
+        );
     }
     eprintln!(
         "{KILLS} kills ({mid_stream_kills} after acks, {unacked_landed} with a commit durable but \
@@ -259,6 +282,9 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
         started.elapsed()
     );
     anyhow::ensure!(acked > 0, "the writer never committed anything");
-    anyhow::ensure!(mid_stream_kills >= KILLS / 4, "too few kills landed mid-stream");
+    anyhow::ensure!(
+        mid_stream_kills >= KILLS / 4,
+        "too few kills landed mid-stream"
+    );
     Ok(())
 }
