@@ -69,11 +69,10 @@ impl Check {
         self.errors.push(FieldError { path: path.into(), message: message.into() });
     }
     fn range(&mut self, path: &str, v: Option<u32>, lo: u32, hi: u32) {
-        if let Some(v) = v {
-            if v < lo || v > hi {
+        if let Some(v) = v
+            && (v < lo || v > hi) {
                 self.err(path, format!("{v} is out of range {lo}-{hi}"));
             }
-        }
     }
     fn finish(self) -> Result<(), InvalidInput> {
         if self.errors.is_empty() { Ok(()) } else { Err(InvalidInput(self.errors)) }
@@ -201,39 +200,35 @@ fn container(
             c.err(format!("{p}.memory"), format!("{m} MiB is below Docker's minimum of 6 MiB"));
         }
     }
-    if let (Some(hard), Some(soft)) = (d.memory, d.memory_reservation) {
-        if soft > hard {
+    if let (Some(hard), Some(soft)) = (d.memory, d.memory_reservation)
+        && soft > hard {
             c.err(format!("{p}.memoryReservation"), format!("{soft} MiB is more than the hard limit memory {hard} MiB"));
         }
-    }
     c.range(&format!("{p}.stopTimeout"), d.stop_timeout, 0, 120);
     for (j, pm) in d.port_mappings.iter().enumerate() {
         let pp = format!("{p}.portMappings[{j}]");
         if pm.container_port == 0 || pm.container_port > 65535 {
             c.err(format!("{pp}.containerPort"), format!("{} is not a port number", pm.container_port));
         }
-        if let Some(h) = pm.host_port {
-            if h > 65535 {
+        if let Some(h) = pm.host_port
+            && h > 65535 {
                 c.err(format!("{pp}.hostPort"), format!("{h} is not a port number"));
             }
-        }
         match network {
-            NetworkMode::None => c.err(format!("{pp}"), "port mappings are not allowed with networkMode none"),
+            NetworkMode::None => c.err(pp.to_string(), "port mappings are not allowed with networkMode none"),
             NetworkMode::Host => {
-                if let Some(h) = pm.static_host_port() {
-                    if h != pm.container_port {
+                if let Some(h) = pm.static_host_port()
+                    && h != pm.container_port {
                         c.err(format!("{pp}.hostPort"), format!("{h} must equal containerPort {} with networkMode host", pm.container_port));
                     }
-                }
             }
             NetworkMode::Bridge => {}
         }
         let host = if network == NetworkMode::Host { Some(pm.container_port) } else { pm.static_host_port() };
-        if let Some(h) = host {
-            if let Some(other) = host_ports.insert((h, pm.protocol()), pp.clone()) {
+        if let Some(h) = host
+            && let Some(other) = host_ports.insert((h, pm.protocol()), pp.clone()) {
                 c.err(format!("{pp}.hostPort"), format!("host port {h} is already mapped by {other}"));
             }
-        }
     }
     for (j, e) in d.environment.iter().enumerate() {
         if e.name.is_empty() || e.name.contains('=') {
@@ -447,7 +442,8 @@ mod tests {
 
     #[test]
     fn rejects_each_kind_of_mistake() {
-        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|v| v["family"] = json!("no spaces")), "family: `no spaces` must be"),
             (Box::new(|v| v["containerDefinitions"] = json!([])), "containerDefinitions: at least one"),
             (Box::new(|v| v["containerDefinitions"][1]["name"] = json!("app")), "containerDefinitions[1].name: `app` is already"),

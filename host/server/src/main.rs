@@ -1,1 +1,74 @@
-fn main() {}
+//! The `berth` binary: one command that starts the orchestrator on this
+//! machine, and the tools around it.
+
+mod bench;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// berth: a container orchestrator after Amazon ECS, with placement policies
+/// as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start berth on this machine: the embedded store (and, as they land,
+    /// the local Docker agent, the schedulers and the ECS API).
+    Up {
+        /// Where berth keeps its state.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
+        data_dir: PathBuf,
+        /// Open the store, report it, and exit instead of running until stopped.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Measure berth's own speed on this machine.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Placement decisions per second on a synthetic cluster (three zones,
+    /// four instance types, a tenth of the instances nearly full, a memberOf
+    /// and a distinctInstance constraint on every task).
+    Placement(bench::PlacementArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+enum Output {
+    /// Tables for people.
+    #[default]
+    Table,
+    /// One JSON object per line, for scripts.
+    Json,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up { data_dir, check } => up::run(&data_dir, check),
+        Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -19,12 +19,13 @@ pub mod synthetic;
 use std::fmt;
 
 use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 use crate::model::{PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType, Protocol};
 use crate::query::{self, Expr};
 use crate::validate::{self, FieldError, InvalidInput};
 
+use state::PortDemand;
 pub use state::{ClusterState, InstanceSpec, InstanceState, PortSet, TaskSpec, DEFAULT_EPHEMERAL_PORTS};
 
 /// The check that removed an instance from the candidates, in pipeline
@@ -234,14 +235,17 @@ impl PlacementRequest {
 #[derive(Debug)]
 pub struct Placer {
     rng: SmallRng,
+    /// Reused between decisions, so placing allocates nothing per task.
+    candidates: Vec<u32>,
+    fits: Vec<u8>,
 }
 
 /// Per-call precomputation for one strategy.
 enum Prepared {
     Binpack(BinpackField),
-    /// A value column of the state and the group's task count per value,
-    /// kept current as the call places tasks.
-    SpreadValues { column: usize, counts: Vec<u32> },
+    /// A value column of the state, and the state's slot counting the
+    /// group's tasks per value (kept current by the state itself).
+    SpreadValues { column: usize, counts: usize },
     /// Task count of the group per instance (read from the state).
     SpreadInstance,
     Random,
@@ -249,7 +253,7 @@ enum Prepared {
 
 impl Placer {
     pub fn new(seed: u64) -> Self {
-        Placer { rng: SmallRng::seed_from_u64(seed) }
+        Placer { rng: SmallRng::seed_from_u64(seed), candidates: Vec::new(), fits: Vec::new() }
     }
 
     /// Place `count` tasks, one after another, each seeing the resources the
@@ -257,7 +261,9 @@ impl Placer {
     pub fn place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Vec<Result<Placement, PlacementFailure>> {
         let gid = state.group_id(&req.task.group);
         let cached = cache_static_constraints(state, req);
-        let mut prepared: Vec<Prepared> = req
+        let demand = state.port_demand(&req.task);
+        let mask = state.combined_mask(&cached);
+        let prepared: Vec<Prepared> = req
             .strategies
             .iter()
             .map(|s| match s {
@@ -268,10 +274,7 @@ impl Placer {
                         SpreadField::Attribute(a) => state.value_column(Some(a)),
                         _ => state.value_column(None),
                     };
-                    let mut counts = vec![0u32; state.column_values(column)];
-                    for (&v, &c) in state.column(column).iter().zip(state.group_counts(gid)) {
-                        counts[v as usize] += c;
-                    }
+                    let counts = state.value_counts_slot(column, gid);
                     Prepared::SpreadValues { column, counts }
                 }
                 Strategy::Random => Prepared::Random,
@@ -279,14 +282,9 @@ impl Placer {
             .collect();
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
-            match self.choose(state, req, gid, &cached, &prepared) {
+            match self.choose(state, req, &demand, gid, &cached, mask, &prepared) {
                 Ok(idx) => {
                     let ports = state.reserve(idx, &req.task, gid);
-                    for p in &mut prepared {
-                        if let Prepared::SpreadValues { column, counts } = p {
-                            counts[state.column(*column)[idx] as usize] += 1;
-                        }
-                    }
                     out.push(Ok(Placement { instance: idx, dynamic_host_ports: ports }));
                 }
                 Err(f) => out.push(Err(f)),
@@ -295,57 +293,141 @@ impl Placer {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn choose(
         &mut self,
         st: &ClusterState,
         req: &PlacementRequest,
+        demand: &PortDemand,
         gid: usize,
         cached: &[Option<usize>],
+        mask: usize,
         prepared: &[Prepared],
     ) -> Result<usize, PlacementFailure> {
         let n = st.len();
-        let mut eliminated = [0u32; 5];
         let group_counts = st.group_counts(gid);
-        let mut best: Option<usize> = None;
-        let mut best_key = [0u64; 5];
-        let mut key = [0u64; 5];
-        let k = prepared.len();
+        let (cpu_free, mem_free, eph_tcp, eph_udp) = st.hot_columns();
+        let (cpu, memory) = (req.task.cpu, req.task.memory);
+        // Limits that let every check be a comparison on a column: a check
+        // the request does not need compares against the type's maximum.
+        let max_group = if req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)) { 0 } else { u32::MAX };
+        let (max_tcp, max_udp) = st.ephemeral_limits(demand);
+        let mask = st.static_mask(mask);
+        // 1. Filter the dense columns without branching: most instances end
+        //    here, in no pattern a branch predictor could learn.
+        // Two passes: the checks alone vectorise (no data-dependent store),
+        // then a compaction keeps the indices that passed.
+        let fits = &mut self.fits;
+        fits.resize(n, 0);
+        // Re-sliced to n so the compiler drops the bounds checks.
+        let (fits, mask, cpu_free, mem_free, group_counts, eph_tcp, eph_udp) =
+            (&mut fits[..n], &mask[..n], &cpu_free[..n], &mem_free[..n], &group_counts[..n], &eph_tcp[..n], &eph_udp[..n]);
         for i in 0..n {
-            if let Err(c) = st.check_at(i, req, group_counts, cached) {
-                eliminated[c as usize] += 1;
-                continue;
-            }
-            let inst = st.instance(i);
-            // Lexicographic key over the chain; computed lazily so most
-            // instances stop after the first strategy.
-            let mut better = best.is_none();
-            for (j, p) in prepared.iter().enumerate() {
-                key[j] = match p {
-                    Prepared::Binpack(BinpackField::Cpu) => u64::from(inst.cpu_free - req.task.cpu),
-                    Prepared::Binpack(BinpackField::Memory) => u64::from(inst.mem_free - req.task.memory),
-                    Prepared::SpreadValues { column, counts } => u64::from(counts[st.column(*column)[i] as usize]),
-                    Prepared::SpreadInstance => u64::from(group_counts[i]),
-                    Prepared::Random => self.rng.next_u64(),
-                };
-                if better {
-                    continue;
+            fits[i] = u8::from(mask[i])
+                & u8::from(cpu_free[i] >= cpu)
+                & u8::from(mem_free[i] >= memory)
+                & u8::from(group_counts[i] <= max_group)
+                & u8::from(eph_tcp[i] <= max_tcp)
+                & u8::from(eph_udp[i] <= max_udp);
+        }
+        let cands = &mut self.candidates;
+        cands.resize(n, 0);
+        let mut len = 0;
+        for (i, &ok) in fits.iter().enumerate() {
+            cands[len] = i as u32;
+            len += usize::from(ok);
+        }
+        cands.truncate(len);
+        // 2. The rarer checks (static host ports, constraints on running
+        //    tasks) on what is left.
+        if !req.task.static_ports.is_empty()
+            || cached.iter().zip(&req.constraints).any(|(s, c)| s.is_none() && matches!(c, Constraint::MemberOf { .. }))
+        {
+            cands.retain(|&i| st.check_rest(i as usize, req, demand, group_counts, cached));
+        }
+        if cands.is_empty() {
+            // The slow path, only on failure: which check removed how many.
+            let mut eliminated = [0u32; 5];
+            for i in 0..n {
+                if let Err(c) = st.check_at(i, req, demand, group_counts, cached) {
+                    eliminated[c as usize] += 1;
                 }
-                if key[j] < best_key[j] {
-                    better = true;
-                } else if key[j] > best_key[j] {
-                    break;
-                }
             }
-            if better {
-                best = Some(i);
-                best_key[..k].copy_from_slice(&key[..k]);
+            let reason = Check::ALL.iter().rev().copied().find(|c| eliminated[*c as usize] > 0).unwrap_or(Check::Agent);
+            return Err(PlacementFailure { reason, eliminated, instances: n as u32 });
+        }
+        // 3. Each strategy in turn keeps the candidates with the least key;
+        //    the next one only breaks ties among them. Two strategies in a
+        //    row share one pass over a combined key.
+        // Binds `$k` to strategy `$p`'s key function and evaluates `$body`,
+        // so every strategy (and pair of strategies) gets its own loop.
+        macro_rules! with_key {
+            ($p:expr, |$k:ident| $body:expr) => {
+                match $p {
+                    Prepared::Binpack(BinpackField::Cpu) => {
+                        let $k = |i: usize| cpu_free[i] - cpu;
+                        $body
+                    }
+                    Prepared::Binpack(BinpackField::Memory) => {
+                        let $k = |i: usize| mem_free[i] - memory;
+                        $body
+                    }
+                    Prepared::SpreadValues { column, counts } => {
+                        let (values, counts) = (st.column(*column), st.value_counts(*counts));
+                        let $k = |i: usize| counts[values[i] as usize];
+                        $body
+                    }
+                    Prepared::SpreadInstance => {
+                        let $k = |i: usize| group_counts[i];
+                        $body
+                    }
+                    // Handled before any key is computed.
+                    Prepared::Random => {
+                        let $k = |_: usize| 0u32;
+                        $body
+                    }
+                }
+            };
+        }
+        let mut chain = prepared.iter().peekable();
+        while let Some(p) = chain.next() {
+            if cands.len() == 1 {
+                break;
+            }
+            if let Prepared::Random = p {
+                // A uniform pick among the ties; later strategies cannot matter.
+                let pick = cands[self.rng.random_range(0..cands.len())];
+                cands.clear();
+                cands.push(pick);
+                break;
+            }
+            match chain.next_if(|q| !matches!(q, Prepared::Random)) {
+                Some(q) => with_key!(p, |k1| with_key!(q, |k2| keep_least(cands, |i| (u64::from(k1(i)) << 32) | u64::from(k2(i))))),
+                None => with_key!(p, |k1| keep_least(cands, |i| u64::from(k1(i)))),
             }
         }
-        best.ok_or_else(|| {
-            let reason = Check::ALL.iter().rev().copied().find(|c| eliminated[*c as usize] > 0).unwrap_or(Check::Agent);
-            PlacementFailure { reason, eliminated, instances: n as u32 }
-        })
+        Ok(cands[0] as usize)
     }
+}
+
+/// Keeps the candidates whose key is least. Generic, so each strategy gets
+/// its own tight loop.
+fn keep_least(cands: &mut Vec<u32>, key: impl Fn(usize) -> u64) {
+    // One pass, compacting in place (the write index never passes the read
+    // index); a smaller key restarts the kept list.
+    let mut least = u64::MAX;
+    let mut len = 0;
+    for j in 0..cands.len() {
+        let i = cands[j];
+        let k = key(i as usize);
+        if k < least {
+            least = k;
+            len = 0;
+        }
+        cands[len] = i;
+        len += usize::from(k == least);
+    }
+    cands.truncate(len);
 }
 
 /// Validate a placement someone else chose (an external scheduler through
@@ -358,7 +440,8 @@ pub fn place_on(state: &mut ClusterState, req: &PlacementRequest, instance: usiz
     }
     let gid = state.group_id(&req.task.group);
     let cached = cache_static_constraints(state, req);
-    state.check_at(instance, req, state.group_counts(gid), &cached)?;
+    let demand = state.port_demand(&req.task);
+    state.check_at(instance, req, &demand, state.group_counts(gid), &cached)?;
     let ports = state.reserve(instance, &req.task, gid);
     Ok(Placement { instance, dynamic_host_ports: ports })
 }

@@ -2,7 +2,9 @@
 //! use and attributes, plus dense per-group task counts and caches that keep
 //! the placement loop on plain numbers.
 
-use std::collections::HashMap;
+// Fx hashing: these maps are looked up on every placement call with keys
+// berth itself produced, so a fast non-DoS-resistant hash is right.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::model::{NetworkMode, Protocol, TaskDefinition, TaskOverride};
 use crate::query::{Expr, QueryTarget};
@@ -93,12 +95,11 @@ pub struct InstanceSpec {
     pub reserved_udp: Vec<u16>,
 }
 
-/// One instance as placement sees it.
+/// One instance as placement sees it, less the columns the hot loop reads
+/// (free CPU and memory, schedulability), which [`ClusterState`] keeps apart.
 #[derive(Debug, Clone)]
 pub struct InstanceState {
     pub spec: InstanceSpec,
-    pub cpu_free: u32,
-    pub mem_free: u32,
     /// Host ports in use, TCP then UDP.
     pub ports: [PortSet; 2],
     pub running_tasks: u32,
@@ -164,6 +165,14 @@ impl TaskSpec {
     }
 }
 
+/// Ports one task needs, per call.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PortDemand {
+    pub(super) any: bool,
+    /// Dynamic ports needed from the ephemeral range, TCP then UDP.
+    ephemeral: [usize; 2],
+}
+
 /// A column of interned values, one per instance.
 #[derive(Debug, Clone)]
 struct ValueColumn {
@@ -176,6 +185,14 @@ struct ValueColumn {
 #[derive(Debug, Clone)]
 pub struct ClusterState {
     instances: Vec<InstanceState>,
+    // Hot columns, one entry per instance: the placement loop reads these
+    // and nothing else for most instances, so they are kept dense.
+    /// ACTIVE with a connected agent.
+    schedulable: Vec<bool>,
+    cpu_free: Vec<u32>,
+    mem_free: Vec<u32>,
+    /// Ports in use inside the ephemeral range, TCP then UDP.
+    ephemeral_used: [Vec<u16>; 2],
     by_arn: HashMap<String, usize>,
     ephemeral: (u16, u16),
     group_ids: HashMap<String, usize>,
@@ -184,10 +201,15 @@ pub struct ClusterState {
     group_counts: Vec<Vec<u32>>,
     /// Results of static memberOf expressions per instance, by source text.
     static_slots: HashMap<String, usize>,
+    /// Conjunctions of schedulability and static results, by their slots.
+    combined_slots: HashMap<Vec<usize>, usize>,
     static_results: Vec<Vec<bool>>,
     /// Interned spread values by attribute name (None: the host id).
     column_slots: HashMap<Option<String>, usize>,
     columns: Vec<ValueColumn>,
+    /// Per (value column, group): the group's task count per value, kept
+    /// current as tasks come and go, so spread costs nothing per call.
+    value_counts: Vec<(usize, usize, Vec<u32>)>,
 }
 
 impl Default for ClusterState {
@@ -200,15 +222,21 @@ impl ClusterState {
     pub fn new(ephemeral: (u16, u16)) -> Self {
         ClusterState {
             instances: Vec::new(),
-            by_arn: HashMap::new(),
+            schedulable: Vec::new(),
+            cpu_free: Vec::new(),
+            mem_free: Vec::new(),
+            ephemeral_used: [Vec::new(), Vec::new()],
+            by_arn: HashMap::default(),
             ephemeral,
-            group_ids: HashMap::new(),
+            group_ids: HashMap::default(),
             group_names: Vec::new(),
             group_counts: Vec::new(),
-            static_slots: HashMap::new(),
+            static_slots: HashMap::default(),
+            combined_slots: HashMap::default(),
             static_results: Vec::new(),
-            column_slots: HashMap::new(),
+            column_slots: HashMap::default(),
             columns: Vec::new(),
+            value_counts: Vec::new(),
         }
     }
 
@@ -230,21 +258,52 @@ impl ClusterState {
     pub fn ephemeral_ports(&self) -> (u16, u16) {
         self.ephemeral
     }
+    /// CPU units not reserved on instance `i`.
+    pub fn cpu_free(&self, i: usize) -> u32 {
+        self.cpu_free[i]
+    }
+    /// Memory MiB not reserved on instance `i`.
+    pub fn mem_free(&self, i: usize) -> u32 {
+        self.mem_free[i]
+    }
+
+    fn in_ephemeral(&self, p: u16) -> bool {
+        (self.ephemeral.0..=self.ephemeral.1).contains(&p)
+    }
+
+    /// Marks port `p` used on instance `i`, keeping the ephemeral count.
+    fn take_port(&mut self, i: usize, p: u16, proto: Protocol) {
+        let k = protocol_index(proto);
+        if self.instances[i].ports[k].insert(p) && self.in_ephemeral(p) {
+            self.ephemeral_used[k][i] += 1;
+        }
+    }
+
+    fn free_port(&mut self, i: usize, p: u16, proto: Protocol) {
+        let k = protocol_index(proto);
+        if self.instances[i].ports[k].remove(p) && self.in_ephemeral(p) {
+            self.ephemeral_used[k][i] -= 1;
+        }
+    }
 
     /// Adds an instance with nothing running; returns its index.
     pub fn add_instance(&mut self, mut spec: InstanceSpec) -> usize {
         spec.attributes.sort_by(|a, b| a.0.cmp(&b.0));
         spec.attributes.dedup_by(|a, b| a.0 == b.0);
-        let mut ports = [PortSet::default(), PortSet::default()];
-        for &p in &spec.reserved_tcp {
-            ports[0].insert(p);
-        }
-        for &p in &spec.reserved_udp {
-            ports[1].insert(p);
-        }
         let idx = self.instances.len();
         self.by_arn.insert(spec.arn.clone(), idx);
-        self.instances.push(InstanceState { cpu_free: spec.cpu, mem_free: spec.memory, ports, running_tasks: 0, spec });
+        self.schedulable.push(spec.active && spec.agent_connected);
+        self.cpu_free.push(spec.cpu);
+        self.mem_free.push(spec.memory);
+        self.ephemeral_used[0].push(0);
+        self.ephemeral_used[1].push(0);
+        let reserved: Vec<(u16, Protocol)> = (spec.reserved_tcp.iter().map(|&p| (p, Protocol::Tcp)))
+            .chain(spec.reserved_udp.iter().map(|&p| (p, Protocol::Udp)))
+            .collect();
+        self.instances.push(InstanceState { ports: [PortSet::default(), PortSet::default()], running_tasks: 0, spec });
+        for (p, proto) in reserved {
+            self.take_port(idx, p, proto);
+        }
         for col in &mut self.group_counts {
             col.push(0);
         }
@@ -261,15 +320,47 @@ impl ClusterState {
         s.active = active;
         s.agent_connected = agent_connected;
         s.attributes = attributes;
+        self.schedulable[i] = active && agent_connected;
         self.invalidate();
     }
 
     /// Cached per-instance results depend on status and attributes.
     fn invalidate(&mut self) {
         self.static_slots.clear();
+        self.combined_slots.clear();
         self.static_results.clear();
         self.column_slots.clear();
         self.columns.clear();
+        self.value_counts.clear();
+    }
+
+    /// Counts one more (or one fewer) task of group `gid` on instance `i`.
+    fn count_task(&mut self, i: usize, gid: usize, delta: i32) {
+        let c = &mut self.group_counts[gid][i];
+        *c = c.saturating_add_signed(delta);
+        for (col, g, counts) in &mut self.value_counts {
+            if *g == gid {
+                let v = self.columns[*col].of_instance[i] as usize;
+                counts[v] = counts[v].saturating_add_signed(delta);
+            }
+        }
+    }
+
+    /// The slot counting group `gid`'s tasks per value of column `col`.
+    pub(super) fn value_counts_slot(&mut self, col: usize, gid: usize) -> usize {
+        if let Some(s) = self.value_counts.iter().position(|(c, g, _)| *c == col && *g == gid) {
+            return s;
+        }
+        let mut counts = vec![0u32; self.columns[col].ids.len()];
+        for (&v, &n) in self.columns[col].of_instance.iter().zip(&self.group_counts[gid]) {
+            counts[v as usize] += n;
+        }
+        self.value_counts.push((col, gid, counts));
+        self.value_counts.len() - 1
+    }
+
+    pub(super) fn value_counts(&self, slot: usize) -> &[u32] {
+        &self.value_counts[slot].2
     }
 
     /// The dense id of a task group, creating its count column.
@@ -299,27 +390,27 @@ impl ClusterState {
     /// zero, so a store that over-committed (it never should) still loads.
     pub fn add_task(&mut self, i: usize, task: &TaskSpec, host_ports: &[(u16, Protocol)]) {
         let gid = self.group_id(&task.group);
-        let inst = &mut self.instances[i];
-        inst.cpu_free = inst.cpu_free.saturating_sub(task.cpu);
-        inst.mem_free = inst.mem_free.saturating_sub(task.memory);
+        self.cpu_free[i] = self.cpu_free[i].saturating_sub(task.cpu);
+        self.mem_free[i] = self.mem_free[i].saturating_sub(task.memory);
         for &(p, proto) in host_ports {
-            inst.ports[protocol_index(proto)].insert(p);
+            self.take_port(i, p, proto);
         }
-        inst.running_tasks += 1;
-        self.group_counts[gid][i] += 1;
+        self.instances[i].running_tasks += 1;
+        self.count_task(i, gid, 1);
     }
 
     /// Frees what a task on instance `i` held (it stopped).
     pub fn remove_task(&mut self, i: usize, task: &TaskSpec, host_ports: &[(u16, Protocol)]) {
-        let inst = &mut self.instances[i];
-        inst.cpu_free = (inst.cpu_free + task.cpu).min(inst.spec.cpu);
-        inst.mem_free = (inst.mem_free + task.memory).min(inst.spec.memory);
+        let spec = &self.instances[i].spec;
+        self.cpu_free[i] = self.cpu_free[i].saturating_add(task.cpu).min(spec.cpu);
+        self.mem_free[i] = self.mem_free[i].saturating_add(task.memory).min(spec.memory);
         for &(p, proto) in host_ports {
-            inst.ports[protocol_index(proto)].remove(p);
+            self.free_port(i, p, proto);
         }
+        let inst = &mut self.instances[i];
         inst.running_tasks = inst.running_tasks.saturating_sub(1);
         if let Some(&g) = self.group_ids.get(&task.group) {
-            self.group_counts[g][i] = self.group_counts[g][i].saturating_sub(1);
+            self.count_task(i, g, -1);
         }
     }
 
@@ -327,70 +418,134 @@ impl ClusterState {
     /// free ephemeral ports for the dynamic mappings, which it returns.
     pub(super) fn reserve(&mut self, i: usize, task: &TaskSpec, gid: usize) -> Vec<u16> {
         let (lo, hi) = self.ephemeral;
-        let inst = &mut self.instances[i];
-        inst.cpu_free -= task.cpu;
-        inst.mem_free -= task.memory;
+        self.cpu_free[i] -= task.cpu;
+        self.mem_free[i] -= task.memory;
         for &(p, proto) in &task.static_ports {
-            inst.ports[protocol_index(proto)].insert(p);
+            self.take_port(i, p, proto);
         }
         let mut chosen = Vec::with_capacity(task.dynamic_ports.len());
         for &proto in &task.dynamic_ports {
-            let set = &mut inst.ports[protocol_index(proto)];
             // check_at made sure enough are free.
-            if let Some(p) = set.first_free(lo, hi) {
-                set.insert(p);
+            if let Some(p) = self.instances[i].ports[protocol_index(proto)].first_free(lo, hi) {
+                self.take_port(i, p, proto);
                 chosen.push(p);
             }
         }
-        inst.running_tasks += 1;
-        self.group_counts[gid][i] += 1;
+        self.instances[i].running_tasks += 1;
+        self.count_task(i, gid, 1);
         chosen
     }
 
     /// Runs every check of the pipeline on instance `i`; the first that fails is returned.
     #[inline]
-    pub(super) fn check_at(&self, i: usize, req: &PlacementRequest, group_counts: &[u32], cached: &[Option<usize>]) -> Result<(), Check> {
-        let inst = &self.instances[i];
+    pub(super) fn check_at(&self, i: usize, req: &PlacementRequest, demand: &PortDemand, group_counts: &[u32], cached: &[Option<usize>]) -> Result<(), Check> {
         let t = &req.task;
-        if !inst.spec.active || !inst.spec.agent_connected {
+        if !self.schedulable[i] {
             return Err(Check::Agent);
         }
-        if inst.cpu_free < t.cpu {
+        if self.cpu_free[i] < t.cpu {
             return Err(Check::Cpu);
         }
-        if inst.mem_free < t.memory {
+        if self.mem_free[i] < t.memory {
             return Err(Check::Memory);
         }
-        if !t.static_ports.is_empty() || !t.dynamic_ports.is_empty() {
+        if self.check_rest(i, req, demand, group_counts, cached) {
+            return Ok(());
+        }
+        // Which of the remaining checks failed, in pipeline order.
+        if demand.any && !self.ports_fit(i, &req.task, demand) {
+            return Err(Check::Ports);
+        }
+        Err(Check::Attribute)
+    }
+
+    /// The dense columns the placement loop filters on: free CPU, free
+    /// memory, and ephemeral ports used (TCP, UDP).
+    pub(super) fn hot_columns(&self) -> (&[u32], &[u32], &[u16], &[u16]) {
+        (&self.cpu_free, &self.mem_free, &self.ephemeral_used[0], &self.ephemeral_used[1])
+    }
+
+    /// The most ephemeral ports (TCP, UDP) an instance may already use for
+    /// the task's dynamic ports to fit; None-like (0 with no room at all)
+    /// when the range is smaller than the demand.
+    pub(super) fn ephemeral_limits(&self, demand: &PortDemand) -> (u16, u16) {
+        let size = self.ephemeral_free();
+        let limit = |need: usize| -> u16 {
+            if need == 0 {
+                u16::MAX
+            } else {
+                // More than the range holds: no instance fits; the failure
+                // path reports it as RESOURCE:PORTS.
+                size.checked_sub(need).map_or(0, |l| u16::try_from(l).unwrap_or(u16::MAX))
+            }
+        };
+        (limit(demand.ephemeral[0]), limit(demand.ephemeral[1]))
+    }
+
+    /// The checks after CPU and memory: ports and the constraints (static
+    /// ones from their cached results).
+    #[inline]
+    pub(super) fn check_rest(&self, i: usize, req: &PlacementRequest, demand: &PortDemand, group_counts: &[u32], cached: &[Option<usize>]) -> bool {
+        if demand.any && !self.ports_fit(i, &req.task, demand) {
+            return false;
+        }
+        req.constraints.iter().zip(cached).all(|(c, slot)| match (c, slot) {
+            (Constraint::DistinctInstance, _) => group_counts[i] == 0,
+            (Constraint::MemberOf { .. }, Some(s)) => self.static_results[*s][i],
+            (Constraint::MemberOf { expr, .. }, None) => expr.eval(&InstanceRef { state: self, i }),
+        })
+    }
+
+    fn ports_fit(&self, i: usize, t: &TaskSpec, demand: &PortDemand) -> bool {
+        {
+            let inst = &self.instances[i];
             for &(p, proto) in &t.static_ports {
                 if inst.ports[protocol_index(proto)].contains(p) {
-                    return Err(Check::Ports);
-                }
-            }
-            let (lo, hi) = self.ephemeral;
-            for proto in [Protocol::Tcp, Protocol::Udp] {
-                let need = t.dynamic_ports.iter().filter(|p| **p == proto).count();
-                if need == 0 {
-                    continue;
-                }
-                let own = t.static_ports.iter().filter(|(p, q)| *q == proto && (lo..=hi).contains(p)).count();
-                let free = usize::from(hi - lo) + 1 - inst.ports[protocol_index(proto)].count_in(lo, hi);
-                if free < need + own {
-                    return Err(Check::Ports);
+                    return false;
                 }
             }
         }
-        for (c, slot) in req.constraints.iter().zip(cached) {
-            let ok = match (c, slot) {
-                (Constraint::DistinctInstance, _) => group_counts[i] == 0,
-                (Constraint::MemberOf { .. }, Some(s)) => self.static_results[*s][i],
-                (Constraint::MemberOf { expr, .. }, None) => expr.eval(&InstanceRef { state: self, i }),
-            };
-            if !ok {
-                return Err(Check::Attribute);
+        (0..2).all(|k| demand.ephemeral[k] == 0 || self.ephemeral_free() - usize::from(self.ephemeral_used[k][i]) >= demand.ephemeral[k])
+    }
+
+    /// One cached column standing for schedulability (ACTIVE, agent
+    /// connected) and all of a request's static constraints.
+    pub(super) fn combined_mask(&mut self, cached: &[Option<usize>]) -> usize {
+        let slots: Vec<usize> = cached.iter().flatten().copied().collect();
+        if let Some(&s) = self.combined_slots.get(&slots) {
+            return s;
+        }
+        let all: Vec<bool> =
+            (0..self.instances.len()).map(|i| self.schedulable[i] && slots.iter().all(|&s| self.static_results[s][i])).collect();
+        let s = self.static_results.len();
+        self.static_results.push(all);
+        self.combined_slots.insert(slots, s);
+        s
+    }
+
+    pub(super) fn static_mask(&self, slot: usize) -> &[bool] {
+        &self.static_results[slot]
+    }
+
+    /// Size of the ephemeral port range.
+    fn ephemeral_free(&self) -> usize {
+        usize::from(self.ephemeral.1 - self.ephemeral.0) + 1
+    }
+
+    /// What a task asks of the port columns, worked out once per call.
+    pub(super) fn port_demand(&self, t: &TaskSpec) -> PortDemand {
+        let (mut need, mut own) = ([0usize; 2], [0usize; 2]);
+        for &proto in &t.dynamic_ports {
+            need[protocol_index(proto)] += 1;
+        }
+        for &(p, proto) in &t.static_ports {
+            if self.in_ephemeral(p) {
+                own[protocol_index(proto)] += 1;
             }
         }
-        Ok(())
+        // The task's own static ports inside the range take room there too.
+        let ephemeral = [0, 1].map(|k| if need[k] > 0 { need[k] + own[k] } else { 0 });
+        PortDemand { any: !t.static_ports.is_empty() || !t.dynamic_ports.is_empty(), ephemeral }
     }
 
     /// The cache slot holding `expr`'s result on every instance; `expr` must
@@ -414,7 +569,7 @@ impl ClusterState {
         if let Some(&c) = self.column_slots.get(&key) {
             return c;
         }
-        let mut ids: HashMap<Option<String>, u32> = HashMap::new();
+        let mut ids: HashMap<Option<String>, u32> = HashMap::default();
         let of_instance = self
             .instances
             .iter()
@@ -437,9 +592,6 @@ impl ClusterState {
         &self.columns[c].of_instance
     }
 
-    pub(super) fn column_values(&self, c: usize) -> usize {
-        self.columns[c].ids.len()
-    }
 }
 
 /// Instance `i` seen by the cluster query language.

@@ -55,7 +55,7 @@ fn binpack_picks_least_remaining_that_fits() {
     let r = req(task(100, 700, "g"), &[], &[strat(S::Binpack, Some("memory"))]);
     // Instance 2 has least memory but 700 does not fit; 1 is next.
     assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![1]);
-    assert_eq!(st.instance(1).mem_free, 324);
+    assert_eq!(st.mem_free(1), 324);
 }
 
 #[test]
@@ -332,8 +332,8 @@ proptest! {
             }
         }
         for (i, x) in insts.iter().enumerate() {
-            prop_assert_eq!(st.instance(i).cpu_free, x.cpu - cpu[i]);
-            prop_assert_eq!(st.instance(i).mem_free, x.memory - mem[i]);
+            prop_assert_eq!(st.cpu_free(i), x.cpu - cpu[i]);
+            prop_assert_eq!(st.mem_free(i), x.memory - mem[i]);
         }
     }
 

@@ -1,0 +1,48 @@
+//! `berth up`: start everything on one machine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("berth");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/berth"),
+        None => PathBuf::from("berth-data"),
+    }
+}
+
+/// Opens (or creates) the store in `data_dir` and reports it; then runs
+/// until SIGINT or SIGTERM, unless `check` asks to exit at once.
+pub fn run(data_dir: &Path, check: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join("berth.redb");
+    let store = berth_store::Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?;
+    let info = store.info().context("reading the store")?;
+    println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
+    if check {
+        return Ok(());
+    }
+    // The API, agent and schedulers attach here as they land; until then
+    // `up` holds the store open, and with it the data directory's lock.
+    println!("berth: running; stop with Ctrl-C");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(shutdown_signal())?;
+    drop(store);
+    println!("berth: stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
