@@ -30,6 +30,7 @@ mod codec;
 mod error;
 mod redb_backend;
 mod store;
+pub mod tables;
 
 pub use backend::{Backend, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp};
 pub use codec::RawRecord;

@@ -1,0 +1,115 @@
+//! berth's own tables: the domain records of `berth-core` and the indexes
+//! the API's lookups need, kept in the same transaction as their tables.
+//!
+//! Index values that are scoped to a cluster start with the cluster ARN and a
+//! space (ARNs hold no spaces), so one index serves every cluster.
+
+use berth_core::model::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
+
+use crate::Record;
+
+/// `"<cluster arn> <value>"`: an index value scoped to one cluster.
+pub fn in_cluster(cluster_arn: &str, value: &str) -> String {
+    format!("{cluster_arn} {value}")
+}
+
+impl Record for Cluster {
+    const TABLE: &'static str = "clusters";
+    /// Clusters are keyed by name, so listing returns them by name.
+    fn key(&self) -> String {
+        self.cluster_name.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("status", self.status.clone())]
+    }
+}
+
+/// Task definitions are keyed `family:revision` with the revision padded, so
+/// a family's revisions list in order.
+pub fn task_definition_key(family: &str, revision: u32) -> String {
+    format!("{family}:{revision:010}")
+}
+
+impl Record for TaskDefinition {
+    const TABLE: &'static str = "task_definitions";
+    fn key(&self) -> String {
+        task_definition_key(&self.family, self.revision)
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("family", self.family.clone()), ("status", self.status.clone())]
+    }
+}
+
+impl Record for Task {
+    const TABLE: &'static str = "tasks";
+    fn key(&self) -> String {
+        self.task_arn.clone()
+    }
+    /// Tasks by cluster, by instance, by group (in a cluster), and by
+    /// desired and last status (in a cluster).
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("cluster", self.cluster_arn.clone()),
+            ("desired_status", in_cluster(&self.cluster_arn, &self.desired_status)),
+            ("last_status", in_cluster(&self.cluster_arn, &self.last_status)),
+        ];
+        if let Some(i) = &self.container_instance_arn {
+            v.push(("instance", i.clone()));
+        }
+        if let Some(g) = &self.group {
+            v.push(("group", in_cluster(&self.cluster_arn, g)));
+        }
+        v
+    }
+}
+
+impl Record for Service {
+    const TABLE: &'static str = "services";
+    fn key(&self) -> String {
+        self.service_arn.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("cluster", self.cluster_arn.clone()), ("status", in_cluster(&self.cluster_arn, &self.status))]
+    }
+}
+
+/// The cluster ARN of a container instance, from its own ARN
+/// (`...:container-instance/<cluster>/<id>`), with the rest of the ARN's prefix.
+fn instance_cluster_arn(arn: &str) -> String {
+    match arn.split_once(":container-instance/") {
+        Some((prefix, rest)) => {
+            let cluster = rest.split('/').next().unwrap_or(rest);
+            format!("{prefix}:cluster/{cluster}")
+        }
+        None => String::new(),
+    }
+}
+
+impl Record for ContainerInstance {
+    const TABLE: &'static str = "container_instances";
+    fn key(&self) -> String {
+        self.container_instance_arn.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        let cluster = instance_cluster_arn(&self.container_instance_arn);
+        vec![("status", in_cluster(&cluster, &self.status)), ("cluster", cluster)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::arn::ArnContext;
+
+    #[test]
+    fn instance_arn_names_its_cluster() {
+        let a = ArnContext::default();
+        assert_eq!(instance_cluster_arn(&a.container_instance("prod", "abc")), a.cluster("prod"));
+        assert_eq!(instance_cluster_arn("nonsense"), "");
+    }
+
+    #[test]
+    fn revisions_sort_numerically() {
+        assert!(task_definition_key("web", 9) < task_definition_key("web", 10));
+    }
+}
