@@ -488,3 +488,25 @@ mod tests {
         assert_eq!(parse_task_memory("-1 GB"), None);
     }
 }
+
+/// The task definitions shipped in `examples/` stay valid.
+#[cfg(test)]
+mod examples {
+    use super::*;
+
+    #[test]
+    fn shipped_examples_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let bytes = std::fs::read(&path).expect("readable");
+                let td: RegisterTaskDefinition = from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                task_definition(&td).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no examples found in {}", dir.display());
+    }
+}
