@@ -1,0 +1,17 @@
+//! binpack: the instance with the least memory left after placing, ties to
+//! the lowest id; the same answers as berth's native `binpack` on memory.
+use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+
+#[derive(Default)]
+struct Binpack;
+
+impl Policy for Binpack {
+    fn info(&self) -> Info {
+        Info::new("binpack", "0.1.0")
+    }
+    fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
+        cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+    }
+}
+
+export_policy!(Binpack);

@@ -1,0 +1,20 @@
+//! spread: the instance whose availability zone runs the fewest tasks of the
+//! group, ties to the lowest id; the same answers as berth's native `spread`
+//! on `attribute:ecs.availability-zone`.
+use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+
+const ZONE: &str = "ecs.availability-zone";
+
+#[derive(Default)]
+struct Spread;
+
+impl Policy for Spread {
+    fn info(&self) -> Info {
+        Info::new("spread", "0.1.0")
+    }
+    fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
+        cluster.candidates(task).min_by_key(|&i| cluster.spread_count(ZONE, task.group, i))
+    }
+}
+
+export_policy!(Spread);

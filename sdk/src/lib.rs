@@ -1,0 +1,544 @@
+//! # berth-sdk: placement policies for berth in plain Rust
+//!
+//! A placement policy chooses the container instance a task runs on. berth
+//! runs it as a sandboxed WebAssembly component (world
+//! `berth:placement/placement-policy@0.1.0`). This crate hides the generated
+//! bindings: you implement [`Policy`] over a [`Cluster`] view whose mirror
+//! the SDK keeps current, and export it with [`export_policy!`].
+//!
+//! The SDK applies each of your placements to its mirror (resources, ports,
+//! group counts) before the next task of a batch is chosen, and the host
+//! checks every answer before it counts, so a policy only has to choose.
+//!
+//! ## A complete policy
+//!
+//! ```no_run
+//! use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+//!
+//! /// Least memory left after placing, like ECS's `binpack` on memory.
+//! #[derive(Default)]
+//! struct Binpack;
+//!
+//! impl Policy for Binpack {
+//!     fn info(&self) -> Info {
+//!         Info::new("binpack", "0.1.0")
+//!     }
+//!     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
+//!         cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+//!     }
+//! }
+//!
+//! export_policy!(Binpack);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` in a crate
+//! with `crate-type = ["cdylib"]`; the `.wasm` file is the component.
+//!
+//! `min_by_key` keeps the first of equal keys, and candidates come in
+//! instance-id order, which is how berth's native strategies break ties.
+
+#[doc(hidden)]
+pub mod bindings;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use bindings::berth::placement::logger;
+use bindings::berth::placement::types as wit;
+
+/// Dense id of a container instance, `0..cluster.len()`.
+pub type InstanceId = u32;
+/// Dense id of a task group.
+pub type GroupId = u32;
+
+/// What a policy says about itself.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// The policy's name.
+    pub name: String,
+    /// The policy's version.
+    pub version: String,
+    /// Parameters the policy understands, with a description each.
+    pub parameters: Vec<(String, String)>,
+}
+
+impl Info {
+    /// An info with no parameters.
+    pub fn new(name: &str, version: &str) -> Self {
+        Info { name: name.to_owned(), version: version.to_owned(), parameters: Vec::new() }
+    }
+
+    /// Adds a documented parameter.
+    pub fn parameter(mut self, name: &str, description: &str) -> Self {
+        self.parameters.push((name.to_owned(), description.to_owned()));
+        self
+    }
+}
+
+/// One task to place.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// CPU units it reserves.
+    pub cpu: u32,
+    /// Memory MiB it reserves.
+    pub memory: u32,
+    /// Fixed host ports it needs, `(port, udp)`.
+    pub static_ports: Vec<(u16, bool)>,
+    /// Dynamic TCP ports it needs (the host picks the numbers).
+    pub dynamic_tcp: u32,
+    /// Dynamic UDP ports it needs.
+    pub dynamic_udp: u32,
+    /// Its task group.
+    pub group: GroupId,
+    /// Its task definition family.
+    pub family: String,
+    /// distinctInstance: at most one task of the group per instance.
+    pub distinct_instance: bool,
+    /// The host-computed filter of its static constraints, if any.
+    pub filter: Option<u32>,
+    /// The caller's strategy parameters, `(type, field)` in ECS form.
+    pub strategy: Vec<(String, String)>,
+}
+
+/// A placement policy. One value lives per policy instance; the host may
+/// drop an instance at any time and start a fresh one, so keep no state
+/// that a fresh instance could not rebuild from the cluster.
+pub trait Policy: Default + 'static {
+    /// Name, version and parameters.
+    fn info(&self) -> Info;
+
+    /// The instance for `task`, or `None` when none is suitable. Return only
+    /// instances for which [`Cluster::fits`] holds, or the host rejects the
+    /// answer and counts it against the policy.
+    fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<InstanceId>;
+}
+
+/// The policy's mirror of the cluster, kept current by the SDK.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    schedulable: Vec<bool>,
+    cpu_total: Vec<u32>,
+    memory_total: Vec<u32>,
+    cpu_free: Vec<u32>,
+    memory_free: Vec<u32>,
+    eph_tcp_free: Vec<u32>,
+    eph_udp_free: Vec<u32>,
+    running: Vec<u32>,
+    tcp_ports: Vec<Vec<u16>>,
+    udp_ports: Vec<Vec<u16>>,
+    attributes: Vec<Vec<(u32, Option<String>)>>,
+    attribute_names: Vec<String>,
+    attribute_ids: HashMap<String, u32>,
+    group_names: Vec<String>,
+    group_counts: Vec<Vec<u32>>,
+    filters: Vec<Vec<u8>>,
+    /// Per attribute id, each instance's value interned (built lazily).
+    value_columns: RefCell<HashMap<u32, (Vec<u32>, usize)>>,
+    /// Per (attribute id, group): the group's task count per value id.
+    value_counts: RefCell<HashMap<(u32, GroupId), Vec<u32>>>,
+}
+
+impl Cluster {
+    /// Number of instances (ids are `0..len`).
+    pub fn len(&self) -> usize {
+        self.cpu_free.len()
+    }
+
+    /// True when the cluster has no instances.
+    pub fn is_empty(&self) -> bool {
+        self.cpu_free.is_empty()
+    }
+
+    /// ACTIVE with a connected agent.
+    pub fn schedulable(&self, i: InstanceId) -> bool {
+        self.schedulable[i as usize]
+    }
+
+    /// Registered CPU units.
+    pub fn cpu_total(&self, i: InstanceId) -> u32 {
+        self.cpu_total[i as usize]
+    }
+
+    /// Registered memory MiB.
+    pub fn memory_total(&self, i: InstanceId) -> u32 {
+        self.memory_total[i as usize]
+    }
+
+    /// CPU units not reserved.
+    pub fn cpu_free(&self, i: InstanceId) -> u32 {
+        self.cpu_free[i as usize]
+    }
+
+    /// Memory MiB not reserved.
+    pub fn memory_free(&self, i: InstanceId) -> u32 {
+        self.memory_free[i as usize]
+    }
+
+    /// Tasks running on the instance.
+    pub fn running_tasks(&self, i: InstanceId) -> u32 {
+        self.running[i as usize]
+    }
+
+    /// `(cpu, memory)` left on `i` after placing `task` there, or `None`
+    /// when it does not fit.
+    pub fn remaining(&self, i: InstanceId, task: &Task) -> Option<(u32, u32)> {
+        let i = i as usize;
+        Some((self.cpu_free[i].checked_sub(task.cpu)?, self.memory_free[i].checked_sub(task.memory)?))
+    }
+
+    /// The value of attribute `name` on `i`: `None` when absent,
+    /// `Some(None)` when present without a value.
+    pub fn attribute(&self, i: InstanceId, name: &str) -> Option<Option<&str>> {
+        let id = *self.attribute_ids.get(name)?;
+        let attrs = &self.attributes[i as usize];
+        attrs.iter().find(|(a, _)| *a == id).map(|(_, v)| v.as_deref())
+    }
+
+    /// Tasks of `group` running on `i`.
+    pub fn group_count(&self, group: GroupId, i: InstanceId) -> u32 {
+        self.group_counts.get(group as usize).map_or(0, |c| c[i as usize])
+    }
+
+    /// The name of a group, e.g. `service:web`.
+    pub fn group_name(&self, group: GroupId) -> Option<&str> {
+        self.group_names.get(group as usize).map(String::as_str)
+    }
+
+    /// Whether `task` may run on `i`: schedulable, in the task's filter,
+    /// CPU, memory and ports free, distinctInstance respected. The host
+    /// checks the same before it accepts an answer.
+    #[inline]
+    pub fn fits(&self, i: InstanceId, task: &Task) -> bool {
+        let u = i as usize;
+        self.schedulable[u]
+            && self.cpu_free[u] >= task.cpu
+            && self.memory_free[u] >= task.memory
+            && self.eph_tcp_free[u] >= task.dynamic_tcp
+            && self.eph_udp_free[u] >= task.dynamic_udp
+            && task.filter.is_none_or(|f| self.filters.get(f as usize).is_some_and(|m| m[u] != 0))
+            && (!task.distinct_instance || self.group_count(task.group, i) == 0)
+            && task.static_ports.iter().all(|&(p, udp)| {
+                let used = if udp { &self.udp_ports[u] } else { &self.tcp_ports[u] };
+                !used.contains(&p)
+            })
+    }
+
+    /// The instances `task` fits on, in id order.
+    pub fn candidates<'a>(&'a self, task: &'a Task) -> impl Iterator<Item = InstanceId> + 'a {
+        (0..self.len() as u32).filter(move |&i| self.fits(i, task))
+    }
+
+    /// For spread: how many tasks of `group` run on instances sharing
+    /// `i`'s value of attribute `name` (instances without the attribute
+    /// share one value). Kept current incrementally, so it is cheap per call.
+    pub fn spread_count(&self, name: &str, group: GroupId, i: InstanceId) -> u32 {
+        let Some(&attr) = self.attribute_ids.get(name) else {
+            // Nobody has the attribute: one value holds the whole group.
+            return self.group_counts.get(group as usize).map_or(0, |c| c.iter().sum());
+        };
+        self.ensure_counts(attr, group);
+        let cols = self.value_columns.borrow();
+        let counts = self.value_counts.borrow();
+        let v = cols[&attr].0[i as usize];
+        counts[&(attr, group)][v as usize]
+    }
+
+    /// Per-value task counts of `group` over attribute `name`, as
+    /// `(value, count)` (None: instances without the attribute).
+    pub fn value_counts(&self, name: &str, group: GroupId) -> Vec<(Option<String>, u32)> {
+        let mut out: HashMap<Option<String>, u32> = HashMap::new();
+        for i in 0..self.len() as u32 {
+            *out.entry(self.attribute(i, name).flatten().map(str::to_owned)).or_default() += self.group_count(group, i);
+        }
+        out.into_iter().collect()
+    }
+
+    fn ensure_counts(&self, attr: u32, group: GroupId) {
+        let mut cols = self.value_columns.borrow_mut();
+        let (col, nvalues) = cols.entry(attr).or_insert_with(|| {
+            let mut ids: HashMap<Option<&str>, u32> = HashMap::new();
+            let col: Vec<u32> = self
+                .attributes
+                .iter()
+                .map(|attrs| {
+                    let v = attrs.iter().find(|(a, _)| *a == attr).and_then(|(_, v)| v.as_deref());
+                    let next = ids.len() as u32;
+                    *ids.entry(v).or_insert(next)
+                })
+                .collect();
+            (col, ids.len())
+        });
+        self.value_counts.borrow_mut().entry((attr, group)).or_insert_with(|| {
+            let mut counts = vec![0u32; *nvalues];
+            if let Some(gc) = self.group_counts.get(group as usize) {
+                for (&v, &n) in col.iter().zip(gc) {
+                    counts[v as usize] += n;
+                }
+            }
+            counts
+        });
+    }
+
+    fn invalidate_values(&mut self) {
+        self.value_columns.get_mut().clear();
+        self.value_counts.get_mut().clear();
+    }
+
+    fn ensure_group(&mut self, g: GroupId) {
+        while self.group_counts.len() <= g as usize {
+            self.group_counts.push(vec![0; self.len()]);
+            self.group_names.push(String::new());
+        }
+    }
+
+    /// Reserves `task` on `i` in the mirror, as the host will.
+    fn apply(&mut self, i: InstanceId, task: &Task) {
+        let u = i as usize;
+        self.cpu_free[u] = self.cpu_free[u].saturating_sub(task.cpu);
+        self.memory_free[u] = self.memory_free[u].saturating_sub(task.memory);
+        self.eph_tcp_free[u] = self.eph_tcp_free[u].saturating_sub(task.dynamic_tcp);
+        self.eph_udp_free[u] = self.eph_udp_free[u].saturating_sub(task.dynamic_udp);
+        for &(p, udp) in &task.static_ports {
+            let used = if udp { &mut self.udp_ports[u] } else { &mut self.tcp_ports[u] };
+            used.push(p);
+        }
+        self.running[u] += 1;
+        self.ensure_group(task.group);
+        self.group_counts[task.group as usize][u] += 1;
+        let cols = self.value_columns.get_mut();
+        for ((attr, g), counts) in self.value_counts.get_mut().iter_mut() {
+            if *g == task.group {
+                if let Some((col, _)) = cols.get(attr) {
+                    counts[col[u] as usize] += 1;
+                }
+            }
+        }
+        let _ = cols;
+    }
+
+    fn sync_full(&mut self, c: wit::ClusterColumns) {
+        let n = c.cpu_free.len();
+        *self = Cluster {
+            schedulable: c.schedulable.iter().map(|&s| s != 0).collect(),
+            cpu_total: c.cpu_total,
+            memory_total: c.memory_total,
+            cpu_free: c.cpu_free,
+            memory_free: c.memory_free,
+            eph_tcp_free: c.ephemeral_tcp_free,
+            eph_udp_free: c.ephemeral_udp_free,
+            running: c.running_tasks,
+            tcp_ports: vec![Vec::new(); n],
+            udp_ports: vec![Vec::new(); n],
+            attributes: vec![Vec::new(); n],
+            ..Cluster::default()
+        };
+    }
+
+    fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
+        let u = inst.id as usize;
+        if u >= self.len() {
+            let n = u + 1;
+            self.schedulable.resize(n, false);
+            self.cpu_total.resize(n, 0);
+            self.memory_total.resize(n, 0);
+            self.cpu_free.resize(n, 0);
+            self.memory_free.resize(n, 0);
+            self.eph_tcp_free.resize(n, 0);
+            self.eph_udp_free.resize(n, 0);
+            self.running.resize(n, 0);
+            self.tcp_ports.resize(n, Vec::new());
+            self.udp_ports.resize(n, Vec::new());
+            self.attributes.resize(n, Vec::new());
+            for g in &mut self.group_counts {
+                g.resize(n, 0);
+            }
+            for f in &mut self.filters {
+                f.resize(n, 0);
+            }
+        }
+        self.schedulable[u] = inst.schedulable;
+        self.cpu_total[u] = inst.cpu_total;
+        self.memory_total[u] = inst.memory_total;
+        self.cpu_free[u] = inst.cpu_free;
+        self.memory_free[u] = inst.memory_free;
+        self.eph_tcp_free[u] = inst.ephemeral_tcp_free;
+        self.eph_udp_free[u] = inst.ephemeral_udp_free;
+        self.running[u] = inst.running_tasks;
+        self.tcp_ports[u] = inst.tcp_ports;
+        self.udp_ports[u] = inst.udp_ports;
+        self.attributes[u] = inst.attributes.into_iter().map(|a| (a.name, a.value)).collect();
+        for g in &mut self.group_counts {
+            g[u] = 0;
+        }
+        for (g, count) in groups {
+            self.ensure_group(g);
+            self.group_counts[g as usize][u] = count;
+        }
+        self.invalidate_values();
+    }
+}
+
+/// The runtime behind [`export_policy!`]; not for direct use.
+#[doc(hidden)]
+pub mod rt {
+    use super::*;
+    use bindings::exports::berth::placement::policy as exp;
+
+    /// The mirror and the policy value of this component instance.
+    pub struct State<P> {
+        cluster: Cluster,
+        policy: P,
+    }
+
+    impl<P: Policy> Default for State<P> {
+        fn default() -> Self {
+            State { cluster: Cluster::default(), policy: P::default() }
+        }
+    }
+
+    impl<P: Policy> State<P> {
+        pub fn info(&self) -> wit::PolicyInfo {
+            let i = self.policy.info();
+            wit::PolicyInfo { name: i.name, version: i.version, parameters: i.parameters }
+        }
+        pub fn sync_full(&mut self, c: wit::ClusterColumns) {
+            self.cluster.sync_full(c);
+        }
+        pub fn define_attribute(&mut self, id: u32, name: String) {
+            let c = &mut self.cluster;
+            while c.attribute_names.len() <= id as usize {
+                c.attribute_names.push(String::new());
+            }
+            c.attribute_ids.insert(name.clone(), id);
+            c.attribute_names[id as usize] = name;
+            c.invalidate_values();
+        }
+        pub fn set_attributes(&mut self, entries: Vec<(u32, Vec<(u32, Option<String>)>)>) {
+            for (i, attrs) in entries {
+                if let Some(slot) = self.cluster.attributes.get_mut(i as usize) {
+                    *slot = attrs;
+                }
+            }
+            self.cluster.invalidate_values();
+        }
+        pub fn define_group(&mut self, id: u32, name: String, mut counts: Vec<u32>) {
+            let c = &mut self.cluster;
+            c.ensure_group(id);
+            counts.resize(c.len(), 0);
+            c.group_names[id as usize] = name;
+            c.group_counts[id as usize] = counts;
+            c.invalidate_values();
+        }
+        pub fn define_filter(&mut self, id: u32, mut members: Vec<u8>) {
+            let c = &mut self.cluster;
+            while c.filters.len() <= id as usize {
+                c.filters.push(Vec::new());
+            }
+            members.resize(c.len(), 0);
+            c.filters[id as usize] = members;
+        }
+        pub fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
+            self.cluster.upsert(inst, groups);
+        }
+        pub fn remove(&mut self, id: u32) {
+            if let Some(s) = self.cluster.schedulable.get_mut(id as usize) {
+                *s = false;
+            }
+        }
+        pub fn place(&mut self, t: wit::Task, count: u32) -> Vec<wit::Decision> {
+            let task = Task {
+                cpu: t.cpu,
+                memory: t.memory,
+                static_ports: t.static_ports.iter().map(|p| (p.port, p.udp)).collect(),
+                dynamic_tcp: t.dynamic_tcp,
+                dynamic_udp: t.dynamic_udp,
+                group: t.group,
+                family: t.family,
+                distinct_instance: t.distinct_instance,
+                filter: t.filter,
+                strategy: t.strategy,
+            };
+            self.cluster.ensure_group(task.group);
+            (0..count)
+                .map(|_| match self.policy.choose(&self.cluster, &task) {
+                    Some(i) if (i as usize) < self.cluster.len() => {
+                        self.cluster.apply(i, &task);
+                        wit::Decision::Placed(i)
+                    }
+                    // Out of range: passed on for the host to reject.
+                    Some(i) => wit::Decision::Placed(i),
+                    None => wit::Decision::Unplaceable("no instance fits".to_owned()),
+                })
+                .collect()
+        }
+    }
+
+    pub use exp::Guest;
+    pub use wit::{ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask};
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy)]
+pub enum Level {
+    /// Diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Odd but carrying on.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Logs one line through the host (rate-limited there).
+pub fn log(level: Level, message: &str) {
+    let l = match level {
+        Level::Debug => logger::Level::Debug,
+        Level::Info => logger::Level::Info,
+        Level::Warn => logger::Level::Warn,
+        Level::Error => logger::Level::Error,
+    };
+    logger::log(l, message);
+}
+
+/// Exports a [`Policy`] type (which must implement `Default`) as the
+/// component's `berth:placement/policy` interface. Use once per crate.
+#[macro_export]
+macro_rules! export_policy {
+    ($ty:ty) => {
+        thread_local! {
+            static __BERTH_STATE: ::std::cell::RefCell<$crate::rt::State<$ty>> = ::std::cell::RefCell::new(::std::default::Default::default());
+        }
+        struct __BerthExport;
+        impl $crate::rt::Guest for __BerthExport {
+            fn info() -> $crate::rt::PolicyInfo {
+                __BERTH_STATE.with_borrow(|s| s.info())
+            }
+            fn sync_full(columns: $crate::rt::ClusterColumns) {
+                __BERTH_STATE.with_borrow_mut(|s| s.sync_full(columns))
+            }
+            fn define_attribute(id: u32, name: ::std::string::String) {
+                __BERTH_STATE.with_borrow_mut(|s| s.define_attribute(id, name))
+            }
+            fn set_attributes(entries: ::std::vec::Vec<(u32, ::std::vec::Vec<(u32, ::std::option::Option<::std::string::String>)>)>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.set_attributes(entries))
+            }
+            fn define_group(id: u32, name: ::std::string::String, counts: ::std::vec::Vec<u32>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.define_group(id, name, counts))
+            }
+            fn define_filter(id: u32, members: ::std::vec::Vec<u8>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.define_filter(id, members))
+            }
+            fn upsert(inst: $crate::rt::Instance, groups: ::std::vec::Vec<(u32, u32)>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.upsert(inst, groups))
+            }
+            fn remove(id: u32) {
+                __BERTH_STATE.with_borrow_mut(|s| s.remove(id))
+            }
+            fn place(task: $crate::rt::WitTask, count: u32) -> ::std::vec::Vec<$crate::rt::Decision> {
+                __BERTH_STATE.with_borrow_mut(|s| s.place(task, count))
+            }
+        }
+        $crate::bindings::export_placement_policy!(__BerthExport with_types_in $crate::bindings);
+    };
+}
