@@ -4,6 +4,7 @@
 //! these types.
 
 pub mod arn;
+pub mod deployment;
 pub mod model;
 pub mod placement;
 pub mod query;

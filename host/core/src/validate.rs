@@ -93,26 +93,24 @@ pub const MAX_STRATEGIES: usize = 5;
 
 /// Task-level CPU: `"256"` units or `"0.25 vCPU"`.
 pub fn parse_task_cpu(s: &str) -> Option<u32> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<u32>() {
-        return Some(n);
-    }
-    let lower = t.to_ascii_lowercase();
-    let num = lower.strip_suffix("vcpu")?.trim();
-    let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v > 0.0 && v <= 4096.0).then(|| (v * 1024.0).round() as u32)
+    parse_size(s, "vcpu", 4096.0)
 }
 
 /// Task-level memory: `"512"` MiB or `"1 GB"` / `"1GB"`.
 pub fn parse_task_memory(s: &str) -> Option<u32> {
+    parse_size(s, "gb", 4_000_000.0)
+}
+
+/// A plain integer, or a positive number (at most `max`) followed by `unit`
+/// (case-insensitive) meaning 1024 of the plain units, as ECS writes sizes.
+fn parse_size(s: &str, unit: &str, max: f64) -> Option<u32> {
     let t = s.trim();
     if let Ok(n) = t.parse::<u32>() {
         return Some(n);
     }
     let lower = t.to_ascii_lowercase();
-    let num = lower.strip_suffix("gb")?.trim();
-    let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v > 0.0 && v <= 4_000_000.0).then(|| (v * 1024.0).round() as u32)
+    let v: f64 = lower.strip_suffix(unit)?.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0 && v <= max).then(|| (v * 1024.0).round() as u32)
 }
 
 /// Validate a RegisterTaskDefinition request. Nothing is changed on error.
