@@ -1,0 +1,279 @@
+//! The reconcile pass: compare the tasks the store assigns to this instance
+//! with the containers Docker has, and converge.
+//!
+//! Task lifecycle as berth runs it: PENDING (placed, containers not yet
+//! running) -> RUNNING (every container started) -> STOPPING (stop under way)
+//! -> STOPPED. A task that cannot start goes PENDING -> STOPPED with stopCode
+//! TaskFailedToStart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::model::{ContainerDefinition, Task};
+use berth_store::StoreError;
+use bollard::Docker;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::StopContainerOptionsBuilder;
+
+use crate::docker::containers_with_label;
+use crate::register::{refresh_instance, tasks_of};
+use crate::start::{Observed, container_entry, definitions, ecs_health, observe, remove, start_task};
+use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
+
+/// One pass. Start and stop work is spawned as jobs (one per task) so slow
+/// containers never hold up the others.
+pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(), AgentError> {
+    let tasks = {
+        let txn = inner.store.begin()?;
+        tasks_of(&txn, &inner.instance_arn)?
+    };
+    let containers = containers_with_label(docker, LABEL_INSTANCE, &inner.instance_arn).await?;
+    let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
+    for c in containers {
+        if let Some(arn) = c.labels.as_ref().and_then(|l| l.get(LABEL_TASK_ARN)).cloned() {
+            by_task.entry(arn).or_default().push(c);
+        }
+    }
+    let live: HashSet<&str> = tasks.iter().filter(|t| t.last_status != "STOPPED").map(|t| t.task_arn.as_str()).collect();
+    // Containers of tasks that are stopped or unknown to the store: leaked, remove them.
+    for (arn, cs) in &by_task {
+        if live.contains(arn.as_str()) || is_busy(inner, arn) {
+            continue;
+        }
+        for c in cs {
+            if let Some(id) = &c.id {
+                tracing::info!(task = %arn, container = %id, "removing a container no live task owns");
+                remove(docker, id).await?;
+            }
+        }
+    }
+    for t in tasks.into_iter().filter(|t| t.last_status != "STOPPED") {
+        if is_busy(inner, &t.task_arn) {
+            continue;
+        }
+        let arn = t.task_arn.clone();
+        if t.desired_status == "STOPPED" || t.last_status == "STOPPING" {
+            spawn_job(inner, arn.clone(), stop_task(Arc::clone(inner), docker.clone(), arn));
+        } else if t.last_status == "RUNNING" {
+            let cs = by_task.remove(&arn).unwrap_or_default();
+            if check_running(inner, docker, &t, &cs).await? {
+                spawn_job(inner, arn.clone(), stop_task(Arc::clone(inner), docker.clone(), arn));
+            }
+        } else {
+            spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), t));
+        }
+    }
+    Ok(())
+}
+
+fn is_busy(inner: &Inner, arn: &str) -> bool {
+    inner.busy.lock().unwrap_or_else(|e| e.into_inner()).contains(arn)
+}
+
+/// Runs `job` for task `arn` unless one already runs; wakes the loop when done.
+fn spawn_job(inner: &Arc<Inner>, arn: String, job: impl std::future::Future<Output = ()> + Send + 'static) {
+    if !inner.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone()) {
+        return;
+    }
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        job.await;
+        inner.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&arn);
+        inner.wake.notify_one();
+    });
+}
+
+/// Task health from its essential containers that have health checks:
+/// any UNHEALTHY -> UNHEALTHY, all HEALTHY -> HEALTHY, else UNKNOWN.
+pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
+    let mut statuses = t
+        .containers
+        .iter()
+        .filter(|c| defs.iter().any(|d| d.name == c.name && d.essential() && d.health_check.is_some()))
+        .map(|c| c.health_status.as_deref().unwrap_or("UNKNOWN"))
+        .peekable();
+    if statuses.peek().is_none() {
+        return "UNKNOWN".to_owned();
+    }
+    let all: Vec<&str> = statuses.collect();
+    if all.contains(&"UNHEALTHY") {
+        "UNHEALTHY".to_owned()
+    } else if all.iter().all(|s| *s == "HEALTHY") {
+        "HEALTHY".to_owned()
+    } else {
+        "UNKNOWN".to_owned()
+    }
+}
+
+/// Follows a RUNNING task's containers: exits, exit codes, health, and
+/// containers gone behind berth's back. Returns whether the task must stop now.
+async fn check_running(inner: &Inner, docker: &Docker, t: &Task, cs: &[ContainerSummary]) -> Result<bool, AgentError> {
+    let defs = match definitions(inner, t) {
+        Ok((_, d)) => d,
+        Err(e) => {
+            tracing::warn!(task = %t.task_arn, "{e}");
+            return Ok(false);
+        }
+    };
+    let mut seen: HashMap<String, Option<Observed>> = HashMap::new();
+    for d in &defs {
+        let id = cs
+            .iter()
+            .find(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)) == Some(&d.name))
+            .and_then(|c| c.id.clone());
+        let o = match id {
+            Some(id) => observe(docker, &id).await?,
+            None => None,
+        };
+        seen.insert(d.name.clone(), o);
+    }
+    let mut updated = t.clone();
+    for d in &defs {
+        let c = container_entry(&mut updated, &d.name, &d.image);
+        if c.last_status == "STOPPED" {
+            continue;
+        }
+        match seen.get(&d.name).cloned().flatten() {
+            None => {
+                c.last_status = "STOPPED".to_owned();
+                c.reason = Some("container removed outside berth".to_owned());
+            }
+            Some(o) => {
+                c.health_status = o.health.as_ref().map(|h| ecs_health(h).to_owned());
+                if o.exited {
+                    c.last_status = "STOPPED".to_owned();
+                    c.exit_code = o.exit_code;
+                    let code = o.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
+                    c.reason = Some(format!("exited with code {code}"));
+                }
+            }
+        }
+    }
+    // An essential container that is not running (exited, or gone) stops the task.
+    let stop = defs.iter().filter(|d| d.essential()).find_map(|d| {
+        let c = updated.containers.iter().find(|c| c.name == d.name)?;
+        if c.last_status != "STOPPED" {
+            return None;
+        }
+        Some(match c.exit_code {
+            Some(code) => format!("Essential container in task exited: {} exited with code {code}", d.name),
+            None => format!("Essential container in task exited: {} {}", d.name, c.reason.as_deref().unwrap_or("stopped")),
+        })
+    });
+    updated.health_status = Some(task_health(&updated, &defs));
+    if stop.is_none() && updated.containers == t.containers && updated.health_status == t.health_status {
+        return Ok(false);
+    }
+    let containers = updated.containers.clone();
+    let health = updated.health_status.clone();
+    let wrote_stop = inner
+        .store
+        .update(|txn| -> Result<bool, StoreError> {
+            let Some(mut cur) = txn.get::<Task>(&t.task_arn)? else { return Ok(false) };
+            let cur = &mut cur.value;
+            if cur.last_status != "RUNNING" {
+                return Ok(false);
+            }
+            cur.containers = containers.clone();
+            cur.health_status = health.clone();
+            let mut stopping = false;
+            if let Some(reason) = &stop
+                && cur.desired_status != "STOPPED"
+            {
+                cur.desired_status = "STOPPED".to_owned();
+                cur.stop_code = Some("EssentialContainerExited".to_owned());
+                cur.stopped_reason = Some(reason.clone());
+                cur.stopping_at.get_or_insert(now());
+                stopping = true;
+            }
+            cur.version += 1;
+            txn.put(cur)?;
+            Ok(stopping || cur.desired_status == "STOPPED")
+        })?
+        .value;
+    Ok(wrote_stop)
+}
+
+/// The stop job: SIGTERM, SIGKILL after the container's stopTimeout (or the
+/// configured default), record exit codes, remove the containers, STOPPED.
+pub(crate) async fn stop_task(inner: Arc<Inner>, docker: Docker, arn: String) {
+    if let Err(e) = try_stop(&inner, &docker, &arn).await {
+        tracing::warn!(task = %arn, "stopping the task: {e}");
+    }
+}
+
+async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), AgentError> {
+    let task = inner.store.update(|txn| -> Result<Option<Task>, StoreError> {
+        let Some(mut t) = txn.get::<Task>(arn)? else { return Ok(None) };
+        let t = &mut t.value;
+        if t.last_status == "STOPPED" {
+            return Ok(None);
+        }
+        if t.last_status != "STOPPING" {
+            t.last_status = "STOPPING".to_owned();
+            t.stopping_at.get_or_insert(now());
+            t.version += 1;
+            txn.put(t)?;
+        }
+        Ok(Some(t.clone()))
+    })?;
+    let Some(task) = task.value else { return Ok(()) };
+    let defs = definitions(inner, &task).map(|(_, d)| d).unwrap_or_default();
+    let containers = containers_with_label(docker, LABEL_TASK_ARN, arn).await?;
+    let default_t = inner.cfg.default_stop_timeout;
+    let stops = containers.iter().filter_map(|c| {
+        let id = c.id.clone()?;
+        let name = c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)).cloned().unwrap_or_default();
+        let grace = defs
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.stop_timeout)
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .unwrap_or(default_t);
+        Some(async move {
+            let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+            let opts = StopContainerOptionsBuilder::default().t(t).build();
+            match docker.stop_container(&id, Some(opts)).await {
+                // 304: already stopped; 404: already gone.
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
+                Err(e) => return Err(AgentError::from(e)),
+            }
+            let o = observe(docker, &id).await?;
+            remove(docker, &id).await?;
+            Ok((name, o))
+        })
+    });
+    let results = futures_util::future::join_all(stops).await;
+    let mut exits: HashMap<String, Option<i64>> = HashMap::new();
+    for r in results {
+        let (name, o) = r?;
+        exits.insert(name, o.and_then(|o| o.exit_code));
+    }
+    inner.store.update(|txn| -> Result<(), StoreError> {
+        let Some(mut t) = txn.get::<Task>(arn)? else { return Ok(()) };
+        let t = &mut t.value;
+        if t.last_status == "STOPPED" {
+            return Ok(());
+        }
+        for c in &mut t.containers {
+            if let Some(code) = exits.get(&c.name) {
+                if c.last_status != "STOPPED" || c.exit_code.is_none() {
+                    c.exit_code = *code;
+                }
+            }
+            c.last_status = "STOPPED".to_owned();
+        }
+        let ts = now();
+        t.last_status = "STOPPED".to_owned();
+        t.desired_status = "STOPPED".to_owned();
+        t.stopping_at.get_or_insert(ts);
+        t.stopped_at = Some(ts);
+        t.version += 1;
+        txn.put(t)?;
+        refresh_instance(txn, &inner.instance_arn)?;
+        Ok(())
+    })?;
+    tracing::info!(task = %arn, "task stopped");
+    Ok(())
+}

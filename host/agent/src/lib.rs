@@ -1,0 +1,241 @@
+//! berth's Docker agent: the only crate that talks to Docker (through bollard).
+//!
+//! An [`Agent`] registers this host as a container instance of a cluster and
+//! converges Docker to the tasks the store assigns to that instance: it
+//! creates and starts their containers, follows them through Docker's event
+//! stream and a reconcile timer, and stops and removes them when a task's
+//! desired status becomes STOPPED. Every task change is a CAS transaction.
+//!
+//! Containers carry labels (`berth.task-arn`, `berth.cluster`,
+//! `berth.container-name`, `berth.container-instance`), so after any restart
+//! the agent re-adopts them from Docker alone.
+
+mod converge;
+mod docker;
+mod error;
+pub mod logs;
+mod register;
+mod start;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::arn::ArnContext;
+use berth_store::Store;
+use tokio::sync::Notify;
+
+pub use error::AgentError;
+pub use register::ensure_cluster;
+
+/// Label naming the task a container belongs to.
+pub const LABEL_TASK_ARN: &str = "berth.task-arn";
+/// Label naming the cluster of the task.
+pub const LABEL_CLUSTER: &str = "berth.cluster";
+/// Label naming the container definition the container runs.
+pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
+/// Label naming the container instance (agent) that owns the container, so
+/// several agents sharing one daemon (tests) never touch each other's.
+pub const LABEL_INSTANCE: &str = "berth.container-instance";
+
+/// How the agent registers and behaves.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Cluster name to register in.
+    pub cluster: String,
+    /// Where the stable instance id is kept (`agent-instance-id`).
+    pub data_dir: PathBuf,
+    /// Region and account for the ARNs the agent mints.
+    pub arn: ArnContext,
+    /// `ecs.availability-zone` attribute.
+    pub availability_zone: String,
+    /// `ecs.instance-type` attribute.
+    pub instance_type: String,
+    /// MiB of the engine's memory not offered to tasks.
+    pub memory_reserve_mib: i64,
+    /// Host ports never offered to tasks (ECS reserves 22, 2375, 2376, 51678, 51679).
+    pub reserved_ports: Vec<u16>,
+    /// How often the agent reconciles even when no Docker event or wake-up came.
+    pub reconcile_interval: Duration,
+    /// SIGTERM-to-SIGKILL grace when a container definition sets no `stopTimeout` (ECS: 30 s).
+    pub default_stop_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for `cluster`, keeping the instance id in `data_dir`.
+    pub fn new(cluster: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            cluster: cluster.into(),
+            data_dir: data_dir.into(),
+            arn: ArnContext::default(),
+            availability_zone: "local".to_owned(),
+            instance_type: "local".to_owned(),
+            memory_reserve_mib: 0,
+            reserved_ports: vec![22, 2375, 2376, 51678, 51679],
+            reconcile_interval: Duration::from_millis(500),
+            default_stop_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A cheap handle to wake the agent, e.g. after RunTask or StopTask wrote the store.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    wake: Arc<Notify>,
+    instance_arn: String,
+}
+
+impl AgentHandle {
+    /// Makes the agent reconcile now instead of at its next timer tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+    /// The ARN of the container instance this agent registered.
+    pub fn instance_arn(&self) -> &str {
+        &self.instance_arn
+    }
+}
+
+/// The agent of one host. See the crate docs.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) cfg: AgentConfig,
+    pub(crate) instance_id: String,
+    pub(crate) instance_arn: String,
+    pub(crate) cluster_arn: String,
+    pub(crate) wake: Arc<Notify>,
+    /// Tasks with a start or stop job in flight; the reconciler leaves them alone.
+    pub(crate) busy: Mutex<HashSet<String>>,
+}
+
+impl Agent {
+    /// An agent over `store`; reads (or creates) the stable instance id in the
+    /// data directory, so a restart re-registers the same instance.
+    pub fn new(store: Store, cfg: AgentConfig) -> Result<Agent, AgentError> {
+        let instance_id = register::instance_id(&cfg.data_dir)?;
+        let instance_arn = cfg.arn.container_instance(&cfg.cluster, &instance_id);
+        let cluster_arn = cfg.arn.cluster(&cfg.cluster);
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                store,
+                cfg,
+                instance_id,
+                instance_arn,
+                cluster_arn,
+                wake: Arc::new(Notify::new()),
+                busy: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// A handle that wakes this agent.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle { wake: Arc::clone(&self.inner.wake), instance_arn: self.inner.instance_arn.clone() }
+    }
+
+    /// This agent's container instance ARN.
+    pub fn instance_arn(&self) -> &str {
+        &self.inner.instance_arn
+    }
+
+    /// The cluster ARN this agent registers in.
+    pub fn cluster_arn(&self) -> &str {
+        &self.inner.cluster_arn
+    }
+
+    /// Runs until `shutdown` resolves: connects to Docker (retrying with
+    /// back-off from 250 ms to 2 min while no daemon answers, with the
+    /// instance shown `agentConnected: false`), registers, and converges on
+    /// every Docker event, wake-up and timer tick. Containers keep running
+    /// when the agent stops; the next agent re-adopts them.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = self.run_forever() => {}
+        }
+    }
+
+    async fn run_forever(&self) {
+        let mut backoff = Duration::from_millis(250);
+        let mut said_unreachable = false;
+        loop {
+            let docker = match docker::connect().await {
+                Ok(d) => d,
+                Err(e) => {
+                    if !said_unreachable {
+                        tracing::warn!("no Docker daemon answers ({e}); the instance stays agentConnected=false, retrying with back-off");
+                        said_unreachable = true;
+                    }
+                    if let Err(e) = register::set_disconnected(&self.inner) {
+                        tracing::warn!("marking the instance disconnected: {e}");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(120));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            said_unreachable = false;
+            if let Err(e) = self.connected(&docker).await {
+                tracing::warn!("agent lost Docker: {e}");
+                if let Err(e) = register::set_disconnected(&self.inner) {
+                    tracing::warn!("marking the instance disconnected: {e}");
+                }
+            }
+        }
+    }
+
+    /// Registers and converges until Docker stops answering.
+    async fn connected(&self, docker: &bollard::Docker) -> Result<(), AgentError> {
+        register::register(&self.inner, docker).await?;
+        tracing::info!(instance = %self.inner.instance_arn, "agent registered");
+        let events = tokio::spawn(docker::follow_events(docker.clone(), self.inner.instance_arn.clone(), Arc::clone(&self.inner.wake)));
+        let result = loop {
+            if let Err(e) = self.reconcile_with(docker).await {
+                break Err(e);
+            }
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
+            }
+        };
+        events.abort();
+        result
+    }
+
+    /// Connects to Docker and registers once (for tests and tools that drive
+    /// [`Agent::reconcile_once`] themselves).
+    pub async fn register(&self) -> Result<(), AgentError> {
+        let docker = docker::connect().await?;
+        register::register(&self.inner, &docker).await
+    }
+
+    /// One reconcile pass; start and stop work it decides on runs in spawned
+    /// jobs, so call it repeatedly to make progress.
+    pub async fn reconcile_once(&self) -> Result<(), AgentError> {
+        let docker = docker::connect().await?;
+        self.reconcile_with(&docker).await
+    }
+
+    async fn reconcile_with(&self, docker: &bollard::Docker) -> Result<(), AgentError> {
+        if let Err(e) = docker.ping().await {
+            return Err(AgentError::Docker(e));
+        }
+        converge::reconcile(&self.inner, docker).await
+    }
+}
+
+/// Seconds since the Unix epoch, as ECS timestamps are.
+pub(crate) fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
