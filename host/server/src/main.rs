@@ -1,7 +1,10 @@
 //! The `berth` binary: one command that starts the orchestrator on this
 //! machine, and the tools around it.
 
+mod api;
 mod bench;
+mod control;
+mod credentials;
 mod up;
 
 use std::path::PathBuf;
@@ -29,6 +32,9 @@ enum Command {
         /// Open the store, report it, and exit instead of running until stopped.
         #[arg(long)]
         check: bool,
+        /// Address of the ECS API (port 0: any free port, printed at start).
+        #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7171")]
+        listen: std::net::SocketAddr,
     },
     /// Measure berth's own speed on this machine.
     Bench {
@@ -61,7 +67,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data_dir, check } => up::run(&data_dir, check),
+        Command::Up { data_dir, check, listen } => up::run(&data_dir, check, listen),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
     };
     match result {

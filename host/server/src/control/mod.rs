@@ -1,0 +1,223 @@
+//! The control plane's operations over the store: clusters, task
+//! definitions, container instances and tasks, with the batch scheduler.
+//!
+//! No HTTP here: every operation takes a typed request and returns a typed
+//! answer or a [`ControlError`] whose [`ControlError::code`] is ECS's error
+//! code. Operations block on the store; async callers run them on a blocking
+//! thread.
+
+mod clusters;
+mod instances;
+pub mod scheduler;
+mod taskdefs;
+mod tasks;
+pub use tasks::QUEUE_TAG;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_core::arn::{self, ArnContext};
+use berth_core::model::Cluster;
+use berth_core::validate::InvalidInput;
+use berth_store::{Page, PageRequest, Record, Store, StoreError, Txn, UpdateError, Versioned};
+
+/// Why an operation refused or failed; each variant is one ECS error code,
+/// and the message names the field and value at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("{0}")]
+    Client(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    ClusterNotFound(String),
+    #[error("{0}")]
+    ServiceNotFound(String),
+    #[error("{0}")]
+    ClusterContainsContainerInstances(String),
+    #[error("{0}")]
+    ClusterContainsServices(String),
+    #[error("{0}")]
+    ClusterContainsTasks(String),
+    /// The store failed, or contention outlasted the retries.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl ControlError {
+    /// ECS's error code (`__type` on the wire).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ControlError::Client(_) => "ClientException",
+            ControlError::InvalidParameter(_) => "InvalidParameterException",
+            ControlError::ClusterNotFound(_) => "ClusterNotFoundException",
+            ControlError::ServiceNotFound(_) => "ServiceNotFoundException",
+            ControlError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
+            ControlError::ClusterContainsServices(_) => "ClusterContainsServicesException",
+            ControlError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            ControlError::Server(_) => "ServerException",
+        }
+    }
+
+    /// True for the server's own failures (HTTP 5xx), false for the caller's.
+    pub fn is_server(&self) -> bool {
+        matches!(self, ControlError::Server(_))
+    }
+
+    fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
+        ControlError::InvalidParameter(format!("{field}: {message}"))
+    }
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ControlError::Server(format!("state store: {e}"))
+    }
+}
+
+impl From<InvalidInput> for ControlError {
+    fn from(e: InvalidInput) -> Self {
+        ControlError::InvalidParameter(e.to_string())
+    }
+}
+
+impl From<UpdateError<ControlError>> for ControlError {
+    fn from(e: UpdateError<ControlError>) -> Self {
+        match e {
+            UpdateError::Aborted(e) => e,
+            UpdateError::Store(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, "update gave up");
+                ControlError::Server(format!("too much contention, try again: {other}"))
+            }
+        }
+    }
+}
+
+/// The control plane: the store, the ARN context, and the batch
+/// scheduler's wake-up.
+#[derive(Debug)]
+pub struct Control {
+    store: Arc<Store>,
+    arn: ArnContext,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// Seconds since the Unix epoch, fractional.
+pub fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Largest `maxResults` of a list call, and its default.
+pub const MAX_RESULTS: i64 = 100;
+
+impl Control {
+    /// The control plane over `store`, minting ARNs with `arn`.
+    pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// The store under this control plane.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The ARN context.
+    pub fn arn(&self) -> &ArnContext {
+        &self.arn
+    }
+
+    /// Notified when capacity may have freed (a task stopped, an instance
+    /// came or changed), so queued tasks get another chance.
+    pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    fn wake_scheduler(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Creates the `default` cluster when it does not exist yet.
+    pub fn ensure_default_cluster(&self) -> Result<(), ControlError> {
+        let mut txn = self.store.begin()?;
+        if txn.get::<Cluster>("default")?.is_some_and(|c| c.value.status == "ACTIVE") {
+            return Ok(());
+        }
+        drop(txn);
+        self.create_cluster(types::CreateClusterRequest { cluster_name: Some("default".into()), tags: Vec::new() })?;
+        Ok(())
+    }
+
+    /// The ACTIVE cluster named by `name_or_arn` (default `default`), read
+    /// with CAS in `txn`.
+    fn active_cluster(&self, txn: &mut Txn, name_or_arn: Option<&str>) -> Result<Cluster, ControlError> {
+        let name = arn::cluster_name(name_or_arn.unwrap_or("default"));
+        match txn.get::<Cluster>(name)? {
+            Some(c) if c.value.status == "ACTIVE" => Ok(c.value),
+            _ => Err(ControlError::ClusterNotFound(format!("cluster `{}` not found", name_or_arn.unwrap_or("default")))),
+        }
+    }
+}
+
+/// Every record of `T` with index entry `(index, value)`.
+fn all_by_index<T: Record>(txn: &Txn, index: &str, value: &str) -> Result<Vec<Versioned<T>>, StoreError> {
+    collect_pages(|p| txn.by_index::<T>(index, value, p))
+}
+
+/// Every record of `T` whose key starts with `prefix`.
+fn all_with_prefix<T: Record>(txn: &Txn, prefix: &str) -> Result<Vec<Versioned<T>>, StoreError> {
+    collect_pages(|p| txn.scan_prefix::<T>(prefix, p))
+}
+
+fn collect_pages<T>(mut f: impl FnMut(PageRequest) -> Result<Page<T>, StoreError>) -> Result<Vec<Versioned<T>>, StoreError> {
+    let mut out = Vec::new();
+    let mut req = PageRequest::first(1000);
+    loop {
+        let page = f(req.clone())?;
+        out.extend(page.items);
+        match page.next_token {
+            Some(t) => req.token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// One page of `items` (already in list order, each with its sort key)
+/// after `token`, of at most `max_results`; and the token of the next page.
+/// Tokens are the hex of the last key returned, so a page holds whatever
+/// follows it even when records came or went in between.
+fn paginate<T>(
+    items: Vec<(String, T)>,
+    token: Option<&str>,
+    max_results: Option<i64>,
+    descending: bool,
+) -> Result<(Vec<T>, Option<String>), ControlError> {
+    let max = max_results.unwrap_or(MAX_RESULTS);
+    if !(1..=MAX_RESULTS).contains(&max) {
+        return Err(ControlError::invalid("maxResults", format!("{max} is out of range 1-{MAX_RESULTS}")));
+    }
+    let after = match token {
+        None => None,
+        Some(t) => Some(
+            hex::decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ControlError::invalid("nextToken", format!("`{t}` is not a token this server handed out")))?,
+        ),
+    };
+    let mut rest = items.into_iter().filter(|(k, _)| match &after {
+        None => true,
+        Some(a) if descending => k < a,
+        Some(a) => k > a,
+    });
+    let max = max as usize;
+    let mut page: Vec<(String, T)> = rest.by_ref().take(max).collect();
+    let next = if rest.next().is_some() { page.last().map(|(k, _)| hex::encode(k)) } else { None };
+    Ok((page.drain(..).map(|(_, v)| v).collect(), next))
+}
+
+#[cfg(test)]
+mod tests;

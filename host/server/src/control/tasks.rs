@@ -1,0 +1,604 @@
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the batch
+//! scheduler's placement of queued tasks.
+//!
+//! A placement reads the cluster's instances with CAS, builds a
+//! `ClusterState` from them and the tasks they hold (desired RUNNING),
+//! places, and commits the new tasks together with every instance whose
+//! remaining resources changed, in one transaction. A conflict retries on a
+//! fresh snapshot, so no instance is ever over-committed.
+
+use std::collections::BTreeSet;
+
+use berth_core::arn;
+use berth_core::model::{Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task, TaskDefinition};
+use berth_core::placement::{ClusterState, InstanceSpec, PlacementRequest, Placer, TaskSpec, place_on};
+use berth_store::Record;
+use berth_store::Txn;
+use serde::{Deserialize, Serialize};
+
+use super::instances::{integer_resource, tasks_on};
+use super::taskdefs::resolve;
+use super::types::*;
+use super::{Control, ControlError, all_by_index, now, paginate};
+
+/// The RunTask tag that asks berth to queue tasks that do not fit now
+/// instead of failing them.
+pub const QUEUE_TAG: &str = "berth:queue";
+
+/// A task waiting for capacity, with the placement it asked for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedTask {
+    pub task_arn: String,
+    pub cluster_arn: String,
+    pub created_at: f64,
+    pub placement_constraints: Vec<berth_core::model::PlacementConstraint>,
+    pub placement_strategy: Vec<berth_core::model::PlacementStrategy>,
+}
+
+impl Record for QueuedTask {
+    const TABLE: &'static str = "berth_queued_tasks";
+    fn key(&self) -> String {
+        self.task_arn.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("cluster", self.cluster_arn.clone())]
+    }
+}
+
+/// What a RunTask with a clientToken answered, so a retry gets the same tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTokenRecord {
+    pub key: String,
+    pub request: RunTaskRequest,
+    pub task_arns: Vec<String>,
+    pub failures: Vec<Failure>,
+}
+
+impl Record for ClientTokenRecord {
+    const TABLE: &'static str = "berth_client_tokens";
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
+    r.iter().filter(|x| x.name == name).flat_map(|x| x.string_set_value.iter().flatten()).filter_map(|p| p.parse().ok()).collect()
+}
+
+fn parse_units(s: Option<&str>) -> u32 {
+    s.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Host ports a task holds, from its containers' network bindings.
+fn host_ports(t: &Task) -> Vec<(u16, Protocol)> {
+    t.containers
+        .iter()
+        .flat_map(|c| &c.network_bindings)
+        .filter_map(|b| u16::try_from(b.host_port).ok().map(|p| (p, b.protocol.unwrap_or_default())))
+        .collect()
+}
+
+/// The instance's counts and remaining resources recomputed from the tasks
+/// it holds in `txn`'s view (buffered writes included), so they stay true.
+pub(super) fn recount(txn: &Txn, mut ci: ContainerInstance) -> Result<ContainerInstance, ControlError> {
+    let tasks = tasks_on(txn, &ci.container_instance_arn)?;
+    let reg = &ci.registered_resources;
+    let cpu: i64 = tasks.iter().map(|t| i64::from(parse_units(t.cpu.as_deref()))).sum();
+    let mem: i64 = tasks.iter().map(|t| i64::from(parse_units(t.memory.as_deref()))).sum();
+    let mut tcp: BTreeSet<u16> = ports_of(reg, "PORTS").into_iter().collect();
+    let mut udp: BTreeSet<u16> = ports_of(reg, "PORTS_UDP").into_iter().collect();
+    for t in &tasks {
+        for (p, proto) in host_ports(t) {
+            match proto {
+                Protocol::Tcp => tcp.insert(p),
+                Protocol::Udp => udp.insert(p),
+            };
+        }
+    }
+    let strs = |s: BTreeSet<u16>| s.into_iter().map(|p| p.to_string()).collect();
+    ci.remaining_resources = vec![
+        Resource::integer("CPU", (integer_resource(reg, "CPU").unwrap_or(0) - cpu).max(0)),
+        Resource::integer("MEMORY", (integer_resource(reg, "MEMORY").unwrap_or(0) - mem).max(0)),
+        Resource::string_set("PORTS", strs(tcp)),
+        Resource::string_set("PORTS_UDP", strs(udp)),
+    ];
+    ci.running_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status == "RUNNING").count()).unwrap_or(u32::MAX);
+    ci.pending_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status != "RUNNING").count()).unwrap_or(u32::MAX);
+    Ok(ci)
+}
+
+/// A cluster as placement sees it, read in one transaction with CAS on
+/// every instance record.
+struct Snapshot {
+    state: ClusterState,
+    /// Aligned with the state's instance indexes.
+    instances: Vec<ContainerInstance>,
+}
+
+fn load_cluster(txn: &mut Txn, cluster_arn: &str) -> Result<Snapshot, ControlError> {
+    let arns: Vec<String> = all_by_index::<ContainerInstance>(txn, "cluster", cluster_arn)?
+        .into_iter()
+        .filter(|c| c.value.status != "INACTIVE")
+        .map(|c| c.value.container_instance_arn)
+        .collect();
+    let mut state = ClusterState::default();
+    let mut instances = Vec::with_capacity(arns.len());
+    for a in arns {
+        let Some(ci) = txn.get::<ContainerInstance>(&a)? else { continue };
+        let ci = ci.value;
+        let reg = &ci.registered_resources;
+        let i = state.add_instance(InstanceSpec {
+            arn: ci.container_instance_arn.clone(),
+            host_id: ci.ec2_instance_id.clone(),
+            active: ci.status == "ACTIVE",
+            agent_connected: ci.agent_connected,
+            agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+            registered_at: ci.registered_at.unwrap_or(0.0),
+            attributes: ci.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+            cpu: u32::try_from(integer_resource(reg, "CPU").unwrap_or(0)).unwrap_or(0),
+            memory: u32::try_from(integer_resource(reg, "MEMORY").unwrap_or(0)).unwrap_or(0),
+            reserved_tcp: ports_of(reg, "PORTS"),
+            reserved_udp: ports_of(reg, "PORTS_UDP"),
+        });
+        for t in tasks_on(txn, &ci.container_instance_arn)? {
+            let spec = TaskSpec {
+                cpu: parse_units(t.cpu.as_deref()),
+                memory: parse_units(t.memory.as_deref()),
+                static_ports: Vec::new(),
+                dynamic_ports: Vec::new(),
+                group: t.group.clone().unwrap_or_default(),
+            };
+            state.add_task(i, &spec, &host_ports(&t));
+        }
+        instances.push(ci);
+    }
+    Ok(Snapshot { state, instances })
+}
+
+/// The containers of a task of `td`, with network bindings when placed
+/// (`dynamic`: the host ports chosen for the dynamic mappings, in order).
+fn containers_for(ctx: &arn::ArnContext, cluster: &str, task_id: &str, td: &TaskDefinition, dynamic: Option<&[u16]>) -> Vec<Container> {
+    let mut dynamic = dynamic.map(|d| d.iter());
+    td.container_definitions
+        .iter()
+        .map(|d| {
+            let mut network_bindings = Vec::new();
+            if let Some(dyn_ports) = dynamic.as_mut() {
+                for pm in &d.port_mappings {
+                    let host = match td.network_mode {
+                        NetworkMode::None => continue,
+                        NetworkMode::Host => Some(pm.container_port),
+                        NetworkMode::Bridge => pm.static_host_port().filter(|p| u16::try_from(*p).is_ok()),
+                    };
+                    let host = match host {
+                        Some(p) => p,
+                        None => dyn_ports.next().map_or(0, |p| u32::from(*p)),
+                    };
+                    network_bindings.push(NetworkBinding {
+                        bind_i_p: Some("0.0.0.0".into()),
+                        container_port: pm.container_port,
+                        host_port: host,
+                        protocol: Some(pm.protocol()),
+                    });
+                }
+            }
+            Container {
+                container_arn: ctx.container(cluster, task_id, &d.name),
+                task_arn: Some(ctx.task(cluster, task_id)),
+                name: d.name.clone(),
+                image: d.image.clone(),
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                health_status: d.health_check.as_ref().map(|_| "UNKNOWN".into()),
+                network_bindings,
+                runtime_id: None,
+            }
+        })
+        .collect()
+}
+
+/// What a new task carries besides its placement.
+struct NewTask<'a> {
+    cluster_name: &'a str,
+    cluster_arn: &'a str,
+    td: &'a TaskDefinition,
+    spec: &'a TaskSpec,
+    started_by: Option<&'a str>,
+    overrides: Option<&'a berth_core::model::TaskOverride>,
+    tags: &'a [berth_core::model::Tag],
+}
+
+impl NewTask<'_> {
+    fn mint(&self, ctx: &arn::ArnContext, instance: Option<&str>, dynamic: Option<&[u16]>) -> Task {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Task {
+            task_arn: ctx.task(self.cluster_name, &id),
+            cluster_arn: self.cluster_arn.to_owned(),
+            task_definition_arn: self.td.task_definition_arn.clone(),
+            container_instance_arn: instance.map(str::to_owned),
+            group: Some(self.spec.group.clone()),
+            started_by: self.started_by.map(str::to_owned),
+            last_status: "PENDING".into(),
+            desired_status: "RUNNING".into(),
+            health_status: Some("UNKNOWN".into()),
+            stop_code: None,
+            stopped_reason: None,
+            created_at: Some(now()),
+            started_at: None,
+            stopping_at: None,
+            stopped_at: None,
+            version: 1,
+            cpu: Some(self.spec.cpu.to_string()),
+            memory: Some(self.spec.memory.to_string()),
+            launch_type: Some("EC2".into()),
+            containers: containers_for(ctx, self.cluster_name, &id, self.td, dynamic),
+            overrides: self.overrides.cloned(),
+            tags: self.tags.to_vec(),
+        }
+    }
+}
+
+fn seed() -> u64 {
+    // The low bits of a v4 UUID are random.
+    uuid::Uuid::new_v4().as_u64_pair().1
+}
+
+fn check_started_by(s: Option<&str>) -> Result<(), ControlError> {
+    if let Some(s) = s
+        && s.len() > 128
+    {
+        return Err(ControlError::invalid("startedBy", "is longer than 128 characters"));
+    }
+    Ok(())
+}
+
+/// Writes the instances at `touched` indexes back with recomputed resources.
+fn write_instances(txn: &mut Txn, snap: &Snapshot, touched: &BTreeSet<usize>) -> Result<(), ControlError> {
+    for &i in touched {
+        let mut ci = recount(txn, snap.instances[i].clone())?;
+        ci.version += 1;
+        txn.put(&ci)?;
+    }
+    Ok(())
+}
+
+impl Control {
+    fn task_arn_of(&self, cluster_name: &str, id_or_arn: &str) -> String {
+        if id_or_arn.starts_with("arn:") { id_or_arn.to_owned() } else { self.arn.task(cluster_name, id_or_arn) }
+    }
+
+    /// RunTask: places `count` tasks with the engine. Tasks that do not fit
+    /// fail with ECS's reasons, or, with the tag `berth:queue` = `true`,
+    /// wait PENDING for capacity.
+    pub fn run_task(&self, req: RunTaskRequest) -> Result<TasksResponse, ControlError> {
+        let count = req.count.unwrap_or(1);
+        if !(1..=10).contains(&count) {
+            return Err(ControlError::invalid("count", format!("{count} is out of range 1-10")));
+        }
+        let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+        check_started_by(req.started_by.as_deref())?;
+        let queue = match req.tags.iter().find(|t| t.key == QUEUE_TAG).map(|t| t.value.as_str()) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => return Err(ControlError::invalid("tags", format!("{QUEUE_TAG}: `{v}` is not true or false"))),
+        };
+        if let Some(t) = &req.client_token
+            && (t.is_empty() || t.len() > 64)
+        {
+            return Err(ControlError::invalid("clientToken", "must be 1-64 characters"));
+        }
+        let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+            let token_key = req.client_token.as_ref().map(|t| format!("{} {t}", cluster.cluster_arn));
+            if let Some(k) = &token_key
+                && let Some(prior) = txn.get::<ClientTokenRecord>(k)?
+            {
+                if prior.value.request != req {
+                    return Err(ControlError::invalid("clientToken", "was used before with a different request"));
+                }
+                let mut tasks = Vec::new();
+                for a in &prior.value.task_arns {
+                    if let Some(t) = txn.get::<Task>(a)? {
+                        tasks.push(t.value);
+                    }
+                }
+                return Ok((tasks, prior.value.failures));
+            }
+            let td = resolve(txn, &td_ref, "taskDefinition")?;
+            if td.status != "ACTIVE" {
+                return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+            }
+            let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+            let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
+            let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
+            let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
+            let results = Placer::new(seed()).place(&mut snap.state, &preq, count as usize);
+            let new = NewTask {
+                cluster_name: &cluster.cluster_name,
+                cluster_arn: &cluster.cluster_arn,
+                td: &td,
+                spec: &preq.task,
+                started_by: req.started_by.as_deref(),
+                overrides: req.overrides.as_ref(),
+                tags: &req.tags,
+            };
+            let mut tasks = Vec::new();
+            let mut failures = Vec::new();
+            let mut touched = BTreeSet::new();
+            for r in results {
+                match r {
+                    Ok(p) => {
+                        let arn = snap.instances[p.instance].container_instance_arn.clone();
+                        tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
+                        touched.insert(p.instance);
+                    }
+                    Err(f) if queue => {
+                        let t = new.mint(&self.arn, None, None);
+                        txn.put(&QueuedTask {
+                            task_arn: t.task_arn.clone(),
+                            cluster_arn: cluster.cluster_arn.clone(),
+                            created_at: t.created_at.unwrap_or_default(),
+                            placement_constraints: req.placement_constraints.clone(),
+                            placement_strategy: req.placement_strategy.clone(),
+                        })?;
+                        tracing::info!(task = %t.task_arn, reason = %f, "queued");
+                        tasks.push(t);
+                    }
+                    Err(f) => failures.push(Failure {
+                        arn: Some(cluster.cluster_arn.clone()),
+                        reason: f.reason.reason().to_owned(),
+                        detail: Some(f.to_string()),
+                    }),
+                }
+            }
+            for t in &tasks {
+                txn.put(t)?;
+            }
+            write_instances(txn, &snap, &touched)?;
+            if let Some(k) = token_key {
+                txn.put(&ClientTokenRecord {
+                    key: k,
+                    request: req.clone(),
+                    task_arns: tasks.iter().map(|t| t.task_arn.clone()).collect(),
+                    failures: failures.clone(),
+                })?;
+            }
+            Ok((tasks, failures))
+        })?;
+        let (tasks, failures) = up.value;
+        Ok(TasksResponse { tasks, failures })
+    }
+
+    /// StartTask: one task on each named instance, checked by the same
+    /// rules as the engine's own placements (`place_on`).
+    pub fn start_task(&self, req: StartTaskRequest) -> Result<TasksResponse, ControlError> {
+        if req.container_instances.is_empty() || req.container_instances.len() > 10 {
+            return Err(ControlError::invalid("containerInstances", "give 1-10 container instances"));
+        }
+        let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+        check_started_by(req.started_by.as_deref())?;
+        let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+            let td = resolve(txn, &td_ref, "taskDefinition")?;
+            if td.status != "ACTIVE" {
+                return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+            }
+            let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+            let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
+            let preq = PlacementRequest::compile(spec, &td.placement_constraints, &[], &[])?;
+            let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
+            let new = NewTask {
+                cluster_name: &cluster.cluster_name,
+                cluster_arn: &cluster.cluster_arn,
+                td: &td,
+                spec: &preq.task,
+                started_by: req.started_by.as_deref(),
+                overrides: req.overrides.as_ref(),
+                tags: &req.tags,
+            };
+            let mut tasks = Vec::new();
+            let mut failures = Vec::new();
+            let mut touched = BTreeSet::new();
+            for id in &req.container_instances {
+                let arn = if id.starts_with("arn:") {
+                    id.clone()
+                } else {
+                    self.arn.container_instance(&cluster.cluster_name, arn::last_segment(id))
+                };
+                let Some(i) = snap.state.index_of(&arn) else {
+                    failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None });
+                    continue;
+                };
+                match place_on(&mut snap.state, &preq, i) {
+                    Ok(p) => {
+                        tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
+                        touched.insert(i);
+                    }
+                    Err(c) => failures.push(Failure { arn: Some(arn), reason: c.reason().to_owned(), detail: None }),
+                }
+            }
+            for t in &tasks {
+                txn.put(t)?;
+            }
+            write_instances(txn, &snap, &touched)?;
+            Ok((tasks, failures))
+        })?;
+        let (tasks, failures) = up.value;
+        Ok(TasksResponse { tasks, failures })
+    }
+
+    /// StopTask: desired STOPPED (stopCode UserInitiated). Its resources are
+    /// free for placement at once; a queued task stops on the spot.
+    pub fn stop_task(&self, req: StopTaskRequest) -> Result<TaskResponse, ControlError> {
+        let id = req.task.clone().ok_or_else(|| ControlError::invalid("task", "is required"))?;
+        if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
+            return Err(ControlError::invalid("reason", "is longer than 255 characters"));
+        }
+        let up = self.store.update(|txn| -> Result<Task, ControlError> {
+            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+            let arn = self.task_arn_of(&cluster.cluster_name, &id);
+            let mut task = txn
+                .get::<Task>(&arn)?
+                .map(|t| t.value)
+                .filter(|t| t.cluster_arn == cluster.cluster_arn)
+                .ok_or_else(|| ControlError::InvalidParameter(format!("task: `{id}` not found in cluster `{}`", cluster.cluster_name)))?;
+            if task.desired_status == "STOPPED" {
+                return Ok(task);
+            }
+            let t = now();
+            task.desired_status = "STOPPED".into();
+            task.stop_code = Some("UserInitiated".into());
+            task.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+            task.stopping_at = Some(t);
+            task.version += 1;
+            match task.container_instance_arn.clone() {
+                None => {
+                    task.last_status = "STOPPED".into();
+                    task.stopped_at = Some(t);
+                    for c in &mut task.containers {
+                        c.last_status = "STOPPED".into();
+                    }
+                    txn.delete::<QueuedTask>(&task.task_arn)?;
+                    txn.put(&task)?;
+                }
+                Some(ci_arn) => {
+                    txn.put(&task)?;
+                    if let Some(ci) = txn.get::<ContainerInstance>(&ci_arn)? {
+                        let mut ci = recount(txn, ci.value)?;
+                        ci.version += 1;
+                        txn.put(&ci)?;
+                    }
+                }
+            }
+            Ok(task)
+        })?;
+        self.wake_scheduler();
+        Ok(TaskResponse { task: up.value })
+    }
+
+    /// DescribeTasks: up to 100; unknown ones come back as MISSING.
+    pub fn describe_tasks(&self, req: DescribeTasksRequest) -> Result<TasksResponse, ControlError> {
+        if req.tasks.is_empty() || req.tasks.len() > 100 {
+            return Err(ControlError::invalid("tasks", format!("{} tasks given; give 1-100", req.tasks.len())));
+        }
+        let mut txn = self.store.begin()?;
+        let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for id in &req.tasks {
+            let arn = self.task_arn_of(&cluster.cluster_name, id);
+            match txn.get::<Task>(&arn)?.filter(|t| t.value.cluster_arn == cluster.cluster_arn) {
+                Some(t) => tasks.push(t.value),
+                None => failures.push(Failure { arn: Some(arn), reason: "MISSING".into(), detail: None }),
+            }
+        }
+        Ok(TasksResponse { tasks, failures })
+    }
+
+    /// ListTasks by instance, family, startedBy, service and desired status.
+    pub fn list_tasks(&self, req: ListTasksRequest) -> Result<ListTasksResponse, ControlError> {
+        let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
+        if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
+            return Err(ControlError::invalid("desiredStatus", format!("`{desired}` is not one of RUNNING, PENDING, STOPPED")));
+        }
+        let mut txn = self.store.begin()?;
+        let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
+        let candidates = match &req.container_instance {
+            Some(ci) => {
+                let arn = if ci.starts_with("arn:") {
+                    ci.clone()
+                } else {
+                    self.arn.container_instance(&cluster.cluster_name, arn::last_segment(ci))
+                };
+                all_by_index::<Task>(&txn, "instance", &arn)?
+            }
+            None => all_by_index::<Task>(&txn, "cluster", &cluster.cluster_arn)?,
+        };
+        let service_group = req.service_name.as_deref().map(|s| format!("service:{}", arn::last_segment(s)));
+        let items: Vec<(String, String)> = candidates
+            .into_iter()
+            .map(|t| t.value)
+            .filter(|t| t.cluster_arn == cluster.cluster_arn)
+            // ECS's PENDING filter means desired RUNNING and not yet running.
+            .filter(|t| match desired {
+                "PENDING" => t.desired_status == "RUNNING" && t.last_status == "PENDING",
+                d => t.desired_status == d,
+            })
+            .filter(|t| {
+                req.family.as_deref().is_none_or(|f| arn::task_definition_ref(&t.task_definition_arn).is_ok_and(|(fam, _)| fam == f))
+            })
+            .filter(|t| req.started_by.as_deref().is_none_or(|s| t.started_by.as_deref() == Some(s)))
+            .filter(|t| service_group.as_deref().is_none_or(|g| t.group.as_deref() == Some(g)))
+            .map(|t| (t.task_arn.clone(), t.task_arn))
+            .collect();
+        let (task_arns, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListTasksResponse { task_arns, next_token })
+    }
+
+    /// The batch scheduler's pass: in every cluster, places queued tasks
+    /// oldest first where capacity now allows (a task that still does not
+    /// fit does not hold back smaller ones behind it). Returns how many it
+    /// placed.
+    pub fn place_queued(&self) -> Result<usize, ControlError> {
+        let clusters: Vec<String> = {
+            let txn = self.store.begin()?;
+            let mut v: Vec<String> =
+                super::collect_pages(|p| txn.list::<QueuedTask>(p))?.into_iter().map(|q| q.value.cluster_arn).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut placed = 0;
+        for cluster_arn in clusters {
+            let up = self.store.update(|txn| -> Result<usize, ControlError> {
+                let mut queued: Vec<QueuedTask> =
+                    all_by_index::<QueuedTask>(txn, "cluster", &cluster_arn)?.into_iter().map(|q| q.value).collect();
+                queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
+                let mut snap = load_cluster(txn, &cluster_arn)?;
+                let mut placer = Placer::new(seed());
+                let mut touched = BTreeSet::new();
+                let mut n = 0;
+                for q in queued {
+                    let task = txn.get::<Task>(&q.task_arn)?.map(|t| t.value);
+                    let Some(mut task) = task.filter(|t| t.desired_status == "RUNNING" && t.container_instance_arn.is_none()) else {
+                        txn.delete::<QueuedTask>(&q.task_arn)?;
+                        continue;
+                    };
+                    let td = match resolve(txn, &task.task_definition_arn, "taskDefinition") {
+                        Ok(td) => td,
+                        Err(e) => {
+                            tracing::warn!(task = %task.task_arn, error = %e, "queued task's definition is gone");
+                            continue;
+                        }
+                    };
+                    let spec = TaskSpec::from_definition(&td, task.overrides.as_ref(), task.group.clone().unwrap_or_default());
+                    let preq = match PlacementRequest::compile(spec, &td.placement_constraints, &q.placement_constraints, &q.placement_strategy) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(task = %task.task_arn, error = %e, "queued task's placement no longer compiles");
+                            continue;
+                        }
+                    };
+                    let Some(Ok(p)) = placer.place(&mut snap.state, &preq, 1).pop() else { continue };
+                    let ci_arn = snap.instances[p.instance].container_instance_arn.clone();
+                    let cluster_name = arn::cluster_name(&cluster_arn).to_owned();
+                    let task_id = arn::last_segment(&task.task_arn).to_owned();
+                    task.containers = containers_for(&self.arn, &cluster_name, &task_id, &td, Some(&p.dynamic_host_ports));
+                    task.container_instance_arn = Some(ci_arn);
+                    task.version += 1;
+                    txn.put(&task)?;
+                    txn.delete::<QueuedTask>(&q.task_arn)?;
+                    touched.insert(p.instance);
+                    n += 1;
+                }
+                write_instances(txn, &snap, &touched)?;
+                Ok(n)
+            })?;
+            placed += up.value;
+        }
+        Ok(placed)
+    }
+}
