@@ -41,7 +41,12 @@
 pub mod bindings;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+/// Fixed-key hashing: `RandomState` would import `wasi:random`, which the
+/// host does not grant (and determinism is wanted anyway).
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 use bindings::berth::placement::logger;
 use bindings::berth::placement::types as wit;
@@ -246,7 +251,7 @@ impl Cluster {
     /// Per-value task counts of `group` over attribute `name`, as
     /// `(value, count)` (None: instances without the attribute).
     pub fn value_counts(&self, name: &str, group: GroupId) -> Vec<(Option<String>, u32)> {
-        let mut out: HashMap<Option<String>, u32> = HashMap::new();
+        let mut out: HashMap<Option<String>, u32> = HashMap::default();
         for i in 0..self.len() as u32 {
             *out.entry(self.attribute(i, name).flatten().map(str::to_owned)).or_default() += self.group_count(group, i);
         }
@@ -256,7 +261,7 @@ impl Cluster {
     fn ensure_counts(&self, attr: u32, group: GroupId) {
         let mut cols = self.value_columns.borrow_mut();
         let (col, nvalues) = cols.entry(attr).or_insert_with(|| {
-            let mut ids: HashMap<Option<&str>, u32> = HashMap::new();
+            let mut ids: HashMap<Option<&str>, u32> = HashMap::default();
             let col: Vec<u32> = self
                 .attributes
                 .iter()
@@ -421,6 +426,15 @@ pub mod rt {
             }
             self.cluster.invalidate_values();
         }
+        pub fn set_ports(&mut self, entries: Vec<(u32, Vec<u16>, Vec<u16>)>) {
+            for (i, tcp, udp) in entries {
+                let u = i as usize;
+                if u < self.cluster.len() {
+                    self.cluster.tcp_ports[u] = tcp;
+                    self.cluster.udp_ports[u] = udp;
+                }
+            }
+        }
         pub fn define_group(&mut self, id: u32, name: String, mut counts: Vec<u32>) {
             let c = &mut self.cluster;
             c.ensure_group(id);
@@ -522,6 +536,9 @@ macro_rules! export_policy {
             }
             fn set_attributes(entries: ::std::vec::Vec<(u32, ::std::vec::Vec<(u32, ::std::option::Option<::std::string::String>)>)>) {
                 __BERTH_STATE.with_borrow_mut(|s| s.set_attributes(entries))
+            }
+            fn set_ports(entries: ::std::vec::Vec<(u32, ::std::vec::Vec<u16>, ::std::vec::Vec<u16>)>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.set_ports(entries))
             }
             fn define_group(id: u32, name: ::std::string::String, counts: ::std::vec::Vec<u32>) {
                 __BERTH_STATE.with_borrow_mut(|s| s.define_group(id, name, counts))

@@ -14,7 +14,11 @@ impl Policy for Hostile {
         if task.family == "attack" {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                hoard.push(vec![1u8; 1 << 20]);
+                // Reserve without touching: grows linear memory fast, so the limit,
+                // not the deadline, stops it.
+                let mut v: Vec<u8> = Vec::with_capacity(16 << 20);
+                v.push(1);
+                hoard.push(v);
                 std::hint::black_box(&hoard);
             }
         }

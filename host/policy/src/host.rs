@@ -1,0 +1,269 @@
+//! The engine side: one wasmtime `Engine` with epoch interruption, the
+//! linker with an empty WASI context and the logger, and install-time checks
+//! of a component.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{PlacementPolicyPre, berth::placement::logger};
+use crate::error::InstallError;
+
+/// The WIT world a policy must implement, with its version.
+pub const WORLD: &str = "berth:placement/placement-policy@0.1.0";
+/// The export every policy must have.
+pub const POLICY_EXPORT: &str = "berth:placement/policy@0.1.0";
+/// The logger import, the only non-WASI import allowed (with the types
+/// interface it uses, which has no functions).
+pub const LOGGER_IMPORT: &str = "berth:placement/logger@0.1.0";
+const TYPES_IMPORT: &str = "berth:placement/types@0.1.0";
+
+/// Import prefixes a component may have: what a Rust wasm32-wasip2 build
+/// links (stdio, exit, environment, streams), all backed by an empty context.
+const ALLOWED_IMPORT_PREFIXES: [&str; 2] = ["wasi:io/", "wasi:cli/"];
+
+/// Limits and deadlines of the host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Wall time one call into a policy may take before it is interrupted.
+    pub deadline: Duration,
+    /// Linear memory one policy instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// Log lines a policy may emit per call; the rest are dropped and counted.
+    pub log_lines_per_call: u32,
+    /// Use the pooling allocator (fast instantiation); off for hosts that
+    /// create many engines, such as tests.
+    pub pooling: bool,
+    /// Pooled instance slots when `pooling` is on.
+    pub pool_size: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            deadline: Duration::from_millis(10),
+            memory_limit: 64 << 20,
+            log_lines_per_call: 32,
+            pooling: true,
+            pool_size: 64,
+        }
+    }
+}
+
+/// How often the ticker advances the engine's epoch; deadlines are counted
+/// in these ticks.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// Per-store data: the empty WASI context, the memory limit, the log budget.
+pub(crate) struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory_limit: usize,
+    /// Set when the guest asked for more memory than allowed, so a trap
+    /// after it is reported as the memory limit.
+    pub(crate) memory_exceeded: bool,
+    pub(crate) log_budget: u32,
+    pub(crate) logs_dropped: Arc<AtomicU64>,
+    pub(crate) policy: Arc<str>,
+}
+
+impl StoreData {
+    pub(crate) fn new(cfg: &HostConfig, logs_dropped: Arc<AtomicU64>, policy: Arc<str>) -> Self {
+        StoreData {
+            // No preopens, environment, arguments, sockets or inherited stdio.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            memory_limit: cfg.memory_limit,
+            memory_exceeded: false,
+            log_budget: cfg.log_lines_per_call,
+            logs_dropped,
+            policy,
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl logger::Host for StoreData {
+    fn log(&mut self, level: logger::Level, message: String) {
+        if self.log_budget == 0 {
+            self.logs_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.log_budget -= 1;
+        // A long line is cut so one call cannot flood the log either.
+        let msg: String = message.chars().take(512).collect();
+        let policy = &*self.policy;
+        match level {
+            logger::Level::Debug => tracing::debug!(policy, "{msg}"),
+            logger::Level::Info => tracing::info!(policy, "{msg}"),
+            logger::Level::Warn => tracing::warn!(policy, "{msg}"),
+            logger::Level::Error => tracing::error!(policy, "{msg}"),
+        }
+    }
+}
+
+impl crate::bindings::berth::placement::types::Host for StoreData {}
+
+/// One engine for every policy, with its epoch ticker.
+pub struct PolicyHost {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreData>,
+    pub(crate) config: HostConfig,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PolicyHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyHost").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A checked, compiled policy component, ready to instantiate.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    /// Hex sha256 of the component bytes.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// The world it implements.
+    pub world: &'static str,
+    pub(crate) pre: PlacementPolicyPre<StoreData>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy").field("sha256", &self.sha256).field("size", &self.size).finish()
+    }
+}
+
+/// Hex sha256 of bytes, the content address of a policy.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PolicyHost {
+    /// Builds the engine (Cranelift, no proposals berth does not need,
+    /// component-model concurrency off) and starts the epoch ticker.
+    pub fn new(config: HostConfig) -> Result<Self, InstallError> {
+        let mut c = Config::new();
+        // Threads, GC and exceptions are compiled out (crate features off).
+        c.wasm_component_model(true)
+            .concurrency_support(false)
+            .wasm_stack_switching(false)
+            .wasm_memory64(false)
+            .wasm_multi_memory(false)
+            .wasm_relaxed_simd(false)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .cranelift_opt_level(OptLevel::Speed);
+        if config.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(config.pool_size)
+                .total_core_instances(config.pool_size * 16)
+                .total_memories(config.pool_size * 4)
+                .total_tables(config.pool_size * 8)
+                .total_stacks(config.pool_size)
+                .max_memory_size(config.memory_limit);
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&c).map_err(|e| InstallError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| InstallError::Engine(format!("{e:#}")))?;
+        crate::bindings::PlacementPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| InstallError::Engine(format!("{e:#}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("berth-policy-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| InstallError::Engine(format!("epoch ticker: {e}")))?
+        };
+        Ok(PolicyHost { engine, linker, config, stop, ticker: Some(ticker) })
+    }
+
+    /// The host's limits.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Checks and compiles a component: it must be a component (not a core
+    /// module or anything else), import nothing beyond wasi:io, wasi:cli and
+    /// berth's logger, and export `berth:placement/policy@0.1.0` with the
+    /// expected functions.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, InstallError> {
+        let is_component = bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00];
+        if !is_component {
+            let what = if bytes.len() >= 8 && &bytes[..4] == b"\0asm" { "a core WebAssembly module" } else { "not WebAssembly" };
+            return Err(InstallError::NotAComponent(format!(
+                "{what}; build the policy with `cargo build --target wasm32-wasip2 --release` to get a component"
+            )));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            let allowed = name == LOGGER_IMPORT || name == TYPES_IMPORT || ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
+            if !allowed {
+                return Err(InstallError::ForbiddenImport(name.to_owned()));
+            }
+        }
+        let mut exports = ty.exports(&self.engine);
+        let found = exports.find(|(n, _)| *n == POLICY_EXPORT);
+        match found {
+            Some((_, ext)) if matches!(ext.ty, ComponentItem::ComponentInstance(_)) => {}
+            _ => {
+                let names: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+                let other_version = names.iter().find(|n| n.starts_with("berth:placement/policy@"));
+                return Err(match other_version {
+                    Some(v) => InstallError::WrongWorld(format!("exports `{v}`; this host serves `{POLICY_EXPORT}` (world {WORLD})")),
+                    None => InstallError::WrongWorld(format!(
+                        "missing export `{POLICY_EXPORT}` (world {WORLD}); the component exports [{}]",
+                        names.join(", ")
+                    )),
+                });
+            }
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
+        let pre = PlacementPolicyPre::new(pre).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledPolicy { sha256: sha256_hex(bytes), size: bytes.len(), world: WORLD, pre })
+    }
+}
+
+impl Drop for PolicyHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The policy registry: installed components stored content-addressed in
+//! berth's store, their activation per cluster and per service, and the
+//! atomic swap of the active version.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwapOption;
+use berth_core::placement::{ClusterState, Placement, PlacementRequest, Placer};
+use berth_store::{PageRequest, Record, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DecisionError, InstallError, RegistryError};
+use crate::host::PolicyHost;
+use crate::session::{LoadedPolicy, PolicySession, StatsSnapshot};
+
+/// An installed policy component, keyed by the sha256 of its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Hex sha256 of the component: its id.
+    pub sha256: String,
+    /// The policy's own name.
+    pub name: String,
+    /// The policy's own version.
+    pub version: String,
+    /// The WIT world it implements.
+    pub world: String,
+    /// Component size in bytes.
+    pub size: usize,
+    /// The component, hex-encoded.
+    pub wasm_hex: String,
+}
+
+impl Record for PolicyRecord {
+    const TABLE: &'static str = "policies";
+    fn key(&self) -> String {
+        self.sha256.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("name", self.name.clone())]
+    }
+}
+
+/// Where a policy is active.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every placement in a cluster without a more specific binding.
+    Cluster(String),
+    /// One service of a cluster.
+    Service {
+        /// The cluster.
+        cluster: String,
+        /// The service.
+        service: String,
+    },
+}
+
+impl Scope {
+    /// The binding's key in the store.
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Cluster(c) => format!("cluster/{c}"),
+            Scope::Service { cluster, service } => format!("service/{cluster}/{service}"),
+        }
+    }
+}
+
+/// An activation, stored so it survives restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyBinding {
+    /// [`Scope::key`].
+    pub scope: String,
+    /// The active policy.
+    pub sha256: String,
+}
+
+impl Record for PolicyBinding {
+    const TABLE: &'static str = "policy_bindings";
+    fn key(&self) -> String {
+        self.scope.clone()
+    }
+    fn index_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("policy", self.sha256.clone())]
+    }
+}
+
+/// What `show` reports of one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySummary {
+    /// Hex sha256, the id.
+    pub sha256: String,
+    /// The policy's name.
+    pub name: String,
+    /// The policy's version.
+    pub version: String,
+    /// The world it implements.
+    pub world: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// Scopes where it is active.
+    pub active_in: Vec<String>,
+    /// Counters since this process loaded it.
+    pub stats: StatsSnapshot,
+}
+
+/// What to do with tasks when the policy fails a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Place them with berth's native strategies of the request.
+    #[default]
+    Native,
+    /// Leave them PENDING for the next round.
+    Pending,
+}
+
+/// The outcome of one decision through [`PolicyRunner::decide`].
+#[derive(Debug)]
+pub struct Decision {
+    /// Per task: where it goes (reserved in the state), or why it stays PENDING.
+    pub answers: Vec<Result<Placement, String>>,
+    /// The policy version that decided (None: no policy active).
+    pub policy: Option<String>,
+    /// When the policy failed: why; the answers then come from the fallback.
+    pub failure: Option<DecisionError>,
+}
+
+/// The registry of installed policies.
+pub struct Registry {
+    host: Arc<PolicyHost>,
+    store: Store,
+    loaded: RwLock<HashMap<String, Arc<LoadedPolicy>>>,
+    /// The active version per scope key; swapped atomically.
+    active: RwLock<HashMap<String, Arc<ArcSwapOption<LoadedPolicy>>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Store(e.to_string())
+}
+
+impl Registry {
+    /// Opens the registry over `store`, loading every installed policy and
+    /// every binding (so activations survive restart).
+    pub fn open(host: Arc<PolicyHost>, store: Store) -> Result<Registry, RegistryError> {
+        let reg = Registry { host, store, loaded: RwLock::default(), active: RwLock::default() };
+        let txn = reg.store.begin().map_err(store_err)?;
+        let mut page = PageRequest::first(256);
+        loop {
+            let p = txn.list::<PolicyRecord>(page.clone()).map_err(store_err)?;
+            for rec in p.items {
+                let bytes = hex::decode(&rec.value.wasm_hex).map_err(store_err)?;
+                reg.load(&bytes)?;
+            }
+            match p.next_token {
+                Some(t) => page.token = Some(t),
+                None => break,
+            }
+        }
+        let mut page = PageRequest::first(256);
+        loop {
+            let p = txn.list::<PolicyBinding>(page.clone()).map_err(store_err)?;
+            for b in p.items {
+                let policy = reg.get(&b.value.sha256)?;
+                reg.slot(&b.value.scope).store(Some(policy));
+            }
+            match p.next_token {
+                Some(t) => page.token = Some(t),
+                None => break,
+            }
+        }
+        Ok(reg)
+    }
+
+    /// The engine host.
+    pub fn host(&self) -> &Arc<PolicyHost> {
+        &self.host
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedPolicy>, RegistryError> {
+        let compiled = self.host.compile(bytes)?;
+        if let Some(p) = self.loaded.read().map_err(store_err)?.get(&compiled.sha256) {
+            return Ok(p.clone());
+        }
+        let loaded = Arc::new(LoadedPolicy::from_compiled(&self.host, compiled).map_err(InstallError::Info)?);
+        self.loaded.write().map_err(store_err)?.insert(loaded.compiled.sha256.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Checks, compiles and stores a component; returns its id (sha256).
+    /// Installing the same bytes twice is a no-op.
+    pub fn install(&self, bytes: &[u8]) -> Result<String, RegistryError> {
+        let p = self.load(bytes)?;
+        let rec = PolicyRecord {
+            sha256: p.compiled.sha256.clone(),
+            name: p.name.clone(),
+            version: p.version.clone(),
+            world: p.compiled.world.to_owned(),
+            size: p.compiled.size,
+            wasm_hex: hex::encode(bytes),
+        };
+        self.store.update(|txn| txn.put(&rec)).map_err(store_err)?;
+        tracing::info!(sha256 = %rec.sha256, name = %rec.name, size = rec.size, "policy installed");
+        Ok(rec.sha256)
+    }
+
+    /// A loaded policy by id (sha256, or a unique prefix of at least 8
+    /// characters) or by name (the most recently loaded one of that name is
+    /// not guessed: a name must be unique).
+    pub fn get(&self, id_or_name: &str) -> Result<Arc<LoadedPolicy>, RegistryError> {
+        let loaded = self.loaded.read().map_err(store_err)?;
+        if let Some(p) = loaded.get(id_or_name) {
+            return Ok(p.clone());
+        }
+        let matches: Vec<&Arc<LoadedPolicy>> = loaded
+            .values()
+            .filter(|p| p.name == id_or_name || (id_or_name.len() >= 8 && p.compiled.sha256.starts_with(id_or_name)))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(RegistryError::NotFound(id_or_name.to_owned())),
+        }
+    }
+
+    fn slot(&self, scope_key: &str) -> Arc<ArcSwapOption<LoadedPolicy>> {
+        if let Ok(a) = self.active.read() {
+            if let Some(s) = a.get(scope_key) {
+                return s.clone();
+            }
+        }
+        match self.active.write() {
+            Ok(mut a) => a.entry(scope_key.to_owned()).or_default().clone(),
+            // A poisoned lock only means a panic elsewhere; a fresh slot is safe.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    fn scopes_of(&self, sha256: &str) -> Vec<String> {
+        let Ok(a) = self.active.read() else { return Vec::new() };
+        let mut v: Vec<String> =
+            a.iter().filter(|(_, s)| s.load().as_ref().is_some_and(|p| p.compiled.sha256 == sha256)).map(|(k, _)| k.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Every installed policy.
+    pub fn list(&self) -> Vec<PolicySummary> {
+        let Ok(loaded) = self.loaded.read() else { return Vec::new() };
+        let mut v: Vec<PolicySummary> = loaded.values().map(|p| self.summary(p)).collect();
+        v.sort_by(|a, b| (&a.name, &a.sha256).cmp(&(&b.name, &b.sha256)));
+        v
+    }
+
+    fn summary(&self, p: &LoadedPolicy) -> PolicySummary {
+        PolicySummary {
+            sha256: p.compiled.sha256.clone(),
+            name: p.name.clone(),
+            version: p.version.clone(),
+            world: p.compiled.world.to_owned(),
+            size: p.compiled.size,
+            active_in: self.scopes_of(&p.compiled.sha256),
+            stats: p.stats(),
+        }
+    }
+
+    /// One policy with its counters.
+    pub fn show(&self, id_or_name: &str) -> Result<PolicySummary, RegistryError> {
+        let p = self.get(id_or_name)?;
+        Ok(self.summary(&p))
+    }
+
+    /// Makes a policy the active one of `scope`, in the store and at once in
+    /// this process: decisions in flight finish on the version they started.
+    pub fn activate(&self, scope: &Scope, id_or_name: &str) -> Result<(), RegistryError> {
+        let p = self.get(id_or_name)?;
+        let b = PolicyBinding { scope: scope.key(), sha256: p.compiled.sha256.clone() };
+        self.store.update(|txn| txn.put(&b)).map_err(store_err)?;
+        self.slot(&b.scope).store(Some(p));
+        Ok(())
+    }
+
+    /// Removes the binding of `scope` (native strategies apply again).
+    pub fn deactivate(&self, scope: &Scope) -> Result<(), RegistryError> {
+        let key = scope.key();
+        self.store.update(|txn| txn.delete::<PolicyBinding>(&key)).map_err(store_err)?;
+        self.slot(&key).store(None);
+        Ok(())
+    }
+
+    /// Removes an installed policy; refused while it is active anywhere.
+    pub fn remove(&self, id_or_name: &str) -> Result<(), RegistryError> {
+        let p = self.get(id_or_name)?;
+        let sha = p.compiled.sha256.clone();
+        let scopes = self.scopes_of(&sha);
+        if !scopes.is_empty() {
+            return Err(RegistryError::InUse { policy: sha, scopes });
+        }
+        self.store
+            .update(|txn| {
+                let bound = txn.by_index::<PolicyBinding>("policy", &sha, PageRequest::first(1))?;
+                if !bound.items.is_empty() {
+                    return Ok(false);
+                }
+                txn.delete::<PolicyRecord>(&sha)?;
+                Ok::<bool, berth_store::StoreError>(true)
+            })
+            .map_err(store_err)
+            .and_then(|u| if u.value { Ok(()) } else { Err(RegistryError::InUse { policy: sha.clone(), scopes: vec!["a stored binding".into()] }) })?;
+        self.loaded.write().map_err(store_err)?.remove(&sha);
+        Ok(())
+    }
+
+    /// The policy that decides for a placement: the RunTask call's own
+    /// choice, else the service's binding, else the cluster's.
+    pub fn resolve(&self, cluster: &str, service: Option<&str>, call: Option<&str>) -> Result<Option<Arc<LoadedPolicy>>, RegistryError> {
+        if let Some(c) = call {
+            return self.get(c).map(Some);
+        }
+        if let Some(s) = service {
+            if let Some(p) = self.slot(&Scope::Service { cluster: cluster.into(), service: s.into() }.key()).load_full() {
+                return Ok(Some(p));
+            }
+        }
+        Ok(self.slot(&Scope::Cluster(cluster.into()).key()).load_full())
+    }
+
+    /// A runner following the active policy of a scope.
+    pub fn runner(&self, scope: &Scope, fallback: Fallback) -> PolicyRunner {
+        PolicyRunner { host: self.host.clone(), slot: self.slot(&scope.key()), session: None, fallback, placer: Placer::new(0) }
+    }
+}
+
+/// Places through whatever policy is active in one scope, following swaps:
+/// a swap takes effect at the next decision, which starts a fresh session
+/// (fully synced) on the new version, while a decision already running
+/// finishes on the old one.
+pub struct PolicyRunner {
+    host: Arc<PolicyHost>,
+    slot: Arc<ArcSwapOption<LoadedPolicy>>,
+    session: Option<PolicySession>,
+    fallback: Fallback,
+    placer: Placer,
+}
+
+impl std::fmt::Debug for PolicyRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRunner").field("session", &self.session).field("fallback", &self.fallback).finish_non_exhaustive()
+    }
+}
+
+impl PolicyRunner {
+    /// Forwards a change of instance `i` to the live session.
+    pub fn instance_changed(&mut self, i: usize) {
+        if let Some(s) = &mut self.session {
+            s.instance_changed(i);
+        }
+    }
+
+    /// Places `count` tasks: through the active policy when there is one,
+    /// else (or when it fails) per the fallback.
+    pub fn decide(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Decision {
+        let active = self.slot.load_full();
+        let Some(policy) = active else {
+            self.session = None;
+            return Decision { answers: self.native(state, req, count), policy: None, failure: None };
+        };
+        let same = self.session.as_ref().is_some_and(|s| Arc::ptr_eq(s.policy(), &policy));
+        if !same {
+            self.session = Some(PolicySession::new(self.host.clone(), policy.clone()));
+        }
+        let sha = Some(policy.compiled.sha256.clone());
+        let Some(session) = self.session.as_mut() else {
+            return Decision { answers: self.native(state, req, count), policy: None, failure: None };
+        };
+        match session.place(state, req, count) {
+            Ok(answers) => Decision { answers, policy: sha, failure: None },
+            Err(e) => {
+                let answers = match self.fallback {
+                    Fallback::Native => self.native(state, req, count),
+                    Fallback::Pending => (0..count).map(|_| Err(format!("policy failed: {e}"))).collect(),
+                };
+                Decision { answers, policy: sha, failure: Some(e) }
+            }
+        }
+    }
+
+    fn native(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Vec<Result<Placement, String>> {
+        self.placer.place(state, req, count).into_iter().map(|r| r.map_err(|f| f.to_string())).collect()
+    }
+}

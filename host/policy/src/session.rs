@@ -1,0 +1,556 @@
+//! A policy session: one live instance of a policy kept in sync with one
+//! [`ClusterState`], and the decisions made through it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_core::model::Protocol;
+use berth_core::placement::{ClusterState, Constraint, InstanceState, Placement, PlacementRequest, Strategy, place_on};
+use berth_core::query::QueryTarget;
+use rustc_hash::FxHashMap;
+use wasmtime::{Store, Trap};
+
+use crate::bindings::PlacementPolicy;
+use crate::bindings::berth::placement::types as wit;
+use crate::error::{DecisionError, FailureKind};
+use crate::host::{CompiledPolicy, PolicyHost, StoreData, TICK};
+
+/// Latency samples kept per policy for percentiles.
+const LATENCY_SAMPLES: usize = 4096;
+
+/// Counters of one policy version.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    decisions: AtomicU64,
+    failures: [AtomicU64; 5],
+    instances_created: AtomicU64,
+    latencies_ns: Mutex<(Vec<u64>, usize)>,
+}
+
+/// A snapshot of [`PolicyStats`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// Decisions asked of the policy (a batch counts once).
+    pub decisions: u64,
+    /// Failed decisions by kind (`trap`, `deadline`, `memory-limit`, `invalid-answer`, `instantiate`).
+    pub failures: Vec<(FailureKind, u64)>,
+    /// Policy instances created (each fresh one is fully synced).
+    pub instances_created: u64,
+    /// Log lines the host dropped over the rate limit.
+    pub logs_dropped: u64,
+    /// Decision latency percentiles over recent decisions, in microseconds: p50, p90, p99, max.
+    pub latency_us: [f64; 4],
+}
+
+impl PolicyStats {
+    fn record(&self, took: Duration, failure: Option<FailureKind>) {
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        if let Some(k) = failure {
+            self.failures[k as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut l) = self.latencies_ns.lock() {
+            let (samples, next) = &mut *l;
+            let ns = took.as_nanos() as u64;
+            if samples.len() < LATENCY_SAMPLES {
+                samples.push(ns);
+            } else {
+                samples[*next] = ns;
+            }
+            *next = (*next + 1) % LATENCY_SAMPLES;
+        }
+    }
+
+    /// Failures of one kind so far.
+    pub fn failures(&self, kind: FailureKind) -> u64 {
+        self.failures[kind as usize].load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self, logs_dropped: u64) -> StatsSnapshot {
+        let mut lat = self.latencies_ns.lock().map(|l| l.0.clone()).unwrap_or_default();
+        lat.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if lat.is_empty() {
+                return 0.0;
+            }
+            let i = ((lat.len() - 1) as f64 * p).round() as usize;
+            lat[i] as f64 / 1000.0
+        };
+        StatsSnapshot {
+            decisions: self.decisions.load(Ordering::Relaxed),
+            failures: FailureKind::ALL.iter().map(|&k| (k, self.failures(k))).collect(),
+            instances_created: self.instances_created.load(Ordering::Relaxed),
+            logs_dropped,
+            latency_us: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
+        }
+    }
+}
+
+/// One installed policy version, compiled, with its info and counters.
+/// Shared by every session that runs it.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    /// The checked component.
+    pub compiled: CompiledPolicy,
+    /// The policy's own name (from its `info`).
+    pub name: String,
+    /// The policy's own version.
+    pub version: String,
+    /// Parameters it documents.
+    pub parameters: Vec<(String, String)>,
+    /// Counters.
+    pub stats: PolicyStats,
+    pub(crate) logs_dropped: Arc<AtomicU64>,
+    pub(crate) label: Arc<str>,
+}
+
+impl LoadedPolicy {
+    /// Instantiates the component once to read its info (the registry does
+    /// this on install; tests and benchmarks may use it directly).
+    pub fn from_compiled(host: &PolicyHost, compiled: CompiledPolicy) -> Result<LoadedPolicy, String> {
+        let logs_dropped = Arc::new(AtomicU64::new(0));
+        let label: Arc<str> = Arc::from(&compiled.sha256[..12]);
+        let mut store = new_store(host, logs_dropped.clone(), label.clone());
+        store.set_epoch_deadline(deadline_ticks(host.config.deadline));
+        let bindings = compiled.pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+        let info = bindings.berth_placement_policy().call_info(&mut store).map_err(|e| format!("{e:#}"))?;
+        Ok(LoadedPolicy {
+            compiled,
+            name: info.name,
+            version: info.version,
+            parameters: info.parameters,
+            stats: PolicyStats::default(),
+            logs_dropped,
+            label,
+        })
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.logs_dropped.load(Ordering::Relaxed))
+    }
+}
+
+fn new_store(host: &PolicyHost, logs_dropped: Arc<AtomicU64>, label: Arc<str>) -> Store<StoreData> {
+    let mut store = Store::new(&host.engine, StoreData::new(&host.config, logs_dropped, label));
+    store.limiter(|d| d as &mut dyn wasmtime::ResourceLimiter);
+    store
+}
+
+fn deadline_ticks(d: Duration) -> u64 {
+    (d.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
+}
+
+/// What one decision gave, per task: a checked placement (already reserved
+/// in the [`ClusterState`]) or the policy's reason for not placing it.
+pub type Answers = Vec<Result<Placement, String>>;
+
+struct Live {
+    store: Store<StoreData>,
+    bindings: PlacementPolicy,
+}
+
+/// A policy instance bound to one [`ClusterState`] and the bookkeeping of
+/// what its mirror holds. Placements made through [`PolicySession::place`]
+/// are applied on both sides; any other change to the state must be
+/// announced with [`PolicySession::instance_changed`] (or
+/// [`PolicySession::resync`]) before the next decision.
+///
+/// A failed decision discards the instance; the next one starts a fresh
+/// instance and syncs it fully.
+pub struct PolicySession {
+    host: Arc<PolicyHost>,
+    policy: Arc<LoadedPolicy>,
+    live: Option<Live>,
+    /// Instances in the mirror.
+    synced: usize,
+    dirty: Vec<usize>,
+    groups: FxHashMap<String, u32>,
+    attributes: FxHashMap<String, u32>,
+    /// Static-constraint filters by their joined sources.
+    filters: FxHashMap<String, u32>,
+}
+
+impl std::fmt::Debug for PolicySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySession").field("policy", &self.policy.compiled.sha256).field("live", &self.live.is_some()).finish()
+    }
+}
+
+/// Static constraints are evaluated on what the core's instance record holds.
+struct Target<'a>(&'a InstanceState);
+
+impl QueryTarget for Target<'_> {
+    fn agent_connected(&self) -> bool {
+        self.0.spec.agent_connected
+    }
+    fn agent_version(&self) -> Option<&str> {
+        self.0.spec.agent_version.as_deref()
+    }
+    fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        self.0.attribute(name)
+    }
+    fn ec2_instance_id(&self) -> &str {
+        &self.0.spec.host_id
+    }
+    fn registered_at(&self) -> f64 {
+        self.0.spec.registered_at
+    }
+    fn running_tasks_count(&self) -> u32 {
+        self.0.running_tasks
+    }
+    // Only static expressions become filters; they never ask this.
+    fn any_task_group(&self, _f: &mut dyn FnMut(&str) -> bool) -> bool {
+        false
+    }
+}
+
+impl PolicySession {
+    /// A session for `policy`; the instance is created on the first decision.
+    pub fn new(host: Arc<PolicyHost>, policy: Arc<LoadedPolicy>) -> Self {
+        PolicySession {
+            host,
+            policy,
+            live: None,
+            synced: 0,
+            dirty: Vec::new(),
+            groups: FxHashMap::default(),
+            attributes: FxHashMap::default(),
+            filters: FxHashMap::default(),
+        }
+    }
+
+    /// The policy version this session runs.
+    pub fn policy(&self) -> &Arc<LoadedPolicy> {
+        &self.policy
+    }
+
+    /// Whether a live, synced instance is ready.
+    pub fn is_warm(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Announces that instance `i` of the state changed (or was added)
+    /// outside this session; it is sent to the mirror before the next decision.
+    pub fn instance_changed(&mut self, i: usize) {
+        self.dirty.push(i);
+    }
+
+    /// Drops the instance: the next decision starts a fresh one, fully synced.
+    pub fn resync(&mut self) {
+        self.live = None;
+    }
+
+    /// Creates and fully syncs an instance now (otherwise the first decision does).
+    pub fn warm_up(&mut self, state: &ClusterState) -> Result<(), DecisionError> {
+        if self.live.is_none() {
+            self.start(state).map_err(|(kind, reason)| self.fail(kind, reason))?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, kind: FailureKind, reason: String) -> DecisionError {
+        // A trap poisons the store; every failure starts afresh.
+        self.live = None;
+        tracing::warn!(policy = %self.policy.compiled.sha256, kind = kind.as_str(), %reason, "policy decision failed");
+        DecisionError { policy: self.policy.compiled.sha256.clone(), kind, reason }
+    }
+
+    /// Asks the policy for `count` tasks of `req` and checks every answer
+    /// with the native engine ([`place_on`]), which reserves it in `state`.
+    /// Any trap, deadline, memory limit or invalid answer fails the whole
+    /// decision (reservations made for it are undone), discards the
+    /// instance and is counted.
+    pub fn place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Result<Answers, DecisionError> {
+        let t0 = Instant::now();
+        let r = self.try_place(state, req, count);
+        let took = t0.elapsed();
+        match r {
+            Ok(a) => {
+                self.policy.stats.record(took, None);
+                Ok(a)
+            }
+            Err((kind, reason)) => {
+                self.policy.stats.record(took, Some(kind));
+                Err(self.fail(kind, reason))
+            }
+        }
+    }
+
+    fn classify(&self, e: &wasmtime::Error, store: &Store<StoreData>, what: &str) -> (FailureKind, String) {
+        if store.data().memory_exceeded {
+            return (FailureKind::MemoryLimit, format!("{what}: grew past the memory limit of {} bytes", store.data().memory_limit));
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => (FailureKind::Deadline, format!("{what}: ran past its deadline of {:?}", self.host.config.deadline)),
+            Some(t) => (FailureKind::Trap, format!("{what}: trapped: {t}")),
+            None => (FailureKind::Trap, format!("{what}: {e:#}")),
+        }
+    }
+
+    fn start(&mut self, state: &ClusterState) -> Result<(), (FailureKind, String)> {
+        self.live = None;
+        self.groups.clear();
+        self.attributes.clear();
+        self.filters.clear();
+        self.dirty.clear();
+        let mut store = new_store(&self.host, self.policy.logs_dropped.clone(), self.policy.label.clone());
+        // The full sync may take longer than a decision at 10k instances.
+        store.set_epoch_deadline(deadline_ticks(self.host.config.deadline.max(Duration::from_millis(200))));
+        let bindings = match self.policy.compiled.pre.instantiate(&mut store) {
+            Ok(b) => b,
+            Err(e) => {
+                let (k, r) = self.classify(&e, &store, "instantiate");
+                return Err((if k == FailureKind::Trap { FailureKind::Instantiate } else { k }, r));
+            }
+        };
+        self.policy.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        let n = state.len();
+        let (lo, hi) = state.ephemeral_ports();
+        let range = u32::from(hi - lo) + 1;
+        let mut cols = wit::ClusterColumns {
+            schedulable: Vec::with_capacity(n),
+            cpu_total: Vec::with_capacity(n),
+            memory_total: Vec::with_capacity(n),
+            cpu_free: Vec::with_capacity(n),
+            memory_free: Vec::with_capacity(n),
+            ephemeral_tcp_free: Vec::with_capacity(n),
+            ephemeral_udp_free: Vec::with_capacity(n),
+            running_tasks: Vec::with_capacity(n),
+        };
+        let mut ports = Vec::new();
+        let mut attrs = Vec::with_capacity(n);
+        let mut new_names = Vec::new();
+        for (i, inst) in state.instances().iter().enumerate() {
+            cols.schedulable.push(u8::from(inst.spec.active && inst.spec.agent_connected));
+            cols.cpu_total.push(inst.spec.cpu);
+            cols.memory_total.push(inst.spec.memory);
+            cols.cpu_free.push(state.cpu_free(i));
+            cols.memory_free.push(state.mem_free(i));
+            cols.ephemeral_tcp_free.push(range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32));
+            cols.ephemeral_udp_free.push(range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32));
+            cols.running_tasks.push(inst.running_tasks);
+            let (tcp, udp) = static_ports(inst, lo, hi);
+            if !tcp.is_empty() || !udp.is_empty() {
+                ports.push((i as u32, tcp, udp));
+            }
+            attrs.push((i as u32, self.intern_attributes(inst, &mut new_names)));
+        }
+        let p = bindings.berth_placement_policy();
+        let r = (|| {
+            p.call_sync_full(&mut store, &cols)?;
+            for (id, name) in &new_names {
+                p.call_define_attribute(&mut store, *id, name)?;
+            }
+            p.call_set_attributes(&mut store, &attrs)?;
+            p.call_set_ports(&mut store, &ports)?;
+            wasmtime::Result::Ok(())
+        })();
+        if let Err(e) = r {
+            return Err(self.classify(&e, &store, "full sync"));
+        }
+        self.synced = n;
+        self.live = Some(Live { store, bindings });
+        Ok(())
+    }
+
+    fn intern_attributes(&mut self, inst: &InstanceState, new_names: &mut Vec<(u32, String)>) -> Vec<(u32, Option<String>)> {
+        inst.spec
+            .attributes
+            .iter()
+            .map(|(name, value)| {
+                let next = self.attributes.len() as u32;
+                let id = *self.attributes.entry(name.clone()).or_insert_with(|| {
+                    new_names.push((next, name.clone()));
+                    next
+                });
+                (id, value.clone())
+            })
+            .collect()
+    }
+
+    fn try_place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Result<Answers, (FailureKind, String)> {
+        if self.live.is_none() || state.len() < self.synced {
+            self.start(state)?;
+        }
+        // Instances added to the state since the sync count as changed.
+        for i in self.synced..state.len() {
+            self.dirty.push(i);
+        }
+        let deadline = deadline_ticks(self.host.config.deadline);
+        let budget = self.host.config.log_lines_per_call;
+        let Some(mut live) = self.live.take() else {
+            return Err((FailureKind::Instantiate, "no live instance".into()));
+        };
+        live.store.set_epoch_deadline(deadline);
+        live.store.data_mut().log_budget = budget;
+        let r = self.call(&mut live, state, req, count);
+        // Reservations of a failed decision are undone by the caller path below.
+        match r {
+            Ok(decisions) => {
+                self.live = Some(live);
+                self.check(state, req, count, decisions)
+            }
+            Err(e) => Err(self.classify(&e, &live.store, "place")),
+        }
+    }
+
+    /// Brings the mirror up to date and asks for the decision.
+    fn call(&mut self, live: &mut Live, state: &ClusterState, req: &PlacementRequest, count: usize) -> wasmtime::Result<Vec<wit::Decision>> {
+        let p = live.bindings.berth_placement_policy();
+        let store = &mut live.store;
+        if !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            let (lo, hi) = state.ephemeral_ports();
+            let range = u32::from(hi - lo) + 1;
+            for i in dirty.into_iter().filter(|&i| i < state.len()) {
+                let inst = state.instance(i);
+                let mut new_names = Vec::new();
+                let attrs = self.intern_attributes(inst, &mut new_names);
+                for (id, name) in &new_names {
+                    p.call_define_attribute(&mut *store, *id, name)?;
+                }
+                let (tcp, udp) = static_ports(inst, lo, hi);
+                let record = wit::Instance {
+                    id: i as u32,
+                    schedulable: inst.spec.active && inst.spec.agent_connected,
+                    cpu_total: inst.spec.cpu,
+                    memory_total: inst.spec.memory,
+                    cpu_free: state.cpu_free(i),
+                    memory_free: state.mem_free(i),
+                    tcp_ports: tcp,
+                    udp_ports: udp,
+                    ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
+                    ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
+                    running_tasks: inst.running_tasks,
+                    attributes: attrs.into_iter().map(|(name, value)| wit::Attribute { name, value }).collect(),
+                };
+                let groups: Vec<(u32, u32)> = self.groups.iter().map(|(g, &id)| (id, state.group_count(g, i))).collect();
+                p.call_upsert(&mut *store, &record, &groups)?;
+            }
+            self.synced = state.len();
+            // Attributes may have changed: filters are recomputed on use.
+            self.filters.clear();
+        }
+        let group = match self.groups.get(&req.task.group) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len() as u32;
+                let counts: Vec<u32> = (0..state.len()).map(|i| state.group_count(&req.task.group, i)).collect();
+                p.call_define_group(&mut *store, g, &req.task.group, &counts)?;
+                self.groups.insert(req.task.group.clone(), g);
+                g
+            }
+        };
+        let mut sources = String::new();
+        for c in &req.constraints {
+            if let Constraint::MemberOf { source, expr } = c {
+                if expr.is_static() {
+                    sources.push_str(source);
+                    sources.push('\n');
+                }
+            }
+        }
+        let filter = if sources.is_empty() {
+            None
+        } else if let Some(&f) = self.filters.get(&sources) {
+            Some(f)
+        } else {
+            let f = self.filters.len() as u32;
+            let members: Vec<u8> = state
+                .instances()
+                .iter()
+                .map(|inst| {
+                    let ok = req.constraints.iter().all(|c| match c {
+                        Constraint::MemberOf { expr, .. } if expr.is_static() => expr.eval(&Target(inst)),
+                        _ => true,
+                    });
+                    u8::from(ok)
+                })
+                .collect();
+            p.call_define_filter(&mut *store, f, &members)?;
+            self.filters.insert(sources, f);
+            Some(f)
+        };
+        let (mut dynamic_tcp, mut dynamic_udp) = (0, 0);
+        for p in &req.task.dynamic_ports {
+            match p {
+                Protocol::Tcp => dynamic_tcp += 1,
+                Protocol::Udp => dynamic_udp += 1,
+            }
+        }
+        let task = wit::Task {
+            cpu: req.task.cpu,
+            memory: req.task.memory,
+            static_ports: req.task.static_ports.iter().map(|&(port, proto)| wit::StaticPort { port, udp: proto == Protocol::Udp }).collect(),
+            dynamic_tcp,
+            dynamic_udp,
+            group,
+            family: family_of(&req.task.group),
+            distinct_instance: req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)),
+            filter,
+            strategy: req.strategies.iter().map(strategy_pair).collect(),
+        };
+        p.call_place(&mut *store, &task, u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// Invariant 3: every answer is checked by the native engine before it counts.
+    fn check(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize, decisions: Vec<wit::Decision>) -> Result<Answers, (FailureKind, String)> {
+        if decisions.len() != count {
+            return Err((FailureKind::InvalidAnswer, format!("{} answers for {count} tasks", decisions.len())));
+        }
+        let mut out: Answers = Vec::with_capacity(count);
+        for (k, d) in decisions.into_iter().enumerate() {
+            let bad = match d {
+                wit::Decision::Unplaceable(why) => {
+                    out.push(Err(why.chars().take(256).collect()));
+                    continue;
+                }
+                wit::Decision::Placed(i) if i as usize >= state.len() => {
+                    format!("task {k}: instance id {i} out of range (the cluster has {})", state.len())
+                }
+                wit::Decision::Placed(i) => match place_on(state, req, i as usize) {
+                    Ok(p) => {
+                        out.push(Ok(p));
+                        continue;
+                    }
+                    Err(c) => format!("task {k}: instance {i} fails {}", c.reason()),
+                },
+            };
+            // Undo what this decision reserved, then fail it.
+            for p in out.iter().flatten() {
+                state.remove_task(p.instance, &req.task, &host_ports(req, p));
+            }
+            return Err((FailureKind::InvalidAnswer, bad));
+        }
+        Ok(out)
+    }
+}
+
+/// The host ports a placed task holds.
+pub fn host_ports(req: &PlacementRequest, p: &Placement) -> Vec<(u16, Protocol)> {
+    req.task.static_ports.iter().copied().chain(p.dynamic_host_ports.iter().copied().zip(req.task.dynamic_ports.iter().copied())).collect()
+}
+
+fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) {
+    let outside = |s: &berth_core::placement::PortSet| s.iter().filter(|p| !(lo..=hi).contains(p)).collect::<Vec<u16>>();
+    (outside(&inst.ports[0]), outside(&inst.ports[1]))
+}
+
+fn family_of(group: &str) -> String {
+    group.strip_prefix("family:").unwrap_or(group).to_owned()
+}
+
+fn strategy_pair(s: &Strategy) -> (String, String) {
+    use berth_core::placement::{BinpackField, SpreadField};
+    match s {
+        Strategy::Binpack(BinpackField::Cpu) => ("binpack".into(), "cpu".into()),
+        Strategy::Binpack(BinpackField::Memory) => ("binpack".into(), "memory".into()),
+        Strategy::Spread(SpreadField::InstanceId) => ("spread".into(), "instanceId".into()),
+        Strategy::Spread(SpreadField::Host) => ("spread".into(), "host".into()),
+        Strategy::Spread(SpreadField::Attribute(a)) => ("spread".into(), format!("attribute:{a}")),
+        Strategy::Random => ("random".into(), String::new()),
+    }
+}

@@ -1,0 +1,52 @@
+//! Integration tests of the policy host, all in one binary (one engine,
+//! shared like in production). The plugins are built from `plugins/` with
+//!     cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release
+
+mod differential;
+mod hostile;
+mod plugins;
+mod registry;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use berth_core::model::{PlacementConstraint, PlacementConstraintType, PlacementStrategy, Protocol};
+use berth_core::placement::{PlacementRequest, TaskSpec};
+use berth_policy::{HostConfig, LoadedPolicy, PolicyHost};
+
+pub const BUILD: &str = "cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release";
+
+/// The bytes of a built plugin; fails with the build command when missing.
+pub fn plugin(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+    match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => panic!("plugin {} is missing ({e}); build the plugins first: {BUILD}", path.display()),
+    }
+}
+
+/// One host for the whole test binary.
+pub fn host() -> Arc<PolicyHost> {
+    static HOST: OnceLock<Arc<PolicyHost>> = OnceLock::new();
+    HOST.get_or_init(|| Arc::new(PolicyHost::new(HostConfig::default()).expect("policy host"))).clone()
+}
+
+/// Compiles and loads a plugin by name.
+pub fn load(name: &str) -> Arc<LoadedPolicy> {
+    let compiled = host().compile(&plugin(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Arc::new(berth_policy::LoadedPolicy::from_compiled(&host(), compiled).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+/// A request of `group` with `cpu`/`memory`, one dynamic TCP port.
+pub fn request(group: &str, cpu: u32, memory: u32, strategies: &[PlacementStrategy], constraints: &[PlacementConstraint]) -> PlacementRequest {
+    let task = TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![Protocol::Tcp], group: group.into() };
+    PlacementRequest::compile(task, &[], constraints, strategies).expect("request compiles")
+}
+
+pub fn member_of(expr: &str) -> PlacementConstraint {
+    PlacementConstraint { kind: PlacementConstraintType::MemberOf, expression: Some(expr.into()) }
+}
+
+pub fn distinct() -> PlacementConstraint {
+    PlacementConstraint { kind: PlacementConstraintType::DistinctInstance, expression: None }
+}
