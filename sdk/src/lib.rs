@@ -339,6 +339,37 @@ impl Cluster {
         };
     }
 
+    fn update_usage(&mut self, id: InstanceId, u: wit::Usage) {
+        let i = id as usize;
+        if i >= self.len() {
+            return;
+        }
+        self.cpu_free[i] = u.cpu_free;
+        self.memory_free[i] = u.memory_free;
+        self.eph_tcp_free[i] = u.ephemeral_tcp_free;
+        self.eph_udp_free[i] = u.ephemeral_udp_free;
+        self.running[i] = u.running_tasks;
+        self.tcp_ports[i] = u.tcp_ports;
+        self.udp_ports[i] = u.udp_ports;
+        for (g, count) in u.groups {
+            self.ensure_group(g);
+            let old = std::mem::replace(&mut self.group_counts[g as usize][i], count);
+            if old == count {
+                continue;
+            }
+            // Keep the spread caches current instead of dropping them.
+            let cols = self.value_columns.get_mut();
+            for ((attr, cg), counts) in self.value_counts.get_mut().iter_mut() {
+                if *cg == g {
+                    if let Some((col, _)) = cols.get(attr) {
+                        let v = &mut counts[col[i] as usize];
+                        *v = (*v + count).saturating_sub(old);
+                    }
+                }
+            }
+        }
+    }
+
     fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
         let u = inst.id as usize;
         if u >= self.len() {
@@ -454,6 +485,9 @@ pub mod rt {
         pub fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
             self.cluster.upsert(inst, groups);
         }
+        pub fn update_usage(&mut self, id: u32, usage: wit::Usage) {
+            self.cluster.update_usage(id, usage);
+        }
         pub fn remove(&mut self, id: u32) {
             if let Some(s) = self.cluster.schedulable.get_mut(id as usize) {
                 *s = false;
@@ -488,7 +522,7 @@ pub mod rt {
     }
 
     pub use exp::Guest;
-    pub use wit::{ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask};
+    pub use wit::{ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask, Usage};
 }
 
 /// Severity of a log line.
@@ -548,6 +582,9 @@ macro_rules! export_policy {
             }
             fn upsert(inst: $crate::rt::Instance, groups: ::std::vec::Vec<(u32, u32)>) {
                 __BERTH_STATE.with_borrow_mut(|s| s.upsert(inst, groups))
+            }
+            fn update_usage(id: u32, usage: $crate::rt::Usage) {
+                __BERTH_STATE.with_borrow_mut(|s| s.update_usage(id, usage))
             }
             fn remove(id: u32) {
                 __BERTH_STATE.with_borrow_mut(|s| s.remove(id))

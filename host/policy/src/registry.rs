@@ -360,6 +360,13 @@ impl PolicyRunner {
         }
     }
 
+    /// Forwards a usage change (tasks started or stopped) of instance `i`.
+    pub fn usage_changed(&mut self, i: usize) {
+        if let Some(s) = &mut self.session {
+            s.usage_changed(i);
+        }
+    }
+
     /// Places `count` tasks: through the active policy when there is one,
     /// else (or when it fails) per the fallback.
     pub fn decide(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Decision {

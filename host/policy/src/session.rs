@@ -165,6 +165,8 @@ pub struct PolicySession {
     /// Instances in the mirror.
     synced: usize,
     dirty: Vec<usize>,
+    /// Instances whose tasks changed (only their usage).
+    usage_dirty: Vec<usize>,
     groups: FxHashMap<String, u32>,
     attributes: FxHashMap<String, u32>,
     /// Static-constraint filters by their joined sources.
@@ -214,6 +216,7 @@ impl PolicySession {
             live: None,
             synced: 0,
             dirty: Vec::new(),
+            usage_dirty: Vec::new(),
             groups: FxHashMap::default(),
             attributes: FxHashMap::default(),
             filters: FxHashMap::default(),
@@ -234,6 +237,12 @@ impl PolicySession {
     /// outside this session; it is sent to the mirror before the next decision.
     pub fn instance_changed(&mut self, i: usize) {
         self.dirty.push(i);
+    }
+
+    /// Announces that tasks started or stopped on instance `i` outside this
+    /// session (its status and attributes unchanged): the cheap delta.
+    pub fn usage_changed(&mut self, i: usize) {
+        self.usage_dirty.push(i);
     }
 
     /// Drops the instance: the next decision starts a fresh one, fully synced.
@@ -294,6 +303,7 @@ impl PolicySession {
         self.attributes.clear();
         self.filters.clear();
         self.dirty.clear();
+        self.usage_dirty.clear();
         let mut store = new_store(&self.host, self.policy.logs_dropped.clone(), self.policy.label.clone());
         // The full sync may take longer than a decision at 10k instances.
         store.set_epoch_deadline(deadline_ticks(self.host.config.deadline.max(Duration::from_millis(200))));
@@ -433,6 +443,28 @@ impl PolicySession {
             self.synced = state.len();
             // Attributes may have changed: filters are recomputed on use.
             self.filters.clear();
+        }
+        if !self.usage_dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.usage_dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            let (lo, hi) = state.ephemeral_ports();
+            let range = u32::from(hi - lo) + 1;
+            for i in dirty.into_iter().filter(|&i| i < self.synced) {
+                let inst = state.instance(i);
+                let (tcp, udp) = static_ports(inst, lo, hi);
+                let usage = wit::Usage {
+                    cpu_free: state.cpu_free(i),
+                    memory_free: state.mem_free(i),
+                    tcp_ports: tcp,
+                    udp_ports: udp,
+                    ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
+                    ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
+                    running_tasks: inst.running_tasks,
+                    groups: self.groups.iter().map(|(g, &id)| (id, state.group_count(g, i))).collect(),
+                };
+                p.call_update_usage(&mut *store, i as u32, &usage)?;
+            }
         }
         let group = match self.groups.get(&req.task.group) {
             Some(&g) => g,

@@ -30,12 +30,12 @@ fn random_request(rng: &mut SmallRng, chain: &str) -> PlacementRequest {
 /// Changes the cluster outside the policy, as the rest of berth would, and
 /// tells the session which instances changed.
 fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySession) {
-    match rng.random_range(0..4) {
+    match rng.random_range(0..5) {
         0 if !state.is_empty() => {
             let i = rng.random_range(0..state.len());
             let t = TaskSpec { cpu: 100, memory: 100, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into() };
             state.add_task(i, &t, &[(8001, Protocol::Tcp)]);
-            session.instance_changed(i);
+            session.usage_changed(i);
         }
         1 if !state.is_empty() => {
             let i = rng.random_range(0..state.len());
@@ -68,6 +68,17 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
                 reserved_udp: vec![],
             });
             session.instance_changed(i);
+        }
+        3 if !state.is_empty() => {
+            // A task of a group the policy may know stops.
+            let i = rng.random_range(0..state.len());
+            let t = TaskSpec { cpu: 50, memory: 50, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into() };
+            // Only a task that is there: removing one that is not would
+            // saturate the group count but not the core's per-value counts.
+            if state.group_count("service:web", i) > 0 {
+                state.remove_task(i, &t, &[]);
+                session.usage_changed(i);
+            }
         }
         _ => {}
     }

@@ -28,7 +28,11 @@ pub fn plugin(name: &str) -> Vec<u8> {
 /// One host for the whole test binary.
 pub fn host() -> Arc<PolicyHost> {
     static HOST: OnceLock<Arc<PolicyHost>> = OnceLock::new();
-    HOST.get_or_init(|| Arc::new(PolicyHost::new(HostConfig::default()).expect("policy host"))).clone()
+    // A deadline well above the 10 ms default: tests share two cores with
+    // parallel tests and builds, and the deadline is wall time. The hostile
+    // plugins that must hit it loop forever, so any deadline stops them.
+    let config = HostConfig { deadline: std::time::Duration::from_millis(250), ..HostConfig::default() };
+    HOST.get_or_init(|| Arc::new(PolicyHost::new(config).expect("policy host"))).clone()
 }
 
 /// Compiles and loads a plugin by name.

@@ -12,8 +12,11 @@ impl Policy for Hostile {
     }
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
         if task.family == "attack" {
-            for i in 0..1_000_000u32 {
+            // Forever: only the deadline ends it, whatever the machine's speed.
+            let mut i: u64 = 0;
+            loop {
                 berth_sdk::log(berth_sdk::Level::Info, &format!("flood line {i}"));
+                i += 1;
             }
         }
         cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
