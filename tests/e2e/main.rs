@@ -1,5 +1,7 @@
 //! End-to-end tests: they start the real `berth` binary, as a user would.
 
+mod api;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -46,7 +48,7 @@ fn up_runs_until_sigterm_and_holds_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
     let mut child = Command::new(berth_bin())
-        .args(["up", "--data-dir", data])
+        .args(["up", "--data-dir", data, "--listen", "127.0.0.1:0"])
         .env("BERTH_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -34,6 +34,7 @@ pub enum ControlError {
     #[error("{0}")]
     ClusterNotFound(String),
     #[error("{0}")]
+    #[expect(dead_code, reason = "the service operations (issue 6) answer it")]
     ServiceNotFound(String),
     #[error("{0}")]
     ClusterContainsContainerInstances(String),
@@ -118,11 +119,6 @@ impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
         Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()) }
-    }
-
-    /// The store under this control plane.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     /// The ARN context.
