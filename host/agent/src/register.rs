@@ -186,7 +186,7 @@ pub(crate) fn task_definition_family_revision(arn: &str) -> Option<(&str, u32)> 
 }
 
 /// Sets the instance's task counts and remaining resources from the tasks
-/// assigned to it: registered less what every task not yet STOPPED holds.
+/// assigned to it: registered less what every task meant to run holds.
 /// Recomputing (rather than adding and subtracting) keeps it right whatever
 /// order the control layer and the agent write in; the caller's CAS on the
 /// instance record makes it safe against concurrent placements.
@@ -205,7 +205,10 @@ pub(crate) fn recompute(txn: &mut Txn, ci: &mut ContainerInstance) -> Result<(),
     let (mut tcp, mut udp) = (reg_set("PORTS"), reg_set("PORTS_UDP"));
     let (mut running, mut pending) = (0u32, 0u32);
     let mut cache = HashMap::new();
-    for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+    // As the control layer counts (control/instances.rs `tasks_on`): a task
+    // holds its resources while its desired status is RUNNING, so StopTask
+    // frees them at once; the two must agree or they would overwrite each other.
+    for t in tasks.iter().filter(|t| t.desired_status == "RUNNING") {
         if t.last_status == "RUNNING" {
             running += 1;
         } else {

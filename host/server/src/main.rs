@@ -1,10 +1,12 @@
 //! The `berth` binary: one command that starts the orchestrator on this
 //! machine, and the tools around it.
 
+mod agent;
 mod api;
 mod bench;
 mod control;
 mod credentials;
+mod logs;
 mod up;
 
 use std::path::PathBuf;
@@ -35,6 +37,23 @@ enum Command {
         /// Address of the ECS API (port 0: any free port, printed at start).
         #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7171")]
         listen: std::net::SocketAddr,
+        /// `ecs.availability-zone` attribute of this host's container instance.
+        #[arg(long, env = "BERTH_AVAILABILITY_ZONE", default_value = "local")]
+        availability_zone: String,
+        /// MiB of Docker's memory not offered to tasks.
+        #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]
+        memory_reserve: i64,
+    },
+    /// Print a task's container output, from Docker (works while `berth up` runs).
+    Logs {
+        /// Task id or ARN.
+        task: String,
+        /// Only this container of the task.
+        #[arg(long)]
+        container: Option<String>,
+        /// Keep streaming new output.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Measure berth's own speed on this machine.
     Bench {
@@ -67,7 +86,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data_dir, check, listen } => up::run(&data_dir, check, listen),
+        Command::Up { data_dir, check, listen, availability_zone, memory_reserve } => {
+            up::run(&data_dir, check, listen, &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve })
+        }
+        Command::Logs { task, container, follow } => logs::run(&task, container.as_deref(), follow),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
     };
     match result {

@@ -17,7 +17,7 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Opens (or creates) the store in `data_dir` and reports it; then runs
 /// until SIGINT or SIGTERM, unless `check` asks to exit at once.
-pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr, agent: &crate::agent::AgentOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let path = data_dir.join("berth.redb");
     let store = berth_store::Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?;
@@ -28,12 +28,18 @@ pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr) -> anyhow
     }
     let store = std::sync::Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // The Docker agent of this host; without a daemon it keeps retrying.
+    let agent = {
+        let _rt = rt.enter();
+        crate::agent::spawn(&store, data_dir, agent)?
+    };
     // The ECS API and the batch scheduler; they print the "running" line.
     rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, async {
         if let Err(e) = shutdown_signal().await {
             tracing::error!(error = %e, "waiting for a signal failed; stopping");
         }
     }))?;
+    rt.block_on(agent.stop());
     drop(store);
     println!("berth: stopped");
     Ok(())
