@@ -40,7 +40,7 @@
 #[doc(hidden)]
 pub mod bindings;
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell};
 use std::collections::HashMap as StdHashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
@@ -55,6 +55,31 @@ use bindings::berth::placement::types as wit;
 pub type InstanceId = u32;
 /// Dense id of a task group.
 pub type GroupId = u32;
+
+/// Per-instance spread keys from [`Cluster::spread_by`].
+#[derive(Debug)]
+pub enum Spread<'a> {
+    /// No instance has the attribute: one value holds the whole group.
+    Uniform(u32),
+    /// Each instance's value id, and the group's task count per value id.
+    Values {
+        /// Value id per instance.
+        column: Ref<'a, [u32]>,
+        /// Task count per value id.
+        counts: Ref<'a, [u32]>,
+    },
+}
+
+impl Spread<'_> {
+    /// Tasks of the group on instances sharing `i`'s value.
+    #[inline]
+    pub fn count(&self, i: InstanceId) -> u32 {
+        match self {
+            Spread::Uniform(n) => *n,
+            Spread::Values { column, counts } => counts[column[i as usize] as usize],
+        }
+    }
+}
 
 /// What a policy says about itself.
 #[derive(Debug, Clone)]
@@ -228,9 +253,29 @@ impl Cluster {
             })
     }
 
-    /// The instances `task` fits on, in id order.
+    /// The instances `task` fits on, in id order (the same checks as
+    /// [`Cluster::fits`], with the per-task lookups hoisted out of the loop).
     pub fn candidates<'a>(&'a self, task: &'a Task) -> impl Iterator<Item = InstanceId> + 'a {
-        (0..self.len() as u32).filter(move |&i| self.fits(i, task))
+        let filter: Option<&[u8]> = task.filter.map(|f| self.filters.get(f as usize).map_or(&[][..], |m| &m[..]));
+        let groups: Option<&[u32]> =
+            if task.distinct_instance { self.group_counts.get(task.group as usize).map(|g| &g[..]) } else { None };
+        let (cpu, memory, tcp, udp) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
+        (0..self.len())
+            .filter(move |&u| {
+                self.schedulable[u]
+                    && self.cpu_free[u] >= cpu
+                    && self.memory_free[u] >= memory
+                    && self.eph_tcp_free[u] >= tcp
+                    && self.eph_udp_free[u] >= udp
+                    && filter.is_none_or(|m| m.get(u).is_some_and(|&b| b != 0))
+                    && groups.is_none_or(|g| g.get(u).is_none_or(|&c| c == 0))
+                    && (task.static_ports.is_empty()
+                        || task.static_ports.iter().all(|&(p, udp)| {
+                            let used = if udp { &self.udp_ports[u] } else { &self.tcp_ports[u] };
+                            !used.contains(&p)
+                        }))
+            })
+            .map(|u| u as InstanceId)
     }
 
     /// For spread: how many tasks of `group` run on instances sharing
@@ -246,6 +291,20 @@ impl Cluster {
         let counts = self.value_counts.borrow();
         let v = cols[&attr].0[i as usize];
         counts[&(attr, group)][v as usize]
+    }
+
+    /// The spread key of `group` over attribute `name` for every instance,
+    /// looked up once per decision: `spread.count(i)` is two array reads.
+    pub fn spread_by(&self, name: &str, group: GroupId) -> Spread<'_> {
+        match self.attribute_ids.get(name) {
+            None => Spread::Uniform(self.group_counts.get(group as usize).map_or(0, |c| c.iter().sum())),
+            Some(&attr) => {
+                self.ensure_counts(attr, group);
+                let column = Ref::map(self.value_columns.borrow(), |c| c.get(&attr).map_or(&[][..], |x| &x.0[..]));
+                let counts = Ref::map(self.value_counts.borrow(), |c| c.get(&(attr, group)).map_or(&[][..], |x| &x[..]));
+                Spread::Values { column, counts }
+            }
+        }
     }
 
     /// Per-value task counts of `group` over attribute `name`, as

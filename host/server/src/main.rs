@@ -66,7 +66,8 @@ enum Command {
 enum BenchCommand {
     /// Placement decisions per second on a synthetic cluster (three zones,
     /// four instance types, a tenth of the instances nearly full, a memberOf
-    /// and a distinctInstance constraint on every task).
+    /// and a distinctInstance constraint on every task). With `--policy
+    /// FILE.wasm`, also through a policy component.
     Placement(bench::PlacementArgs),
 }
 

@@ -13,7 +13,8 @@ impl Policy for Spread {
         Info::new("spread", "0.1.0")
     }
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
-        cluster.candidates(task).min_by_key(|&i| cluster.spread_count(ZONE, task.group, i))
+        let zone = cluster.spread_by(ZONE, task.group);
+        cluster.candidates(task).min_by_key(|&i| zone.count(i))
     }
 }
 
