@@ -1,6 +1,7 @@
 //! End-to-end tests: they start the real `berth` binary, as a user would.
 
 mod api;
+mod docker;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -45,7 +45,7 @@ pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -
     cfg.memory_reserve_mib = opts.memory_reserve_mib;
     berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster).context("creating the default cluster")?;
     let agent = Agent::new(store.clone(), cfg).context("starting the Docker agent")?;
-    println!("berth: Docker agent for container instance {}", agent.instance_arn());
+    tracing::info!(instance = %agent.instance_arn(), "starting the Docker agent");
     let handle = agent.handle();
     let stop = Arc::new(tokio::sync::Notify::new());
     let s = Arc::clone(&stop);
