@@ -191,6 +191,15 @@ impl Api {
     }
 }
 
+/// Polls `f` once: true when it completed.
+async fn futures_poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = f => true,
+        () = std::future::ready(()) => false,
+    }
+}
+
 fn too_large() -> ApiError {
     ApiError::new("RequestEntityTooLargeException", 413, format!("the request body is larger than {MAX_BODY} bytes"))
 }
@@ -280,6 +289,12 @@ pub async fn run(
         .context("creating the default cluster")?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the listening address")?;
+    // Poll the shutdown future once so its signal handlers are installed
+    // before the "running" line: whoever reads it may signal at once.
+    let mut shutdown = std::pin::pin!(shutdown);
+    if futures_poll_once(shutdown.as_mut()).await {
+        return Ok(());
+    }
     println!("berth: running; ECS API on http://{addr}; stop with Ctrl-C");
     let from = match source {
         Source::Environment => "from BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY".to_owned(),
