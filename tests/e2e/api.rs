@@ -357,3 +357,44 @@ fn aws_cli_works_against_berth() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn berth_client_commands_drive_the_api() {
+    let s = Server::start();
+    s.ok("CreateCluster", json!({"clusterName": "cli"}));
+    let inst = register_instance_in(&s, "cli");
+    let berth = |args: &[&str]| {
+        let out = Command::new(berth_bin())
+            .args(args)
+            .current_dir(repo_root())
+            .env("BERTH_ENDPOINT", format!("http://{}", s.addr))
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("BERTH_LOG", "warn")
+            .output()
+            .expect("berth runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, out, err) = berth(&["clusters", "ls"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("NAME") && out.lines().any(|l| l.starts_with("cli ")), "{out}");
+    let (ok, out, err) = berth(&["register", "examples/hello-web.json"]);
+    assert!(ok && out.trim().ends_with("task-definition/hello-web:1"), "{out}{err}");
+    let (ok, out, err) = berth(&["run", "hello-web", "--cluster", "cli", "--count", "2", "--output", "json"]);
+    assert!(ok, "{err}");
+    let run: Value = serde_json::from_str(out.trim()).expect("--output json is JSON");
+    let task = run["tasks"][0]["taskArn"].as_str().expect("a task").to_owned();
+    let (ok, out, _) = berth(&["ps", "--cluster", "cli"]);
+    assert!(ok && out.lines().count() == 3, "header and two tasks:\n{out}");
+    let (ok, out, err) = berth(&["stop", &task, "--cluster", "cli"]);
+    assert!(ok && out.contains("STOPPED"), "{out}{err}");
+    let (ok, out, _) = berth(&["ps", "--cluster", "cli", "--all"]);
+    assert!(ok && out.lines().count() == 3 && out.contains("STOPPED"), "{out}");
+    let id = inst.rsplit('/').next().expect("id");
+    let (ok, out, err) = berth(&["instances", "drain", id, "--cluster", "cli"]);
+    assert!(ok && out.contains("DRAINING"), "{out}{err}");
+    let (ok, _, err) = berth(&["run", "hello-web", "--cluster", "cli"]);
+    assert!(!ok && err.contains("failure"), "a draining instance took a task: {err}");
+    let (ok, _, err) = berth(&["run", "hello-web", "--cluster", "nope"]);
+    assert!(!ok && err.contains("ClusterNotFoundException"), "{err}");
+}

@@ -41,6 +41,13 @@ impl Credentials {
         Credentials { access_key_id: format!("BKIA{}", &id[..16]), secret_access_key: secret }
     }
 
+    /// The data directory's credentials file, which must exist (clients).
+    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join(FILE);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("reading credentials from {}", path.display()))
+    }
+
     /// The environment's, else the data directory's (created when missing).
     pub fn load(data_dir: &Path) -> anyhow::Result<(Self, Source)> {
         let id = std::env::var("BERTH_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());

@@ -55,6 +55,9 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Client commands against a running `berth up` (its ECS API).
+    #[command(flatten)]
+    Client(api::cli::ClientCommand),
     /// Measure berth's own speed on this machine.
     Bench {
         #[command(subcommand)]
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         }
         Command::Logs { task, container, follow } => logs::run(&task, container.as_deref(), follow),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
+        Command::Client(cmd) => api::cli::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! with SigV4. [`Api::call`] answers one buffered request, so tests drive it
 //! without a socket; [`serve`] puts it on a listener with hyper.
 
+pub mod cli;
 pub mod sigv4;
 
 use std::future::Future;
