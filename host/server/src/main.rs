@@ -72,6 +72,9 @@ enum BenchCommand {
     /// and a distinctInstance constraint on every task). With `--policy
     /// FILE.wasm`, also through a policy component.
     Placement(bench::PlacementArgs),
+    /// Requests per second and latency of a running `berth up`'s ECS API,
+    /// from signed requests on concurrent connections.
+    Api(api::load::LoadArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Logs { task, container, follow } => logs::run(&task, container.as_deref(), follow),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
         Command::Client(cmd) => api::cli::run(cmd),
+        Command::Bench { what: BenchCommand::Api(args) } => api::load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

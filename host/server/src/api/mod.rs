@@ -5,6 +5,7 @@
 //! without a socket; [`serve`] puts it on a listener with hyper.
 
 pub mod cli;
+pub mod load;
 pub mod sigv4;
 
 use std::future::Future;

@@ -105,6 +105,10 @@ pub struct Control {
     store: Arc<Store>,
     arn: ArnContext,
     wake: Arc<tokio::sync::Notify>,
+    /// Placements of this process take turns: two at once would read the
+    /// same instances and all but one would conflict and retry. CAS still
+    /// guards against every other writer (agents, other servers).
+    placement: std::sync::Mutex<()>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -118,7 +122,7 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()) }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()) }
     }
 
     /// The ARN context.
@@ -130,6 +134,11 @@ impl Control {
     /// came or changed), so queued tasks get another chance.
     pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Takes this process's placement turn (a poisoned lock guards no data).
+    fn placement_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.placement.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn wake_scheduler(&self) {

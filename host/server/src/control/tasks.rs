@@ -290,6 +290,7 @@ impl Control {
         {
             return Err(ControlError::invalid("clientToken", "must be 1-64 characters"));
         }
+        let _turn = self.placement_turn();
         let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let token_key = req.client_token.as_ref().map(|t| format!("{} {t}", cluster.cluster_arn));
@@ -380,6 +381,7 @@ impl Control {
         }
         let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
         check_started_by(req.started_by.as_deref())?;
+        let _turn = self.placement_turn();
         let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
@@ -553,6 +555,7 @@ impl Control {
         };
         let mut placed = 0;
         for cluster_arn in clusters {
+            let _turn = self.placement_turn();
             let up = self.store.update(|txn| -> Result<usize, ControlError> {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index::<QueuedTask>(txn, "cluster", &cluster_arn)?.into_iter().map(|q| q.value).collect();
