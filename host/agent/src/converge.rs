@@ -257,10 +257,11 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
             return Ok(());
         }
         for c in &mut t.containers {
-            if let Some(code) = exits.get(&c.name) {
-                if c.last_status != "STOPPED" || c.exit_code.is_none() {
-                    c.exit_code = *code;
-                }
+            // Keep an exit code recorded earlier (the container's own exit).
+            if let Some(code) = exits.get(&c.name)
+                && (c.last_status != "STOPPED" || c.exit_code.is_none())
+            {
+                c.exit_code = *code;
             }
             c.last_status = "STOPPED".to_owned();
         }

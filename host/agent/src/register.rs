@@ -74,7 +74,7 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
         Some("aarch64") => "arm64".to_owned(),
         Some(a) => a.to_owned(),
     };
-    let ecs_attrs = vec![
+    let ecs_attrs = [
         attr("ecs.os-type", info.os_type.as_deref().unwrap_or("linux")),
         attr("ecs.cpu-architecture", &arch),
         attr("ecs.availability-zone", &cfg.availability_zone),
@@ -155,9 +155,12 @@ pub(crate) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, Store
     }
 }
 
-/// CPU units and memory MiB a task holds: its own `cpu`/`memory` when set,
-/// else what placement computes from its task definition.
-fn demand(txn: &mut Txn, task: &Task, cache: &mut HashMap<String, (i64, i64, Vec<(u16, Protocol)>)>) -> Result<(i64, i64, Vec<(u16, Protocol)>), StoreError> {
+/// CPU units, memory MiB and static host ports of one task.
+type Demand = (i64, i64, Vec<(u16, Protocol)>);
+
+/// What a task holds: its own `cpu`/`memory` when set, else what placement
+/// computes from its task definition.
+fn demand(txn: &mut Txn, task: &Task, cache: &mut HashMap<String, Demand>) -> Result<Demand, StoreError> {
     let (mut cpu, mut mem, mut ports) = (0, 0, Vec::new());
     if let Some(d) = cache.get(&task.task_definition_arn) {
         (cpu, mem, ports) = d.clone();

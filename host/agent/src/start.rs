@@ -385,7 +385,7 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
             }
             rounds += 1;
             // Every second or so, give up if the task was stopped meanwhile.
-            if rounds % 10 == 0 && stop_requested(inner, &task.task_arn) {
+            if rounds.is_multiple_of(10) && stop_requested(inner, &task.task_arn) {
                 remove_task_containers(docker, &task.task_arn).await?;
                 return Err(StartError::Abandoned);
             }
