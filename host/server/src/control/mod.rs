@@ -24,7 +24,7 @@ use berth_store::{Page, PageRequest, Record, Store, StoreError, Txn, UpdateError
 
 /// Why an operation refused or failed; each variant is one ECS error code,
 /// and the message names the field and value at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
     #[error("{0}")]
@@ -109,6 +109,8 @@ pub struct Control {
     /// same instances and all but one would conflict and retry. CAS still
     /// guards against every other writer (agents, other servers).
     placement: std::sync::Mutex<()>,
+    /// RunTask calls waiting for the next group commit.
+    run_queue: std::sync::Mutex<Vec<(types::RunTaskRequest, tasks::RunReply)>>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -122,7 +124,7 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()) }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// The ARN context.

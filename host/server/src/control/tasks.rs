@@ -46,6 +46,9 @@ impl Record for QueuedTask {
     }
 }
 
+/// Where a batched RunTask's answer goes.
+pub(super) type RunReply = std::sync::mpsc::Sender<Result<TasksResponse, ControlError>>;
+
 /// What a RunTask with a clientToken answered, so a retry gets the same tasks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -278,99 +281,146 @@ impl Control {
         if !(1..=10).contains(&count) {
             return Err(ControlError::invalid("count", format!("{count} is out of range 1-10")));
         }
-        let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+        if req.task_definition.is_none() {
+            return Err(ControlError::invalid("taskDefinition", "is required"));
+        }
         check_started_by(req.started_by.as_deref())?;
-        let queue = match req.tags.iter().find(|t| t.key == QUEUE_TAG).map(|t| t.value.as_str()) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(v) => return Err(ControlError::invalid("tags", format!("{QUEUE_TAG}: `{v}` is not true or false"))),
-        };
+        if let Some(v) = req.tags.iter().find(|t| t.key == QUEUE_TAG).map(|t| t.value.as_str())
+            && !matches!(v, "true" | "false")
+        {
+            return Err(ControlError::invalid("tags", format!("{QUEUE_TAG}: `{v}` is not true or false")));
+        }
         if let Some(t) = &req.client_token
             && (t.is_empty() || t.len() > 64)
         {
             return Err(ControlError::invalid("clientToken", "must be 1-64 characters"));
         }
-        let _turn = self.placement_turn();
-        let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
-            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-            let token_key = req.client_token.as_ref().map(|t| format!("{} {t}", cluster.cluster_arn));
-            if let Some(k) = &token_key
-                && let Some(prior) = txn.get::<ClientTokenRecord>(k)?
-            {
-                if prior.value.request != req {
-                    return Err(ControlError::invalid("clientToken", "was used before with a different request"));
-                }
-                let mut tasks = Vec::new();
-                for a in &prior.value.task_arns {
-                    if let Some(t) = txn.get::<Task>(a)? {
-                        tasks.push(t.value);
-                    }
-                }
-                return Ok((tasks, prior.value.failures));
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.run_queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((req, tx));
+        // Group commit: whoever gets the placement turn places every RunTask
+        // queued so far in one transaction, so concurrent calls share one
+        // commit (and its fsync) instead of waiting for one each.
+        {
+            let _turn = self.placement_turn();
+            let batch = std::mem::take(&mut *self.run_queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !batch.is_empty() {
+                self.run_batch(batch);
             }
-            let td = resolve(txn, &td_ref, "taskDefinition")?;
-            if td.status != "ACTIVE" {
-                return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+        }
+        rx.recv().unwrap_or_else(|_| Err(ControlError::Server("the RunTask batch ended without an answer".into())))
+    }
+
+    /// Places a batch of RunTask calls in one transaction and answers each.
+    fn run_batch(&self, batch: Vec<(RunTaskRequest, RunReply)>) {
+        let up = self.store.update(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
+            let mut out = Vec::with_capacity(batch.len());
+            for (req, _) in &batch {
+                match self.run_in(txn, req) {
+                    Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
+                    // The store failed: the whole attempt is void.
+                    Err(e @ ControlError::Server(_)) => return Err(e),
+                    // This call's own mistake: checked before it wrote anything.
+                    Err(e) => out.push(Err(e)),
+                }
             }
-            let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
-            let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
-            let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
-            let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
-            let results = Placer::new(seed()).place(&mut snap.state, &preq, count as usize);
-            let new = NewTask {
-                cluster_name: &cluster.cluster_name,
-                cluster_arn: &cluster.cluster_arn,
-                td: &td,
-                spec: &preq.task,
-                started_by: req.started_by.as_deref(),
-                overrides: req.overrides.as_ref(),
-                tags: &req.tags,
-            };
+            Ok(out)
+        });
+        match up {
+            Ok(up) => {
+                for ((_, reply), answer) in batch.into_iter().zip(up.value) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let e = ControlError::from(e);
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One RunTask inside a transaction (validated already).
+    fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+        let count = req.count.unwrap_or(1);
+        let td_ref = req.task_definition.clone().unwrap_or_default();
+        let queue = req.tags.iter().any(|t| t.key == QUEUE_TAG && t.value == "true");
+        let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+        let token_key = req.client_token.as_ref().map(|t| format!("{} {t}", cluster.cluster_arn));
+        if let Some(k) = &token_key
+            && let Some(prior) = txn.get::<ClientTokenRecord>(k)?
+        {
+            if prior.value.request != *req {
+                return Err(ControlError::invalid("clientToken", "was used before with a different request"));
+            }
             let mut tasks = Vec::new();
-            let mut failures = Vec::new();
-            let mut touched = BTreeSet::new();
-            for r in results {
-                match r {
-                    Ok(p) => {
-                        let arn = snap.instances[p.instance].container_instance_arn.clone();
-                        tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
-                        touched.insert(p.instance);
-                    }
-                    Err(f) if queue => {
-                        let t = new.mint(&self.arn, None, None);
-                        txn.put(&QueuedTask {
-                            task_arn: t.task_arn.clone(),
-                            cluster_arn: cluster.cluster_arn.clone(),
-                            created_at: t.created_at.unwrap_or_default(),
-                            placement_constraints: req.placement_constraints.clone(),
-                            placement_strategy: req.placement_strategy.clone(),
-                        })?;
-                        tracing::info!(task = %t.task_arn, reason = %f, "queued");
-                        tasks.push(t);
-                    }
-                    Err(f) => failures.push(Failure {
-                        arn: Some(cluster.cluster_arn.clone()),
-                        reason: f.reason.reason().to_owned(),
-                        detail: Some(f.to_string()),
-                    }),
+            for a in &prior.value.task_arns {
+                if let Some(t) = txn.get::<Task>(a)? {
+                    tasks.push(t.value);
                 }
             }
-            for t in &tasks {
-                txn.put(t)?;
+            return Ok((tasks, prior.value.failures));
+        }
+        let td = resolve(txn, &td_ref, "taskDefinition")?;
+        if td.status != "ACTIVE" {
+            return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+        }
+        let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+        let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
+        let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
+        let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
+        let results = Placer::new(seed()).place(&mut snap.state, &preq, count as usize);
+        let new = NewTask {
+            cluster_name: &cluster.cluster_name,
+            cluster_arn: &cluster.cluster_arn,
+            td: &td,
+            spec: &preq.task,
+            started_by: req.started_by.as_deref(),
+            overrides: req.overrides.as_ref(),
+            tags: &req.tags,
+        };
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        let mut touched = BTreeSet::new();
+        for r in results {
+            match r {
+                Ok(p) => {
+                    let arn = snap.instances[p.instance].container_instance_arn.clone();
+                    tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
+                    touched.insert(p.instance);
+                }
+                Err(f) if queue => {
+                    let t = new.mint(&self.arn, None, None);
+                    txn.put(&QueuedTask {
+                        task_arn: t.task_arn.clone(),
+                        cluster_arn: cluster.cluster_arn.clone(),
+                        created_at: t.created_at.unwrap_or_default(),
+                        placement_constraints: req.placement_constraints.clone(),
+                        placement_strategy: req.placement_strategy.clone(),
+                    })?;
+                    tracing::info!(task = %t.task_arn, reason = %f, "queued");
+                    tasks.push(t);
+                }
+                Err(f) => failures.push(Failure {
+                    arn: Some(cluster.cluster_arn.clone()),
+                    reason: f.reason.reason().to_owned(),
+                    detail: Some(f.to_string()),
+                }),
             }
-            write_instances(txn, &snap, &touched)?;
-            if let Some(k) = token_key {
-                txn.put(&ClientTokenRecord {
-                    key: k,
-                    request: req.clone(),
-                    task_arns: tasks.iter().map(|t| t.task_arn.clone()).collect(),
-                    failures: failures.clone(),
-                })?;
-            }
-            Ok((tasks, failures))
-        })?;
-        let (tasks, failures) = up.value;
-        Ok(TasksResponse { tasks, failures })
+        }
+        for t in &tasks {
+            txn.put(t)?;
+        }
+        write_instances(txn, &snap, &touched)?;
+        if let Some(k) = token_key {
+            txn.put(&ClientTokenRecord {
+                key: k,
+                request: req.clone(),
+                task_arns: tasks.iter().map(|t| t.task_arn.clone()).collect(),
+                failures: failures.clone(),
+            })?;
+        }
+        Ok((tasks, failures))
     }
 
     /// StartTask: one task on each named instance, checked by the same
