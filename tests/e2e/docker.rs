@@ -87,3 +87,128 @@ fn logs_prints_a_tasks_output() {
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no-such-task"), "{}", text(&unknown.stderr));
 }
+
+/// `berth up` on a free port with the real Docker; SIGTERM when dropped.
+struct Up {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    fn start() -> Up {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(berth_bin())
+            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone", "--data-dir"])
+            .arg(dir.path())
+            .env("BERTH_ACCESS_KEY_ID", "AKIDE2EDOCKER")
+            .env("BERTH_SECRET_ACCESS_KEY", "e2e-docker-secret")
+            .env("BERTH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("berth up starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("berth up ended before it listened");
+            };
+            if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("running")) {
+                break rest.split(';').next().expect("address").trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Up { child, addr, _dir: dir }
+    }
+
+    /// `aws ecs OP ARGS...` against this server, its JSON answer.
+    fn aws(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new("aws")
+            .args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDE2EDOCKER")
+            .env("AWS_SECRET_ACCESS_KEY", "e2e-docker-secret")
+            .env("AWS_DEFAULT_REGION", "local")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"));
+        assert!(out.status.success(), "aws ecs {args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn task(&self, arn: &str) -> serde_json::Value {
+        self.aws(&["describe-tasks", "--tasks", arn])["tasks"][0].clone()
+    }
+
+    fn until(&self, arn: &str, status: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = self.task(arn);
+            if t["lastStatus"] == status {
+                return t;
+            }
+            assert!(std::time::Instant::now() < deadline, "task never {status}: {t}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn run_task_through_the_api_runs_real_containers() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start();
+    // Containers go first (the guard drops last-declared first).
+    let instances = up.aws(&["list-container-instances"]);
+    let instance = instances["containerInstanceArns"][0].as_str().expect("the agent registered this host").to_owned();
+    let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
+    let ci = &up.aws(&["describe-container-instances", "--container-instances", &instance])["containerInstances"][0];
+    assert_eq!(ci["agentConnected"], true, "{ci}");
+    assert!(ci["attributes"].as_array().expect("attributes").iter().any(|a| a["name"] == "ecs.availability-zone" && a["value"] == "e2e-zone"), "{ci}");
+
+    let family = format!("e2e-docker-{}", std::process::id());
+    let defs = serde_json::json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "echo started-$GREETING; trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+        "environment": [{"name": "GREETING", "value": "e2e"}],
+        "portMappings": [{"containerPort": 8080, "hostPort": 0}] }]);
+    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs.to_string()]);
+    let run = up.aws(&["run-task", "--task-definition", &family, "--count", "2"]);
+    let arns: Vec<String> = run["tasks"].as_array().expect("tasks").iter().map(|t| t["taskArn"].as_str().expect("arn").to_owned()).collect();
+    assert_eq!(arns.len(), 2, "{run}");
+    for arn in &arns {
+        let t = up.until(arn, "RUNNING");
+        let b = &t["containers"][0]["networkBindings"][0];
+        assert!(b["hostPort"].as_u64().is_some_and(|p| p > 0), "{t}");
+        let out = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
+        assert_eq!(text(&out.stdout).lines().count(), 1, "one running container for {arn}");
+    }
+    let id = arns[0].rsplit('/').next().expect("id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = berth(&["logs", id]);
+        if text(&logs.stdout).contains("started-e2e") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "logs: {} {}", text(&logs.stdout), text(&logs.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    up.aws(&["stop-task", "--task", &arns[0]]);
+    let t = up.until(&arns[0], "STOPPED");
+    assert_eq!(t["containers"][0]["exitCode"], 0, "stopped by SIGTERM: {t}");
+    let out = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={}", arns[0])]).output().expect("docker ps");
+    assert!(text(&out.stdout).trim().is_empty(), "the stopped task's container is removed");
+    let ci = &up.aws(&["describe-container-instances", "--container-instances", &instance])["containerInstances"][0];
+    assert_eq!(ci["runningTasksCount"], 1, "{ci}");
+    up.aws(&["stop-task", "--task", &arns[1]]);
+    up.until(&arns[1], "STOPPED");
+}
