@@ -278,3 +278,36 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
     tracing::info!(task = %arn, "task stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::model::HealthCheck;
+
+    fn def(name: &str, essential: bool, health: bool) -> ContainerDefinition {
+        let mut d: ContainerDefinition = serde_json::from_value(serde_json::json!({"name": name, "image": "i", "essential": essential})).expect("def");
+        if health {
+            d.health_check = Some(HealthCheck { command: vec!["CMD".into(), "true".into()], interval: None, timeout: None, retries: None, start_period: None });
+        }
+        d
+    }
+
+    fn task(health: &[(&str, Option<&str>)]) -> Task {
+        let mut t: Task = serde_json::from_value(serde_json::json!({
+            "taskArn": "arn:aws:ecs:local:000000000000:task/default/t1", "clusterArn": "c", "taskDefinitionArn": "td:1",
+            "lastStatus": "RUNNING", "desiredStatus": "RUNNING"})).expect("task");
+        for (name, h) in health {
+            container_entry(&mut t, name, "i").health_status = h.map(str::to_owned);
+        }
+        t
+    }
+
+    #[test]
+    fn task_health_follows_essential_containers_with_checks() {
+        let defs = [def("app", true, true), def("db", true, true), def("side", false, true), def("plain", true, false)];
+        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", Some("HEALTHY")), ("side", Some("UNHEALTHY"))]), &defs), "HEALTHY");
+        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", Some("UNHEALTHY"))]), &defs), "UNHEALTHY");
+        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", None)]), &defs), "UNKNOWN");
+        assert_eq!(task_health(&task(&[("plain", None)]), &[def("plain", true, false)]), "UNKNOWN");
+    }
+}

@@ -202,7 +202,12 @@ impl Agent {
         let events = tokio::spawn(docker::follow_events(docker.clone(), self.inner.instance_arn.clone(), Arc::clone(&self.inner.wake)));
         let result = loop {
             if let Err(e) = self.reconcile_with(docker).await {
-                break Err(e);
+                // Only a daemon that stopped answering ends the session; any
+                // other failure is retried on the next pass.
+                if docker.ping().await.is_err() {
+                    break Err(e);
+                }
+                tracing::warn!("reconcile pass failed: {e}");
             }
             tokio::select! {
                 () = self.inner.wake.notified() => {}
