@@ -97,14 +97,20 @@ struct Up {
 
 impl Up {
     fn start() -> Up {
+        Up::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Up {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(berth_bin())
+            .envs(env.iter().copied())
             .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone", "--data-dir"])
             .arg(dir.path())
             .env("BERTH_ACCESS_KEY_ID", "AKIDE2EDOCKER")
             .env("BERTH_SECRET_ACCESS_KEY", "e2e-docker-secret")
             .env("BERTH_LOG", "warn")
             .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("berth up starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -211,4 +217,23 @@ fn run_task_through_the_api_runs_real_containers() {
     assert_eq!(ci["runningTasksCount"], 1, "{ci}");
     up.aws(&["stop-task", "--task", &arns[1]]);
     up.until(&arns[1], "STOPPED");
+}
+
+#[test]
+fn without_docker_the_instance_shows_the_agent_disconnected() {
+    let up = Up::start_with(&[("DOCKER_HOST", "unix:///nonexistent/berth-e2e-docker.sock")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // The agent writes the instance record once it has tried Docker.
+        let list = up.aws(&["list-container-instances"]);
+        if let Some(arn) = list["containerInstanceArns"][0].as_str() {
+            let ci = &up.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"][0];
+            if !ci.is_null() {
+                assert_eq!(ci["agentConnected"], false, "{ci}");
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no container instance was recorded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

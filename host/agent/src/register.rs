@@ -126,15 +126,43 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
     Ok(())
 }
 
-/// Marks the instance `agentConnected: false` (if it is registered and not already so).
+/// Marks the instance `agentConnected: false`. An instance never registered
+/// (Docker has not answered since the first start) is recorded with no
+/// resources, so operators see the host and why it takes no tasks.
 pub(crate) fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
+    ensure_cluster(&inner.store, &inner.cfg.arn, &inner.cfg.cluster)?;
     inner.store.update(|txn| -> Result<(), StoreError> {
-        if let Some(mut ci) = txn.get::<ContainerInstance>(&inner.instance_arn)?
-            && ci.value.agent_connected
-        {
-            ci.value.agent_connected = false;
-            ci.value.version += 1;
-            txn.put(&ci.value)?;
+        match txn.get::<ContainerInstance>(&inner.instance_arn)? {
+            Some(mut ci) if ci.value.agent_connected => {
+                ci.value.agent_connected = false;
+                ci.value.version += 1;
+                txn.put(&ci.value)?;
+            }
+            Some(_) => {}
+            None => {
+                if let Some(mut c) = txn.get::<Cluster>(&inner.cfg.cluster)? {
+                    c.value.registered_container_instances_count += 1;
+                    txn.put(&c.value)?;
+                }
+                let none = vec![Resource::integer("CPU", 0), Resource::integer("MEMORY", 0)];
+                txn.put(&ContainerInstance {
+                    container_instance_arn: inner.instance_arn.clone(),
+                    ec2_instance_id: inner.instance_id.clone(),
+                    status: "ACTIVE".to_owned(),
+                    agent_connected: false,
+                    running_tasks_count: 0,
+                    pending_tasks_count: 0,
+                    registered_resources: none.clone(),
+                    remaining_resources: none,
+                    attributes: vec![
+                        attr("ecs.availability-zone", &inner.cfg.availability_zone),
+                        attr("ecs.instance-type", &inner.cfg.instance_type),
+                    ],
+                    registered_at: Some(now()),
+                    version_info: Some(VersionInfo { agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()), ..Default::default() }),
+                    version: 1,
+                })?;
+            }
         }
         Ok(())
     })?;
