@@ -118,6 +118,8 @@ struct Snapshot {
     state: ClusterState,
     /// Aligned with the state's instance indexes.
     instances: Vec<ContainerInstance>,
+    /// Instances placed on since the snapshot was read.
+    touched: BTreeSet<usize>,
 }
 
 fn load_cluster(txn: &mut Txn, cluster_arn: &str) -> Result<Snapshot, ControlError> {
@@ -157,7 +159,7 @@ fn load_cluster(txn: &mut Txn, cluster_arn: &str) -> Result<Snapshot, ControlErr
         }
         instances.push(ci);
     }
-    Ok(Snapshot { state, instances })
+    Ok(Snapshot { state, instances, touched: BTreeSet::new() })
 }
 
 /// The containers of a task of `td`, with network bindings when placed
@@ -314,14 +316,20 @@ impl Control {
     fn run_batch(&self, batch: Vec<(RunTaskRequest, RunReply)>) {
         let up = self.store.update(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
             let mut out = Vec::with_capacity(batch.len());
+            // One snapshot per cluster for the whole batch: each placement
+            // reserves in it, so the next call sees what the earlier took.
+            let mut snaps: std::collections::HashMap<String, Snapshot> = std::collections::HashMap::new();
             for (req, _) in &batch {
-                match self.run_in(txn, req) {
+                match self.run_in(txn, req, &mut snaps) {
                     Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
                     // The store failed: the whole attempt is void.
                     Err(e @ ControlError::Server(_)) => return Err(e),
                     // This call's own mistake: checked before it wrote anything.
                     Err(e) => out.push(Err(e)),
                 }
+            }
+            for snap in snaps.values() {
+                write_instances(txn, snap, &snap.touched)?;
             }
             Ok(out)
         });
@@ -341,7 +349,12 @@ impl Control {
     }
 
     /// One RunTask inside a transaction (validated already).
-    fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+    fn run_in(
+        &self,
+        txn: &mut Txn,
+        req: &RunTaskRequest,
+        snaps: &mut std::collections::HashMap<String, Snapshot>,
+    ) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
         let queue = req.tags.iter().any(|t| t.key == QUEUE_TAG && t.value == "true");
@@ -368,7 +381,13 @@ impl Control {
         let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
         let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
         let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
-        let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
+        if !snaps.contains_key(&cluster.cluster_arn) {
+            let loaded = load_cluster(txn, &cluster.cluster_arn)?;
+            snaps.insert(cluster.cluster_arn.clone(), loaded);
+        }
+        let Some(snap) = snaps.get_mut(&cluster.cluster_arn) else {
+            return Err(ControlError::Server("cluster snapshot missing".into()));
+        };
         let results = Placer::new(seed()).place(&mut snap.state, &preq, count as usize);
         let new = NewTask {
             cluster_name: &cluster.cluster_name,
@@ -381,13 +400,12 @@ impl Control {
         };
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
-        let mut touched = BTreeSet::new();
         for r in results {
             match r {
                 Ok(p) => {
                     let arn = snap.instances[p.instance].container_instance_arn.clone();
                     tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
-                    touched.insert(p.instance);
+                    snap.touched.insert(p.instance);
                 }
                 Err(f) if queue => {
                     let t = new.mint(&self.arn, None, None);
@@ -411,7 +429,6 @@ impl Control {
         for t in &tasks {
             txn.put(t)?;
         }
-        write_instances(txn, &snap, &touched)?;
         if let Some(k) = token_key {
             txn.put(&ClientTokenRecord {
                 key: k,
