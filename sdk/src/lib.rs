@@ -24,7 +24,8 @@
 //!         Info::new("binpack", "0.1.0")
 //!     }
 //!     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
-//!         cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+//!         // The candidate with the least memory left; ties to the lowest id.
+//!         cluster.least(task, |i| cluster.memory_free(i).saturating_sub(task.memory))
 //!     }
 //! }
 //!
@@ -34,8 +35,9 @@
 //! Build it with `cargo build --target wasm32-wasip2 --release` in a crate
 //! with `crate-type = ["cdylib"]`; the `.wasm` file is the component.
 //!
-//! `min_by_key` keeps the first of equal keys, and candidates come in
-//! instance-id order, which is how berth's native strategies break ties.
+//! [`Cluster::least`] breaks ties to the lowest instance id, as berth's
+//! native strategies do; [`Cluster::candidates`] lists the instances a task
+//! fits on for policies that need more than one key.
 
 #[doc(hidden)]
 pub mod bindings;
@@ -55,6 +57,19 @@ use bindings::berth::placement::types as wit;
 pub type InstanceId = u32;
 /// Dense id of a task group.
 pub type GroupId = u32;
+
+/// The hot loop of [`Cluster::candidates`], compiled with wasm SIMD so it
+/// runs 16 instances at a time (every wasm32-wasip2 host berth supports
+/// has SIMD; wasm validation, not the CPU, decides, so this is safe).
+#[cfg_attr(target_family = "wasm", target_feature(enable = "simd128"))]
+fn fill_fits(fits: &mut [u8], sched: &[bool], cpu: &[u32], mem: &[u32], etcp: &[u32], eudp: &[u32], need: (u32, u32, u32, u32)) {
+    let n = fits.len().min(sched.len()).min(cpu.len()).min(mem.len()).min(etcp.len()).min(eudp.len());
+    let (fits, sched, cpu, mem, etcp, eudp) = (&mut fits[..n], &sched[..n], &cpu[..n], &mem[..n], &etcp[..n], &eudp[..n]);
+    let (c, m, t, u) = need;
+    for i in 0..n {
+        fits[i] = u8::from(sched[i]) & u8::from(cpu[i] >= c) & u8::from(mem[i] >= m) & u8::from(etcp[i] >= t) & u8::from(eudp[i] >= u);
+    }
+}
 
 /// Per-instance spread keys from [`Cluster::spread_by`].
 #[derive(Debug)]
@@ -253,29 +268,82 @@ impl Cluster {
             })
     }
 
-    /// The instances `task` fits on, in id order (the same checks as
-    /// [`Cluster::fits`], with the per-task lookups hoisted out of the loop).
-    pub fn candidates<'a>(&'a self, task: &'a Task) -> impl Iterator<Item = InstanceId> + 'a {
-        let filter: Option<&[u8]> = task.filter.map(|f| self.filters.get(f as usize).map_or(&[][..], |m| &m[..]));
-        let groups: Option<&[u32]> =
-            if task.distinct_instance { self.group_counts.get(task.group as usize).map(|g| &g[..]) } else { None };
-        let (cpu, memory, tcp, udp) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
-        (0..self.len())
-            .filter(move |&u| {
-                self.schedulable[u]
-                    && self.cpu_free[u] >= cpu
-                    && self.memory_free[u] >= memory
-                    && self.eph_tcp_free[u] >= tcp
-                    && self.eph_udp_free[u] >= udp
-                    && filter.is_none_or(|m| m.get(u).is_some_and(|&b| b != 0))
-                    && groups.is_none_or(|g| g.get(u).is_none_or(|&c| c == 0))
-                    && (task.static_ports.is_empty()
-                        || task.static_ports.iter().all(|&(p, udp)| {
-                            let used = if udp { &self.udp_ports[u] } else { &self.tcp_ports[u] };
-                            !used.contains(&p)
-                        }))
-            })
-            .map(|u| u as InstanceId)
+    /// The instances `task` fits on, in id order: the same checks as
+    /// [`Cluster::fits`], done like the native engine does them: one
+    /// branch-free pass over dense columns (which the compiler can
+    /// vectorise), then a compaction, then the rare static-port check.
+    pub fn candidates(&self, task: &Task) -> std::vec::IntoIter<InstanceId> {
+        let n = self.len();
+        let fits = self.fits_mask(task);
+        let mut out = vec![0 as InstanceId; n];
+        let mut len = 0;
+        for (i, &ok) in fits.iter().enumerate() {
+            out[len] = i as InstanceId;
+            len += usize::from(ok);
+        }
+        out.truncate(len);
+        out.into_iter()
+    }
+
+    /// The candidate with the least `key`, ties to the lowest id: what the
+    /// native binpack and spread do. One pass over the instances, no list
+    /// of candidates built, so prefer it to `candidates().min_by_key()`.
+    /// `key` is called for every instance, also those the task does not
+    /// fit on (their keys are ignored), so it must not panic on them: use
+    /// saturating arithmetic.
+    pub fn least(&self, task: &Task, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
+        let fits = self.fits_mask(task);
+        let mut best = u64::MAX;
+        let mut at = 0usize;
+        for (i, &ok) in fits.iter().enumerate() {
+            // Non-candidates sort after every candidate.
+            let k = (u64::from(ok ^ 1) << 32) | u64::from(key(i as InstanceId));
+            if k < best {
+                best = k;
+                at = i;
+            }
+        }
+        (best >> 32 == 0).then_some(at as InstanceId)
+    }
+
+    /// 1 for each instance `task` fits on ([`Cluster::fits`] for all at once).
+    pub fn fits_mask(&self, task: &Task) -> Vec<u8> {
+        let n = self.len();
+        let mut fits = vec![0u8; n];
+        let (sched, cpu, mem, etcp, eudp) =
+            (&self.schedulable[..n], &self.cpu_free[..n], &self.memory_free[..n], &self.eph_tcp_free[..n], &self.eph_udp_free[..n]);
+        let (c, m, t, u) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
+        fill_fits(&mut fits, sched, cpu, mem, etcp, eudp, (c, m, t, u));
+        if let Some(f) = task.filter {
+            match self.filters.get(f as usize) {
+                Some(mask) if mask.len() >= n => {
+                    for (x, &k) in fits.iter_mut().zip(&mask[..n]) {
+                        *x &= u8::from(k != 0);
+                    }
+                }
+                // An unknown filter admits nothing.
+                _ => fits.fill(0),
+            }
+        }
+        if task.distinct_instance {
+            if let Some(g) = self.group_counts.get(task.group as usize) {
+                for (x, &k) in fits.iter_mut().zip(&g[..n]) {
+                    *x &= u8::from(k == 0);
+                }
+            }
+        }
+        if !task.static_ports.is_empty() {
+            for (i, x) in fits.iter_mut().enumerate() {
+                if *x != 0 {
+                    let free = task.static_ports.iter().all(|&(p, udp)| {
+                        let used = if udp { &self.udp_ports[i] } else { &self.tcp_ports[i] };
+                        !used.contains(&p)
+                    });
+                    *x = u8::from(free);
+                }
+            }
+        }
+        fits
     }
 
     /// For spread: how many tasks of `group` run on instances sharing
@@ -544,8 +612,10 @@ pub mod rt {
         pub fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
             self.cluster.upsert(inst, groups);
         }
-        pub fn update_usage(&mut self, id: u32, usage: wit::Usage) {
-            self.cluster.update_usage(id, usage);
+        pub fn update_usage(&mut self, entries: Vec<(u32, wit::Usage)>) {
+            for (id, usage) in entries {
+                self.cluster.update_usage(id, usage);
+            }
         }
         pub fn remove(&mut self, id: u32) {
             if let Some(s) = self.cluster.schedulable.get_mut(id as usize) {
@@ -642,8 +712,8 @@ macro_rules! export_policy {
             fn upsert(inst: $crate::rt::Instance, groups: ::std::vec::Vec<(u32, u32)>) {
                 __BERTH_STATE.with_borrow_mut(|s| s.upsert(inst, groups))
             }
-            fn update_usage(id: u32, usage: $crate::rt::Usage) {
-                __BERTH_STATE.with_borrow_mut(|s| s.update_usage(id, usage))
+            fn update_usage(entries: ::std::vec::Vec<(u32, $crate::rt::Usage)>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.update_usage(entries))
             }
             fn remove(id: u32) {
                 __BERTH_STATE.with_borrow_mut(|s| s.remove(id))

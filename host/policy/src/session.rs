@@ -450,6 +450,7 @@ impl PolicySession {
             dirty.dedup();
             let (lo, hi) = state.ephemeral_ports();
             let range = u32::from(hi - lo) + 1;
+            let mut entries = Vec::with_capacity(dirty.len());
             for i in dirty.into_iter().filter(|&i| i < self.synced) {
                 let inst = state.instance(i);
                 let (tcp, udp) = static_ports(inst, lo, hi);
@@ -463,8 +464,9 @@ impl PolicySession {
                     running_tasks: inst.running_tasks,
                     groups: self.groups.iter().map(|(g, &id)| (id, state.group_count(g, i))).collect(),
                 };
-                p.call_update_usage(&mut *store, i as u32, &usage)?;
+                entries.push((i as u32, usage));
             }
+            p.call_update_usage(&mut *store, &entries)?;
         }
         let group = match self.groups.get(&req.task.group) {
             Some(&g) => g,

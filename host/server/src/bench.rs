@@ -196,7 +196,16 @@ fn bench_policy<'a>(
     let mut spent = Duration::ZERO;
     while spent < budget {
         let t0 = Instant::now();
-        let out = session.place(state, req, count).context("policy decision")?;
+        let out = match session.place(state, req, count) {
+            Ok(out) => out,
+            // Counted, like the native failures; the session starts afresh.
+            Err(_) => {
+                spent += t0.elapsed();
+                decisions += count as u64;
+                failures += count as u64;
+                continue;
+            }
+        };
         spent += t0.elapsed();
         decisions += out.len() as u64;
         for p in out {

@@ -10,7 +10,7 @@ impl Policy for Binpack {
         Info::new("binpack", "0.1.0")
     }
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
-        cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+        cluster.least(task, |i| cluster.memory_free(i).saturating_sub(task.memory))
     }
 }
 

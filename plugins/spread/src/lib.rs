@@ -14,7 +14,7 @@ impl Policy for Spread {
     }
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
         let zone = cluster.spread_by(ZONE, task.group);
-        cluster.candidates(task).min_by_key(|&i| zone.count(i))
+        cluster.least(task, |i| zone.count(i))
     }
 }
 
