@@ -61,14 +61,57 @@ pub type GroupId = u32;
 /// The hot loop of [`Cluster::candidates`], compiled with wasm SIMD so it
 /// runs 16 instances at a time (every wasm32-wasip2 host berth supports
 /// has SIMD; wasm validation, not the CPU, decides, so this is safe).
+/// `F`/`G`: whether the filter and the distinctInstance group counts apply,
+/// as constants so each combination gets its own straight loop.
+#[allow(clippy::too_many_arguments)]
 #[cfg_attr(target_family = "wasm", target_feature(enable = "simd128"))]
-fn fill_fits(fits: &mut [u8], sched: &[bool], cpu: &[u32], mem: &[u32], etcp: &[u32], eudp: &[u32], need: (u32, u32, u32, u32)) {
-    let n = fits.len().min(sched.len()).min(cpu.len()).min(mem.len()).min(etcp.len()).min(eudp.len());
+fn fill_fits<const F: bool, const G: bool>(
+    fits: &mut [u8],
+    sched: &[bool],
+    cpu: &[u32],
+    mem: &[u32],
+    etcp: &[u32],
+    eudp: &[u32],
+    filter: &[u8],
+    groups: &[u32],
+    need: (u32, u32, u32, u32),
+) {
+    let mut n = fits.len().min(sched.len()).min(cpu.len()).min(mem.len()).min(etcp.len()).min(eudp.len());
+    if F {
+        n = n.min(filter.len());
+    }
+    if G {
+        n = n.min(groups.len());
+    }
     let (fits, sched, cpu, mem, etcp, eudp) = (&mut fits[..n], &sched[..n], &cpu[..n], &mem[..n], &etcp[..n], &eudp[..n]);
+    let (filter, groups) = (if F { &filter[..n] } else { filter }, if G { &groups[..n] } else { groups });
     let (c, m, t, u) = need;
     for i in 0..n {
-        fits[i] = u8::from(sched[i]) & u8::from(cpu[i] >= c) & u8::from(mem[i] >= m) & u8::from(etcp[i] >= t) & u8::from(eudp[i] >= u);
+        let mut ok = u8::from(sched[i]) & u8::from(cpu[i] >= c) & u8::from(mem[i] >= m) & u8::from(etcp[i] >= t) & u8::from(eudp[i] >= u);
+        if F {
+            ok &= u8::from(filter[i] != 0);
+        }
+        if G {
+            ok &= u8::from(groups[i] == 0);
+        }
+        fits[i] = ok;
     }
+}
+
+/// The loop of [`Cluster::least`], with wasm SIMD like [`fill_fits`].
+#[cfg_attr(target_family = "wasm", target_feature(enable = "simd128"))]
+fn least_of(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
+    let mut best = u64::MAX;
+    let mut at = 0usize;
+    for (i, &ok) in fits.iter().enumerate() {
+        // Non-candidates sort after every candidate.
+        let k = (u64::from(ok ^ 1) << 32) | u64::from(key(i as InstanceId));
+        if k < best {
+            best = k;
+            at = i;
+        }
+    }
+    (best >> 32 == 0).then_some(at as InstanceId)
 }
 
 /// Per-instance spread keys from [`Cluster::spread_by`].
@@ -292,18 +335,7 @@ impl Cluster {
     /// fit on (their keys are ignored), so it must not panic on them: use
     /// saturating arithmetic.
     pub fn least(&self, task: &Task, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
-        let fits = self.fits_mask(task);
-        let mut best = u64::MAX;
-        let mut at = 0usize;
-        for (i, &ok) in fits.iter().enumerate() {
-            // Non-candidates sort after every candidate.
-            let k = (u64::from(ok ^ 1) << 32) | u64::from(key(i as InstanceId));
-            if k < best {
-                best = k;
-                at = i;
-            }
-        }
-        (best >> 32 == 0).then_some(at as InstanceId)
+        least_of(&self.fits_mask(task), key)
     }
 
     /// 1 for each instance `task` fits on ([`Cluster::fits`] for all at once).
@@ -313,25 +345,23 @@ impl Cluster {
         let (sched, cpu, mem, etcp, eudp) =
             (&self.schedulable[..n], &self.cpu_free[..n], &self.memory_free[..n], &self.eph_tcp_free[..n], &self.eph_udp_free[..n]);
         let (c, m, t, u) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
-        fill_fits(&mut fits, sched, cpu, mem, etcp, eudp, (c, m, t, u));
-        if let Some(f) = task.filter {
-            match self.filters.get(f as usize) {
-                Some(mask) if mask.len() >= n => {
-                    for (x, &k) in fits.iter_mut().zip(&mask[..n]) {
-                        *x &= u8::from(k != 0);
-                    }
-                }
-                // An unknown filter admits nothing.
-                _ => fits.fill(0),
-            }
+        let need = (c, m, t, u);
+        let filter: Option<&[u8]> = match task.filter {
+            // An unknown filter admits nothing.
+            Some(f) => Some(self.filters.get(f as usize).map_or(&[][..], |v| &v[..])),
+            None => None,
+        };
+        let groups: Option<&[u32]> =
+            if task.distinct_instance { self.group_counts.get(task.group as usize).map(|g| &g[..]) } else { None };
+        match (filter, groups) {
+            (None, None) => fill_fits::<false, false>(&mut fits, sched, cpu, mem, etcp, eudp, &[], &[], need),
+            (Some(f), None) => fill_fits::<true, false>(&mut fits, sched, cpu, mem, etcp, eudp, f, &[], need),
+            (None, Some(g)) => fill_fits::<false, true>(&mut fits, sched, cpu, mem, etcp, eudp, &[], g, need),
+            (Some(f), Some(g)) => fill_fits::<true, true>(&mut fits, sched, cpu, mem, etcp, eudp, f, g, need),
         }
-        if task.distinct_instance {
-            if let Some(g) = self.group_counts.get(task.group as usize) {
-                for (x, &k) in fits.iter_mut().zip(&g[..n]) {
-                    *x &= u8::from(k == 0);
-                }
-            }
-        }
+        // A shorter filter or count column (never sent so) admits nothing past its end.
+        let covered = filter.map_or(n, |f| f.len().min(n)).min(groups.map_or(n, |g| g.len().min(n)));
+        fits[covered..].fill(0);
         if !task.static_ports.is_empty() {
             for (i, x) in fits.iter_mut().enumerate() {
                 if *x != 0 {
