@@ -184,7 +184,9 @@ fn api_bad_input_is_refused_and_changes_nothing() {
     let before = state_of(&s);
     assert_eq!(before.0, json!(["arn:aws:ecs:local:000000000000:cluster/default"]));
     let td = hello_web().to_string();
-    let cases: Vec<(String, Vec<u8>, i64, &str, u16, &str)> = vec![
+    // (target, body, clock skew in seconds, secret, status, error code)
+    type Case<'a> = (String, Vec<u8>, i64, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (format!("{ECS}.RegisterTaskDefinition"), b"{\"family\": ".to_vec(), 0, SECRET, 400, "SerializationException"),
         (format!("{ECS}.RegisterTaskDefinition"), br#"{"family": 5, "containerDefinitions": []}"#.to_vec(), 0, SECRET, 400, "SerializationException"),
         (format!("{ECS}.CreateCluster"), br#"{"clusterName": "no spaces allowed"}"#.to_vec(), 0, SECRET, 400, "InvalidParameterException"),
