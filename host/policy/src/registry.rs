@@ -227,10 +227,10 @@ impl Registry {
     }
 
     fn slot(&self, scope_key: &str) -> Arc<ArcSwapOption<LoadedPolicy>> {
-        if let Ok(a) = self.active.read() {
-            if let Some(s) = a.get(scope_key) {
-                return s.clone();
-            }
+        if let Ok(a) = self.active.read()
+            && let Some(s) = a.get(scope_key)
+        {
+            return s.clone();
         }
         match self.active.write() {
             Ok(mut a) => a.entry(scope_key.to_owned()).or_default().clone(),
@@ -320,10 +320,10 @@ impl Registry {
         if let Some(c) = call {
             return self.get(c).map(Some);
         }
-        if let Some(s) = service {
-            if let Some(p) = self.slot(&Scope::Service { cluster: cluster.into(), service: s.into() }.key()).load_full() {
-                return Ok(Some(p));
-            }
+        if let Some(s) = service
+            && let Some(p) = self.slot(&Scope::Service { cluster: cluster.into(), service: s.into() }.key()).load_full()
+        {
+            return Ok(Some(p));
         }
         Ok(self.slot(&Scope::Cluster(cluster.into()).key()).load_full())
     }

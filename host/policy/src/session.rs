@@ -480,11 +480,11 @@ impl PolicySession {
         };
         let mut sources = String::new();
         for c in &req.constraints {
-            if let Constraint::MemberOf { source, expr } = c {
-                if expr.is_static() {
-                    sources.push_str(source);
-                    sources.push('\n');
-                }
+            if let Constraint::MemberOf { source, expr } = c
+                && expr.is_static()
+            {
+                sources.push_str(source);
+                sources.push('\n');
             }
         }
         let filter = if sources.is_empty() {
