@@ -178,6 +178,11 @@ impl Api {
             (ECS_PREFIX, "StopTask") => dispatch(c, b, Control::stop_task).await,
             (ECS_PREFIX, "DescribeTasks") => dispatch(c, b, Control::describe_tasks).await,
             (ECS_PREFIX, "ListTasks") => dispatch(c, b, Control::list_tasks).await,
+            (ECS_PREFIX, "CreateService") => dispatch(c, b, Control::create_service).await,
+            (ECS_PREFIX, "UpdateService") => dispatch(c, b, Control::update_service).await,
+            (ECS_PREFIX, "DeleteService") => dispatch(c, b, Control::delete_service).await,
+            (ECS_PREFIX, "DescribeServices") => dispatch(c, b, Control::describe_services).await,
+            (ECS_PREFIX, "ListServices") => dispatch(c, b, Control::list_services).await,
             (BERTH_PREFIX, "DescribeServer") => {
                 let _: serde_json::Value = decode(b)?;
                 let info = ServerInfo {
@@ -317,9 +322,18 @@ pub async fn run(
         let stop = Arc::clone(&stop);
         tokio::spawn(crate::control::scheduler::run(Arc::clone(&control), async move { stop.notified().await }))
     };
+    let stop_services = Arc::new(tokio::sync::Notify::new());
+    let services = {
+        let stop = Arc::clone(&stop_services);
+        tokio::spawn(crate::control::service_scheduler::run(Arc::clone(&control), async move { stop.notified().await }))
+    };
     let api = Arc::new(Api::new(control, credentials));
     let served = serve(api, listener, shutdown).await;
     stop.notify_one();
+    stop_services.notify_one();
+    if let Err(e) = services.await {
+        tracing::error!(error = %e, "the service scheduler panicked");
+    }
     if let Err(e) = scheduler.await {
         tracing::error!(error = %e, "the batch scheduler panicked");
     }

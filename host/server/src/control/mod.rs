@@ -9,6 +9,8 @@
 mod clusters;
 mod instances;
 pub mod scheduler;
+pub mod service_scheduler;
+pub mod services;
 mod taskdefs;
 mod tasks;
 pub use tasks::QUEUE_TAG;
@@ -34,8 +36,9 @@ pub enum ControlError {
     #[error("{0}")]
     ClusterNotFound(String),
     #[error("{0}")]
-    #[expect(dead_code, reason = "the service operations (issue 6) answer it")]
     ServiceNotFound(String),
+    #[error("{0}")]
+    ServiceNotActive(String),
     #[error("{0}")]
     ClusterContainsContainerInstances(String),
     #[error("{0}")]
@@ -55,6 +58,7 @@ impl ControlError {
             ControlError::InvalidParameter(_) => "InvalidParameterException",
             ControlError::ClusterNotFound(_) => "ClusterNotFoundException",
             ControlError::ServiceNotFound(_) => "ServiceNotFoundException",
+            ControlError::ServiceNotActive(_) => "ServiceNotActiveException",
             ControlError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ControlError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ControlError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
@@ -105,6 +109,8 @@ pub struct Control {
     store: Arc<Store>,
     arn: ArnContext,
     wake: Arc<tokio::sync::Notify>,
+    /// The service scheduler's wake-up.
+    service_wake: Arc<tokio::sync::Notify>,
     /// Placements of this process take turns: two at once would read the
     /// same instances and all but one would conflict and retry. CAS still
     /// guards against every other writer (agents, other servers).
@@ -124,7 +130,7 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// The ARN context.

@@ -348,6 +348,18 @@ impl Control {
         }
     }
 
+    /// RunTask's placement inside the caller's transaction (the service
+    /// scheduler's path): places, writes the tasks and the instances they
+    /// landed on. The caller holds the placement turn.
+    pub(super) fn run_in_txn(&self, txn: &mut Txn, req: &RunTaskRequest) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+        let mut snaps = std::collections::HashMap::new();
+        let out = self.run_in(txn, req, &mut snaps)?;
+        for snap in snaps.values() {
+            write_instances(txn, snap, &snap.touched)?;
+        }
+        Ok(out)
+    }
+
     /// One RunTask inside a transaction (validated already).
     fn run_in(
         &self,
