@@ -2,6 +2,7 @@
 
 mod api;
 mod docker;
+mod services;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1075,7 +1075,13 @@ impl Control {
                 None => break,
             }
         }
-        if s.status == "DRAINING" && still.is_empty() && started.is_empty() {
+        // INACTIVE once every task has really stopped.
+        if s.status == "DRAINING"
+            && still.is_empty()
+            && started.is_empty()
+            && to_stop.is_empty()
+            && stopping == 0
+        {
             s.status = "INACTIVE".into();
             for d in &mut s.deployments {
                 d.status = "INACTIVE".into();

@@ -1,0 +1,404 @@
+//! Services against the real Docker daemon through `berth up` and the AWS
+//! CLI: create, a killed container replaced, scale, a rolling update within
+//! its percentages at every observed state, scale to 0 and delete.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
+use serde_json::{Value, json};
+
+use super::{berth_bin, text};
+
+const KEY: &str = "AKIDE2ESERVICES";
+const SECRET: &str = "e2e-services-secret";
+
+/// Builds the test image; `false` when Docker tests are skipped on purpose.
+fn docker_ready() -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        match docker_or_skip().await {
+            Some(d) => {
+                ensure_test_image(&d).await;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// `berth up` on a free port; SIGTERM when dropped.
+struct Up {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    fn start() -> Up {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(berth_bin())
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("BERTH_ACCESS_KEY_ID", KEY)
+            .env("BERTH_SECRET_ACCESS_KEY", SECRET)
+            .env("BERTH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth up starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("berth up ended before it listened");
+            };
+            if let Some(rest) = line
+                .split("http://")
+                .nth(1)
+                .filter(|_| line.contains("running"))
+            {
+                break rest.split(';').next().expect("address").trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Up {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn aws(&self, args: &[&str]) -> Value {
+        let out = Command::new("aws")
+            .args([
+                "ecs",
+                "--endpoint-url",
+                &format!("http://{}", self.addr),
+                "--output",
+                "json",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_DEFAULT_REGION", "local")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"));
+        assert!(
+            out.status.success(),
+            "aws ecs {args:?}: {}",
+            text(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn service(&self, name: &str) -> Value {
+        self.aws(&["describe-services", "--services", name])["services"][0].clone()
+    }
+
+    fn listed(&self, name: &str, desired: &str) -> Vec<String> {
+        let l = self.aws(&[
+            "list-tasks",
+            "--service-name",
+            name,
+            "--desired-status",
+            desired,
+        ]);
+        let mut v: Vec<String> = l["taskArns"]
+            .as_array()
+            .expect("taskArns")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The service's tasks not yet STOPPED (desired RUNNING or stopping),
+    /// as of one moment: the set asked to run is listed again after the
+    /// describe, and the observation retried if it changed in between.
+    fn tasks(&self, name: &str) -> Vec<Value> {
+        loop {
+            let wanted = self.listed(name, "RUNNING");
+            let mut arns = wanted.clone();
+            arns.extend(self.listed(name, "STOPPED"));
+            let mut out = Vec::new();
+            for chunk in arns.chunks(100) {
+                let mut args = vec!["describe-tasks", "--tasks"];
+                args.extend(chunk.iter().map(String::as_str));
+                let d = self.aws(&args);
+                out.extend(
+                    d["tasks"]
+                        .as_array()
+                        .expect("tasks")
+                        .iter()
+                        .filter(|t| t["lastStatus"] != "STOPPED")
+                        .cloned(),
+                );
+            }
+            if self.listed(name, "RUNNING") == wanted {
+                return out;
+            }
+        }
+    }
+
+    /// Polls until the service's PRIMARY deployment is COMPLETED with
+    /// `running` tasks; with `bounds`, checks at every observed state that
+    /// RUNNING tasks stay at or above the lower and live tasks at or below the upper.
+    fn until_steady(&self, name: &str, running: u64, bounds: Option<(usize, usize)>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some((lo, hi)) = bounds {
+                let ts = self.tasks(name);
+                let up = ts
+                    .iter()
+                    .filter(|t| t["lastStatus"] == "RUNNING" && t["desiredStatus"] == "RUNNING")
+                    .count();
+                let seen: Vec<String> = ts
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} {}",
+                            t["taskDefinitionArn"], t["desiredStatus"], t["lastStatus"]
+                        )
+                    })
+                    .collect();
+                assert!(up >= lo, "{up} RUNNING tasks, below {lo}: {seen:#?}");
+                assert!(
+                    ts.len() <= hi,
+                    "{} tasks RUNNING or PENDING, above {hi}",
+                    ts.len()
+                );
+            }
+            let s = self.service(name);
+            let primary = s["deployments"]
+                .as_array()
+                .expect("deployments")
+                .iter()
+                .find(|d| d["status"] == "PRIMARY")
+                .cloned();
+            if primary.is_some_and(|p| p["rolloutState"] == "COMPLETED")
+                && s["runningCount"] == running
+                && s["deployments"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().all(|d| d["status"] != "ACTIVE"))
+            {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service {name} never steady at {running}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn containers_of(task_arn: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=berth.task-arn={task_arn}"),
+        ])
+        .output()
+        .expect("docker ps");
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_service_runs_survives_a_kill_scales_rolls_and_is_deleted() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let l = up.aws(&["list-container-instances"]);
+        if let Some(a) = l["containerInstanceArns"][0].as_str() {
+            break a.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never registered this host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Every container this test's berth starts, removed also on failure.
+    let _guard = CleanupGuard::new("berth.container-instance", instance);
+
+    let family = format!("e2e-svc-{}", std::process::id());
+    let defs = |version: &str| {
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+            "environment": [{"name": "VERSION", "value": version}] }])
+        .to_string()
+    };
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("1"),
+    ]);
+    let dc = json!({"minimumHealthyPercent": 50, "maximumPercent": 150}).to_string();
+    let created = up.aws(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "2",
+        "--deployment-configuration",
+        &dc,
+    ]);
+    assert_eq!(created["service"]["status"], "ACTIVE", "{created}");
+    let s = up.until_steady("web", 2, None);
+    assert!(
+        s["events"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("steady state")),
+        "{s:#}"
+    );
+    let ts = up.tasks("web");
+    assert_eq!(ts.len(), 2);
+    for t in &ts {
+        assert_eq!(t["group"], "service:web");
+        assert!(
+            t["startedBy"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("ecs-svc/")),
+            "{t}"
+        );
+        assert_eq!(
+            containers_of(t["taskArn"].as_str().expect("arn")).len(),
+            1,
+            "one container for {t}"
+        );
+    }
+
+    // A container killed behind berth's back: its task stops and is replaced.
+    let victim = ts[0]["taskArn"].as_str().expect("arn").to_owned();
+    let kill = Command::new("docker")
+        .args(["kill", &containers_of(&victim)[0]])
+        .output()
+        .expect("docker kill");
+    assert!(kill.status.success(), "{}", text(&kill.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ts = up.tasks("web");
+        let running: Vec<&Value> = ts.iter().filter(|t| t["lastStatus"] == "RUNNING").collect();
+        if running.len() == 2 && running.iter().all(|t| t["taskArn"] != victim.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed task was not replaced: {ts:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    up.aws(&["update-service", "--service", "web", "--desired-count", "3"]);
+    up.until_steady("web", 3, None);
+
+    // A rolling update: min 50% and max 150% of 3 are 2 and 4.
+    let td2 = up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("2"),
+    ]);
+    let td2 = td2["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    up.aws(&[
+        "update-service",
+        "--service",
+        "web",
+        "--task-definition",
+        &td2,
+    ]);
+    let s = up.until_steady("web", 3, Some((2, 4)));
+    assert_eq!(s["taskDefinition"], td2.as_str());
+    let ts = up.tasks("web");
+    assert_eq!(ts.len(), 3);
+    assert!(
+        ts.iter().all(|t| t["taskDefinitionArn"] == td2.as_str()),
+        "{ts:#?}"
+    );
+
+    // Deleting needs a scale to 0 first.
+    let out = Command::new("aws")
+        .args([
+            "ecs",
+            "--endpoint-url",
+            &format!("http://{}", up.addr),
+            "delete-service",
+            "--service",
+            "web",
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_DEFAULT_REGION", "local")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("aws runs");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("InvalidParameterException"),
+        "{}",
+        text(&out.stderr)
+    );
+    up.aws(&["update-service", "--service", "web", "--desired-count", "0"]);
+    up.aws(&["delete-service", "--service", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = up.service("web");
+        if s["status"] == "INACTIVE" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service was never deleted: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for t in &ts {
+        let arn = t["taskArn"].as_str().expect("arn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containers_of(arn).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the container of {arn} outlived its service"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let listed = up.aws(&["list-services"]);
+    assert_eq!(
+        listed["serviceArns"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}
