@@ -23,10 +23,13 @@ pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
         }
         let c = Arc::clone(&control);
         match tokio::task::spawn_blocking(move || c.services_pass()).await {
-            Ok(Ok((0, 0))) => {}
-            Ok(Ok((started, stopped))) => {
-                tracing::info!(started, stopped, "service scheduler pass")
-            }
+            Ok(Ok(p)) if p.started == 0 && p.stopped == 0 => {}
+            Ok(Ok(p)) => tracing::info!(
+                started = p.started,
+                stopped = p.stopped,
+                conflicts = p.conflicts,
+                "service scheduler pass"
+            ),
             Ok(Err(e)) => tracing::warn!(error = %e, "service scheduler pass failed"),
             Err(e) => tracing::error!(error = %e, "the service scheduler pass panicked"),
         }
