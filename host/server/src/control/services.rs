@@ -298,13 +298,13 @@ impl Control {
                 ));
             }
             (SchedulingStrategy::Replica, Some(d)) => u32_field("desiredCount", d, 10_000)?,
-            // Not built yet: refused rather than run wrong.
-            (SchedulingStrategy::Daemon, _) => {
+            (SchedulingStrategy::Daemon, Some(_)) => {
                 return Err(ControlError::invalid(
-                    "schedulingStrategy",
-                    "DAEMON is not supported yet; use REPLICA",
+                    "desiredCount",
+                    "is not allowed for a DAEMON service",
                 ));
             }
+            (SchedulingStrategy::Daemon, None) => 0,
         };
         if let Some(dc) = &req.deployment_configuration {
             check_deployment_configuration(dc)?;
@@ -725,11 +725,12 @@ impl Control {
         }
 
         // The circuit breaker.
-        let desired = if s.status == "ACTIVE" {
+        let mut desired = if s.status == "ACTIVE" {
             s.desired_count
         } else {
             0
         };
+        let daemon = s.scheduling_strategy == SchedulingStrategy::Daemon;
         let breaker = s
             .deployment_configuration
             .as_ref()
@@ -795,6 +796,12 @@ impl Control {
                 .filter(|c| c.value.status != "ACTIVE")
                 .map(|c| c.value.container_instance_arn)
                 .collect();
+        let active: Vec<String> =
+            all_by_index::<ContainerInstance>(txn, "cluster", &s.cluster_arn)?
+                .into_iter()
+                .filter(|c| c.value.status == "ACTIVE")
+                .map(|c| c.value.container_instance_arn)
+                .collect();
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         enum Kind {
             Pending,
@@ -858,18 +865,19 @@ impl Control {
             .deployments
             .iter()
             .any(|d| d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("FAILED"));
-        if primary_failed || primary_id.is_none() {
-            step.start = 0;
-        }
-        if step.start > 0 && state.start_failures > 0 {
+        let mut may_start = !(primary_failed || primary_id.is_none() || s.status != "ACTIVE");
+        if may_start && (step.start > 0 || daemon) && state.start_failures > 0 {
             let until = state.last_start_failure_at
                 + deployment::restart_delay(state.start_failures).as_secs_f64();
             if t < until {
-                step.start = 0;
+                may_start = false;
                 if state.start_failures >= 2 {
                     push_event(&mut s, unable_to_start(&name));
                 }
             }
+        }
+        if !may_start {
+            step.start = 0;
         }
 
         // Stops: least useful first, oldest deployments first.
@@ -898,6 +906,9 @@ impl Control {
                 });
                 to_stop.extend(c.into_iter().take(n as usize));
             }
+        }
+        if daemon {
+            to_stop = daemon_stops(&live, &active, &is_primary);
         }
         let mut stopped_ids = Vec::new();
         let mut touched = std::collections::BTreeSet::new();
@@ -940,9 +951,58 @@ impl Control {
             );
         }
 
-        // Starts, through RunTask's placement.
+        // Starts, through RunTask's placement (StartTask's for DAEMON).
         let mut started = Vec::new();
-        if step.start > 0
+        if daemon {
+            let td = s.task_definition.clone();
+            let mut eligible = 0u32;
+            for ci in &active {
+                let on = |x: &Task| x.container_instance_arn.as_deref() == Some(ci.as_str());
+                let kept = live
+                    .iter()
+                    .any(|x| on(x) && !to_stop.iter().any(|y| y.task_arn == x.task_arn));
+                let leaving = to_stop.iter().any(|x| on(x))
+                    || tasks.iter().any(|x| {
+                        on(x) && x.desired_status == "STOPPED" && x.last_status != "STOPPED"
+                    });
+                if kept || leaving {
+                    eligible += 1;
+                    continue;
+                }
+                let (true, Some(pid)) = (may_start, &primary_id) else {
+                    eligible += 1;
+                    continue;
+                };
+                let req = RunTaskRequest {
+                    task_definition: Some(td.clone()),
+                    group: Some(group_of(&name)),
+                    started_by: Some(pid.clone()),
+                    placement_constraints: s.placement_constraints.clone(),
+                    ..RunTaskRequest::default()
+                };
+                match self.start_on_in_txn(txn, &s.cluster_arn, ci, &req)? {
+                    Ok(x) => {
+                        eligible += 1;
+                        started.push(arn::last_segment(&x.task_arn).to_owned());
+                    }
+                    // Not for this instance: DAEMON follows the constraints.
+                    Err(reason) if reason == "ATTRIBUTE" => {}
+                    Err(reason) => {
+                        eligible += 1;
+                        push_event(
+                            &mut s,
+                            format!(
+                                "(service {name}) was unable to place a task on {ci}. Reason: {reason}"
+                            ),
+                        );
+                    }
+                }
+            }
+            if s.status == "ACTIVE" {
+                desired = eligible;
+                s.desired_count = eligible;
+            }
+        } else if step.start > 0
             && let Some(pid) = &primary_id
         {
             let td = s
@@ -1105,6 +1165,29 @@ impl Control {
         }
         Ok((started.len(), to_stop.len()))
     }
+}
+
+/// A DAEMON service's stops: tasks off ACTIVE instances, tasks of older
+/// deployments (DAEMON rolls stop-first, as ECS's 0%/100% default), and any
+/// second task on one instance.
+fn daemon_stops<'a>(
+    live: &[&'a Task],
+    active: &[String],
+    is_primary: &dyn Fn(&Task) -> bool,
+) -> Vec<&'a Task> {
+    let mut kept: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for x in live {
+        let on_active = x
+            .container_instance_arn
+            .as_ref()
+            .filter(|c| active.contains(c));
+        match on_active {
+            Some(ci) if is_primary(x) && kept.insert(ci.as_str()) => {}
+            _ => out.push(*x),
+        }
+    }
+    out
 }
 
 fn task_list(ids: &[String]) -> String {
@@ -1804,5 +1887,121 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    fn instance_with_role(c: &Control, role: &str) -> String {
+        c.register_container_instance(RegisterContainerInstanceRequest {
+            total_resources: vec![
+                Resource::integer("CPU", 1024),
+                Resource::integer("MEMORY", 1024),
+            ],
+            attributes: vec![berth_core::model::Attribute {
+                name: "role".into(),
+                value: Some(role.into()),
+                target_type: None,
+                target_id: None,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+        .container_instance
+        .container_instance_arn
+    }
+
+    /// Live tasks of the service per instance.
+    fn per_instance(c: &Control, name: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for t in tasks(c, name)
+            .into_iter()
+            .filter(|t| t.desired_status == "RUNNING")
+        {
+            *m.entry(t.container_instance_arn.unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn a_daemon_runs_one_task_on_every_matching_active_instance() {
+        let (_d, c) = control();
+        let web1 = instance_with_role(&c, "web");
+        let web2 = instance_with_role(&c, "web");
+        let db = instance_with_role(&c, "db");
+        let td = register(&c, "agent", "busybox");
+        let refused = c.create_service(CreateServiceRequest {
+            service_name: Some("d".into()),
+            task_definition: Some(td.clone()),
+            desired_count: Some(1),
+            scheduling_strategy: Some(SchedulingStrategy::Daemon),
+            ..Default::default()
+        });
+        assert!(
+            matches!(refused, Err(ControlError::InvalidParameter(m)) if m.starts_with("desiredCount"))
+        );
+        let constraint: PlacementConstraint = serde_json::from_value(
+            json!({"type": "memberOf", "expression": "attribute:role == web"}),
+        )
+        .unwrap();
+        c.create_service(CreateServiceRequest {
+            service_name: Some("d".into()),
+            task_definition: Some(td),
+            scheduling_strategy: Some(SchedulingStrategy::Daemon),
+            placement_constraints: vec![constraint],
+            ..Default::default()
+        })
+        .unwrap();
+        let s = converge(&c, "d", None);
+        assert_eq!(s.desired_count, 2);
+        let m = per_instance(&c, "d");
+        assert_eq!(
+            m,
+            BTreeMap::from([(web1.clone(), 1), (web2.clone(), 1)]),
+            "not on {db}"
+        );
+
+        // A new matching instance gets one; a drained one loses its task.
+        let web3 = instance_with_role(&c, "web");
+        c.update_container_instances_state(UpdateContainerInstancesStateRequest {
+            container_instances: vec![web1.clone()],
+            status: Some("DRAINING".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..5 {
+            c.services_pass().unwrap();
+            agent(&c);
+        }
+        assert_eq!(
+            per_instance(&c, "d"),
+            BTreeMap::from([(web2.clone(), 1), (web3.clone(), 1)])
+        );
+        assert_eq!(describe(&c, "d").desired_count, 2);
+
+        // A new revision replaces each task in place, never two on one instance.
+        let v2 = register(&c, "agent", "busybox:2");
+        c.update_service(UpdateServiceRequest {
+            service: Some("d".into()),
+            task_definition: Some(v2.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..10 {
+            c.services_pass().unwrap();
+            assert!(per_instance(&c, "d").values().all(|n| *n == 1));
+            agent(&c);
+        }
+        let s = describe(&c, "d");
+        assert_eq!(
+            s.deployments[0].rollout_state.as_deref(),
+            Some("COMPLETED"),
+            "{:#?}",
+            s.deployments
+        );
+        let live: Vec<Task> = tasks(&c, "d")
+            .into_iter()
+            .filter(|t| t.last_status == "RUNNING")
+            .collect();
+        assert_eq!(live.len(), 2);
+        assert!(live.iter().all(|t| t.task_definition_arn == v2));
     }
 }

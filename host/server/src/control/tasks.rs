@@ -360,6 +360,41 @@ impl Control {
         Ok(out)
     }
 
+    /// StartTask's placement of one task of `req` (its task definition,
+    /// group, startedBy, constraints) on `instance_arn` inside the caller's
+    /// transaction (the DAEMON scheduler's path): the task, or the reason it
+    /// does not fit (`ATTRIBUTE`, `RESOURCE:CPU`, ...).
+    pub(super) fn start_on_in_txn(
+        &self,
+        txn: &mut Txn,
+        cluster_arn: &str,
+        instance_arn: &str,
+        req: &RunTaskRequest,
+    ) -> Result<Result<Task, String>, ControlError> {
+        let td = resolve(txn, req.task_definition.as_deref().unwrap_or_default(), "taskDefinition")?;
+        let spec = TaskSpec::from_definition(&td, None, req.group.clone().unwrap_or_default());
+        let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &[])?;
+        let mut snap = load_cluster(txn, cluster_arn)?;
+        let Some(i) = snap.state.index_of(instance_arn) else { return Ok(Err("MISSING".into())) };
+        let p = match place_on(&mut snap.state, &preq, i) {
+            Ok(p) => p,
+            Err(c) => return Ok(Err(c.reason().to_owned())),
+        };
+        let new = NewTask {
+            cluster_name: arn::cluster_name(cluster_arn),
+            cluster_arn,
+            td: &td,
+            spec: &preq.task,
+            started_by: req.started_by.as_deref(),
+            overrides: None,
+            tags: &[],
+        };
+        let task = new.mint(&self.arn, Some(instance_arn), Some(&p.dynamic_host_ports));
+        txn.put(&task)?;
+        write_instances(txn, &snap, &BTreeSet::from([i]))?;
+        Ok(Ok(task))
+    }
+
     /// One RunTask inside a transaction (validated already).
     fn run_in(
         &self,
