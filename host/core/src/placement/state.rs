@@ -337,6 +337,11 @@ impl ClusterState {
     /// Counts one more (or one fewer) task of group `gid` on instance `i`.
     fn count_task(&mut self, i: usize, gid: usize, delta: i32) {
         let c = &mut self.group_counts[gid][i];
+        // Removing a task the instance does not hold changes nothing, so
+        // the per-value counts below stay equal to the sums of these.
+        if delta < 0 && *c == 0 {
+            return;
+        }
         *c = c.saturating_add_signed(delta);
         for (col, g, counts) in &mut self.value_counts {
             if *g == gid {

@@ -389,3 +389,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn removing_an_absent_task_leaves_spread_counts_alone() {
+    let mut st = ClusterState::default();
+    st.add_instance(inst(0, "a", 4096, 4096));
+    st.add_instance(inst(1, "b", 4096, 4096));
+    st.add_instance(inst(2, "b", 4096, 4096));
+    let r = req(task(1, 1, "g"), &[], &[strat(S::Spread, Some("attribute:ecs.availability-zone"))]);
+    // The first placement builds the per-zone counts; then each zone holds one task.
+    assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![0]);
+    st.add_task(1, &r.task, &[]);
+    // Instance 2 holds no task of the group: removing one must change nothing.
+    st.remove_task(2, &r.task, &[]);
+    // Zones tie at one task each, so the lowest index wins; a zone count
+    // lowered by the bogus removal would send the task to zone b.
+    assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![0]);
+}
