@@ -910,16 +910,41 @@ impl Control {
         if daemon {
             to_stop = daemon_stops(&live, &active, &is_primary);
         }
+        // A task failing its health check past the grace period serves
+        // nobody: it is replaced, and counts as a failed task.
+        let mut sick = std::collections::BTreeSet::new();
+        for x in &live {
+            if x.last_status == "RUNNING"
+                && x.health_status.as_deref() == Some("UNHEALTHY")
+                && x.started_at.is_some_and(|a| t >= a + grace)
+                && !to_stop.iter().any(|y| y.task_arn == x.task_arn)
+            {
+                to_stop.push(x);
+                sick.insert(x.task_arn.clone());
+                if let Some(d) = s
+                    .deployments
+                    .iter_mut()
+                    .find(|d| d.id.as_str() == x.started_by.as_deref().unwrap_or_default())
+                {
+                    d.failed_tasks += 1;
+                    d.updated_at = t;
+                }
+            }
+        }
         let mut stopped_ids = Vec::new();
         let mut touched = std::collections::BTreeSet::new();
         for x in &to_stop {
             let mut x = (*x).clone();
             x.desired_status = "STOPPED".into();
             x.stop_code = Some("ServiceSchedulerInitiated".into());
-            x.stopped_reason = Some(format!(
-                "Scaling activity initiated by (deployment {})",
-                primary_id.as_deref().unwrap_or("none")
-            ));
+            x.stopped_reason = Some(if sick.contains(&x.task_arn) {
+                "Task failed container health checks".to_owned()
+            } else {
+                format!(
+                    "Scaling activity initiated by (deployment {})",
+                    primary_id.as_deref().unwrap_or("none")
+                )
+            });
             x.stopping_at = Some(t);
             x.version += 1;
             if x.container_instance_arn.is_none() {
@@ -2003,5 +2028,40 @@ mod tests {
             .collect();
         assert_eq!(live.len(), 2);
         assert!(live.iter().all(|t| t.task_definition_arn == v2));
+    }
+
+    #[test]
+    fn a_task_failing_its_health_check_is_replaced_and_counted() {
+        let (_d, c) = control();
+        instance(&c);
+        let td = register(&c, "web", "busybox");
+        create(&c, "web", &td, 2, None);
+        converge(&c, "web", None);
+        let sick = tasks(&c, "web").remove(0);
+        c.store
+            .update(|txn| -> Result<(), ControlError> {
+                let mut t = txn.get::<Task>(&sick.task_arn)?.unwrap().value;
+                t.health_status = Some("UNHEALTHY".into());
+                txn.put(&t)?;
+                Ok(())
+            })
+            .unwrap();
+        c.services_pass().unwrap();
+        let t = tasks(&c, "web")
+            .into_iter()
+            .find(|t| t.task_arn == sick.task_arn)
+            .unwrap();
+        assert_eq!(t.desired_status, "STOPPED");
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some("Task failed container health checks")
+        );
+        agent(&c);
+        c.services_pass().unwrap();
+        agent(&c);
+        c.services_pass().unwrap();
+        let s = describe(&c, "web");
+        assert_eq!(s.running_count, 2);
+        assert_eq!(s.deployments[0].failed_tasks, 1);
     }
 }
