@@ -402,3 +402,126 @@ fn a_service_runs_survives_a_kill_scales_rolls_and_is_deleted() {
         "{listed}"
     );
 }
+
+#[test]
+fn a_crashing_version_trips_the_breaker_and_rolls_back() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let l = up.aws(&["list-container-instances"]);
+        if let Some(a) = l["containerInstanceArns"][0].as_str() {
+            break a.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never registered this host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let family = format!("e2e-crash-{}", std::process::id());
+    let defs = |script: &str| {
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16, "command": ["sh", "-c", script] }]).to_string()
+    };
+    let v1 = up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("trap 'exit 0' TERM; while true; do sleep 0.2; done"),
+    ]);
+    let v1 = v1["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let dc = json!({"minimumHealthyPercent": 100, "maximumPercent": 200,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true}})
+    .to_string();
+    up.aws(&[
+        "create-service",
+        "--service-name",
+        "crashy",
+        "--task-definition",
+        &v1,
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        &dc,
+    ]);
+    let first = up.until_steady("crashy", 1, None)["deployments"][0]["id"].clone();
+
+    let v2 = up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("echo broken; exit 3"),
+    ]);
+    let v2 = v2["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    up.aws(&[
+        "update-service",
+        "--service",
+        "crashy",
+        "--task-definition",
+        &v2,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        let s = up.service("crashy");
+        // The old task keeps serving all along (minimum 100%).
+        let ts = up.tasks("crashy");
+        assert!(
+            ts.iter()
+                .any(|t| t["taskDefinitionArn"] == v1.as_str() && t["lastStatus"] == "RUNNING"),
+            "{ts:#?}"
+        );
+        if let Some(d) = s["deployments"]
+            .as_array()
+            .expect("deployments")
+            .iter()
+            .find(|d| d["rolloutState"] == "FAILED")
+        {
+            break d.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breaker never tripped: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(failed["taskDefinition"], v2.as_str());
+    assert!(
+        failed["failedTasks"].as_u64().is_some_and(|n| n >= 3),
+        "{failed}"
+    );
+    let s = up.until_steady("crashy", 1, None);
+    assert_eq!(s["taskDefinition"], v1.as_str());
+    let primary = s["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .find(|d| d["status"] == "PRIMARY")
+        .cloned()
+        .expect("primary");
+    assert_eq!(
+        primary["id"], first,
+        "the last COMPLETED deployment is PRIMARY again"
+    );
+    assert!(
+        s["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("rolling back"))),
+        "{s:#}"
+    );
+    up.aws(&["delete-service", "--service", "crashy", "--force"]);
+}
