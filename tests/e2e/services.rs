@@ -525,3 +525,88 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
     );
     up.aws(&["delete-service", "--service", "crashy", "--force"]);
 }
+
+#[test]
+fn a_task_failing_its_docker_health_check_is_replaced() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let l = up.aws(&["list-container-instances"]);
+        if let Some(a) = l["containerInstanceArns"][0].as_str() {
+            break a.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never registered this host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let family = format!("e2e-health-{}", std::process::id());
+    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "touch /ok; trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+        "healthCheck": {"command": ["CMD-SHELL", "test -f /ok"], "interval": 5, "timeout": 2, "retries": 1} }])
+    .to_string();
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs,
+    ]);
+    up.aws(&[
+        "create-service",
+        "--service-name",
+        "checked",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "2",
+    ]);
+    // Steady means healthy here: the deployment completes only on HEALTHY tasks.
+    up.until_steady("checked", 2, None);
+    let ts = up.tasks("checked");
+    assert!(ts.iter().all(|t| t["healthStatus"] == "HEALTHY"), "{ts:#?}");
+
+    let victim = ts[0]["taskArn"].as_str().expect("arn").to_owned();
+    let cid = containers_of(&victim)
+        .pop()
+        .expect("the victim's container");
+    let sick = Command::new("docker")
+        .args(["exec", &cid, "busybox", "rm", "/ok"])
+        .output()
+        .expect("docker exec");
+    assert!(sick.status.success(), "{}", text(&sick.stderr));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let t = &up.aws(&["describe-tasks", "--tasks", &victim])["tasks"][0];
+        let healthy: Vec<Value> = up
+            .tasks("checked")
+            .into_iter()
+            .filter(|t| t["healthStatus"] == "HEALTHY" && t["desiredStatus"] == "RUNNING")
+            .collect();
+        if t["desiredStatus"] == "STOPPED" && healthy.len() == 2 {
+            assert_eq!(
+                t["stoppedReason"], "Task failed container health checks",
+                "{t}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unhealthy task was not replaced: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let s = up.service("checked");
+    assert!(
+        s["deployments"][0]["failedTasks"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{s:#}"
+    );
+    up.aws(&["delete-service", "--service", "checked", "--force"]);
+}
