@@ -237,3 +237,150 @@ fn without_docker_the_instance_shows_the_agent_disconnected() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A stand-in for the Docker daemon's socket that the test can take away
+/// and give back: it forwards each connection to the real daemon. Stopping it
+/// is, to the agent, the daemon stopping (connections cut, socket gone);
+/// restarting dockerd itself would disturb the other tests sharing it.
+struct DockerOutage {
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DockerOutage {
+    const DAEMON: &'static str = "/var/run/docker.sock";
+
+    fn serve(path: &std::path::Path) -> DockerOutage {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("bind the proxy socket");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<UnixStream>::new()));
+        let (stop2, open2) = (stop.clone(), open.clone());
+        let accept = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(e) => panic!("proxy accept: {e}"),
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(daemon) = UnixStream::connect(DockerOutage::DAEMON) else { continue };
+                let mut registry = open2.lock().expect("lock");
+                for s in [&client, &daemon] {
+                    registry.push(s.try_clone().expect("clone"));
+                }
+                drop(registry);
+                for (mut from, mut to) in [
+                    (client.try_clone().expect("clone"), daemon.try_clone().expect("clone")),
+                    (daemon, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        DockerOutage { path: path.to_owned(), stop, open, accept: Some(accept) }
+    }
+
+    /// The daemon "stops": no new connections, every open one cut.
+    fn cut(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        for s in self.open.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for DockerOutage {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+impl Up {
+    fn instance(&self, arn: &str) -> serde_json::Value {
+        self.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"][0].clone()
+    }
+
+    fn until_connected(&self, arn: &str, connected: bool) -> serde_json::Value {
+        // The agent retries with back-off up to 2 minutes; an outage of a
+        // few seconds is noticed within its next attempt.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let ci = self.instance(arn);
+            if ci["agentConnected"] == connected {
+                return ci;
+            }
+            assert!(std::time::Instant::now() < deadline, "agentConnected never became {connected}: {ci}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn a_docker_outage_is_reported_and_converges_when_docker_returns() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("docker.sock");
+    let mut outage = DockerOutage::serve(&sock);
+    let up = Up::start_with(&[("DOCKER_HOST", &format!("unix://{}", sock.display()))]);
+    let instance = up.until_any_instance();
+    let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
+    up.until_connected(&instance, true);
+
+    let family = format!("e2e-outage-{}", std::process::id());
+    let defs = serde_json::json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 2,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }]);
+    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs.to_string()]);
+    let run = up.aws(&["run-task", "--task-definition", &family]);
+    let arn = run["tasks"][0]["taskArn"].as_str().expect("a task").to_owned();
+    up.until(&arn, "RUNNING");
+
+    // Docker goes away: the instance says so, and the task is not reported
+    // stopped, since its container (on the real daemon) still runs.
+    outage.cut();
+    up.until_connected(&instance, false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(up.task(&arn)["lastStatus"], "RUNNING", "a task must not be reported stopped while Docker is unreachable");
+    let ps = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
+    assert_eq!(text(&ps.stdout).lines().count(), 1, "the container kept running");
+
+    // A stop asked for during the outage is carried out once Docker is back.
+    up.aws(&["stop-task", "--task", &arn]);
+    let _outage = DockerOutage::serve(&sock);
+    up.until_connected(&instance, true);
+    let t = up.until(&arn, "STOPPED");
+    assert_eq!(t["containers"][0]["exitCode"], 0, "stopped by SIGTERM once Docker returned: {t}");
+    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
+    assert!(text(&ps.stdout).trim().is_empty(), "the stopped task's container is removed");
+}
+
+impl Up {
+    /// The container instance the agent registered, once it has.
+    fn until_any_instance(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(arn) = self.aws(&["list-container-instances"])["containerInstanceArns"][0].as_str() {
+                return arn.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "the agent registered no instance");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
