@@ -682,7 +682,8 @@ impl Control {
                 continue;
             }
             let at = task.stopped_at.unwrap_or(t);
-            if at <= t - SEEN_FOR {
+            // Tasks of an earlier service of the same name are not this one's.
+            if at <= t - SEEN_FOR || at < s.created_at.unwrap_or(0.0) {
                 continue;
             }
             state.seen_stopped.insert(task.task_arn.clone(), at);
