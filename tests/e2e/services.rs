@@ -35,15 +35,22 @@ fn docker_ready() -> bool {
 struct Up {
     child: std::process::Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Up {
     fn start() -> Up {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut up = Up::start_in(dir.path());
+        up._dir = Some(dir);
+        up
+    }
+
+    /// `berth up` on the data directory `dir`, which outlives it.
+    fn start_in(dir: &std::path::Path) -> Up {
         let mut child = Command::new(berth_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .env("BERTH_ACCESS_KEY_ID", KEY)
             .env("BERTH_SECRET_ACCESS_KEY", SECRET)
             .env("BERTH_LOG", "warn")
@@ -69,7 +76,7 @@ impl Up {
         Up {
             child,
             addr,
-            _dir: dir,
+            _dir: None,
         }
     }
 
@@ -609,4 +616,114 @@ fn a_task_failing_its_docker_health_check_is_replaced() {
         "{s:#}"
     );
     up.aws(&["delete-service", "--service", "checked", "--force"]);
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_rolling_update_resumes_it() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start_in(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let instance = loop {
+        let l = up.aws(&["list-container-instances"]);
+        if let Some(a) = l["containerInstanceArns"][0].as_str() {
+            break a.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never registered this host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
+    let family = format!("e2e-restart-{}", std::process::id());
+    let defs = |version: &str| {
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+            "environment": [{"name": "VERSION", "value": version}] }])
+        .to_string()
+    };
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("1"),
+    ]);
+    let dc = json!({"minimumHealthyPercent": 50, "maximumPercent": 150}).to_string();
+    up.aws(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "4",
+        "--deployment-configuration",
+        &dc,
+    ]);
+    up.until_steady("web", 4, None);
+    let td2 = up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs("2"),
+    ]);
+    let td2 = td2["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    up.aws(&[
+        "update-service",
+        "--service",
+        "web",
+        "--task-definition",
+        &td2,
+    ]);
+    // Stop berth as soon as the update is under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ts = up.tasks("web");
+        if ts.iter().any(|t| t["taskDefinitionArn"] == td2.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the update never started: {ts:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(up);
+    let up = Up::start_in(dir.path());
+    let s = up.until_steady("web", 4, Some((2, 6)));
+    assert_eq!(s["taskDefinition"], td2.as_str());
+    let ts = up.tasks("web");
+    assert_eq!(ts.len(), 4);
+    assert!(
+        ts.iter().all(|t| t["taskDefinitionArn"] == td2.as_str()),
+        "{ts:#?}"
+    );
+    // Exactly the service's containers run: none of the old left, none doubled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=berth.container-instance={instance}"),
+            ])
+            .output()
+            .expect("docker ps");
+        let n = text(&out.stdout).lines().count();
+        if n == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} containers run for 4 tasks");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    up.aws(&["delete-service", "--service", "web", "--force"]);
 }
