@@ -1798,9 +1798,19 @@ mod tests {
             let runner = scope.spawn(|| {
                 let mut placed = 0;
                 for i in 0..60 {
+                    // Every other call queues what does not fit, for the batch scheduler.
+                    let tags = if i % 2 == 0 {
+                        vec![Tag {
+                            key: crate::control::QUEUE_TAG.into(),
+                            value: "true".into(),
+                        }]
+                    } else {
+                        Vec::new()
+                    };
                     let r = b.run_task(RunTaskRequest {
                         task_definition: Some("batch".into()),
                         count: Some(3),
+                        tags,
                         ..Default::default()
                     });
                     let r = r.unwrap_or_else(|e| panic!("RunTask {i} lost: {e}"));
@@ -1808,6 +1818,13 @@ mod tests {
                     assert_eq!(over_committed(&b), None);
                 }
                 placed
+            });
+            let queue = scope.spawn(|| {
+                for i in 0..60 {
+                    b.place_queued()
+                        .unwrap_or_else(|e| panic!("queue pass {i} lost: {e}"));
+                    assert_eq!(over_committed(&b), None);
+                }
             });
             let starter = scope.spawn(|| {
                 for i in 0..60 {
@@ -1848,6 +1865,7 @@ mod tests {
             services.join().unwrap();
             let placed = runner.join().unwrap();
             starter.join().unwrap();
+            queue.join().unwrap();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             assert!(placed > 0, "RunTask never placed anything");
         });
@@ -1858,7 +1876,27 @@ mod tests {
             s.commits, s.conflicts, s.failed
         );
         assert_eq!(s.failed, 0, "a service step gave up on contention");
-        // Whatever the batch work left, the service gets its 12.
+        // The batch work finishes; the service gets its 12.
+        let left: Vec<Task> = {
+            let txn = a.store.begin().unwrap();
+            all_by_index::<Task>(
+                &txn,
+                "group",
+                &in_cluster(&a.arn.cluster("default"), "family:batch"),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|t| t.value)
+            .filter(|t| t.desired_status == "RUNNING")
+            .collect()
+        };
+        for t in left {
+            a.stop_task(StopTaskRequest {
+                task: Some(t.task_arn),
+                ..Default::default()
+            })
+            .unwrap();
+        }
         let done = converge(&a, "web", None);
         assert_eq!(done.running_count, 12);
         assert_eq!(over_committed(&a), None);
