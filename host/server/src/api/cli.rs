@@ -266,7 +266,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
             let arns = c.all("ListClusters", json!({}), "clusterArns").await?;
             let v = if arns.is_empty() { json!({"clusters": []}) } else { c.call("DescribeClusters", json!({"clusters": arns})).await? };
             if json_out {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             let rows = v["clusters"]
                 .as_array()
@@ -289,7 +290,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
             let body: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
             let v = c.call("RegisterTaskDefinition", body).await?;
             if json_out {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             println!("{}", s(&v["taskDefinition"]["taskDefinitionArn"]));
         }
@@ -300,7 +302,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             let v = c.call("RunTask", body).await?;
             if json_out {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
             table(&TASK_HEADER, task_rows(&tasks));
@@ -320,7 +323,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
                 tasks.extend(v["tasks"].as_array().cloned().unwrap_or_default());
             }
             if json_out {
-                return Ok(print_json(&json!({"tasks": tasks})));
+                print_json(&json!({"tasks": tasks}));
+                return Ok(());
             }
             table(&TASK_HEADER, task_rows(&tasks));
         }
@@ -331,7 +335,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             let v = c.call("StopTask", body).await?;
             if json_out {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             table(&TASK_HEADER, task_rows(&[v["task"].clone()]));
         }
@@ -359,7 +364,8 @@ async fn run_async(cmd: ClientCommand) -> anyhow::Result<()> {
                 }
             };
             if json_out {
-                return Ok(print_json(&v));
+                print_json(&v);
+                return Ok(());
             }
             let rows = v["containerInstances"]
                 .as_array()

@@ -4,7 +4,7 @@
 //! ListAttributes.
 
 use berth_core::arn;
-use berth_core::model::{Attribute, ContainerInstance, Resource, Task, VersionInfo};
+use berth_core::model::{Attribute, ContainerInstance, Resource, Task};
 use berth_core::query::{self, QueryTarget};
 use berth_store::Txn;
 
@@ -170,7 +170,7 @@ impl Control {
                 remaining_resources: registered.clone(),
                 attributes: attributes.clone(),
                 registered_at: Some(prior.as_ref().and_then(|p| p.registered_at).unwrap_or_else(now)),
-                version_info: Some(req.version_info.clone().unwrap_or_else(VersionInfo::default)),
+                version_info: Some(req.version_info.clone().unwrap_or_default()),
                 version: prior.as_ref().map_or(1, |p| p.version + 1),
             };
             // Re-registration keeps the tasks: recompute what they leave.
