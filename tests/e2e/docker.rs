@@ -5,23 +5,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
+use berth_agent::testing::{CleanupGuard, TEST_IMAGE};
 
+use super::harness::{Up, docker_ready};
 use super::{berth, berth_bin, text};
-
-/// Builds the test image; `false` when Docker tests are skipped on purpose.
-fn docker_ready() -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        match docker_or_skip().await {
-            Some(d) => {
-                ensure_test_image(&d).await;
-                true
-            }
-            None => false,
-        }
-    })
-}
 
 #[test]
 fn up_without_docker_says_so_and_keeps_running() {
@@ -86,86 +73,6 @@ fn logs_prints_a_tasks_output() {
     let unknown = berth(&["logs", "no-such-task"]);
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no-such-task"), "{}", text(&unknown.stderr));
-}
-
-/// `berth up` on a free port with the real Docker; SIGTERM when dropped.
-struct Up {
-    child: std::process::Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Up {
-    fn start() -> Up {
-        Up::start_with(&[])
-    }
-
-    fn start_with(env: &[(&str, &str)]) -> Up {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(berth_bin())
-            .envs(env.iter().copied())
-            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone", "--data-dir"])
-            .arg(dir.path())
-            .env("BERTH_ACCESS_KEY_ID", "AKIDE2EDOCKER")
-            .env("BERTH_SECRET_ACCESS_KEY", "e2e-docker-secret")
-            .env("BERTH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("berth up starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!("berth up ended before it listened");
-            };
-            if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("running")) {
-                break rest.split(';').next().expect("address").trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Up { child, addr, _dir: dir }
-    }
-
-    /// `aws ecs OP ARGS...` against this server, its JSON answer.
-    fn aws(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new("aws")
-            .args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "AKIDE2EDOCKER")
-            .env("AWS_SECRET_ACCESS_KEY", "e2e-docker-secret")
-            .env("AWS_DEFAULT_REGION", "local")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"));
-        assert!(out.status.success(), "aws ecs {args:?}: {}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn task(&self, arn: &str) -> serde_json::Value {
-        self.aws(&["describe-tasks", "--tasks", arn])["tasks"][0].clone()
-    }
-
-    fn until(&self, arn: &str, status: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let t = self.task(arn);
-            if t["lastStatus"] == status {
-                return t;
-            }
-            assert!(std::time::Instant::now() < deadline, "task never {status}: {t}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -312,10 +219,6 @@ impl Drop for DockerOutage {
 }
 
 impl Up {
-    fn instance(&self, arn: &str) -> serde_json::Value {
-        self.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"][0].clone()
-    }
-
     fn until_connected(&self, arn: &str, connected: bool) -> serde_json::Value {
         // The agent retries with back-off up to 2 minutes; an outage of a
         // few seconds is noticed within its next attempt.
@@ -369,18 +272,4 @@ fn a_docker_outage_is_reported_and_converges_when_docker_returns() {
     assert_eq!(t["containers"][0]["exitCode"], 0, "stopped by SIGTERM once Docker returned: {t}");
     let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
     assert!(text(&ps.stdout).trim().is_empty(), "the stopped task's container is removed");
-}
-
-impl Up {
-    /// The container instance the agent registered, once it has.
-    fn until_any_instance(&self) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(arn) = self.aws(&["list-container-instances"])["containerInstanceArns"][0].as_str() {
-                return arn.to_owned();
-            }
-            assert!(std::time::Instant::now() < deadline, "the agent registered no instance");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }

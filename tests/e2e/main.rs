@@ -2,6 +2,7 @@
 
 mod api;
 mod docker;
+mod harness;
 mod services;
 
 use std::io::{BufRead, BufReader};

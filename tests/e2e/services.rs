@@ -2,110 +2,16 @@
 //! CLI: create, a killed container replaced, scale, a rolling update within
 //! its percentages at every observed state, scale to 0 and delete.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
+use berth_agent::testing::{CleanupGuard, TEST_IMAGE};
 use serde_json::{Value, json};
 
-use super::{berth_bin, text};
-
-const KEY: &str = "AKIDE2ESERVICES";
-const SECRET: &str = "e2e-services-secret";
-
-/// Builds the test image; `false` when Docker tests are skipped on purpose.
-fn docker_ready() -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        match docker_or_skip().await {
-            Some(d) => {
-                ensure_test_image(&d).await;
-                true
-            }
-            None => false,
-        }
-    })
-}
-
-/// `berth up` on a free port; SIGTERM when dropped.
-struct Up {
-    child: std::process::Child,
-    addr: String,
-    _dir: Option<tempfile::TempDir>,
-}
+use super::harness::{Up, docker_ready};
+use super::text;
 
 impl Up {
-    fn start() -> Up {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut up = Up::start_in(dir.path());
-        up._dir = Some(dir);
-        up
-    }
-
-    /// `berth up` on the data directory `dir`, which outlives it.
-    fn start_in(dir: &std::path::Path) -> Up {
-        let mut child = Command::new(berth_bin())
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("BERTH_ACCESS_KEY_ID", KEY)
-            .env("BERTH_SECRET_ACCESS_KEY", SECRET)
-            .env("BERTH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("berth up starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!("berth up ended before it listened");
-            };
-            if let Some(rest) = line
-                .split("http://")
-                .nth(1)
-                .filter(|_| line.contains("running"))
-            {
-                break rest.split(';').next().expect("address").trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Up {
-            child,
-            addr,
-            _dir: None,
-        }
-    }
-
-    fn aws(&self, args: &[&str]) -> Value {
-        let out = Command::new("aws")
-            .args([
-                "ecs",
-                "--endpoint-url",
-                &format!("http://{}", self.addr),
-                "--output",
-                "json",
-            ])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_DEFAULT_REGION", "local")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"));
-        assert!(
-            out.status.success(),
-            "aws ecs {args:?}: {}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
-
     fn service(&self, name: &str) -> Value {
         self.aws(&["describe-services", "--services", name])["services"][0].clone()
     }
@@ -208,15 +114,6 @@ impl Up {
     }
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn containers_of(task_arn: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args([
@@ -236,18 +133,7 @@ fn a_service_runs_survives_a_kill_scales_rolls_and_is_deleted() {
         return;
     }
     let up = Up::start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let instance = loop {
-        let l = up.aws(&["list-container-instances"]);
-        if let Some(a) = l["containerInstanceArns"][0].as_str() {
-            break a.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never registered this host"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let instance = up.until_any_instance();
     // Every container this test's berth starts, removed also on failure.
     let _guard = CleanupGuard::new("berth.container-instance", instance);
 
@@ -355,22 +241,7 @@ fn a_service_runs_survives_a_kill_scales_rolls_and_is_deleted() {
     );
 
     // Deleting needs a scale to 0 first.
-    let out = Command::new("aws")
-        .args([
-            "ecs",
-            "--endpoint-url",
-            &format!("http://{}", up.addr),
-            "delete-service",
-            "--service",
-            "web",
-        ])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_DEFAULT_REGION", "local")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("aws runs");
+    let out = up.aws_output(&["delete-service", "--service", "web"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("InvalidParameterException"),
@@ -416,18 +287,7 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
         return;
     }
     let up = Up::start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let instance = loop {
-        let l = up.aws(&["list-container-instances"]);
-        if let Some(a) = l["containerInstanceArns"][0].as_str() {
-            break a.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never registered this host"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let instance = up.until_any_instance();
     let _guard = CleanupGuard::new("berth.container-instance", instance);
     let family = format!("e2e-crash-{}", std::process::id());
     let defs = |script: &str| {
@@ -539,18 +399,7 @@ fn a_task_failing_its_docker_health_check_is_replaced() {
         return;
     }
     let up = Up::start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let instance = loop {
-        let l = up.aws(&["list-container-instances"]);
-        if let Some(a) = l["containerInstanceArns"][0].as_str() {
-            break a.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never registered this host"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let instance = up.until_any_instance();
     let _guard = CleanupGuard::new("berth.container-instance", instance);
     let family = format!("e2e-health-{}", std::process::id());
     let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
@@ -625,18 +474,7 @@ fn a_restart_in_the_middle_of_a_rolling_update_resumes_it() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start_in(dir.path());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let instance = loop {
-        let l = up.aws(&["list-container-instances"]);
-        if let Some(a) = l["containerInstanceArns"][0].as_str() {
-            break a.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never registered this host"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let instance = up.until_any_instance();
     let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
     let family = format!("e2e-restart-{}", std::process::id());
     let defs = |version: &str| {

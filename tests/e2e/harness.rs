@@ -1,0 +1,143 @@
+//! What the end-to-end tests with Docker share: the test image, and `berth up`
+//! on a free port driven through the AWS CLI.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_agent::testing::{docker_or_skip, ensure_test_image};
+use serde_json::Value;
+
+use super::{berth_bin, text};
+
+pub const KEY: &str = "AKIDE2EDOCKER";
+pub const SECRET: &str = "e2e-docker-secret";
+
+/// Builds the test image; `false` when Docker tests are skipped on purpose.
+pub fn docker_ready() -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        match docker_or_skip().await {
+            Some(d) => {
+                ensure_test_image(&d).await;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// `berth up` on a free port with the real Docker; SIGTERM when dropped.
+pub struct Up {
+    child: std::process::Child,
+    pub addr: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Up {
+    pub fn start() -> Up {
+        Up::start_with(&[])
+    }
+
+    /// With extra environment, on a data directory of its own.
+    pub fn start_with(env: &[(&str, &str)]) -> Up {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut up = Up::spawn(dir.path(), env);
+        up._dir = Some(dir);
+        up
+    }
+
+    /// On the data directory `dir`, which outlives it (to restart berth on it).
+    pub fn start_in(dir: &Path) -> Up {
+        Up::spawn(dir, &[])
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Up {
+        let mut child = Command::new(berth_bin())
+            .envs(env.iter().copied())
+            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone", "--data-dir"])
+            .arg(dir)
+            .env("BERTH_ACCESS_KEY_ID", KEY)
+            .env("BERTH_SECRET_ACCESS_KEY", SECRET)
+            .env("BERTH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth up starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("berth up ended before it listened");
+            };
+            if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("running")) {
+                break rest.split(';').next().expect("address").trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Up { child, addr, _dir: None }
+    }
+
+    /// `aws ecs OP ARGS...` against this server, its JSON answer.
+    pub fn aws(&self, args: &[&str]) -> Value {
+        let out = self.aws_output(args);
+        assert!(out.status.success(), "aws ecs {args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// `aws ecs OP ARGS...` as it ended, for calls expected to fail.
+    pub fn aws_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new("aws")
+            .args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_DEFAULT_REGION", "local")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
+    }
+
+    pub fn task(&self, arn: &str) -> Value {
+        self.aws(&["describe-tasks", "--tasks", arn])["tasks"][0].clone()
+    }
+
+    /// The task once its lastStatus is `status`.
+    pub fn until(&self, arn: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = self.task(arn);
+            if t["lastStatus"] == status {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "task never {status}: {t}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The container instance the agent registered, once it has.
+    pub fn until_any_instance(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(arn) = self.aws(&["list-container-instances"])["containerInstanceArns"][0].as_str() {
+                return arn.to_owned();
+            }
+            assert!(Instant::now() < deadline, "the agent never registered this host");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn instance(&self, arn: &str) -> Value {
+        self.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"][0].clone()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
