@@ -14,19 +14,39 @@ pub const TICK: Duration = Duration::from_secs(5);
 /// Runs until `shutdown` resolves.
 pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
     let wake = control.wake_handle();
+    passes(control, wake, TICK, shutdown, "the queue pass", |c| {
+        match c.place_queued()? {
+            0 => {}
+            n => tracing::info!(placed = n, "placed queued tasks"),
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Runs `pass` on a blocking thread whenever `wake` fires or `tick` passes,
+/// until `shutdown` resolves; a failed pass is logged and the next one comes.
+/// The batch and the service schedulers both loop this way.
+pub(super) async fn passes(
+    control: Arc<Control>,
+    wake: Arc<tokio::sync::Notify>,
+    tick: Duration,
+    shutdown: impl Future<Output = ()>,
+    name: &'static str,
+    pass: fn(&Control) -> Result<(), super::ControlError>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             () = wake.notified() => {}
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(tick) => {}
         }
         let c = Arc::clone(&control);
-        match tokio::task::spawn_blocking(move || c.place_queued()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(placed = n, "placed queued tasks"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "placing queued tasks failed"),
-            Err(e) => tracing::error!(error = %e, "the queue pass panicked"),
+        match tokio::task::spawn_blocking(move || pass(&c)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "{name} failed"),
+            Err(e) => tracing::error!(error = %e, "{name} panicked"),
         }
     }
 }
