@@ -24,6 +24,12 @@ use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_
 /// One pass. Start and stop work is spawned as jobs (one per task) so slow
 /// containers never hold up the others.
 pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(), AgentError> {
+    // A job running now may commit and leave `busy` while this pass still
+    // works from the store snapshot read below, taken before that commit:
+    // its task counts as busy for the whole pass, so a stale status never
+    // starts (or stops) a task a second time.
+    let busy_at_start: HashSet<String> = inner.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let busy = |arn: &str| busy_at_start.contains(arn) || is_busy(inner, arn);
     let tasks = {
         let txn = inner.store.begin()?;
         tasks_of(&txn, &inner.instance_arn)?
@@ -38,7 +44,7 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
     let live: HashSet<&str> = tasks.iter().filter(|t| t.last_status != "STOPPED").map(|t| t.task_arn.as_str()).collect();
     // Containers of tasks that are stopped or unknown to the store: leaked, remove them.
     for (arn, cs) in &by_task {
-        if live.contains(arn.as_str()) || is_busy(inner, arn) {
+        if live.contains(arn.as_str()) || busy(arn) {
             continue;
         }
         for c in cs {
@@ -49,7 +55,7 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
         }
     }
     for t in tasks.into_iter().filter(|t| t.last_status != "STOPPED") {
-        if is_busy(inner, &t.task_arn) {
+        if busy(&t.task_arn) {
             continue;
         }
         let arn = t.task_arn.clone();

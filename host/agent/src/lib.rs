@@ -93,6 +93,11 @@ impl AgentHandle {
     pub fn wake(&self) {
         self.wake.notify_one();
     }
+    /// The notification [`wake`](Self::wake) fires, for a caller that
+    /// announces changes on a `Notify` of its own choosing.
+    pub fn notifier(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
     /// The ARN of the container instance this agent registered.
     pub fn instance_arn(&self) -> &str {
         &self.instance_arn

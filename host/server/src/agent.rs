@@ -18,9 +18,8 @@ pub struct AgentOptions {
 /// A running agent: wake it with `handle`, stop it with `stop`.
 #[derive(Debug)]
 pub struct RunningAgent {
-    /// Wakes the agent (for the control layer after RunTask/StopTask; until
-    /// that is wired the agent polls the store every 500 ms).
-    #[allow(dead_code)]
+    /// Wakes the agent: the control layer announces placed and stopping
+    /// tasks on it (the agent also looks at the store every 500 ms).
     pub handle: AgentHandle,
     stop: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,

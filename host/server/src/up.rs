@@ -34,7 +34,9 @@ pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr, agent: &c
         crate::agent::spawn(&store, data_dir, agent)?
     };
     // The ECS API and the batch scheduler; they print the "running" line.
-    rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, async {
+    // The control layer wakes the agent when it places or stops tasks.
+    let tasks_changed = agent.handle.notifier();
+    rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, tasks_changed, async {
         if let Err(e) = shutdown_signal().await {
             tracing::error!(error = %e, "waiting for a signal failed; stopping");
         }

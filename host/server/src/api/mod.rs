@@ -282,13 +282,14 @@ pub async fn run(
     store: Arc<berth_store::Store>,
     data_dir: &std::path::Path,
     listen: SocketAddr,
+    tasks_changed: Arc<tokio::sync::Notify>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use crate::credentials::Source;
     let (credentials, source) = Credentials::load(data_dir)?;
     let arn = berth_core::arn::ArnContext::default();
     let region = arn.region.clone();
-    let control = Arc::new(Control::new(store, arn));
+    let control = Arc::new(Control::new(store, arn).with_tasks_changed(tasks_changed));
     let c = Arc::clone(&control);
     tokio::task::spawn_blocking(move || c.ensure_default_cluster())
         .await

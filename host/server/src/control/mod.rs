@@ -111,6 +111,9 @@ pub struct Control {
     wake: Arc<tokio::sync::Notify>,
     /// The service scheduler's wake-up.
     service_wake: Arc<tokio::sync::Notify>,
+    /// Notified when tasks were placed or asked to stop, so the agent acts
+    /// now rather than at its next look at the store.
+    tasks_changed: Arc<tokio::sync::Notify>,
     /// Placements of this process take turns: two at once would read the
     /// same instances and all but one would conflict and retry. CAS still
     /// guards against every other writer (agents, other servers).
@@ -130,7 +133,7 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// The ARN context.
@@ -151,6 +154,17 @@ impl Control {
 
     fn wake_scheduler(&self) {
         self.wake.notify_one();
+    }
+
+    /// Announces task changes on `notify` (the agent's wake-up) from now on.
+    pub fn with_tasks_changed(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.tasks_changed = notify;
+        self
+    }
+
+    /// Tasks were placed or asked to stop.
+    pub(crate) fn announce_tasks(&self) {
+        self.tasks_changed.notify_one();
     }
 
     /// Creates the `default` cluster when it does not exist yet.

@@ -17,7 +17,10 @@ pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
     passes(control, wake, TICK, shutdown, "the queue pass", |c| {
         match c.place_queued()? {
             0 => {}
-            n => tracing::info!(placed = n, "placed queued tasks"),
+            n => {
+                tracing::info!(placed = n, "placed queued tasks");
+                c.announce_tasks();
+            }
         }
         Ok(())
     })

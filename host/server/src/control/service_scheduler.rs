@@ -18,6 +18,7 @@ pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
         let p = c.services_pass()?;
         if p.started > 0 || p.stopped > 0 {
             tracing::info!(started = p.started, stopped = p.stopped, conflicts = p.conflicts, "service scheduler pass");
+            c.announce_tasks();
         }
         Ok(())
     })
