@@ -17,8 +17,14 @@ use berth_policy::{HostConfig, LoadedPolicy, PolicyHost};
 pub const BUILD: &str = "cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release";
 
 /// The bytes of a built plugin; fails with the build command when missing.
+/// The plugins' workspace builds into `plugins/target`, or into
+/// `$CARGO_TARGET_DIR` when that is set.
 pub fn plugin(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target"),
+    };
+    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => panic!("plugin {} is missing ({e}); build the plugins first: {BUILD}", path.display()),
