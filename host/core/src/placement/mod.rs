@@ -311,7 +311,12 @@ impl Placer {
         // Limits that let every check be a comparison on a column: a check
         // the request does not need compares against the type's maximum.
         let max_group = if req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)) { 0 } else { u32::MAX };
-        let (max_tcp, max_udp) = st.ephemeral_limits(demand);
+        // None: more dynamic ports than the range holds; nothing passes and
+        // the failure path reports RESOURCE:PORTS.
+        let (max_tcp, max_udp, any_fits) = match st.ephemeral_limits(demand) {
+            Some((tcp, udp)) => (tcp, udp, true),
+            None => (0, 0, false),
+        };
         let mask = st.static_mask(mask);
         // 1. Filter the dense columns without branching: most instances end
         //    here, in no pattern a branch predictor could learn.
@@ -337,7 +342,7 @@ impl Placer {
             cands[len] = i as u32;
             len += usize::from(ok);
         }
-        cands.truncate(len);
+        cands.truncate(if any_fits { len } else { 0 });
         // 2. The rarer checks (static host ports, constraints on running
         //    tasks) on what is left.
         if !req.task.static_ports.is_empty()

@@ -471,20 +471,17 @@ impl ClusterState {
     }
 
     /// The most ephemeral ports (TCP, UDP) an instance may already use for
-    /// the task's dynamic ports to fit; None-like (0 with no room at all)
-    /// when the range is smaller than the demand.
-    pub(super) fn ephemeral_limits(&self, demand: &PortDemand) -> (u16, u16) {
-        let size = self.ephemeral_free();
-        let limit = |need: usize| -> u16 {
+    /// the task's dynamic ports to fit; None when the demand is more than
+    /// the whole range holds, so no instance fits.
+    pub(super) fn ephemeral_limits(&self, demand: &PortDemand) -> Option<(u16, u16)> {
+        let size = usize::from(self.ephemeral.1 - self.ephemeral.0) + 1;
+        let limit = |need: usize| -> Option<u16> {
             if need == 0 {
-                u16::MAX
-            } else {
-                // More than the range holds: no instance fits; the failure
-                // path reports it as RESOURCE:PORTS.
-                size.checked_sub(need).map_or(0, |l| u16::try_from(l).unwrap_or(u16::MAX))
+                return Some(u16::MAX);
             }
+            size.checked_sub(need).map(|l| u16::try_from(l).unwrap_or(u16::MAX))
         };
-        (limit(demand.ephemeral[0]), limit(demand.ephemeral[1]))
+        Some((limit(demand.ephemeral[0])?, limit(demand.ephemeral[1])?))
     }
 
     /// The checks after CPU and memory: ports and the constraints (static
@@ -502,15 +499,13 @@ impl ClusterState {
     }
 
     fn ports_fit(&self, i: usize, t: &TaskSpec, demand: &PortDemand) -> bool {
-        {
-            let inst = &self.instances[i];
-            for &(p, proto) in &t.static_ports {
-                if inst.ports[protocol_index(proto)].contains(p) {
-                    return false;
-                }
-            }
+        let inst = &self.instances[i];
+        if t.static_ports.iter().any(|&(p, proto)| inst.ports[protocol_index(proto)].contains(p)) {
+            return false;
         }
-        (0..2).all(|k| demand.ephemeral[k] == 0 || self.ephemeral_free() - usize::from(self.ephemeral_used[k][i]) >= demand.ephemeral[k])
+        // The same limits the placement loop filters on.
+        self.ephemeral_limits(demand)
+            .is_some_and(|(tcp, udp)| self.ephemeral_used[0][i] <= tcp && self.ephemeral_used[1][i] <= udp)
     }
 
     /// One cached column standing for schedulability (ACTIVE, agent
@@ -530,11 +525,6 @@ impl ClusterState {
 
     pub(super) fn static_mask(&self, slot: usize) -> &[bool] {
         &self.static_results[slot]
-    }
-
-    /// Size of the ephemeral port range.
-    fn ephemeral_free(&self) -> usize {
-        usize::from(self.ephemeral.1 - self.ephemeral.0) + 1
     }
 
     /// What a task asks of the port columns, worked out once per call.

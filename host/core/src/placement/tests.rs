@@ -406,3 +406,16 @@ fn removing_an_absent_task_leaves_spread_counts_alone() {
     // lowered by the bogus removal would send the task to zone b.
     assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![0]);
 }
+
+#[test]
+fn more_dynamic_ports_than_the_range_holds_fit_nowhere() {
+    let mut st = ClusterState::new((50000, 50002));
+    st.add_instance(inst(0, "a", 4096, 4096));
+    let mut t = task(1, 1, "g");
+    t.dynamic_ports = vec![Protocol::Tcp; 4];
+    let r = req(t, &[], &[]);
+    let f = Placer::new(1).place(&mut st, &r, 1).remove(0).expect_err("four ports from a range of three");
+    assert_eq!(f.reason, Check::Ports);
+    assert_eq!(place_on(&mut st, &r, 0), Err(Check::Ports));
+    assert_eq!(st.cpu_free(0), 4096, "nothing reserved");
+}
