@@ -16,7 +16,7 @@ use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::StopContainerOptionsBuilder;
 
-use crate::docker::containers_with_label;
+use crate::docker::{containers_with_label, task_containers};
 use crate::register::{refresh_instance, tasks_of};
 use crate::start::{Observed, container_entry, definitions, ecs_health, observe, remove, start_task};
 use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
@@ -226,7 +226,7 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
     })?;
     let Some(task) = task.value else { return Ok(()) };
     let defs = definitions(inner, &task).map(|(_, d)| d).unwrap_or_default();
-    let containers = containers_with_label(docker, LABEL_TASK_ARN, arn).await?;
+    let containers = task_containers(docker, &inner.instance_arn, arn).await?;
     let default_t = inner.cfg.default_stop_timeout;
     let stops = containers.iter().filter_map(|c| {
         let id = c.id.clone()?;

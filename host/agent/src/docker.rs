@@ -9,7 +9,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuild
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::{AgentError, LABEL_INSTANCE};
+use crate::{AgentError, LABEL_INSTANCE, LABEL_TASK_ARN};
 
 /// Connects to the local daemon (`DOCKER_HOST` or the Unix socket) and
 /// negotiates the API version down to what the daemon speaks.
@@ -23,6 +23,15 @@ pub async fn connect() -> Result<Docker, AgentError> {
 pub async fn containers_with_label(docker: &Docker, label: &str, value: &str) -> Result<Vec<ContainerSummary>, AgentError> {
     let mut filters = HashMap::new();
     filters.insert("label", vec![format!("{label}={value}")]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    Ok(docker.list_containers(Some(opts)).await?)
+}
+
+/// The containers of task `task_arn` that agent `instance_arn` owns: both
+/// labels must match, so agents sharing a daemon never touch each other's.
+pub async fn task_containers(docker: &Docker, instance_arn: &str, task_arn: &str) -> Result<Vec<ContainerSummary>, AgentError> {
+    let mut filters = HashMap::new();
+    filters.insert("label", vec![format!("{LABEL_INSTANCE}={instance_arn}"), format!("{LABEL_TASK_ARN}={task_arn}")]);
     let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     Ok(docker.list_containers(Some(opts)).await?)
 }

@@ -46,8 +46,16 @@ pub const LABEL_INSTANCE: &str = "berth.container-instance";
 pub struct AgentConfig {
     /// Cluster name to register in.
     pub cluster: String,
-    /// Where the stable instance id is kept (`agent-instance-id`).
+    /// Where the stable instance id is kept (`agent-instance-id`, or
+    /// `agent-instance-id-<index>` for the agents after the first).
     pub data_dir: PathBuf,
+    /// Which of the agents sharing this data directory this one is (0 for
+    /// the first); each index is its own container instance.
+    pub index: u32,
+    /// How many agents share this Docker daemon: each offers this share of
+    /// the engine's CPU and memory, so together they never offer more than
+    /// the host has.
+    pub share: u32,
     /// Region and account for the ARNs the agent mints.
     pub arn: ArnContext,
     /// `ecs.availability-zone` attribute.
@@ -70,6 +78,8 @@ impl AgentConfig {
         AgentConfig {
             cluster: cluster.into(),
             data_dir: data_dir.into(),
+            index: 0,
+            share: 1,
             arn: ArnContext::default(),
             availability_zone: "local".to_owned(),
             instance_type: "local".to_owned(),
@@ -126,7 +136,7 @@ impl Agent {
     /// An agent over `store`; reads (or creates) the stable instance id in the
     /// data directory, so a restart re-registers the same instance.
     pub fn new(store: Store, cfg: AgentConfig) -> Result<Agent, AgentError> {
-        let instance_id = register::instance_id(&cfg.data_dir)?;
+        let instance_id = register::instance_id(&cfg.data_dir, cfg.index)?;
         let instance_arn = cfg.arn.container_instance(&cfg.cluster, &instance_id);
         let cluster_arn = cfg.arn.cluster(&cfg.cluster);
         Ok(Agent {
@@ -145,6 +155,18 @@ impl Agent {
     /// A handle that wakes this agent.
     pub fn handle(&self) -> AgentHandle {
         AgentHandle { wake: Arc::clone(&self.inner.wake), instance_arn: self.inner.instance_arn.clone() }
+    }
+
+    /// Shows this agent's instance `agentConnected: false` without running
+    /// it, so nothing is placed on it: for an instance of an earlier
+    /// `berth up` with more agents than this one runs.
+    pub fn set_disconnected(&self) -> Result<(), AgentError> {
+        register::set_disconnected(&self.inner)
+    }
+
+    /// Whether agent `index` has an instance id in `data_dir` (it ran before).
+    pub fn has_instance_id(data_dir: &std::path::Path, index: u32) -> bool {
+        register::id_file(data_dir, index).exists()
     }
 
     /// This agent's container instance ARN.

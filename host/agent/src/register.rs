@@ -14,9 +14,15 @@ use crate::{AgentError, Inner, now};
 
 const ID_FILE: &str = "agent-instance-id";
 
-/// The stable instance id kept in `data_dir`, created on first use.
-pub(crate) fn instance_id(data_dir: &Path) -> Result<String, AgentError> {
-    let path = data_dir.join(ID_FILE);
+/// Where agent `index` keeps its instance id (the first agent's file keeps
+/// its historical name).
+pub(crate) fn id_file(data_dir: &Path, index: u32) -> std::path::PathBuf {
+    if index == 0 { data_dir.join(ID_FILE) } else { data_dir.join(format!("{ID_FILE}-{index}")) }
+}
+
+/// The stable instance id of agent `index` kept in `data_dir`, created on first use.
+pub(crate) fn instance_id(data_dir: &Path, index: u32) -> Result<String, AgentError> {
+    let path = id_file(data_dir, index);
     let err = |source| AgentError::InstanceId { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
@@ -60,8 +66,10 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
     let info = docker.info().await?;
     let version = docker.version().await?;
     let cfg = &inner.cfg;
-    let cpu = info.ncpu.unwrap_or(1).max(1) * 1024;
-    let mem = (info.mem_total.unwrap_or(0) / (1024 * 1024) - cfg.memory_reserve_mib).max(0);
+    // Agents sharing one daemon split its CPU and memory between them.
+    let share = i64::from(cfg.share.max(1));
+    let cpu = (info.ncpu.unwrap_or(1).max(1) * 1024) / share;
+    let mem = (info.mem_total.unwrap_or(0) / (1024 * 1024) - cfg.memory_reserve_mib).max(0) / share;
     let ports: Vec<String> = cfg.reserved_ports.iter().map(|p| p.to_string()).collect();
     let registered = vec![
         Resource::integer("CPU", cpu),
@@ -299,9 +307,15 @@ mod tests {
     #[test]
     fn instance_id_is_stable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = instance_id(dir.path()).expect("first");
-        let b = instance_id(dir.path()).expect("second");
+        let a = instance_id(dir.path(), 0).expect("first");
+        let b = instance_id(dir.path(), 0).expect("second");
         assert_eq!(a, b);
         assert_eq!(a.len(), 32);
+        // Each further agent on the data directory has an id of its own, as stable.
+        let c = instance_id(dir.path(), 1).expect("index 1");
+        let d = instance_id(dir.path(), 2).expect("index 2");
+        assert!(a != c && c != d && a != d, "{a} {c} {d}");
+        assert_eq!(instance_id(dir.path(), 1).expect("index 1 again"), c);
+        assert_eq!(instance_id(dir.path(), 0).expect("index 0 again"), a);
     }
 }

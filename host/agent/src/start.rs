@@ -15,7 +15,7 @@ use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HealthConfi
 use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures_util::StreamExt;
 
-use crate::docker::{containers_with_label, is_not_found};
+use crate::docker::{is_not_found, task_containers};
 use crate::register::{refresh_instance, task_definition_family_revision};
 use crate::{AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
 
@@ -222,8 +222,8 @@ fn create_body(inner: &Inner, task: &Task, td: &TaskDefinition, d: &ContainerDef
 }
 
 /// Removes every container of `task_arn` this agent owns (force, with anonymous volumes).
-pub(crate) async fn remove_task_containers(docker: &Docker, task_arn: &str) -> Result<(), AgentError> {
-    for c in containers_with_label(docker, LABEL_TASK_ARN, task_arn).await? {
+pub(crate) async fn remove_task_containers(inner: &Inner, docker: &Docker, task_arn: &str) -> Result<(), AgentError> {
+    for c in task_containers(docker, &inner.instance_arn, task_arn).await? {
         if let Some(id) = c.id {
             remove(docker, &id).await?;
         }
@@ -279,7 +279,7 @@ pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
         }
         Err(StartError::Failed(reason)) => {
             tracing::info!(task = %arn, "task failed to start: {reason}");
-            if let Err(e) = remove_task_containers(&docker, &arn).await {
+            if let Err(e) = remove_task_containers(&inner, &docker, &arn).await {
                 tracing::warn!(task = %arn, "removing the containers of a failed start: {e}");
                 return;
             }
@@ -297,7 +297,7 @@ pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
 async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<Started>, StartError> {
     let (td, defs) = definitions(inner, task).map_err(StartError::Failed)?;
     // Leftovers of an interrupted start go first, so a retry starts clean.
-    remove_task_containers(docker, &task.task_arn).await?;
+    remove_task_containers(inner, docker, &task.task_arn).await?;
     for d in &defs {
         ensure_image(docker, &d.image).await.map_err(StartError::Failed)?;
     }
@@ -386,7 +386,7 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
             rounds += 1;
             // Every second or so, give up if the task was stopped meanwhile.
             if rounds.is_multiple_of(10) && stop_requested(inner, &task.task_arn) {
-                remove_task_containers(docker, &task.task_arn).await?;
+                remove_task_containers(inner, docker, &task.task_arn).await?;
                 return Err(StartError::Abandoned);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -35,23 +35,52 @@ pub async fn docker_or_skip() -> Option<Docker> {
 /// Builds [`TEST_IMAGE`] unless it exists. Panics (it is for tests) when
 /// busybox-static is not installed or the build fails.
 pub async fn ensure_test_image(docker: &Docker) {
-    if docker.inspect_image(TEST_IMAGE).await.is_ok() {
+    let dockerfile = "FROM scratch\nCOPY bin /bin\nLABEL berth.test=1\nCMD [\"/bin/sh\"]\n";
+    ensure_busybox_image(docker, TEST_IMAGE, dockerfile, APPLETS, &[]).await;
+}
+
+/// An HTTP server image: busybox's httpd serving `/www` on port [`WEB_PORT`].
+pub const WEB_IMAGE: &str = "berth-test/web:1";
+/// The port [`WEB_IMAGE`]'s httpd listens on in the container.
+pub const WEB_PORT: u16 = 8080;
+/// The body of [`WEB_IMAGE`]'s `/health` (the file `/www/health`).
+pub const WEB_HEALTH_BODY: &str = "ok\n";
+/// Applets of [`WEB_IMAGE`]: the server, a client for health checks, and
+/// what a command needs to break the health endpoint (`rm /www/health`).
+const WEB_APPLETS: &[&str] = &["sh", "httpd", "wget", "rm", "cat", "echo", "sleep", "test", "ls"];
+
+/// Builds [`WEB_IMAGE`] unless it exists: `httpd -f -p 8080 -h /www` with
+/// `/www/health` and `/www/index.html`. Panics (it is for tests) when
+/// busybox-static is not installed or the build fails.
+pub async fn ensure_web_image(docker: &Docker) {
+    let dockerfile = format!(
+        "FROM scratch\nCOPY bin /bin\nCOPY www /www\nLABEL berth.test=1\nEXPOSE {WEB_PORT}\nCMD [\"/bin/httpd\", \"-f\", \"-p\", \"{WEB_PORT}\", \"-h\", \"/www\"]\n"
+    );
+    let files: &[(&str, &[u8])] = &[("www/health", WEB_HEALTH_BODY.as_bytes()), ("www/index.html", b"<h1>berth test web</h1>\n")];
+    ensure_busybox_image(docker, WEB_IMAGE, &dockerfile, WEB_APPLETS, files).await;
+}
+
+/// Builds `tag` from `dockerfile` with `/bin/busybox`, its `applets` linked in
+/// `bin/`, and `files` in the context, unless the image exists.
+async fn ensure_busybox_image(docker: &Docker, tag: &str, dockerfile: &str, applets: &[&str], files: &[(&str, &[u8])]) {
+    if docker.inspect_image(tag).await.is_ok() {
         return;
     }
     let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| panic!("{BUSYBOX} is missing ({e}); install Debian's busybox-static"));
     let mut ar = tar::Builder::new(Vec::new());
-    let dockerfile = b"FROM scratch\nCOPY bin /bin\nLABEL berth.test=1\nCMD [\"/bin/sh\"]\n";
-    let mut h = tar::Header::new_gnu();
-    h.set_size(dockerfile.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    ar.append_data(&mut h, "Dockerfile", &dockerfile[..]).expect("tar Dockerfile");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(busybox.len() as u64);
-    h.set_mode(0o755);
-    h.set_cksum();
-    ar.append_data(&mut h, "bin/busybox", &busybox[..]).expect("tar busybox");
-    for a in APPLETS {
+    let mut add = |path: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        ar.append_data(&mut h, path, data).unwrap_or_else(|e| panic!("tar {path}: {e}"));
+    };
+    add("Dockerfile", dockerfile.as_bytes(), 0o644);
+    add("bin/busybox", &busybox, 0o755);
+    for (path, data) in files {
+        add(path, data, 0o644);
+    }
+    for a in applets {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
@@ -59,16 +88,16 @@ pub async fn ensure_test_image(docker: &Docker) {
         ar.append_link(&mut h, format!("bin/{a}"), "busybox").expect("tar link");
     }
     let context = ar.into_inner().expect("tar");
-    let opts = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(TEST_IMAGE).rm(true).build();
+    let opts = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).build();
     let mut s = docker.build_image(opts, None, Some(bollard::body_full(context.into())));
     while let Some(r) = s.next().await {
         match r {
             Ok(info) => {
                 if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    panic!("building {TEST_IMAGE}: {e}");
+                    panic!("building {tag}: {e}");
                 }
             }
-            Err(e) => panic!("building {TEST_IMAGE}: {e}"),
+            Err(e) => panic!("building {tag}: {e}"),
         }
     }
 }
