@@ -14,19 +14,19 @@ use sha2::{Digest, Sha256};
 use super::berth_bin;
 
 const KEY_ID: &str = "AKIDE2ETEST";
-const SECRET: &str = "e2e-secret-key";
+pub(crate) const SECRET: &str = "e2e-secret-key";
 const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 
 /// A `berth up` on a free port with a temporary data directory; stopped
 /// with SIGTERM when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(berth_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -55,18 +55,18 @@ impl Server {
     }
 
     /// A signed ECS call; (HTTP status, JSON answer).
-    fn ecs(&self, op: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn ecs(&self, op: &str, body: Value) -> (u16, Value) {
         self.signed(&format!("{ECS}.{op}"), body.to_string().as_bytes(), 0, SECRET)
     }
 
     /// A successful ECS call's answer.
-    fn ok(&self, op: &str, body: Value) -> Value {
+    pub(crate) fn ok(&self, op: &str, body: Value) -> Value {
         let (s, v) = self.ecs(op, body);
         assert_eq!(s, 200, "{op}: {v}");
         v
     }
 
-    fn signed(&self, target: &str, body: &[u8], skew_secs: i64, secret: &str) -> (u16, Value) {
+    pub(crate) fn signed(&self, target: &str, body: &[u8], skew_secs: i64, secret: &str) -> (u16, Value) {
         let headers = vec![
             ("content-type".to_owned(), "application/x-amz-json-1.1".to_owned()),
             ("host".to_owned(), self.addr.clone()),
@@ -143,7 +143,7 @@ fn sign(secret: &str, headers: &[(String, String)], body: &[u8], now: chrono::Da
     ]
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 

@@ -3,6 +3,7 @@
 mod api;
 mod docker;
 mod harness;
+mod policies;
 mod services;
 
 use std::io::{BufRead, BufReader};

@@ -42,6 +42,9 @@ pub struct HostConfig {
     pub pooling: bool,
     /// Pooled instance slots when `pooling` is on.
     pub pool_size: u32,
+    /// Where compiled components are kept across restarts (by content hash
+    /// and engine compatibility); None compiles on every load.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -52,6 +55,7 @@ impl Default for HostConfig {
             log_lines_per_call: 32,
             pooling: true,
             pool_size: 64,
+            cache_dir: None,
         }
     }
 }
@@ -229,7 +233,8 @@ impl PolicyHost {
                 "{what}; build the policy with `cargo build --target wasm32-wasip2 --release` to get a component"
             )));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
+        let sha256 = sha256_hex(bytes);
+        let component = self.load_or_compile(&sha256, bytes)?;
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
             let allowed = name == LOGGER_IMPORT || name == TYPES_IMPORT || ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
@@ -255,8 +260,64 @@ impl PolicyHost {
         }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
         let pre = PlacementPolicyPre::new(pre).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
-        Ok(CompiledPolicy { sha256: sha256_hex(bytes), size: bytes.len(), world: WORLD, pre })
+        Ok(CompiledPolicy { sha256, size: bytes.len(), world: WORLD, pre })
     }
+
+    /// The compiled component from the disk cache when it holds one for
+    /// these bytes and this engine, else compiled now (and cached).
+    fn load_or_compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, InstallError> {
+        let Some(dir) = &self.config.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")));
+        };
+        let path = dir.join(format!("{sha256}-{}.cwasm", self.compatibility()));
+        if path.exists() {
+            match self.deserialize_cached(&path) {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cached compiled policy unusable; compiling again"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
+        if let Err(e) = self.write_cache(dir, &path, &component) {
+            // The cache only saves time; a failure to write it is not the install's.
+            tracing::warn!(path = %path.display(), error = %e, "could not cache the compiled policy");
+        }
+        Ok(component)
+    }
+
+    /// wasmtime's version and a hash of everything in the engine's
+    /// configuration that compiled code depends on.
+    fn compatibility(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("wasmtime{}-{:016x}", wasmtime_version(), h.finish())
+    }
+
+    // SAFETY (the one `unsafe` in berth): wasmtime trusts the machine code in
+    // a serialized component, so it must only ever be bytes this process's
+    // engine wrote. The cache directory is berth's own (created 0700 inside
+    // its data directory), files are written whole and renamed into place,
+    // and the name carries the component's content hash and the engine's
+    // compatibility hash; wasmtime itself refuses files from another
+    // version or configuration.
+    #[allow(unsafe_code)]
+    fn deserialize_cached(&self, path: &std::path::Path) -> wasmtime::Result<Component> {
+        unsafe { Component::deserialize_file(&self.engine, path) }
+    }
+
+    fn write_cache(&self, dir: &std::path::Path, path: &std::path::Path, component: &Component) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// The wasmtime version berth is built with (pinned in Cargo.toml).
+fn wasmtime_version() -> &'static str {
+    "48.0.8"
 }
 
 impl Drop for PolicyHost {

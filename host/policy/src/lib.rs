@@ -19,8 +19,10 @@
 //!   call through [`Registry::resolve`]), deactivate, remove, and the atomic
 //!   swap that [`PolicyRunner`] follows.
 //!
-//! Compiled components are cached in memory per process, not on disk: the
-//! workspace forbids `unsafe`, which `Component::deserialize_file` needs.
+//! Compiled components are cached on disk when [`HostConfig::cache_dir`] is
+//! set (`berth up` keeps them in its data directory), keyed by content hash
+//! and engine compatibility, so a restart does not compile every installed
+//! policy again. Loading one is berth's only `unsafe` (see `host.rs`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -72,6 +72,9 @@ pub struct PolicyBinding {
     pub scope: String,
     /// The active policy.
     pub sha256: String,
+    /// What happens to tasks when it fails a decision.
+    #[serde(default)]
+    pub fallback: Fallback,
 }
 
 impl Record for PolicyBinding {
@@ -104,7 +107,8 @@ pub struct PolicySummary {
 }
 
 /// What to do with tasks when the policy fails a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Fallback {
     /// Place them with berth's native strategies of the request.
     #[default]
@@ -131,6 +135,8 @@ pub struct Registry {
     loaded: RwLock<HashMap<String, Arc<LoadedPolicy>>>,
     /// The active version per scope key; swapped atomically.
     active: RwLock<HashMap<String, Arc<ArcSwapOption<LoadedPolicy>>>>,
+    /// The fallback per scope key (absent: [`Fallback::Native`]).
+    fallbacks: RwLock<HashMap<String, Fallback>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -147,7 +153,7 @@ impl Registry {
     /// Opens the registry over `store`, loading every installed policy and
     /// every binding (so activations survive restart).
     pub fn open(host: Arc<PolicyHost>, store: Store) -> Result<Registry, RegistryError> {
-        let reg = Registry { host, store, loaded: RwLock::default(), active: RwLock::default() };
+        let reg = Registry { host, store, loaded: RwLock::default(), active: RwLock::default(), fallbacks: RwLock::default() };
         let txn = reg.store.begin().map_err(store_err)?;
         let mut page = PageRequest::first(256);
         loop {
@@ -166,6 +172,7 @@ impl Registry {
             let p = txn.list::<PolicyBinding>(page.clone()).map_err(store_err)?;
             for b in p.items {
                 let policy = reg.get(&b.value.sha256)?;
+                reg.set_fallback(&b.value.scope, b.value.fallback);
                 reg.slot(&b.value.scope).store(Some(policy));
             }
             match p.next_token {
@@ -276,11 +283,28 @@ impl Registry {
     /// Makes a policy the active one of `scope`, in the store and at once in
     /// this process: decisions in flight finish on the version they started.
     pub fn activate(&self, scope: &Scope, id_or_name: &str) -> Result<(), RegistryError> {
+        self.activate_with(scope, id_or_name, Fallback::Native).map(|_| ())
+    }
+
+    /// [`Registry::activate`] with the fallback for the policy's failed
+    /// decisions; returns the policy activated.
+    pub fn activate_with(&self, scope: &Scope, id_or_name: &str, fallback: Fallback) -> Result<Arc<LoadedPolicy>, RegistryError> {
         let p = self.get(id_or_name)?;
-        let b = PolicyBinding { scope: scope.key(), sha256: p.compiled.sha256.clone() };
+        let b = PolicyBinding { scope: scope.key(), sha256: p.compiled.sha256.clone(), fallback };
         self.store.update(|txn| txn.put(&b)).map_err(store_err)?;
-        self.slot(&b.scope).store(Some(p));
-        Ok(())
+        self.set_fallback(&b.scope, fallback);
+        self.slot(&b.scope).store(Some(p.clone()));
+        Ok(p)
+    }
+
+    fn set_fallback(&self, scope_key: &str, fallback: Fallback) {
+        if let Ok(mut f) = self.fallbacks.write() {
+            f.insert(scope_key.to_owned(), fallback);
+        }
+    }
+
+    fn fallback_of(&self, scope_key: &str) -> Fallback {
+        self.fallbacks.read().ok().and_then(|f| f.get(scope_key).copied()).unwrap_or_default()
     }
 
     /// Removes the binding of `scope` (native strategies apply again).
@@ -317,15 +341,28 @@ impl Registry {
     /// The policy that decides for a placement: the RunTask call's own
     /// choice, else the service's binding, else the cluster's.
     pub fn resolve(&self, cluster: &str, service: Option<&str>, call: Option<&str>) -> Result<Option<Arc<LoadedPolicy>>, RegistryError> {
+        Ok(self.resolve_with_fallback(cluster, service, call)?.map(|(p, _)| p))
+    }
+
+    /// [`Registry::resolve`] with the fallback of the scope that decided
+    /// (a RunTask call's own choice falls back to the native strategies).
+    pub fn resolve_with_fallback(
+        &self,
+        cluster: &str,
+        service: Option<&str>,
+        call: Option<&str>,
+    ) -> Result<Option<(Arc<LoadedPolicy>, Fallback)>, RegistryError> {
         if let Some(c) = call {
-            return self.get(c).map(Some);
+            return self.get(c).map(|p| Some((p, Fallback::Native)));
         }
-        if let Some(s) = service
-            && let Some(p) = self.slot(&Scope::Service { cluster: cluster.into(), service: s.into() }.key()).load_full()
-        {
-            return Ok(Some(p));
+        if let Some(s) = service {
+            let key = Scope::Service { cluster: cluster.into(), service: s.into() }.key();
+            if let Some(p) = self.slot(&key).load_full() {
+                return Ok(Some((p, self.fallback_of(&key))));
+            }
         }
-        Ok(self.slot(&Scope::Cluster(cluster.into()).key()).load_full())
+        let key = Scope::Cluster(cluster.into()).key();
+        Ok(self.slot(&key).load_full().map(|p| (p, self.fallback_of(&key))))
     }
 
     /// A runner following the active policy of a scope.

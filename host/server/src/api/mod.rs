@@ -31,6 +31,14 @@ pub const ECS_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 pub const BERTH_PREFIX: &str = "Berth_20261125";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest body of `InstallPolicy`, whose component travels base64 inside.
+pub const MAX_POLICY_BODY: usize = 16 * 1024 * 1024;
+
+/// The body limit of a request, by its target.
+fn body_limit(headers: &hyper::HeaderMap) -> usize {
+    let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
+    if install { MAX_POLICY_BODY } else { MAX_BODY }
+}
 const JSON: &str = "application/x-amz-json-1.1";
 
 /// An error answer: AWS code, HTTP status, message.
@@ -130,8 +138,8 @@ impl Api {
 
     async fn answer(&self, req: Request<Bytes>) -> Result<Vec<u8>, ApiError> {
         let (parts, body) = req.into_parts();
-        if body.len() > MAX_BODY {
-            return Err(too_large());
+        if body.len() > body_limit(&parts.headers) {
+            return Err(too_large(body_limit(&parts.headers)));
         }
         if parts.method != Method::POST {
             return Err(ApiError::new("UnknownOperationException", 404, format!("{} is not supported; every call is POST /", parts.method)));
@@ -183,6 +191,12 @@ impl Api {
             (ECS_PREFIX, "DeleteService") => dispatch(c, b, Control::delete_service).await,
             (ECS_PREFIX, "DescribeServices") => dispatch(c, b, Control::describe_services).await,
             (ECS_PREFIX, "ListServices") => dispatch(c, b, Control::list_services).await,
+            (BERTH_PREFIX, "InstallPolicy") => dispatch(c, b, Control::install_policy).await,
+            (BERTH_PREFIX, "ListPolicies") => dispatch(c, b, Control::list_policies).await,
+            (BERTH_PREFIX, "DescribePolicy") => dispatch(c, b, Control::describe_policy).await,
+            (BERTH_PREFIX, "ActivatePolicy") => dispatch(c, b, Control::activate_policy).await,
+            (BERTH_PREFIX, "DeactivatePolicy") => dispatch(c, b, Control::deactivate_policy).await,
+            (BERTH_PREFIX, "DeletePolicy") => dispatch(c, b, Control::delete_policy).await,
             (BERTH_PREFIX, "DescribeServer") => {
                 let _: serde_json::Value = decode(b)?;
                 let info = ServerInfo {
@@ -207,15 +221,15 @@ async fn futures_poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> b
     }
 }
 
-fn too_large() -> ApiError {
-    ApiError::new("RequestEntityTooLargeException", 413, format!("the request body is larger than {MAX_BODY} bytes"))
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new("RequestEntityTooLargeException", 413, format!("the request body is larger than {limit} bytes"))
 }
 
-/// Reads a body up to [`MAX_BODY`].
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
+/// Reads a body up to `limit` bytes.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit)),
         Err(e) => Err(ApiError::new("SerializationException", 400, format!("reading the body: {e}"))),
     }
 }
@@ -243,7 +257,7 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, shutdown: i
             let api = Arc::clone(&api);
             async move {
                 let (parts, body) = req.into_parts();
-                let resp = match read_body(body).await {
+                let resp = match read_body(body, body_limit(&parts.headers)).await {
                     Ok(bytes) => api.call(Request::from_parts(parts, bytes)).await,
                     Err(e) => {
                         let id = uuid::Uuid::new_v4().to_string();
@@ -289,7 +303,18 @@ pub async fn run(
     let (credentials, source) = Credentials::load(data_dir)?;
     let arn = berth_core::arn::ArnContext::default();
     let region = arn.region.clone();
-    let control = Arc::new(Control::new(store, arn).with_tasks_changed(tasks_changed));
+    // The policy registry loads (and compiles) every installed policy.
+    let policies = {
+        let store = Arc::clone(&store);
+        let config = berth_policy::HostConfig { cache_dir: Some(data_dir.join("policy-cache")), ..berth_policy::HostConfig::default() };
+        tokio::task::spawn_blocking(move || -> anyhow::Result<berth_policy::Registry> {
+            let host = Arc::new(berth_policy::PolicyHost::new(config).context("starting the policy engine")?);
+            berth_policy::Registry::open(host, (*store).clone()).context("loading the installed placement policies")
+        })
+        .await
+        .context("loading the placement policies")??
+    };
+    let control = Arc::new(Control::new(store, arn).with_tasks_changed(tasks_changed).with_policies(Arc::new(policies)));
     let c = Arc::clone(&control);
     tokio::task::spawn_blocking(move || c.ensure_default_cluster())
         .await

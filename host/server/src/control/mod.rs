@@ -8,11 +8,14 @@
 
 mod clusters;
 mod instances;
+pub mod policies;
 pub mod scheduler;
 pub mod service_scheduler;
 pub mod services;
 mod taskdefs;
 mod tasks;
+mod view;
+pub use policies::POLICY_TAG;
 pub use tasks::QUEUE_TAG;
 pub mod types;
 
@@ -45,6 +48,12 @@ pub enum ControlError {
     ClusterContainsServices(String),
     #[error("{0}")]
     ClusterContainsTasks(String),
+    #[error("{0}")]
+    PolicyNotFound(String),
+    #[error("{0}")]
+    PolicyInUse(String),
+    #[error("{0}")]
+    InvalidPolicy(String),
     /// The store failed, or contention outlasted the retries.
     #[error("{0}")]
     Server(String),
@@ -62,6 +71,9 @@ impl ControlError {
             ControlError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ControlError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ControlError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            ControlError::PolicyNotFound(_) => "PolicyNotFoundException",
+            ControlError::PolicyInUse(_) => "PolicyInUseException",
+            ControlError::InvalidPolicy(_) => "InvalidPolicyException",
             ControlError::Server(_) => "ServerException",
         }
     }
@@ -120,6 +132,10 @@ pub struct Control {
     placement: std::sync::Mutex<()>,
     /// RunTask calls waiting for the next group commit.
     run_queue: std::sync::Mutex<Vec<(types::RunTaskRequest, tasks::RunReply)>>,
+    /// Installed placement policies (None: this server runs none).
+    policies: Option<Arc<berth_policy::Registry>>,
+    /// Each cluster as placement sees it, kept between placements.
+    views: view::Views,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -133,7 +149,13 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()) }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()), policies: None, views: view::Views::default() }
+    }
+
+    /// Places through the policies of `registry` where one is active or asked for.
+    pub fn with_policies(mut self, registry: Arc<berth_policy::Registry>) -> Self {
+        self.policies = Some(registry);
+        self
     }
 
     /// The ARN context.
@@ -145,6 +167,13 @@ impl Control {
     /// came or changed), so queued tasks get another chance.
     pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Drops policy instances idle past `view::SESSION_IDLE` (the batch
+    /// scheduler calls this on its timer).
+    pub fn drop_idle_policy_sessions(&self) {
+        let _turn = self.placement_turn();
+        self.views.drop_idle_sessions();
     }
 
     /// Takes this process's placement turn (a poisoned lock guards no data).

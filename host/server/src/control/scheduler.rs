@@ -15,6 +15,8 @@ pub const TICK: Duration = Duration::from_secs(5);
 pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
     let wake = control.wake_handle();
     passes(control, wake, TICK, shutdown, "the queue pass", |c| {
+        // Policy instances nobody used for a while give their slot back.
+        c.drop_idle_policy_sessions();
         match c.place_queued()? {
             0 => {}
             n => {

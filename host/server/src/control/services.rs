@@ -250,7 +250,7 @@ impl Control {
     }
 
     /// The service named in `cluster`, ACTIVE or not.
-    fn service_in(
+    pub(super) fn service_in(
         &self,
         txn: &mut Txn,
         cluster_name: &str,
@@ -321,6 +321,9 @@ impl Control {
                 format!("`{l}` is not supported; berth runs EC2"),
             ));
         }
+        // A policy named by the tag must exist now; it is bound to the
+        // service once the service exists.
+        let policy = self.policy_for(berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")), None, &req.tags)?;
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
@@ -390,6 +393,10 @@ impl Control {
             })?;
             Ok(s)
         })?;
+        if let Some((p, _)) = policy {
+            let svc = &up.value;
+            self.bind_service_policy(berth_core::arn::cluster_name(&svc.cluster_arn), &svc.service_name, Some(&p.compiled.sha256))?;
+        }
         self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
@@ -550,6 +557,9 @@ impl Control {
             txn.put(&s)?;
             Ok(s)
         })?;
+        // A deleted service places nothing more; its policy binding goes.
+        let svc = &up.value;
+        self.bind_service_policy(berth_core::arn::cluster_name(&svc.cluster_arn), &svc.service_name, None)?;
         self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
@@ -630,8 +640,12 @@ impl Control {
         let mut totals = PassStats::default();
         for arn in arns {
             let _turn = self.placement_turn();
-            match self.store.update(|txn| self.service_step_in(txn, &arn)) {
+            match self.store.update(|txn| {
+                self.views.begin();
+                self.service_step_in(txn, &arn)
+            }) {
                 Ok(up) => {
+                    self.views.commit(&self.store);
                     totals.started += up.value.0;
                     totals.stopped += up.value.1;
                     totals.commits += 1;
@@ -1052,7 +1066,7 @@ impl Control {
                     launch_type: Some("EC2".into()),
                     ..RunTaskRequest::default()
                 };
-                match self.run_in_txn(txn, &req) {
+                match self.run_in_txn(txn, &req, Some(&name)) {
                     Ok((tasks, failures)) => {
                         started.extend(
                             tasks

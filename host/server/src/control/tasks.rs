@@ -1,17 +1,17 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the batch
 //! scheduler's placement of queued tasks.
 //!
-//! A placement reads the cluster's instances with CAS, builds a
-//! `ClusterState` from them and the tasks they hold (desired RUNNING),
-//! places, and commits the new tasks together with every instance whose
-//! remaining resources changed, in one transaction. A conflict retries on a
-//! fresh snapshot, so no instance is ever over-committed.
+//! A placement reads the cluster's instances with CAS, brings the
+//! cluster's in-memory view up to date with them (view.rs), places, and
+//! commits the new tasks together with every instance whose remaining
+//! resources changed, in one transaction. A conflict retries on a fresh
+//! view, so no instance is ever over-committed.
 
 use std::collections::BTreeSet;
 
 use berth_core::arn;
 use berth_core::model::{Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task, TaskDefinition};
-use berth_core::placement::{ClusterState, InstanceSpec, PlacementRequest, Placer, TaskSpec, place_on};
+use berth_core::placement::{Placement, PlacementRequest, Placer, TaskSpec, place_on};
 use berth_store::Record;
 use berth_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::instances::{integer_resource, tasks_on};
 use super::taskdefs::resolve;
 use super::types::*;
+use super::view::{ChosenPolicy, ClusterView, host_ports};
 use super::{Control, ControlError, all_by_index, now, paginate};
 
 /// The RunTask tag that asks berth to queue tasks that do not fit now
@@ -74,15 +75,6 @@ fn parse_units(s: Option<&str>) -> u32 {
     s.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// Host ports a task holds, from its containers' network bindings.
-fn host_ports(t: &Task) -> Vec<(u16, Protocol)> {
-    t.containers
-        .iter()
-        .flat_map(|c| &c.network_bindings)
-        .filter_map(|b| u16::try_from(b.host_port).ok().map(|p| (p, b.protocol.unwrap_or_default())))
-        .collect()
-}
-
 /// The instance's counts and remaining resources recomputed from the tasks
 /// it holds in `txn`'s view (buffered writes included), so they stay true.
 pub(super) fn recount(txn: &Txn, mut ci: ContainerInstance) -> Result<ContainerInstance, ControlError> {
@@ -110,56 +102,6 @@ pub(super) fn recount(txn: &Txn, mut ci: ContainerInstance) -> Result<ContainerI
     ci.running_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status == "RUNNING").count()).unwrap_or(u32::MAX);
     ci.pending_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status != "RUNNING").count()).unwrap_or(u32::MAX);
     Ok(ci)
-}
-
-/// A cluster as placement sees it, read in one transaction with CAS on
-/// every instance record.
-struct Snapshot {
-    state: ClusterState,
-    /// Aligned with the state's instance indexes.
-    instances: Vec<ContainerInstance>,
-    /// Instances placed on since the snapshot was read.
-    touched: BTreeSet<usize>,
-}
-
-fn load_cluster(txn: &mut Txn, cluster_arn: &str) -> Result<Snapshot, ControlError> {
-    let arns: Vec<String> = all_by_index::<ContainerInstance>(txn, "cluster", cluster_arn)?
-        .into_iter()
-        .filter(|c| c.value.status != "INACTIVE")
-        .map(|c| c.value.container_instance_arn)
-        .collect();
-    let mut state = ClusterState::default();
-    let mut instances = Vec::with_capacity(arns.len());
-    for a in arns {
-        let Some(ci) = txn.get::<ContainerInstance>(&a)? else { continue };
-        let ci = ci.value;
-        let reg = &ci.registered_resources;
-        let i = state.add_instance(InstanceSpec {
-            arn: ci.container_instance_arn.clone(),
-            host_id: ci.ec2_instance_id.clone(),
-            active: ci.status == "ACTIVE",
-            agent_connected: ci.agent_connected,
-            agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-            registered_at: ci.registered_at.unwrap_or(0.0),
-            attributes: ci.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
-            cpu: u32::try_from(integer_resource(reg, "CPU").unwrap_or(0)).unwrap_or(0),
-            memory: u32::try_from(integer_resource(reg, "MEMORY").unwrap_or(0)).unwrap_or(0),
-            reserved_tcp: ports_of(reg, "PORTS"),
-            reserved_udp: ports_of(reg, "PORTS_UDP"),
-        });
-        for t in tasks_on(txn, &ci.container_instance_arn)? {
-            let spec = TaskSpec {
-                cpu: parse_units(t.cpu.as_deref()),
-                memory: parse_units(t.memory.as_deref()),
-                static_ports: Vec::new(),
-                dynamic_ports: Vec::new(),
-                group: t.group.clone().unwrap_or_default(),
-            };
-            state.add_task(i, &spec, &host_ports(&t));
-        }
-        instances.push(ci);
-    }
-    Ok(Snapshot { state, instances, touched: BTreeSet::new() })
 }
 
 /// The containers of a task of `td`, with network bindings when placed
@@ -260,14 +202,14 @@ fn check_started_by(s: Option<&str>) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Writes the instances at `touched` indexes back with recomputed resources.
-fn write_instances(txn: &mut Txn, snap: &Snapshot, touched: &BTreeSet<usize>) -> Result<(), ControlError> {
-    for &i in touched {
-        let mut ci = recount(txn, snap.instances[i].clone())?;
-        ci.version += 1;
-        txn.put(&ci)?;
-    }
-    Ok(())
+/// Why a task was not placed.
+struct Unplaced {
+    /// ECS's failure reason (`RESOURCE:CPU`, `ATTRIBUTE`, ...; `POLICY`
+    /// when a policy declined or failed).
+    reason: String,
+    detail: String,
+    /// The policy failed and its fallback is to leave the task PENDING.
+    queue: bool,
 }
 
 impl Control {
@@ -315,12 +257,12 @@ impl Control {
     /// Places a batch of RunTask calls in one transaction and answers each.
     fn run_batch(&self, batch: Vec<(RunTaskRequest, RunReply)>) {
         let up = self.store.update(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
+            self.views.begin();
             let mut out = Vec::with_capacity(batch.len());
-            // One snapshot per cluster for the whole batch: each placement
+            // One view per cluster for the whole batch: each placement
             // reserves in it, so the next call sees what the earlier took.
-            let mut snaps: std::collections::HashMap<String, Snapshot> = std::collections::HashMap::new();
             for (req, _) in &batch {
-                match self.run_in(txn, req, &mut snaps) {
+                match self.run_in(txn, req, None) {
                     Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
                     // The store failed: the whole attempt is void.
                     Err(e @ ControlError::Server(_)) => return Err(e),
@@ -328,13 +270,12 @@ impl Control {
                     Err(e) => out.push(Err(e)),
                 }
             }
-            for snap in snaps.values() {
-                write_instances(txn, snap, &snap.touched)?;
-            }
+            self.views.write(txn)?;
             Ok(out)
         });
         match up {
             Ok(up) => {
+                self.views.commit(&self.store);
                 self.announce_tasks();
                 for ((_, reply), answer) in batch.into_iter().zip(up.value) {
                     let _ = reply.send(answer);
@@ -350,14 +291,12 @@ impl Control {
     }
 
     /// RunTask's placement inside the caller's transaction (the service
-    /// scheduler's path): places, writes the tasks and the instances they
-    /// landed on. The caller holds the placement turn.
-    pub(super) fn run_in_txn(&self, txn: &mut Txn, req: &RunTaskRequest) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
-        let mut snaps = std::collections::HashMap::new();
-        let out = self.run_in(txn, req, &mut snaps)?;
-        for snap in snaps.values() {
-            write_instances(txn, snap, &snap.touched)?;
-        }
+    /// scheduler's path, `service` naming the service for its policy):
+    /// places, writes the tasks and the instances they landed on. The
+    /// caller holds the placement turn, began the views and commits them.
+    pub(super) fn run_in_txn(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+        let out = self.run_in(txn, req, service)?;
+        self.views.write(txn)?;
         Ok(out)
     }
 
@@ -375,34 +314,74 @@ impl Control {
         let td = resolve(txn, req.task_definition.as_deref().unwrap_or_default(), "taskDefinition")?;
         let spec = TaskSpec::from_definition(&td, None, req.group.clone().unwrap_or_default());
         let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &[])?;
-        let mut snap = load_cluster(txn, cluster_arn)?;
-        let Some(i) = snap.state.index_of(instance_arn) else { return Ok(Err("MISSING".into())) };
-        let p = match place_on(&mut snap.state, &preq, i) {
-            Ok(p) => p,
-            Err(c) => return Ok(Err(c.reason().to_owned())),
+        let mut view = self.views.take(txn, cluster_arn)?;
+        let placed = match view.state.index_of(instance_arn) {
+            None => Err("MISSING".to_owned()),
+            Some(i) => place_on(&mut view.state, &preq, i).map_err(|c| c.reason().to_owned()),
         };
-        let new = NewTask {
-            cluster_name: arn::cluster_name(cluster_arn),
-            cluster_arn,
-            td: &td,
-            spec: &preq.task,
-            started_by: req.started_by.as_deref(),
-            overrides: None,
-            tags: &[],
+        let out = match placed {
+            Err(reason) => Ok(Err(reason)),
+            Ok(p) => {
+                view.placed(&preq, &p, None);
+                let new = NewTask {
+                    cluster_name: arn::cluster_name(cluster_arn),
+                    cluster_arn,
+                    td: &td,
+                    spec: &preq.task,
+                    started_by: req.started_by.as_deref(),
+                    overrides: None,
+                    tags: &[],
+                };
+                let task = new.mint(&self.arn, Some(instance_arn), Some(&p.dynamic_host_ports));
+                txn.put(&task).map(|()| Ok(task)).map_err(ControlError::from)
+            }
         };
-        let task = new.mint(&self.arn, Some(instance_arn), Some(&p.dynamic_host_ports));
-        txn.put(&task)?;
-        write_instances(txn, &snap, &BTreeSet::from([i]))?;
-        Ok(Ok(task))
+        self.views.lend(cluster_arn, view);
+        let out = out?;
+        self.views.write(txn)?;
+        Ok(out)
     }
 
-    /// One RunTask inside a transaction (validated already).
-    fn run_in(
-        &self,
-        txn: &mut Txn,
-        req: &RunTaskRequest,
-        snaps: &mut std::collections::HashMap<String, Snapshot>,
-    ) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+    /// Places `count` tasks of `preq` in `view`: through the chosen policy
+    /// (its answers checked by the native engine), or natively.
+    fn decide(&self, view: &mut ClusterView, policy: &ChosenPolicy, preq: &PlacementRequest, count: usize) -> Vec<Result<Placement, Unplaced>> {
+        let native = |view: &mut ClusterView| -> Vec<Result<Placement, Unplaced>> {
+            Placer::new(seed())
+                .place(&mut view.state, preq, count)
+                .into_iter()
+                .map(|r| match r {
+                    Ok(p) => {
+                        view.placed(preq, &p, None);
+                        Ok(p)
+                    }
+                    Err(f) => Err(Unplaced { reason: f.reason.reason().to_owned(), detail: f.to_string(), queue: false }),
+                })
+                .collect()
+        };
+        let (Some((policy, fallback)), Some(reg)) = (policy, self.policies.as_deref()) else {
+            return native(view);
+        };
+        match view.place_with_policy(reg.host(), policy, preq, count) {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|a| a.map_err(|why| Unplaced { reason: "POLICY".into(), detail: format!("policy {}: {why}", policy.name), queue: false }))
+                .collect(),
+            Err(e) => match fallback {
+                berth_policy::Fallback::Native => {
+                    tracing::warn!(error = %e, "placement policy failed; placing with the native strategies");
+                    native(view)
+                }
+                berth_policy::Fallback::Pending => {
+                    tracing::warn!(error = %e, "placement policy failed; leaving the tasks PENDING");
+                    (0..count).map(|_| Err(Unplaced { reason: "POLICY".into(), detail: e.to_string(), queue: true })).collect()
+                }
+            },
+        }
+    }
+
+    /// One RunTask inside a transaction (validated already); the views it
+    /// used are lent to the transaction.
+    fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
         let queue = req.tags.iter().any(|t| t.key == QUEUE_TAG && t.value == "true");
@@ -429,14 +408,9 @@ impl Control {
         let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
         let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
         let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
-        if !snaps.contains_key(&cluster.cluster_arn) {
-            let loaded = load_cluster(txn, &cluster.cluster_arn)?;
-            snaps.insert(cluster.cluster_arn.clone(), loaded);
-        }
-        let Some(snap) = snaps.get_mut(&cluster.cluster_arn) else {
-            return Err(ControlError::Server("cluster snapshot missing".into()));
-        };
-        let results = Placer::new(seed()).place(&mut snap.state, &preq, count as usize);
+        let policy = self.policy_for(&cluster.cluster_name, service, &req.tags)?;
+        let mut view = self.views.take(txn, &cluster.cluster_arn)?;
+        let results = self.decide(&mut view, &policy, &preq, count as usize);
         let new = NewTask {
             cluster_name: &cluster.cluster_name,
             cluster_arn: &cluster.cluster_arn,
@@ -448,31 +422,31 @@ impl Control {
         };
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
+        let mut queued = Vec::new();
         for r in results {
             match r {
                 Ok(p) => {
-                    let arn = snap.instances[p.instance].container_instance_arn.clone();
-                    tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
-                    snap.touched.insert(p.instance);
+                    let arn = &view.instances[p.instance].container_instance_arn;
+                    tasks.push(new.mint(&self.arn, Some(arn), Some(&p.dynamic_host_ports)));
                 }
-                Err(f) if queue => {
+                Err(u) if queue || u.queue => {
                     let t = new.mint(&self.arn, None, None);
-                    txn.put(&QueuedTask {
+                    tracing::info!(task = %t.task_arn, reason = %u.detail, "queued");
+                    queued.push(QueuedTask {
                         task_arn: t.task_arn.clone(),
                         cluster_arn: cluster.cluster_arn.clone(),
                         created_at: t.created_at.unwrap_or_default(),
                         placement_constraints: req.placement_constraints.clone(),
                         placement_strategy: req.placement_strategy.clone(),
-                    })?;
-                    tracing::info!(task = %t.task_arn, reason = %f, "queued");
+                    });
                     tasks.push(t);
                 }
-                Err(f) => failures.push(Failure {
-                    arn: Some(cluster.cluster_arn.clone()),
-                    reason: f.reason.reason().to_owned(),
-                    detail: Some(f.to_string()),
-                }),
+                Err(u) => failures.push(Failure { arn: Some(cluster.cluster_arn.clone()), reason: u.reason, detail: Some(u.detail) }),
             }
+        }
+        self.views.lend(&cluster.cluster_arn, view);
+        for q in &queued {
+            txn.put(q)?;
         }
         for t in &tasks {
             txn.put(t)?;
@@ -506,7 +480,8 @@ impl Control {
             let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
             let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
             let preq = PlacementRequest::compile(spec, &td.placement_constraints, &[], &[])?;
-            let mut snap = load_cluster(txn, &cluster.cluster_arn)?;
+            self.views.begin();
+            let mut view = self.views.take(txn, &cluster.cluster_arn)?;
             let new = NewTask {
                 cluster_name: &cluster.cluster_name,
                 cluster_arn: &cluster.cluster_arn,
@@ -518,31 +493,32 @@ impl Control {
             };
             let mut tasks = Vec::new();
             let mut failures = Vec::new();
-            let mut touched = BTreeSet::new();
             for id in &req.container_instances {
                 let arn = if id.starts_with("arn:") {
                     id.clone()
                 } else {
                     self.arn.container_instance(&cluster.cluster_name, arn::last_segment(id))
                 };
-                let Some(i) = snap.state.index_of(&arn) else {
+                let Some(i) = view.state.index_of(&arn) else {
                     failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None });
                     continue;
                 };
-                match place_on(&mut snap.state, &preq, i) {
+                match place_on(&mut view.state, &preq, i) {
                     Ok(p) => {
+                        view.placed(&preq, &p, None);
                         tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
-                        touched.insert(i);
                     }
                     Err(c) => failures.push(Failure { arn: Some(arn), reason: c.reason().to_owned(), detail: None }),
                 }
             }
+            self.views.lend(&cluster.cluster_arn, view);
             for t in &tasks {
                 txn.put(t)?;
             }
-            write_instances(txn, &snap, &touched)?;
+            self.views.write(txn)?;
             Ok((tasks, failures))
         })?;
+        self.views.commit(&self.store);
         let (tasks, failures) = up.value;
         self.announce_tasks();
         Ok(TasksResponse { tasks, failures })
@@ -677,9 +653,8 @@ impl Control {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index::<QueuedTask>(txn, "cluster", &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
-                let mut snap = load_cluster(txn, &cluster_arn)?;
-                let mut placer = Placer::new(seed());
-                let mut touched = BTreeSet::new();
+                self.views.begin();
+                let mut view = self.views.take(txn, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
                     let task = txn.get::<Task>(&q.task_arn)?.map(|t| t.value);
@@ -702,8 +677,16 @@ impl Control {
                             continue;
                         }
                     };
-                    let Some(Ok(p)) = placer.place(&mut snap.state, &preq, 1).pop() else { continue };
-                    let ci_arn = snap.instances[p.instance].container_instance_arn.clone();
+                    // The policy the RunTask call named (its tag), else the cluster's.
+                    let policy = match self.policy_for(arn::cluster_name(&cluster_arn), None, &task.tags) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(task = %task.task_arn, error = %e, "queued task's policy is gone; placing natively");
+                            None
+                        }
+                    };
+                    let Some(Ok(p)) = self.decide(&mut view, &policy, &preq, 1).pop() else { continue };
+                    let ci_arn = view.instances[p.instance].container_instance_arn.clone();
                     let cluster_name = arn::cluster_name(&cluster_arn).to_owned();
                     let task_id = arn::last_segment(&task.task_arn).to_owned();
                     task.containers = containers_for(&self.arn, &cluster_name, &task_id, &td, Some(&p.dynamic_host_ports));
@@ -711,12 +694,13 @@ impl Control {
                     task.version += 1;
                     txn.put(&task)?;
                     txn.delete::<QueuedTask>(&q.task_arn)?;
-                    touched.insert(p.instance);
                     n += 1;
                 }
-                write_instances(txn, &snap, &touched)?;
+                self.views.lend(&cluster_arn, view);
+                self.views.write(txn)?;
                 Ok(n)
             })?;
+            self.views.commit(&self.store);
             placed += up.value;
         }
         Ok(placed)

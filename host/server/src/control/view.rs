@@ -1,0 +1,352 @@
+//! What placement sees of a cluster, kept in memory between placements and
+//! checked against the store at each one.
+//!
+//! Reading every task of a cluster for each RunTask was what limited its
+//! rate. Every change to what an instance holds (a task placed, stopped or
+//! started) rewrites that instance's record in the same transaction, so the
+//! record's store version says whether the view of it is still true: a
+//! placement re-reads the cluster's instance records (with CAS, as before)
+//! and reloads the tasks of only those whose version moved. A view is taken
+//! out for one transaction and put back only when it committed, so a
+//! conflict or an error never leaves reservations that did not happen.
+//!
+//! The view also holds the live policy sessions of the cluster: their
+//! mirrors follow the view's state by deltas, so a warm policy instance
+//! serves decision after decision, and one idle for [`SESSION_IDLE`] is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_core::model::{ContainerInstance, Protocol, Resource, Task};
+use berth_core::placement::{ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec};
+use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
+use berth_store::Txn;
+
+use super::instances::{integer_resource, tasks_on};
+use super::{ControlError, all_by_index};
+
+/// A policy session unused this long is dropped (its instance freed).
+pub const SESSION_IDLE: Duration = Duration::from_secs(60);
+
+/// A task's hold on an instance, as added to the state.
+type Held = (TaskSpec, Vec<(u16, Protocol)>);
+
+/// One cluster as placement sees it.
+pub(super) struct ClusterView {
+    pub state: ClusterState,
+    /// Aligned with the state's instance indexes.
+    pub instances: Vec<ContainerInstance>,
+    /// Store version of each instance record as last read or written.
+    versions: Vec<u64>,
+    /// What each instance's tasks hold, to take back out when it is reloaded.
+    held: Vec<Vec<Held>>,
+    /// Instances placed on in this transaction, with how many tasks.
+    pub touched: BTreeMap<usize, u32>,
+    /// Live policy sessions by policy sha256, with their last use.
+    sessions: HashMap<String, (PolicySession, Instant)>,
+}
+
+impl std::fmt::Debug for ClusterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterView").field("instances", &self.instances.len()).field("sessions", &self.sessions.len()).finish()
+    }
+}
+
+fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
+    r.iter().filter(|x| x.name == name).flat_map(|x| x.string_set_value.iter().flatten()).filter_map(|p| p.parse().ok()).collect()
+}
+
+fn parse_units(s: Option<&str>) -> u32 {
+    s.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Host ports a task holds, from its containers' network bindings.
+pub(super) fn host_ports(t: &Task) -> Vec<(u16, Protocol)> {
+    t.containers
+        .iter()
+        .flat_map(|c| &c.network_bindings)
+        .filter_map(|b| u16::try_from(b.host_port).ok().map(|p| (p, b.protocol.unwrap_or_default())))
+        .collect()
+}
+
+fn spec_of(ci: &ContainerInstance) -> InstanceSpec {
+    let reg = &ci.registered_resources;
+    InstanceSpec {
+        arn: ci.container_instance_arn.clone(),
+        host_id: ci.ec2_instance_id.clone(),
+        active: ci.status == "ACTIVE",
+        agent_connected: ci.agent_connected,
+        agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+        registered_at: ci.registered_at.unwrap_or(0.0),
+        attributes: ci.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+        cpu: u32::try_from(integer_resource(reg, "CPU").unwrap_or(0)).unwrap_or(0),
+        memory: u32::try_from(integer_resource(reg, "MEMORY").unwrap_or(0)).unwrap_or(0),
+        reserved_tcp: ports_of(reg, "PORTS"),
+        reserved_udp: ports_of(reg, "PORTS_UDP"),
+    }
+}
+
+/// What the tasks desired RUNNING on an instance hold.
+fn held_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Held>, ControlError> {
+    Ok(tasks_on(txn, instance_arn)?
+        .iter()
+        .map(|t| {
+            let spec = TaskSpec {
+                cpu: parse_units(t.cpu.as_deref()),
+                memory: parse_units(t.memory.as_deref()),
+                static_ports: Vec::new(),
+                dynamic_ports: Vec::new(),
+                group: t.group.clone().unwrap_or_default(),
+            };
+            (spec, host_ports(t))
+        })
+        .collect())
+}
+
+impl ClusterView {
+    /// Reads the cluster's instances (each with CAS in `txn`) and every
+    /// task they hold.
+    fn build(txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
+        let mut view = ClusterView {
+            state: ClusterState::default(),
+            instances: Vec::new(),
+            versions: Vec::new(),
+            held: Vec::new(),
+            touched: BTreeMap::new(),
+            sessions: HashMap::new(),
+        };
+        for (version, ci) in read_instances(txn, cluster_arn)? {
+            let i = view.state.add_instance(spec_of(&ci));
+            let held = held_on(txn, &ci.container_instance_arn)?;
+            for (spec, ports) in &held {
+                view.state.add_task(i, spec, ports);
+            }
+            view.instances.push(ci);
+            view.versions.push(version);
+            view.held.push(held);
+        }
+        Ok(view)
+    }
+
+    /// Brings a kept view up to date in `txn`: the instances whose record
+    /// moved are reloaded; a change in the set of instances rebuilds it.
+    fn refresh(mut self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
+        let current = read_instances(txn, cluster_arn)?;
+        let same_set = current.len() == self.instances.len()
+            && current.iter().zip(&self.instances).all(|((_, c), v)| c.container_instance_arn == v.container_instance_arn);
+        if !same_set {
+            let mut fresh = ClusterView::build(txn, cluster_arn)?;
+            // Sessions mirror instance indexes: they start over on the new state.
+            for (s, _) in self.sessions.values_mut() {
+                s.resync();
+            }
+            fresh.sessions = self.sessions;
+            return Ok(fresh);
+        }
+        for (i, (version, ci)) in current.into_iter().enumerate() {
+            if version == self.versions[i] {
+                continue;
+            }
+            let spec = spec_of(&ci);
+            let old = &self.state.instance(i).spec;
+            let resources_same = (old.cpu, old.memory, &old.reserved_tcp, &old.reserved_udp)
+                == (spec.cpu, spec.memory, &spec.reserved_tcp, &spec.reserved_udp);
+            if !resources_same {
+                // Registered resources are fixed at registration; a change
+                // means something unusual: start over.
+                return ClusterView::build(txn, cluster_arn).map(|mut v| {
+                    for (s, _) in self.sessions.values_mut() {
+                        s.resync();
+                    }
+                    v.sessions = self.sessions;
+                    v
+                });
+            }
+            for (spec, ports) in std::mem::take(&mut self.held[i]) {
+                self.state.remove_task(i, &spec, &ports);
+            }
+            self.state.update_instance(i, spec.active, spec.agent_connected, spec.attributes);
+            let held = held_on(txn, &ci.container_instance_arn)?;
+            for (spec, ports) in &held {
+                self.state.add_task(i, spec, ports);
+            }
+            self.held[i] = held;
+            self.instances[i] = ci;
+            self.versions[i] = version;
+            for (s, _) in self.sessions.values_mut() {
+                s.instance_changed(i);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Records a placement made on the state (by any means) so the instance
+    /// record is written back and the other sessions hear of it.
+    pub fn placed(&mut self, req: &PlacementRequest, p: &Placement, by_session: Option<&str>) {
+        let ports = berth_policy::host_ports(req, p);
+        self.held[p.instance].push((req.task.clone(), ports));
+        *self.touched.entry(p.instance).or_default() += 1;
+        for (sha, (s, _)) in &mut self.sessions {
+            if Some(sha.as_str()) != by_session {
+                s.usage_changed(p.instance);
+            }
+        }
+    }
+
+    /// Places `count` tasks through `policy`'s warm session of this
+    /// cluster (created and fully synced when there is none). `Err` when
+    /// the policy failed the decision (counted and logged by the session).
+    pub fn place_with_policy(
+        &mut self,
+        host: &Arc<PolicyHost>,
+        policy: &Arc<LoadedPolicy>,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Result<Vec<Result<Placement, String>>, berth_policy::DecisionError> {
+        let sha = policy.compiled.sha256.clone();
+        let now = Instant::now();
+        self.sessions.retain(|_, (_, used)| now.duration_since(*used) < SESSION_IDLE);
+        let (session, used) =
+            self.sessions.entry(sha.clone()).or_insert_with(|| (PolicySession::new(Arc::clone(host), Arc::clone(policy)), now));
+        *used = now;
+        let answers = session.place(&mut self.state, req, count)?;
+        for p in answers.iter().flatten() {
+            self.placed(req, p, Some(&sha));
+        }
+        Ok(answers)
+    }
+
+    /// Writes the touched instances back: remaining resources straight from
+    /// the state (exact: it holds every task's demand), the new tasks as
+    /// pending. The view keeps what it wrote.
+    pub fn write_touched(&mut self, txn: &mut Txn) -> Result<(), ControlError> {
+        for (&i, &n) in &self.touched {
+            let inst = self.state.instance(i);
+            let strs = |s: &berth_core::placement::PortSet| s.iter().map(|p| p.to_string()).collect();
+            let remaining = vec![
+                Resource::integer("CPU", i64::from(self.state.cpu_free(i))),
+                Resource::integer("MEMORY", i64::from(self.state.mem_free(i))),
+                Resource::string_set("PORTS", strs(&inst.ports[0])),
+                Resource::string_set("PORTS_UDP", strs(&inst.ports[1])),
+            ];
+            let ci = &mut self.instances[i];
+            ci.remaining_resources = remaining;
+            ci.pending_tasks_count = ci.pending_tasks_count.saturating_add(n);
+            ci.version += 1;
+            txn.put(&*ci)?;
+        }
+        Ok(())
+    }
+
+    /// After the commit: the records it wrote are read back, and the view
+    /// trusts a record's new version only when the record is exactly what
+    /// the view wrote (code later in the same transaction may have written
+    /// it again, knowing more); otherwise that instance reloads next time.
+    fn committed(&mut self, store: &berth_store::Store) {
+        let mut txn = store.begin().ok();
+        for &i in self.touched.keys() {
+            let arn = &self.instances[i].container_instance_arn;
+            let read = txn.as_mut().and_then(|t| t.get::<ContainerInstance>(arn).ok().flatten());
+            self.versions[i] = match read {
+                Some(r) if same_record(&r.value, &self.instances[i]) => r.version,
+                _ => 0,
+            };
+        }
+        self.touched.clear();
+    }
+}
+
+fn same_record(a: &ContainerInstance, b: &ContainerInstance) -> bool {
+    matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The cluster's instances that are not INACTIVE, each read with CAS, in
+/// a stable order, with their store versions.
+fn read_instances(txn: &mut Txn, cluster_arn: &str) -> Result<Vec<(u64, ContainerInstance)>, ControlError> {
+    let arns: Vec<String> = all_by_index::<ContainerInstance>(txn, "cluster", cluster_arn)?
+        .into_iter()
+        .filter(|c| c.value.status != "INACTIVE")
+        .map(|c| c.value.container_instance_arn)
+        .collect();
+    let mut out = Vec::with_capacity(arns.len());
+    for a in arns {
+        if let Some(ci) = txn.get::<ContainerInstance>(&a)? {
+            out.push((ci.version, ci.value));
+        }
+    }
+    Ok(out)
+}
+
+/// The views of every cluster. A placing transaction (always under this
+/// process's placement turn, so one at a time) begins with
+/// [`Views::begin`], takes views, gives them back with [`Views::lend`]
+/// (several placements in one transaction share a view), writes with
+/// [`Views::write`], and after its commit calls [`Views::commit`].
+#[derive(Debug, Default)]
+pub(super) struct Views {
+    kept: std::sync::Mutex<HashMap<String, ClusterView>>,
+    /// Views in use by the current transaction.
+    lent: std::sync::Mutex<HashMap<String, ClusterView>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Views {
+    /// Starts a transaction's attempt: views left from an attempt that did
+    /// not commit hold reservations that never happened, and are dropped.
+    pub fn begin(&self) {
+        lock(&self.lent).clear();
+    }
+
+    /// The cluster's view, current as of `txn`.
+    pub fn take(&self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
+        if let Some(v) = lock(&self.lent).remove(cluster_arn) {
+            return Ok(v);
+        }
+        let kept = lock(&self.kept).remove(cluster_arn);
+        match kept {
+            Some(v) => v.refresh(txn, cluster_arn),
+            None => ClusterView::build(txn, cluster_arn),
+        }
+    }
+
+    /// Returns a view to the current transaction.
+    pub fn lend(&self, cluster_arn: &str, view: ClusterView) {
+        lock(&self.lent).insert(cluster_arn.to_owned(), view);
+    }
+
+    /// Writes the instances the transaction's placements touched.
+    pub fn write(&self, txn: &mut Txn) -> Result<(), ControlError> {
+        for v in lock(&self.lent).values_mut() {
+            v.write_touched(txn)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the policy sessions of kept views idle past [`SESSION_IDLE`].
+    pub fn drop_idle_sessions(&self) {
+        let now = Instant::now();
+        for v in lock(&self.kept).values_mut() {
+            v.sessions.retain(|_, (_, used)| now.duration_since(*used) < SESSION_IDLE);
+        }
+    }
+
+    /// The transaction committed to `store`: its views are kept.
+    pub fn commit(&self, store: &berth_store::Store) {
+        let lent: Vec<(String, ClusterView)> = lock(&self.lent).drain().collect();
+        let views: Vec<(String, ClusterView)> = lent
+            .into_iter()
+            .map(|(arn, mut v)| {
+                v.committed(store);
+                (arn, v)
+            })
+            .collect();
+        lock(&self.kept).extend(views);
+    }
+}
+
+/// Which policy places, and what happens when it fails.
+pub(super) type ChosenPolicy = Option<(Arc<LoadedPolicy>, Fallback)>;
