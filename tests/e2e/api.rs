@@ -22,15 +22,22 @@ const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 pub(crate) struct Server {
     child: Child,
     pub(crate) addr: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     pub(crate) fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::start_in(dir.path());
+        s._dir = Some(dir);
+        s
+    }
+
+    /// On the data directory `dir`, which outlives it (to restart on it).
+    pub(crate) fn start_in(dir: &Path) -> Server {
         let mut child = Command::new(berth_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir)
             .env("BERTH_ACCESS_KEY_ID", KEY_ID)
             .env("BERTH_SECRET_ACCESS_KEY", SECRET)
             .env("BERTH_LOG", "warn")
@@ -51,7 +58,7 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr, _dir: dir }
+        Server { child, addr, _dir: None }
     }
 
     /// A signed ECS call; (HTTP status, JSON answer).

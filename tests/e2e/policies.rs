@@ -255,3 +255,29 @@ fn swapping_policies_under_a_stream_of_run_tasks_fails_none() {
         }
     }
 }
+
+#[test]
+fn policies_and_their_bindings_survive_a_restart_and_load_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cheap = {
+        let s = Server::start_in(dir.path());
+        let (_, cheap) = setup(&s);
+        s.install_plugin("cheapest");
+        s.berth_ok("ActivatePolicy", json!({"policy": "cheapest", "cluster": "pol"}));
+        cheap
+    };
+    let cached: Vec<String> = std::fs::read_dir(dir.path().join("policy-cache"))
+        .expect("the compiled component is cached")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].ends_with(".cwasm") && cached[0].contains("wasmtime48"), "{cached:?}");
+    // A cache file that is not what the engine wrote is refused and replaced.
+    let path = dir.path().join("policy-cache").join(&cached[0]);
+    std::fs::write(&path, b"garbage").expect("overwrite");
+    let s = Server::start_in(dir.path());
+    let d = s.berth_ok("DescribePolicy", json!({"policy": "cheapest"}));
+    assert_eq!(d["policy"]["activeIn"], json!(["cluster/pol"]));
+    assert_eq!(placed_on(&s.run("pol", json!([]))), cheap);
+    assert!(std::fs::metadata(&path).expect("cache file").len() > 1000, "the bad cache file was replaced");
+}

@@ -299,10 +299,12 @@ impl PolicyHost {
     // its data directory), files are written whole and renamed into place,
     // and the name carries the component's content hash and the engine's
     // compatibility hash; wasmtime itself refuses files from another
-    // version or configuration.
+    // version or configuration. The file is read into memory rather than
+    // mapped, so a file changed later cannot fault the code in use.
     #[allow(unsafe_code)]
     fn deserialize_cached(&self, path: &std::path::Path) -> wasmtime::Result<Component> {
-        unsafe { Component::deserialize_file(&self.engine, path) }
+        let bytes = std::fs::read(path)?;
+        unsafe { Component::deserialize(&self.engine, &bytes) }
     }
 
     fn write_cache(&self, dir: &std::path::Path, path: &std::path::Path, component: &Component) -> std::io::Result<()> {
@@ -326,5 +328,42 @@ impl Drop for PolicyHost {
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binpack() -> Vec<u8> {
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target"),
+        };
+        let path = target.join("wasm32-wasip2/release/binpack.wasm");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{} ({e}): build the plugins first", path.display()))
+    }
+
+    #[test]
+    fn compiled_components_are_cached_on_disk_and_loaded_from_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let cfg = HostConfig { pooling: false, cache_dir: Some(cache.clone()), ..HostConfig::default() };
+        let bytes = binpack();
+        let first = PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("compile");
+        let files: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let name = files[0].file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        assert!(name.starts_with(&first.sha256) && name.contains("wasmtime48.0.8"), "{name}");
+        let written = std::fs::metadata(&files[0]).and_then(|m| m.modified()).expect("mtime");
+        // A second engine (a restart) loads it: the file is not written again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("load from cache");
+        assert_eq!(second.sha256, first.sha256);
+        assert_eq!(std::fs::metadata(&files[0]).and_then(|m| m.modified()).expect("mtime"), written);
+        // A corrupt cache file is refused by wasmtime and replaced.
+        std::fs::write(&files[0], b"not a compiled component").expect("corrupt");
+        PolicyHost::new(cfg).expect("host").compile(&bytes).expect("recompiled");
+        assert!(std::fs::metadata(&files[0]).expect("file").len() > 1000);
     }
 }
