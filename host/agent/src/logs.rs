@@ -1,24 +1,61 @@
-//! `berth logs`: a task's container output, straight from Docker (found by
-//! the `berth.task-arn` label), so it works while `berth up` holds the store.
+//! Task logs from Docker, found by the `berth.task-arn` label, without the
+//! store: [`task_logs`] writes them to a stream (`berth logs` when the API is
+//! not reachable), [`task_log_streams`] gives each container's entries with
+//! Docker's timestamps (the API's `GetTaskLogs`).
 
 use std::io::Write;
 
+use bollard::Docker;
 use bollard::container::LogOutput;
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::docker::{connect, containers_with_label};
 use crate::{AgentError, LABEL_CONTAINER_NAME, LABEL_TASK_ARN};
 
-/// Writes the logs of task `task` (its id or ARN) to `out`: every container,
-/// or only `container`; with `follow`, keeps streaming until the containers stop.
-/// Each line is prefixed with the container name when more than one is shown.
-pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &mut (dyn Write + Send)) -> Result<(), AgentError> {
-    let docker = connect().await?;
+/// One entry of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Docker's timestamp, RFC 3339 with nanoseconds, UTC
+    /// (`2026-11-30T02:44:13.123456789Z`).
+    pub timestamp: String,
+    /// The output, without its line end (stdout and stderr alike).
+    pub message: Vec<u8>,
+}
+
+/// The log of one container of a task, oldest entry first.
+pub struct ContainerLog {
+    /// The container's name in the task definition.
+    pub name: String,
+    /// Its entries; dropping them ends the request to Docker.
+    entries: BoxStream<'static, Result<LogEntry, AgentError>>,
+}
+
+impl ContainerLog {
+    /// The next entry, oldest first; `None` at the end of what Docker holds.
+    pub async fn next_entry(&mut self) -> Option<Result<LogEntry, AgentError>> {
+        self.entries.next().await
+    }
+}
+
+impl std::fmt::Debug for ContainerLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerLog").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+fn name_of(c: &ContainerSummary) -> String {
+    c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)).cloned().unwrap_or_default()
+}
+
+/// The containers of `task` (an ARN, or a task id matched against the end of
+/// the label), only `container` if given, sorted by name.
+async fn find(docker: &Docker, task: &str, container: Option<&str>) -> Result<Vec<ContainerSummary>, AgentError> {
     let mut found = if task.starts_with("arn:") {
-        containers_with_label(&docker, LABEL_TASK_ARN, task).await?
+        containers_with_label(docker, LABEL_TASK_ARN, task).await?
     } else {
-        // A task id: match the end of the label's value.
         let mut filters = std::collections::HashMap::new();
         filters.insert("label", vec![LABEL_TASK_ARN.to_owned()]);
         let opts = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
@@ -32,14 +69,22 @@ pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &
     if found.is_empty() {
         return Err(AgentError::NoSuchTask(task.to_owned()));
     }
-    let name_of = |c: &bollard::models::ContainerSummary| c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)).cloned().unwrap_or_default();
     if let Some(want) = container {
         found.retain(|c| name_of(c) == want);
         if found.is_empty() {
             return Err(AgentError::NoSuchContainer { task: task.to_owned(), name: want.to_owned() });
         }
     }
-    found.sort_by_key(&name_of);
+    found.sort_by_key(name_of);
+    Ok(found)
+}
+
+/// Writes the logs of task `task` (its id or ARN) to `out`: every container,
+/// or only `container`; with `follow`, keeps streaming until the containers stop.
+/// Each line is prefixed with the container name when more than one is shown.
+pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &mut (dyn Write + Send)) -> Result<(), AgentError> {
+    let docker = connect().await?;
+    let found = find(&docker, task, container).await?;
     let prefix = found.len() > 1;
     let mut streams = Vec::new();
     for c in &found {
@@ -66,4 +111,89 @@ pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &
         out.flush()?;
     }
     Ok(())
+}
+
+/// The logs of task `task` (its ARN or id), each container's (or only
+/// `container`'s) entries with their timestamps, from `since` (epoch seconds:
+/// Docker's granularity, so the caller filters finer) to what Docker holds now.
+pub async fn task_log_streams(task: &str, container: Option<&str>, since: Option<i64>) -> Result<Vec<ContainerLog>, AgentError> {
+    let docker = connect().await?;
+    let found = find(&docker, task, container).await?;
+    let since = since.map(|s| i32::try_from(s.max(0)).unwrap_or(i32::MAX));
+    let mut out = Vec::new();
+    for c in &found {
+        let Some(id) = c.id.clone() else { continue };
+        let mut opts = LogsOptionsBuilder::default().stdout(true).stderr(true).timestamps(true);
+        if let Some(s) = since {
+            opts = opts.since(s);
+        }
+        let frames = docker.logs(&id, Some(opts.build()));
+        // A frame holds one entry or more, each line prefixed with its timestamp.
+        let entries = frames
+            .scan(String::new(), |last, frame| {
+                let batch = match frame {
+                    Err(e) => vec![Err(AgentError::from(e))],
+                    Ok(LogOutput::StdIn { .. }) => Vec::new(),
+                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                        split_entries(&message, last).into_iter().map(Ok).collect()
+                    }
+                };
+                std::future::ready(Some(futures_util::stream::iter(batch)))
+            })
+            .flatten()
+            .boxed();
+        out.push(ContainerLog { name: name_of(c), entries });
+    }
+    Ok(out)
+}
+
+/// Splits a frame of timestamped output into entries. A line without a
+/// timestamp (a TTY's raw output can break lines anywhere) goes with the
+/// timestamp of the entry before it, `last`.
+fn split_entries(frame: &[u8], last: &mut String) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    for line in frame.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let stamped = line.iter().position(|b| *b == b' ').filter(|&i| looks_like_timestamp(&line[..i]));
+        let message = match stamped {
+            Some(i) => {
+                *last = String::from_utf8_lossy(&line[..i]).into_owned();
+                &line[i + 1..]
+            }
+            None => line,
+        };
+        if stamped.is_none() && line.is_empty() {
+            continue;
+        }
+        out.push(LogEntry { timestamp: last.clone(), message: message.to_vec() });
+    }
+    out
+}
+
+/// `2026-11-30T02:44:13.123456789Z` and the like: digits, a `T`, ending in `Z`.
+fn looks_like_timestamp(s: &[u8]) -> bool {
+    s.len() >= 20 && s[4] == b'-' && s[10] == b'T' && s[..4].iter().all(u8::is_ascii_digit) && (s.ends_with(b"Z") || s[19..].contains(&b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_into_timestamped_entries() {
+        let mut last = String::new();
+        let e = split_entries(b"2026-11-30T02:44:13.000000001Z hello\n2026-11-30T02:44:13.000000002Z  two spaces\n", &mut last);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].timestamp, "2026-11-30T02:44:13.000000001Z");
+        assert_eq!(e[0].message, b"hello");
+        assert_eq!(e[1].message, b" two spaces");
+        // An unstamped continuation keeps the previous timestamp.
+        let e = split_entries(b"more output\n", &mut last);
+        assert_eq!(e, vec![LogEntry { timestamp: "2026-11-30T02:44:13.000000002Z".into(), message: b"more output".to_vec() }]);
+        // An empty entry is kept when stamped.
+        let e = split_entries(b"2026-11-30T02:44:14.000000000Z \n", &mut last);
+        assert_eq!(e[0].message, b"");
+        assert_eq!(last, "2026-11-30T02:44:14.000000000Z");
+    }
 }

@@ -1,11 +1,10 @@
-//! `berth logs TASK [--container NAME] [--follow]`: straight from Docker, so
-//! it works while `berth up` holds the store.
+//! `berth logs --docker` (and `berth logs` when berth up does not answer):
+//! a task's output straight from this host's Docker, without the API.
 
 use anyhow::Context;
 
 /// Writes the task's container output to stdout.
-pub fn run(task: &str, container: Option<&str>, follow: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+pub async fn from_docker(task: &str, container: Option<&str>, follow: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
-    rt.block_on(berth_agent::logs::task_logs(task, container, follow, &mut out)).with_context(|| format!("logs of task {task}"))
+    berth_agent::logs::task_logs(task, container, follow, &mut out).await.with_context(|| format!("logs of task {task}"))
 }

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// berth: a container orchestrator after Amazon ECS, with placement policies
 /// as WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, long_about = None)]
+#[command(name = "berth", version, about, long_about = None, after_help = api::cli::EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,17 +43,6 @@ enum Command {
         /// MiB of Docker's memory not offered to tasks.
         #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]
         memory_reserve: i64,
-    },
-    /// Print a task's container output, from Docker (works while `berth up` runs).
-    Logs {
-        /// Task id or ARN.
-        task: String,
-        /// Only this container of the task.
-        #[arg(long)]
-        container: Option<String>,
-        /// Keep streaming new output.
-        #[arg(long, short)]
-        follow: bool,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -96,7 +85,6 @@ fn main() -> ExitCode {
         Command::Up { data_dir, check, listen, availability_zone, memory_reserve } => {
             up::run(&data_dir, check, listen, &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve })
         }
-        Command::Logs { task, container, follow } => logs::run(&task, container.as_deref(), follow),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
         Command::Client(cmd) => api::cli::run(cmd),
         Command::Bench { what: BenchCommand::Api(args) } => api::load::run(&args),
@@ -105,7 +93,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
+            // A client command's failure says which kind it is (`--help` lists them).
+            ExitCode::from(e.downcast_ref::<api::cli::CliError>().map_or(1, api::cli::CliError::exit_code))
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod load;
+mod logs;
 pub mod sigv4;
 
 use std::future::Future;
@@ -197,6 +198,7 @@ impl Api {
             (BERTH_PREFIX, "ActivatePolicy") => dispatch(c, b, Control::activate_policy).await,
             (BERTH_PREFIX, "DeactivatePolicy") => dispatch(c, b, Control::deactivate_policy).await,
             (BERTH_PREFIX, "DeletePolicy") => dispatch(c, b, Control::delete_policy).await,
+            (BERTH_PREFIX, "GetTaskLogs") => logs::get_task_logs(c, b).await,
             (BERTH_PREFIX, "DescribeServer") => {
                 let _: serde_json::Value = decode(b)?;
                 let info = ServerInfo {

@@ -1,0 +1,182 @@
+//! berth's own `GetTaskLogs`: a task's container output, read from this
+//! host's Docker, in pages by time, so `berth logs` works wherever the API
+//! is reachable.
+//!
+//! `{"cluster", "task", "container"?, "startTime"? (epoch seconds), "limit"?}`
+//! -> `{"events": [{"container", "timestamp", "message"}], "nextStartTime",
+//! "lastStatus", "desiredStatus"}`. Events are oldest first; `startTime` is
+//! inclusive and `nextStartTime` is where the next page starts. Times are
+//! kept in whole microseconds (what an f64 of epoch seconds holds exactly);
+//! a page never ends inside a microsecond, so none is cut in two.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, decode};
+use crate::control::Control;
+use crate::control::types::DescribeTasksRequest;
+
+/// Events per page when the caller gives no `limit`, and the most it may ask.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct GetTaskLogsRequest {
+    cluster: Option<String>,
+    task: Option<String>,
+    container: Option<String>,
+    start_time: Option<f64>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogEvent {
+    container: String,
+    /// Epoch seconds.
+    timestamp: f64,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GetTaskLogsResponse {
+    events: Vec<LogEvent>,
+    next_start_time: f64,
+    last_status: String,
+    desired_status: String,
+}
+
+/// One entry, its time in epoch nanoseconds.
+struct Entry {
+    nanos: i64,
+    container: usize,
+    message: Vec<u8>,
+}
+
+fn micros(nanos: i64) -> i64 {
+    nanos.div_euclid(1000)
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new("InvalidParameterException", 400, message)
+}
+
+fn client(message: String) -> ApiError {
+    ApiError::new("ClientException", 400, message)
+}
+
+/// Answers `GetTaskLogs`.
+pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: GetTaskLogsRequest = decode(body)?;
+    let Some(task_ref) = req.task.clone().filter(|t| !t.is_empty()) else {
+        return Err(invalid("task: is required".into()));
+    };
+    let limit = match req.limit {
+        None => DEFAULT_LIMIT,
+        Some(l) => usize::try_from(l).ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| invalid(format!("limit: {l} is not in 1-{MAX_LIMIT}")))?,
+    };
+    let start_micros = match req.start_time {
+        None => None,
+        Some(t) if (0.0..1e11).contains(&t) => Some((t * 1e6).round() as i64),
+        Some(t) => return Err(invalid(format!("startTime: {t} is not a time in epoch seconds"))),
+    };
+
+    let c = Arc::clone(control);
+    let describe = DescribeTasksRequest { cluster: req.cluster.clone(), tasks: vec![task_ref.clone()], include: Vec::new() };
+    let found = tokio::task::spawn_blocking(move || c.describe_tasks(describe))
+        .await
+        .map_err(|e| ApiError::new("ServerException", 500, format!("the operation failed: {e}")))??;
+    let cluster_name = req.cluster.as_deref().unwrap_or("default");
+    let Some(task) = found.tasks.into_iter().next() else {
+        return Err(ApiError::new("ResourceNotFoundException", 400, format!("task `{task_ref}` not found in cluster `{cluster_name}`")));
+    };
+    let id = task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn).to_owned();
+    if task.container_instance_arn.is_none() {
+        return Err(client(format!(
+            "task {id} is not placed on any container instance yet (lastStatus {}); it has no logs until it starts",
+            task.last_status
+        )));
+    }
+    if let Some(want) = &req.container
+        && !task.containers.iter().any(|c| &c.name == want)
+    {
+        let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();
+        return Err(invalid(format!("container: task {id} has no container named `{want}` (it has: {})", names.join(", "))));
+    }
+    let stopped = task.last_status == "STOPPED" || task.desired_status == "STOPPED";
+    let answer = |events: Vec<LogEvent>, next: f64| GetTaskLogsResponse {
+        events,
+        next_start_time: next,
+        last_status: task.last_status.clone(),
+        desired_status: task.desired_status.clone(),
+    };
+    let no_start = req.start_time.unwrap_or(0.0);
+
+    let since = start_micros.map(|m| m.div_euclid(1_000_000));
+    let streams = match berth_agent::logs::task_log_streams(&task.task_arn, req.container.as_deref(), since).await {
+        Ok(s) => s,
+        // Containers are created when the agent starts the task, and removed once it stops.
+        Err(berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. }) if task.last_status == "PENDING" && !stopped => {
+            return encode(&answer(Vec::new(), no_start));
+        }
+        Err(berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. }) if stopped => {
+            return Err(client(format!("task {id} has stopped ({}) and its containers were removed, their logs with them", task.last_status)));
+        }
+        Err(e @ (berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. })) => {
+            return Err(client(format!("task {id} (lastStatus {}): {e}, on the host of this API", task.last_status)));
+        }
+        Err(e) => return Err(ApiError::new("ServerException", 500, format!("reading the logs of task {id}: {e}"))),
+    };
+
+    let from_nanos = start_micros.map_or(i64::MIN, |m| m.saturating_mul(1000));
+    let mut names = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    for (ci, log) in streams.into_iter().enumerate() {
+        names.push(log.name.clone());
+        // The first `limit` of every container are enough for the merged first
+        // `limit`; past it, only the rest of the last microsecond.
+        let mut taken = 0usize;
+        let mut last_micro = None;
+        let mut log = log;
+        while let Some(e) = log.next_entry().await {
+            let e = e.map_err(|e| ApiError::new("ServerException", 500, format!("reading the logs of task {id}: {e}")))?;
+            let nanos = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .ok_or_else(|| ApiError::new("ServerException", 500, format!("Docker gave a log timestamp berth cannot read: `{}`", e.timestamp)))?;
+            if nanos < from_nanos {
+                continue;
+            }
+            if taken >= limit && last_micro != Some(micros(nanos)) {
+                break;
+            }
+            taken += 1;
+            last_micro = Some(micros(nanos));
+            entries.push(Entry { nanos, container: ci, message: e.message });
+        }
+    }
+    // Stable: one container's entries of the same instant keep their order.
+    entries.sort_by_key(|e| e.nanos);
+    if entries.len() > limit {
+        let cut = micros(entries[limit - 1].nanos);
+        let keep = limit + entries[limit..].iter().take_while(|e| micros(e.nanos) == cut).count();
+        entries.truncate(keep);
+    }
+    let next = entries.last().map_or(no_start, |e| (micros(e.nanos) + 1) as f64 / 1e6);
+    let events = entries
+        .into_iter()
+        .map(|e| LogEvent {
+            container: names[e.container].clone(),
+            timestamp: e.nanos as f64 / 1e9,
+            message: String::from_utf8_lossy(&e.message).into_owned(),
+        })
+        .collect();
+    encode(&answer(events, next))
+}
+
+fn encode(v: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
+}
