@@ -429,7 +429,8 @@ impl Control {
                     let arn = &view.instances[p.instance].container_instance_arn;
                     tasks.push(new.mint(&self.arn, Some(arn), Some(&p.dynamic_host_ports)));
                 }
-                Err(u) if queue || u.queue => {
+                // A service's tasks are not queued: its scheduler retries them.
+                Err(u) if queue || (u.queue && service.is_none()) => {
                     let t = new.mint(&self.arn, None, None);
                     tracing::info!(task = %t.task_arn, reason = %u.detail, "queued");
                     queued.push(QueuedTask {
