@@ -1,4 +1,4 @@
-//! Glue between `berth up` and the Docker agent (crate `berth-agent`).
+//! Glue between `berth up` and the Docker agents (crate `berth-agent`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,41 +13,86 @@ pub struct AgentOptions {
     pub availability_zone: String,
     /// MiB of Docker's memory kept back from tasks.
     pub memory_reserve_mib: i64,
+    /// How many agents (container instances) run on the one Docker daemon.
+    pub instances: u32,
 }
 
-/// A running agent: wake it with `handle`, stop it with `stop`.
+/// The running agents: wake them all through `notifier`, stop them with `stop`.
 #[derive(Debug)]
-pub struct RunningAgent {
-    /// Wakes the agent: the control layer announces placed and stopping
-    /// tasks on it (the agent also looks at the store every 500 ms).
-    pub handle: AgentHandle,
-    stop: Arc<tokio::sync::Notify>,
-    task: tokio::task::JoinHandle<()>,
+pub struct RunningAgents {
+    /// The control layer announces placed and stopping tasks here; every
+    /// agent is woken (each also looks at the store every 500 ms).
+    pub notifier: Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    fan_out: tokio::task::JoinHandle<()>,
 }
 
-impl RunningAgent {
-    /// Stops the agent loop (containers keep running; the next `berth up` re-adopts them).
+impl RunningAgents {
+    /// Stops the agent loops (containers keep running; the next `berth up` re-adopts them).
     pub async fn stop(self) {
-        self.stop.notify_one();
-        if let Err(e) = self.task.await {
-            tracing::warn!("agent task: {e}");
+        self.fan_out.abort();
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!("agent task: {e}");
+            }
         }
     }
 }
 
-/// Starts the agent of this host, registered in the `default` cluster, on the
-/// current runtime. When no Docker daemon answers it says so and keeps
-/// retrying, with the instance shown `agentConnected: false`.
-pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -> anyhow::Result<RunningAgent> {
-    let mut cfg = AgentConfig::new("default", data_dir);
-    cfg.availability_zone = opts.availability_zone.clone();
-    cfg.memory_reserve_mib = opts.memory_reserve_mib;
-    berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster).context("creating the default cluster")?;
-    let agent = Agent::new(store.clone(), cfg).context("starting the Docker agent")?;
-    tracing::info!(instance = %agent.instance_arn(), "starting the Docker agent");
-    let handle = agent.handle();
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let s = Arc::clone(&stop);
-    let task = tokio::spawn(agent.run(async move { s.notified().await }));
-    Ok(RunningAgent { handle, stop, task })
+/// Starts `opts.instances` agents on this host, each its own container
+/// instance of the `default` cluster (stable ids in `data_dir`), on the
+/// current runtime. When no Docker daemon answers they say so and keep
+/// retrying, with the instances shown `agentConnected: false`.
+pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -> anyhow::Result<RunningAgents> {
+    if opts.instances == 0 {
+        anyhow::bail!("--instances 0: berth up needs at least one container instance");
+    }
+    // A watch, not a Notify: it holds the stop even for an agent not yet polled.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut handles: Vec<AgentHandle> = Vec::new();
+    let mut tasks = Vec::new();
+    for index in 0..opts.instances {
+        let mut cfg = AgentConfig::new("default", data_dir);
+        cfg.index = index;
+        cfg.share = opts.instances;
+        cfg.availability_zone = opts.availability_zone.clone();
+        cfg.memory_reserve_mib = opts.memory_reserve_mib;
+        berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster).context("creating the default cluster")?;
+        let agent = Agent::new(store.clone(), cfg).context("starting the Docker agent")?;
+        tracing::info!(instance = %agent.instance_arn(), index, "starting the Docker agent");
+        handles.push(agent.handle());
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(agent.run(async move {
+            // An error means the sender is gone: stop too.
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+    // Instances of an earlier run with more agents: nobody serves them now,
+    // so they take no placements (their containers are left as they are).
+    let mut index = opts.instances;
+    while Agent::has_instance_id(data_dir, index) {
+        let mut cfg = AgentConfig::new("default", data_dir);
+        cfg.index = index;
+        let agent = Agent::new(store.clone(), cfg).context("reading an earlier agent's instance id")?;
+        tracing::warn!(instance = %agent.instance_arn(), index, "not run now (--instances {}); shown agentConnected=false", opts.instances);
+        agent.set_disconnected().context("marking an earlier agent's instance disconnected")?;
+        index += 1;
+    }
+    // One notification from the control layer wakes every agent: it does not
+    // say which instance a task went to, and a spare pass is cheap.
+    let notifier = Arc::new(tokio::sync::Notify::new());
+    let fan_out = {
+        let n = Arc::clone(&notifier);
+        tokio::spawn(async move {
+            loop {
+                n.notified().await;
+                for h in &handles {
+                    h.wake();
+                }
+            }
+        })
+    };
+    Ok(RunningAgents { notifier, stop, tasks, fan_out })
 }

@@ -43,6 +43,12 @@ enum Command {
         /// MiB of Docker's memory not offered to tasks.
         #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]
         memory_reserve: i64,
+        /// Container instances to run on this one Docker daemon, each its own
+        /// agent with a stable id and an equal share of CPU and memory: a way
+        /// to try spread placement and draining on one machine. They share
+        /// the host's ports, so give tasks dynamic host ports (hostPort 0).
+        #[arg(long, env = "BERTH_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        instances: u32,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -82,8 +88,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data_dir, check, listen, availability_zone, memory_reserve } => {
-            up::run(&data_dir, check, listen, &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve })
+        Command::Up { data_dir, check, listen, availability_zone, memory_reserve, instances } => {
+            up::run(&data_dir, check, listen, &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve, instances })
         }
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
         Command::Client(cmd) => api::cli::run(cmd),

@@ -28,20 +28,20 @@ pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr, agent: &c
     }
     let store = std::sync::Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    // The Docker agent of this host; without a daemon it keeps retrying.
-    let agent = {
+    // The Docker agents of this host; without a daemon they keep retrying.
+    let agents = {
         let _rt = rt.enter();
         crate::agent::spawn(&store, data_dir, agent)?
     };
     // The ECS API and the batch scheduler; they print the "running" line.
-    // The control layer wakes the agent when it places or stops tasks.
-    let tasks_changed = agent.handle.notifier();
+    // The control layer wakes the agents when it places or stops tasks.
+    let tasks_changed = std::sync::Arc::clone(&agents.notifier);
     rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, tasks_changed, async {
         if let Err(e) = shutdown_signal().await {
             tracing::error!(error = %e, "waiting for a signal failed; stopping");
         }
     }))?;
-    rt.block_on(agent.stop());
+    rt.block_on(agents.stop());
     drop(store);
     println!("berth: stopped");
     Ok(())
