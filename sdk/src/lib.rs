@@ -75,7 +75,7 @@ fn fill_fits<const F: bool, const G: bool>(
     filter: &[u8],
     groups: &[u32],
     need: (u32, u32, u32, u32),
-) {
+) -> usize {
     let mut n = fits.len().min(sched.len()).min(cpu.len()).min(mem.len()).min(etcp.len()).min(eudp.len());
     if F {
         n = n.min(filter.len());
@@ -96,20 +96,32 @@ fn fill_fits<const F: bool, const G: bool>(
         }
         fits[i] = ok;
     }
+    n
 }
 
 /// The loop of [`Cluster::least`], with wasm SIMD like [`fill_fits`].
 #[cfg_attr(target_family = "wasm", target_feature(enable = "simd128"))]
-fn least_of(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
+fn least_of(fits: &[u8], _keys: &mut Vec<u32>, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
     let mut best = u64::MAX;
     let mut at = 0usize;
-    for (i, &ok) in fits.iter().enumerate() {
+    let mut step = |i: usize, ok: u8| {
         // Non-candidates sort after every candidate.
         let k = (u64::from(ok ^ 1) << 32) | u64::from(key(i as InstanceId));
         if k < best {
             best = k;
             at = i;
         }
+    };
+    let chunks = fits.chunks_exact(8);
+    let tail = fits.len() - chunks.remainder().len();
+    for (c, f) in chunks.enumerate() {
+        let base = c * 8;
+        for j in 0..8 {
+            step(base + j, f[j]);
+        }
+    }
+    for i in tail..fits.len() {
+        step(i, fits[i]);
     }
     (best >> 32 == 0).then_some(at as InstanceId)
 }
@@ -224,6 +236,9 @@ pub struct Cluster {
     value_columns: RefCell<HashMap<u32, (Vec<u32>, usize)>>,
     /// Per (attribute id, group): the group's task count per value id.
     value_counts: RefCell<HashMap<(u32, GroupId), Vec<u32>>>,
+    /// Buffers of [`Cluster::least`] (fits mask, keys), reused so a
+    /// decision allocates nothing.
+    scratch: RefCell<(Vec<u8>, Vec<u32>)>,
 }
 
 impl Cluster {
@@ -335,13 +350,30 @@ impl Cluster {
     /// fit on (their keys are ignored), so it must not panic on them: use
     /// saturating arithmetic.
     pub fn least(&self, task: &Task, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
-        least_of(&self.fits_mask(task), key)
+        // A `key` that calls `least` again gets buffers of its own.
+        let mut fresh = (Vec::new(), Vec::new());
+        let mut scratch = self.scratch.try_borrow_mut();
+        let (fits, keys) = match scratch.as_deref_mut() {
+            Ok(s) => (&mut s.0, &mut s.1),
+            Err(_) => (&mut fresh.0, &mut fresh.1),
+        };
+        self.fill_mask(task, fits);
+        least_of(fits, keys, key)
     }
 
     /// 1 for each instance `task` fits on ([`Cluster::fits`] for all at once).
     pub fn fits_mask(&self, task: &Task) -> Vec<u8> {
+        let mut fits = Vec::new();
+        self.fill_mask(task, &mut fits);
+        fits
+    }
+
+    /// [`Cluster::fits_mask`] into `fits`, reusing its allocation.
+    fn fill_mask(&self, task: &Task, fits: &mut Vec<u8>) {
         let n = self.len();
-        let mut fits = vec![0u8; n];
+        // Every byte of `fits[..n]` is written below.
+        fits.resize(n, 0);
+        fits.truncate(n);
         let (sched, cpu, mem, etcp, eudp) =
             (&self.schedulable[..n], &self.cpu_free[..n], &self.memory_free[..n], &self.eph_tcp_free[..n], &self.eph_udp_free[..n]);
         let (c, m, t, u) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
@@ -353,14 +385,13 @@ impl Cluster {
         };
         let groups: Option<&[u32]> =
             if task.distinct_instance { self.group_counts.get(task.group as usize).map(|g| &g[..]) } else { None };
-        match (filter, groups) {
-            (None, None) => fill_fits::<false, false>(&mut fits, sched, cpu, mem, etcp, eudp, &[], &[], need),
-            (Some(f), None) => fill_fits::<true, false>(&mut fits, sched, cpu, mem, etcp, eudp, f, &[], need),
-            (None, Some(g)) => fill_fits::<false, true>(&mut fits, sched, cpu, mem, etcp, eudp, &[], g, need),
-            (Some(f), Some(g)) => fill_fits::<true, true>(&mut fits, sched, cpu, mem, etcp, eudp, f, g, need),
-        }
-        // A shorter filter or count column (never sent so) admits nothing past its end.
-        let covered = filter.map_or(n, |f| f.len().min(n)).min(groups.map_or(n, |g| g.len().min(n)));
+        let covered = match (filter, groups) {
+            (None, None) => fill_fits::<false, false>(fits, sched, cpu, mem, etcp, eudp, &[], &[], need),
+            (Some(f), None) => fill_fits::<true, false>(fits, sched, cpu, mem, etcp, eudp, f, &[], need),
+            (None, Some(g)) => fill_fits::<false, true>(fits, sched, cpu, mem, etcp, eudp, &[], g, need),
+            (Some(f), Some(g)) => fill_fits::<true, true>(fits, sched, cpu, mem, etcp, eudp, f, g, need),
+        };
+        // A shorter column (never sent so) admits nothing past its end.
         fits[covered..].fill(0);
         if !task.static_ports.is_empty() {
             for (i, x) in fits.iter_mut().enumerate() {
@@ -373,7 +404,6 @@ impl Cluster {
                 }
             }
         }
-        fits
     }
 
     /// For spread: how many tasks of `group` run on instances sharing
@@ -496,8 +526,8 @@ impl Cluster {
         };
     }
 
-    fn update_usage(&mut self, id: InstanceId, u: wit::Usage) {
-        let i = id as usize;
+    fn update_usage(&mut self, u: wit::Usage) {
+        let i = u.id as usize;
         if i >= self.len() {
             return;
         }
@@ -506,22 +536,29 @@ impl Cluster {
         self.eph_tcp_free[i] = u.ephemeral_tcp_free;
         self.eph_udp_free[i] = u.ephemeral_udp_free;
         self.running[i] = u.running_tasks;
-        self.tcp_ports[i] = u.tcp_ports;
-        self.udp_ports[i] = u.udp_ports;
-        for (g, count) in u.groups {
-            self.ensure_group(g);
-            let old = std::mem::replace(&mut self.group_counts[g as usize][i], count);
-            if old == count {
-                continue;
-            }
-            // Keep the spread caches current instead of dropping them.
-            let cols = self.value_columns.get_mut();
-            for ((attr, cg), counts) in self.value_counts.get_mut().iter_mut() {
-                if *cg == g {
-                    if let Some((col, _)) = cols.get(attr) {
-                        let v = &mut counts[col[i] as usize];
-                        *v = (*v + count).saturating_sub(old);
-                    }
+        if let Some((tcp, udp)) = u.ports {
+            self.tcp_ports[i] = tcp;
+            self.udp_ports[i] = udp;
+        }
+    }
+
+    fn set_group_count(&mut self, g: GroupId, id: InstanceId, count: u32) {
+        let i = id as usize;
+        if i >= self.len() {
+            return;
+        }
+        self.ensure_group(g);
+        let old = std::mem::replace(&mut self.group_counts[g as usize][i], count);
+        if old == count {
+            return;
+        }
+        // Keep the spread caches current instead of dropping them.
+        let cols = self.value_columns.get_mut();
+        for ((attr, cg), counts) in self.value_counts.get_mut().iter_mut() {
+            if *cg == g {
+                if let Some((col, _)) = cols.get(attr) {
+                    let v = &mut counts[col[i] as usize];
+                    *v = (*v + count).saturating_sub(old);
                 }
             }
         }
@@ -581,11 +618,35 @@ pub mod rt {
     pub struct State<P> {
         cluster: Cluster,
         policy: P,
+        families: Vec<String>,
+        strategies: Vec<Vec<(String, String)>>,
+        /// The task handed to the policy, reused: its family and strategy
+        /// are copied in only when their ids change.
+        task: Task,
+        task_ids: Option<(u32, u32)>,
     }
 
     impl<P: Policy> Default for State<P> {
         fn default() -> Self {
-            State { cluster: Cluster::default(), policy: P::default() }
+            State {
+                cluster: Cluster::default(),
+                policy: P::default(),
+                families: Vec::new(),
+                strategies: Vec::new(),
+                task: Task {
+                    cpu: 0,
+                    memory: 0,
+                    static_ports: Vec::new(),
+                    dynamic_tcp: 0,
+                    dynamic_udp: 0,
+                    group: 0,
+                    family: String::new(),
+                    distinct_instance: false,
+                    filter: None,
+                    strategy: Vec::new(),
+                },
+                task_ids: None,
+            }
         }
     }
 
@@ -642,34 +703,56 @@ pub mod rt {
         pub fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
             self.cluster.upsert(inst, groups);
         }
-        pub fn update_usage(&mut self, entries: Vec<(u32, wit::Usage)>) {
-            for (id, usage) in entries {
-                self.cluster.update_usage(id, usage);
+        pub fn define_family(&mut self, id: u32, name: String) {
+            let slot = id as usize;
+            if self.families.len() <= slot {
+                self.families.resize(slot + 1, String::new());
             }
+            self.families[slot] = name;
+            self.task_ids = None;
+        }
+        pub fn define_strategy(&mut self, id: u32, pairs: Vec<(String, String)>) {
+            let slot = id as usize;
+            if self.strategies.len() <= slot {
+                self.strategies.resize(slot + 1, Vec::new());
+            }
+            self.strategies[slot] = pairs;
+            self.task_ids = None;
         }
         pub fn remove(&mut self, id: u32) {
             if let Some(s) = self.cluster.schedulable.get_mut(id as usize) {
                 *s = false;
             }
         }
-        pub fn place(&mut self, t: wit::Task, count: u32) -> Vec<wit::Decision> {
-            let task = Task {
-                cpu: t.cpu,
-                memory: t.memory,
-                static_ports: t.static_ports.iter().map(|p| (p.port, p.udp)).collect(),
-                dynamic_tcp: t.dynamic_tcp,
-                dynamic_udp: t.dynamic_udp,
-                group: t.group,
-                family: t.family,
-                distinct_instance: t.distinct_instance,
-                filter: t.filter,
-                strategy: t.strategy,
-            };
+        pub fn place(&mut self, changes: Vec<wit::Change>, t: wit::Task, count: u32) -> Vec<wit::Decision> {
+            for c in changes {
+                match c {
+                    wit::Change::Usage(u) => self.cluster.update_usage(u),
+                    wit::Change::GroupCount(c) => self.cluster.set_group_count(c.group, c.instance, c.count),
+                }
+            }
+            let task = &mut self.task;
+            task.cpu = t.cpu;
+            task.memory = t.memory;
+            task.static_ports.clear();
+            task.static_ports.extend(t.static_ports.iter().map(|p| (p.port, p.udp)));
+            task.dynamic_tcp = t.dynamic_tcp;
+            task.dynamic_udp = t.dynamic_udp;
+            task.group = t.group;
+            task.distinct_instance = t.distinct_instance;
+            task.filter = t.filter;
+            if self.task_ids != Some((t.family, t.strategy)) {
+                // An id never defined reads as empty.
+                task.family.clone_from(self.families.get(t.family as usize).unwrap_or(&String::new()));
+                task.strategy.clone_from(self.strategies.get(t.strategy as usize).unwrap_or(&Vec::new()));
+                self.task_ids = Some((t.family, t.strategy));
+            }
+            let task = &self.task;
             self.cluster.ensure_group(task.group);
             (0..count)
-                .map(|_| match self.policy.choose(&self.cluster, &task) {
+                .map(|_| match self.policy.choose(&self.cluster, task) {
                     Some(i) if (i as usize) < self.cluster.len() => {
-                        self.cluster.apply(i, &task);
+                        self.cluster.apply(i, task);
                         wit::Decision::Placed(i)
                     }
                     // Out of range: passed on for the host to reject.
@@ -681,7 +764,7 @@ pub mod rt {
     }
 
     pub use exp::Guest;
-    pub use wit::{ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask, Usage};
+    pub use wit::{Change, ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask};
 }
 
 /// Severity of a log line.
@@ -742,16 +825,50 @@ macro_rules! export_policy {
             fn upsert(inst: $crate::rt::Instance, groups: ::std::vec::Vec<(u32, u32)>) {
                 __BERTH_STATE.with_borrow_mut(|s| s.upsert(inst, groups))
             }
-            fn update_usage(entries: ::std::vec::Vec<(u32, $crate::rt::Usage)>) {
-                __BERTH_STATE.with_borrow_mut(|s| s.update_usage(entries))
+            fn define_family(id: u32, name: ::std::string::String) {
+                __BERTH_STATE.with_borrow_mut(|s| s.define_family(id, name))
+            }
+            fn define_strategy(id: u32, pairs: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.define_strategy(id, pairs))
             }
             fn remove(id: u32) {
                 __BERTH_STATE.with_borrow_mut(|s| s.remove(id))
             }
-            fn place(task: $crate::rt::WitTask, count: u32) -> ::std::vec::Vec<$crate::rt::Decision> {
-                __BERTH_STATE.with_borrow_mut(|s| s.place(task, count))
+            fn place(changes: ::std::vec::Vec<$crate::rt::Change>, task: $crate::rt::WitTask, count: u32) -> ::std::vec::Vec<$crate::rt::Decision> {
+                __BERTH_STATE.with_borrow_mut(|s| s.place(changes, task, count))
             }
         }
         $crate::bindings::export_placement_policy!(__BerthExport with_types_in $crate::bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition [`least_of`] must agree with.
+    fn least_naive(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
+        (0..fits.len() as InstanceId).filter(|&i| fits[i as usize] != 0).min_by_key(|&i| (key(i), i))
+    }
+
+    #[test]
+    fn least_of_agrees_with_the_plain_definition() {
+        // A small LCG: the SDK has no dependencies beyond wit-bindgen.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        };
+        let mut keys = Vec::new();
+        for round in 0..2000 {
+            let n = next(70) as usize;
+            let density = next(4);
+            let fits: Vec<u8> = (0..n).map(|_| u8::from(next(4) < density)).collect();
+            // Few distinct keys, so ties are common; u32::MAX included.
+            let spread = [1, 3, 1000][next(3) as usize];
+            let column: Vec<u32> = (0..n).map(|_| if next(10) == 0 { u32::MAX } else { next(spread) as u32 }).collect();
+            let key = |i: InstanceId| column[i as usize];
+            assert_eq!(least_of(&fits, &mut keys, key), least_naive(&fits, key), "round {round}: fits {fits:?} keys {column:?}");
+        }
+    }
 }

@@ -171,6 +171,15 @@ pub struct PolicySession {
     attributes: FxHashMap<String, u32>,
     /// Static-constraint filters by their joined sources.
     filters: FxHashMap<String, u32>,
+    families: FxHashMap<String, u32>,
+    /// Strategies by their text (`type field` lines).
+    strategies: FxHashMap<String, u32>,
+    /// Per instance, the static ports (outside the ephemeral range) the
+    /// mirror holds, `(tcp, udp)`; None when unknown (a placement added
+    /// some), so the next usage change sends them.
+    ports_sent: Vec<Option<(Vec<u16>, Vec<u16>)>>,
+    /// Reused to build lookup keys without allocating per decision.
+    key: String,
 }
 
 impl std::fmt::Debug for PolicySession {
@@ -220,6 +229,10 @@ impl PolicySession {
             groups: FxHashMap::default(),
             attributes: FxHashMap::default(),
             filters: FxHashMap::default(),
+            families: FxHashMap::default(),
+            strategies: FxHashMap::default(),
+            ports_sent: Vec::new(),
+            key: String::new(),
         }
     }
 
@@ -302,6 +315,9 @@ impl PolicySession {
         self.groups.clear();
         self.attributes.clear();
         self.filters.clear();
+        self.families.clear();
+        self.strategies.clear();
+        self.ports_sent.clear();
         self.dirty.clear();
         self.usage_dirty.clear();
         let mut store = new_store(&self.host, self.policy.logs_dropped.clone(), self.policy.label.clone());
@@ -342,8 +358,9 @@ impl PolicySession {
             cols.running_tasks.push(inst.running_tasks);
             let (tcp, udp) = static_ports(inst, lo, hi);
             if !tcp.is_empty() || !udp.is_empty() {
-                ports.push((i as u32, tcp, udp));
+                ports.push((i as u32, tcp.clone(), udp.clone()));
             }
+            self.ports_sent.push(Some((tcp, udp)));
             attrs.push((i as u32, self.intern_attributes(inst, &mut new_names)));
         }
         let p = bindings.berth_placement_policy();
@@ -423,6 +440,10 @@ impl PolicySession {
                     p.call_define_attribute(&mut *store, *id, name)?;
                 }
                 let (tcp, udp) = static_ports(inst, lo, hi);
+                if self.ports_sent.len() <= i {
+                    self.ports_sent.resize(i + 1, None);
+                }
+                self.ports_sent[i] = Some((tcp.clone(), udp.clone()));
                 let record = wit::Instance {
                     id: i as u32,
                     schedulable: inst.spec.active && inst.spec.agent_connected,
@@ -444,29 +465,43 @@ impl PolicySession {
             // Attributes may have changed: filters are recomputed on use.
             self.filters.clear();
         }
+        // The usage changes ride on the `place` call below.
+        let mut changes = Vec::new();
         if !self.usage_dirty.is_empty() {
             let mut dirty = std::mem::take(&mut self.usage_dirty);
             dirty.sort_unstable();
             dirty.dedup();
             let (lo, hi) = state.ephemeral_ports();
             let range = u32::from(hi - lo) + 1;
-            let mut entries = Vec::with_capacity(dirty.len());
+            changes.reserve(dirty.len() * (1 + self.groups.len()));
             for i in dirty.into_iter().filter(|&i| i < self.synced) {
                 let inst = state.instance(i);
-                let (tcp, udp) = static_ports(inst, lo, hi);
-                let usage = wit::Usage {
+                // Static ports cross only when they differ from the mirror's.
+                let unchanged = self.ports_sent.get(i).and_then(Option::as_ref).is_some_and(|(tcp, udp)| {
+                    static_iter(&inst.ports[0], lo, hi).eq(tcp.iter().copied()) && static_iter(&inst.ports[1], lo, hi).eq(udp.iter().copied())
+                });
+                let ports = if unchanged {
+                    None
+                } else {
+                    let (tcp, udp) = static_ports(inst, lo, hi);
+                    if let Some(slot) = self.ports_sent.get_mut(i) {
+                        *slot = Some((tcp.clone(), udp.clone()));
+                    }
+                    Some((tcp, udp))
+                };
+                changes.push(wit::Change::Usage(wit::Usage {
+                    id: i as u32,
                     cpu_free: state.cpu_free(i),
                     memory_free: state.mem_free(i),
-                    tcp_ports: tcp,
-                    udp_ports: udp,
                     ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
                     ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
                     running_tasks: inst.running_tasks,
-                    groups: self.groups.iter().map(|(g, &id)| (id, state.group_count(g, i))).collect(),
-                };
-                entries.push((i as u32, usage));
+                    ports,
+                }));
+                for (g, &id) in &self.groups {
+                    changes.push(wit::Change::GroupCount(wit::GroupCount { group: id, instance: i as u32, count: state.group_count(g, i) }));
+                }
             }
-            p.call_update_usage(&mut *store, &entries)?;
         }
         let group = match self.groups.get(&req.task.group) {
             Some(&g) => g,
@@ -478,18 +513,19 @@ impl PolicySession {
                 g
             }
         };
-        let mut sources = String::new();
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
         for c in &req.constraints {
             if let Constraint::MemberOf { source, expr } = c
                 && expr.is_static()
             {
-                sources.push_str(source);
-                sources.push('\n');
+                key.push_str(source);
+                key.push('\n');
             }
         }
-        let filter = if sources.is_empty() {
+        let filter = if key.is_empty() {
             None
-        } else if let Some(&f) = self.filters.get(&sources) {
+        } else if let Some(&f) = self.filters.get(&key) {
             Some(f)
         } else {
             let f = self.filters.len() as u32;
@@ -505,9 +541,44 @@ impl PolicySession {
                 })
                 .collect();
             p.call_define_filter(&mut *store, f, &members)?;
-            self.filters.insert(sources, f);
+            self.filters.insert(key.clone(), f);
             Some(f)
         };
+        let family_name = family_of(&req.task.group);
+        let family = match self.families.get(family_name) {
+            Some(&f) => f,
+            None => {
+                let f = self.families.len() as u32;
+                p.call_define_family(&mut *store, f, family_name)?;
+                self.families.insert(family_name.to_owned(), f);
+                f
+            }
+        };
+        key.clear();
+        for s in &req.strategies {
+            let (kind, prefix, field) = strategy_parts(s);
+            for part in [kind, " ", prefix, field, "\n"] {
+                key.push_str(part);
+            }
+        }
+        let strategy = match self.strategies.get(&key) {
+            Some(&s) => s,
+            None => {
+                let s = self.strategies.len() as u32;
+                let pairs: Vec<(String, String)> = req
+                    .strategies
+                    .iter()
+                    .map(|s| {
+                        let (kind, prefix, field) = strategy_parts(s);
+                        (kind.to_owned(), format!("{prefix}{field}"))
+                    })
+                    .collect();
+                p.call_define_strategy(&mut *store, s, &pairs)?;
+                self.strategies.insert(key.clone(), s);
+                s
+            }
+        };
+        self.key = key;
         let (mut dynamic_tcp, mut dynamic_udp) = (0, 0);
         for p in &req.task.dynamic_ports {
             match p {
@@ -522,12 +593,12 @@ impl PolicySession {
             dynamic_tcp,
             dynamic_udp,
             group,
-            family: family_of(&req.task.group),
+            family,
             distinct_instance: req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)),
             filter,
-            strategy: req.strategies.iter().map(strategy_pair).collect(),
+            strategy,
         };
-        p.call_place(&mut *store, &task, u32::try_from(count).unwrap_or(u32::MAX))
+        p.call_place(&mut *store, &changes, &task, u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// Invariant 3: every answer is checked by the native engine before it counts.
@@ -547,6 +618,12 @@ impl PolicySession {
                 }
                 wit::Decision::Placed(i) => match place_on(state, req, i as usize) {
                     Ok(p) => {
+                        // The mirror added the static ports its own way; resend on the next change.
+                        if !req.task.static_ports.is_empty()
+                            && let Some(slot) = self.ports_sent.get_mut(p.instance)
+                        {
+                            *slot = None;
+                        }
                         out.push(Ok(p));
                         continue;
                     }
@@ -568,23 +645,29 @@ pub fn host_ports(req: &PlacementRequest, p: &Placement) -> Vec<(u16, Protocol)>
     req.task.static_ports.iter().copied().chain(p.dynamic_host_ports.iter().copied().zip(req.task.dynamic_ports.iter().copied())).collect()
 }
 
+/// The ports of `set` outside the ephemeral range `lo..=hi` (static ports).
+fn static_iter(set: &berth_core::placement::PortSet, lo: u16, hi: u16) -> impl Iterator<Item = u16> + '_ {
+    set.iter().filter(move |p| !(lo..=hi).contains(p))
+}
+
 fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) {
-    let outside = |s: &berth_core::placement::PortSet| s.iter().filter(|p| !(lo..=hi).contains(p)).collect::<Vec<u16>>();
-    (outside(&inst.ports[0]), outside(&inst.ports[1]))
+    (static_iter(&inst.ports[0], lo, hi).collect(), static_iter(&inst.ports[1], lo, hi).collect())
 }
 
-fn family_of(group: &str) -> String {
-    group.strip_prefix("family:").unwrap_or(group).to_owned()
+fn family_of(group: &str) -> &str {
+    group.strip_prefix("family:").unwrap_or(group)
 }
 
-fn strategy_pair(s: &Strategy) -> (String, String) {
+/// A strategy in ECS form: its type, and its field as prefix and rest
+/// (`attribute:` and the attribute name), so keys need no allocation.
+fn strategy_parts(s: &Strategy) -> (&'static str, &'static str, &str) {
     use berth_core::placement::{BinpackField, SpreadField};
     match s {
-        Strategy::Binpack(BinpackField::Cpu) => ("binpack".into(), "cpu".into()),
-        Strategy::Binpack(BinpackField::Memory) => ("binpack".into(), "memory".into()),
-        Strategy::Spread(SpreadField::InstanceId) => ("spread".into(), "instanceId".into()),
-        Strategy::Spread(SpreadField::Host) => ("spread".into(), "host".into()),
-        Strategy::Spread(SpreadField::Attribute(a)) => ("spread".into(), format!("attribute:{a}")),
-        Strategy::Random => ("random".into(), String::new()),
+        Strategy::Binpack(BinpackField::Cpu) => ("binpack", "", "cpu"),
+        Strategy::Binpack(BinpackField::Memory) => ("binpack", "", "memory"),
+        Strategy::Spread(SpreadField::InstanceId) => ("spread", "", "instanceId"),
+        Strategy::Spread(SpreadField::Host) => ("spread", "", "host"),
+        Strategy::Spread(SpreadField::Attribute(a)) => ("spread", "attribute:", a),
+        Strategy::Random => ("random", "", ""),
     }
 }

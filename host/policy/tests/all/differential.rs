@@ -1,8 +1,10 @@
 //! The binpack and spread plugins give the same answers as berth-core's
 //! native strategies on the same inputs, over generated clusters and
-//! requests, with changes to the cluster between decisions.
+//! requests, with changes to the cluster between decisions; the `follow`
+//! plugin, which applies whatever strategy the request carries, does too
+//! when every request of a session carries another one.
 
-use berth_core::model::Protocol;
+use berth_core::model::{PlacementStrategy, PlacementStrategyType, Protocol};
 use berth_core::placement::{ClusterState, InstanceSpec, PlacementRequest, Placer, TaskSpec, synthetic};
 use berth_policy::PolicySession;
 use rand::rngs::SmallRng;
@@ -10,8 +12,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::{distinct, host, load, member_of, request};
 
-fn random_request(rng: &mut SmallRng, chain: &str) -> PlacementRequest {
-    let strategies = synthetic::strategy_chain(chain).expect("known chain");
+fn random_request(rng: &mut SmallRng, chains: &[Vec<PlacementStrategy>]) -> PlacementRequest {
+    // One chain draws nothing, so those tests keep their earlier sequences.
+    let strategies = if chains.len() == 1 { &chains[0] } else { &chains[rng.random_range(0..chains.len())] };
     let mut constraints = Vec::new();
     if rng.random_bool(0.5) {
         constraints.push(member_of("attribute:ecs.instance-type in [m.medium, m.large, m.xlarge]"));
@@ -20,7 +23,7 @@ fn random_request(rng: &mut SmallRng, chain: &str) -> PlacementRequest {
         constraints.push(distinct());
     }
     let group = ["service:web", "service:api", "family:batch"][rng.random_range(0..3)];
-    let mut req = request(group, rng.random_range(0..2048), rng.random_range(1..4096), &strategies, &constraints);
+    let mut req = request(group, rng.random_range(0..2048), rng.random_range(1..4096), strategies, &constraints);
     if rng.random_bool(0.2) {
         req.task.static_ports.push((rng.random_range(8000..8003), Protocol::Tcp));
     }
@@ -84,7 +87,7 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
     }
 }
 
-fn differential(chain: &str, plugin: &str, seeds: u64) {
+fn differential(chains: &[Vec<PlacementStrategy>], plugin: &str, seeds: u64) {
     let policy = load(plugin);
     for seed in 0..seeds {
         let mut rng = SmallRng::seed_from_u64(seed);
@@ -94,7 +97,7 @@ fn differential(chain: &str, plugin: &str, seeds: u64) {
         let mut placer = Placer::new(seed);
         let mut session = PolicySession::new(host(), policy.clone());
         for round in 0..12 {
-            let req = random_request(&mut rng, chain);
+            let req = random_request(&mut rng, chains);
             let count = rng.random_range(1..8);
             let expected: Vec<Option<(usize, Vec<u16>)>> =
                 placer.place(&mut native, &req, count).into_iter().map(|r| r.ok().map(|p| (p.instance, p.dynamic_host_ports))).collect();
@@ -104,7 +107,7 @@ fn differential(chain: &str, plugin: &str, seeds: u64) {
                 .into_iter()
                 .map(|r| r.ok().map(|p| (p.instance, p.dynamic_host_ports)))
                 .collect();
-            assert_eq!(got, expected, "{plugin} vs native {chain}: seed {seed} round {round} ({n} instances, request {req:?})");
+            assert_eq!(got, expected, "{plugin} vs native: seed {seed} round {round} ({n} instances, request {req:?})");
             // The same change on both sides.
             let mut r2 = rng.clone();
             let mut throwaway = PolicySession::new(host(), policy.clone());
@@ -115,12 +118,30 @@ fn differential(chain: &str, plugin: &str, seeds: u64) {
     assert!(policy.stats().failures.iter().all(|(_, n)| *n == 0), "{:?}", policy.stats());
 }
 
+fn chain(name: &str) -> Vec<PlacementStrategy> {
+    synthetic::strategy_chain(name).expect("known chain")
+}
+
 #[test]
 fn binpack_plugin_matches_native_binpack() {
-    differential("binpack", "binpack", 40);
+    differential(&[chain("binpack")], "binpack", 40);
 }
 
 #[test]
 fn spread_plugin_matches_native_spread() {
-    differential("spread", "spread", 40);
+    differential(&[chain("spread")], "spread", 40);
+}
+
+#[test]
+fn follow_plugin_matches_native_whatever_strategy_each_request_carries() {
+    let s = |kind, field: &str| PlacementStrategy { kind, field: Some(field.to_owned()) };
+    let chains = [
+        chain("binpack"),
+        chain("spread"),
+        chain("spread-binpack"),
+        vec![s(PlacementStrategyType::Binpack, "cpu")],
+        vec![s(PlacementStrategyType::Spread, "instanceId"), s(PlacementStrategyType::Binpack, "cpu")],
+        vec![s(PlacementStrategyType::Spread, "attribute:ecs.instance-type"), s(PlacementStrategyType::Binpack, "memory")],
+    ];
+    differential(&chains, "follow", 40);
 }
