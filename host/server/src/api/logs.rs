@@ -170,7 +170,9 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
         .into_iter()
         .map(|e| LogEvent {
             container: names[e.container].clone(),
-            timestamp: e.nanos as f64 / 1e9,
+            // In whole microseconds like the paging, so an event's own
+            // timestamp given back as startTime includes it.
+            timestamp: micros(e.nanos) as f64 / 1e6,
             message: String::from_utf8_lossy(&e.message).into_owned(),
         })
         .collect();
