@@ -176,6 +176,16 @@ fn push_event(s: &mut Service, message: String) {
     s.events.truncate(MAX_EVENTS);
 }
 
+/// The service as DescribeServices shows it: its PRIMARY and ACTIVE
+/// deployments, as ECS does. The INACTIVE ones stay in the store (the
+/// breaker rolls back to the last completed one) but are not shown, so a
+/// steady service has exactly one deployment, which is what
+/// `aws ecs wait services-stable` waits for.
+fn shown(mut s: Service) -> Service {
+    s.deployments.retain(|d| d.status != "INACTIVE");
+    s
+}
+
 fn u32_field(field: &str, v: i64, max: i64) -> Result<u32, ControlError> {
     if !(0..=max).contains(&v) {
         return Err(ControlError::invalid(
@@ -581,7 +591,7 @@ impl Control {
         let mut failures = Vec::new();
         for n in &req.services {
             match self.service_in(&mut txn, &cluster.cluster_name, &cluster.cluster_arn, n) {
-                Ok(s) => services.push(s),
+                Ok(s) => services.push(shown(s)),
                 Err(ControlError::ServiceNotFound(_)) => failures.push(Failure {
                     arn: Some(self.service_arn_of(&cluster.cluster_name, n)),
                     reason: "MISSING".into(),
@@ -1304,14 +1314,10 @@ mod tests {
         .service
     }
 
+    /// The stored service, with the INACTIVE deployments DescribeServices hides.
     fn describe(c: &Control, name: &str) -> Service {
-        c.describe_services(DescribeServicesRequest {
-            services: vec![name.into()],
-            ..Default::default()
-        })
-        .unwrap()
-        .services
-        .remove(0)
+        let arn = c.service_arn_of("default", name);
+        c.store.begin().unwrap().get::<Service>(&arn).unwrap().unwrap().value
     }
 
     fn tasks(c: &Control, name: &str) -> Vec<Task> {
@@ -1631,6 +1637,17 @@ mod tests {
             let s = converge(&c, "web", Some((lo, hi)));
             assert_eq!(s.task_definition, v2);
             assert_eq!(s.deployments[1].status, "INACTIVE");
+            // DescribeServices shows only the PRIMARY one now, as ECS does.
+            let shown = c
+                .describe_services(DescribeServicesRequest {
+                    services: vec!["web".into()],
+                    ..Default::default()
+                })
+                .unwrap()
+                .services
+                .remove(0);
+            assert_eq!(shown.deployments.len(), 1, "{:#?}", shown.deployments);
+            assert_eq!(shown.deployments[0].status, "PRIMARY");
             let live: Vec<Task> = tasks(&c, "web")
                 .into_iter()
                 .filter(|t| t.last_status == "RUNNING")
