@@ -158,14 +158,7 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
             entries.push(Entry { nanos, container: ci, message: e.message });
         }
     }
-    // Stable: one container's entries of the same instant keep their order.
-    entries.sort_by_key(|e| e.nanos);
-    if entries.len() > limit {
-        let cut = micros(entries[limit - 1].nanos);
-        let keep = limit + entries[limit..].iter().take_while(|e| micros(e.nanos) == cut).count();
-        entries.truncate(keep);
-    }
-    let next = entries.last().map_or(no_start, |e| (micros(e.nanos) + 1) as f64 / 1e6);
+    let next = page(&mut entries, limit).map_or(no_start, |m| m as f64 / 1e6);
     let events = entries
         .into_iter()
         .map(|e| LogEvent {
@@ -179,6 +172,53 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
     encode(&answer(events, next))
 }
 
+/// Sorts the entries of all containers by time and keeps the first `limit`,
+/// and the rest of the last one's microsecond; the microsecond the next page
+/// starts at, if any entry is left.
+fn page(entries: &mut Vec<Entry>, limit: usize) -> Option<i64> {
+    // Stable: one container's entries of the same instant keep their order.
+    entries.sort_by_key(|e| e.nanos);
+    if entries.len() > limit {
+        let cut = micros(entries[limit - 1].nanos);
+        let keep = limit + entries[limit..].iter().take_while(|e| micros(e.nanos) == cut).count();
+        entries.truncate(keep);
+    }
+    entries.last().map(|e| micros(e.nanos) + 1)
+}
+
 fn encode(v: &impl Serialize) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(v).map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(nanos: i64, container: usize) -> Entry {
+        Entry { nanos, container, message: nanos.to_string().into_bytes() }
+    }
+
+    #[test]
+    fn a_page_is_sorted_and_never_cuts_a_microsecond() {
+        // Two containers; 2_000_100 and 2_000_900 ns share microsecond 2000.
+        let mut e = vec![at(3_000_000, 0), at(2_000_100, 0), at(1_000_000, 1), at(2_000_900, 1), at(2_500_000, 0)];
+        let next = page(&mut e, 2);
+        let kept: Vec<i64> = e.iter().map(|e| e.nanos).collect();
+        assert_eq!(kept, vec![1_000_000, 2_000_100, 2_000_900], "the limit, then the rest of its microsecond");
+        assert_eq!(next, Some(2001), "the next page starts after the last microsecond");
+
+        let mut e = vec![at(5_000, 0), at(4_000, 1)];
+        assert_eq!(page(&mut e, 10), Some(6));
+        assert_eq!(e.len(), 2);
+        assert_eq!(page(&mut Vec::new(), 10), None);
+    }
+
+    #[test]
+    fn the_next_start_survives_json_and_back() {
+        // An epoch in microseconds, through f64 seconds as the wire carries it.
+        for m in [1_796_007_787_725_605_i64, 1_796_007_787_000_001, 1_796_007_787_999_999] {
+            let t: f64 = serde_json::from_str(&serde_json::to_string(&(m as f64 / 1e6)).unwrap()).unwrap();
+            assert_eq!((t * 1e6).round() as i64, m);
+        }
+    }
 }
