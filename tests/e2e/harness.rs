@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_agent::testing::{docker_or_skip, ensure_test_image};
+use berth_agent::testing::{docker_or_skip, ensure_test_image, ensure_web_image};
 use serde_json::Value;
 
 use super::{berth_bin, text};
@@ -28,6 +28,22 @@ pub fn docker_ready() -> bool {
     })
 }
 
+/// Builds the test image and the HTTP server image (`berth-test/web:1`);
+/// `false` when Docker tests are skipped on purpose.
+pub fn web_ready() -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        match docker_or_skip().await {
+            Some(d) => {
+                ensure_test_image(&d).await;
+                ensure_web_image(&d).await;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
 /// `berth up` on a free port with the real Docker; SIGTERM when dropped.
 pub struct Up {
     child: std::process::Child,
@@ -42,21 +58,33 @@ impl Up {
 
     /// With extra environment, on a data directory of its own.
     pub fn start_with(env: &[(&str, &str)]) -> Up {
+        Up::start_args(env, &[])
+    }
+
+    /// With extra environment and `berth up` arguments, on a data directory of its own.
+    pub fn start_args(env: &[(&str, &str)], args: &[&str]) -> Up {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut up = Up::spawn(dir.path(), env);
+        let mut up = Up::spawn(dir.path(), env, args);
         up._dir = Some(dir);
         up
     }
 
     /// On the data directory `dir`, which outlives it (to restart berth on it).
     pub fn start_in(dir: &Path) -> Up {
-        Up::spawn(dir, &[])
+        Up::spawn(dir, &[], &[])
     }
 
-    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Up {
+    /// On the data directory `dir` with extra environment and `berth up` arguments.
+    pub fn start_in_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
+        Up::spawn(dir, env, args)
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
         let mut child = Command::new(berth_bin())
             .envs(env.iter().copied())
-            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone", "--data-dir"])
+            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone"])
+            .args(args)
+            .arg("--data-dir")
             .arg(dir)
             .env("BERTH_ACCESS_KEY_ID", KEY)
             .env("BERTH_SECRET_ACCESS_KEY", SECRET)
@@ -126,6 +154,23 @@ impl Up {
                 return arn.to_owned();
             }
             assert!(Instant::now() < deadline, "the agent never registered this host");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The `n` container instances of `berth up --instances n`, once all
+    /// registered and connected, sorted.
+    pub fn until_instances(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = self.aws(&["list-container-instances"]);
+            let mut arns: Vec<String> =
+                listed["containerInstanceArns"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+            arns.sort();
+            if arns.len() == n && arns.iter().all(|a| self.instance(a)["agentConnected"] == true) {
+                return arns;
+            }
+            assert!(Instant::now() < deadline, "{n} instances never registered: {listed}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }

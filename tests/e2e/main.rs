@@ -6,6 +6,7 @@ mod docker;
 mod harness;
 mod policies;
 mod services;
+mod story;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

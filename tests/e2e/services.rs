@@ -1,15 +1,19 @@
 //! Services against the real Docker daemon through `berth up` and the AWS
 //! CLI: create, a killed container replaced, scale, a rolling update within
-//! its percentages at every observed state, scale to 0 and delete.
+//! its percentages at every observed state, scale to 0 and delete; an HTTP
+//! service checked by its health endpoint; draining an instance of
+//! `berth up --instances 2`; two agents on one daemon keeping to their own
+//! containers.
 
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_agent::testing::{CleanupGuard, TEST_IMAGE};
+use berth_agent::testing::{CleanupGuard, TEST_IMAGE, WEB_HEALTH_BODY, WEB_IMAGE, WEB_PORT};
 use serde_json::{Value, json};
 
-use super::harness::{Up, docker_ready};
-use super::text;
+use super::harness::{Up, docker_ready, web_ready};
+use super::{berth, text};
 
 impl Up {
     fn service(&self, name: &str) -> Value {
@@ -62,33 +66,43 @@ impl Up {
         }
     }
 
+    /// The service's live tasks, after checking that RUNNING tasks (asked to
+    /// keep running) are at least `lo` and live tasks at most `hi`.
+    fn within(&self, name: &str, (lo, hi): (usize, usize)) -> Vec<Value> {
+        let ts = self.tasks(name);
+        let up = ts
+            .iter()
+            .filter(|t| t["lastStatus"] == "RUNNING" && t["desiredStatus"] == "RUNNING")
+            .count();
+        let seen: Vec<String> = ts
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {} {}",
+                    t["taskDefinitionArn"],
+                    t["containerInstanceArn"],
+                    t["desiredStatus"],
+                    t["lastStatus"]
+                )
+            })
+            .collect();
+        assert!(up >= lo, "{up} RUNNING tasks, below {lo}: {seen:#?}");
+        assert!(
+            ts.len() <= hi,
+            "{} tasks RUNNING or PENDING, above {hi}: {seen:#?}",
+            ts.len()
+        );
+        ts
+    }
+
     /// Polls until the service's PRIMARY deployment is COMPLETED with
     /// `running` tasks; with `bounds`, checks at every observed state that
     /// RUNNING tasks stay at or above the lower and live tasks at or below the upper.
     fn until_steady(&self, name: &str, running: u64, bounds: Option<(usize, usize)>) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some((lo, hi)) = bounds {
-                let ts = self.tasks(name);
-                let up = ts
-                    .iter()
-                    .filter(|t| t["lastStatus"] == "RUNNING" && t["desiredStatus"] == "RUNNING")
-                    .count();
-                let seen: Vec<String> = ts
-                    .iter()
-                    .map(|t| {
-                        format!(
-                            "{} {} {}",
-                            t["taskDefinitionArn"], t["desiredStatus"], t["lastStatus"]
-                        )
-                    })
-                    .collect();
-                assert!(up >= lo, "{up} RUNNING tasks, below {lo}: {seen:#?}");
-                assert!(
-                    ts.len() <= hi,
-                    "{} tasks RUNNING or PENDING, above {hi}",
-                    ts.len()
-                );
+            if let Some(b) = bounds {
+                self.within(name, b);
             }
             let s = self.service(name);
             let primary = s["deployments"]
@@ -331,15 +345,16 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
         .as_str()
         .expect("arn")
         .to_owned();
-    up.aws(&[
+    let updated = up.aws(&[
         "update-service",
         "--service",
         "crashy",
         "--task-definition",
         &v2,
     ]);
+    let second = primary_id(&updated["service"]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let failed = loop {
+    loop {
         let s = up.service("crashy");
         // The old task keeps serving all along (minimum 100%).
         let ts = up.tasks("crashy");
@@ -348,24 +363,35 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
                 .any(|t| t["taskDefinitionArn"] == v1.as_str() && t["lastStatus"] == "RUNNING"),
             "{ts:#?}"
         );
-        if let Some(d) = s["deployments"]
-            .as_array()
-            .expect("deployments")
-            .iter()
-            .find(|d| d["rolloutState"] == "FAILED")
-        {
-            break d.clone();
+        // The failed deployment may leave the list (INACTIVE, as ECS
+        // hides them) in the pass that rolls back: its event stays.
+        if has_event(&s, &format!("deployment {second} deployment failed")) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "the breaker never tripped: {s:#}"
         );
         std::thread::sleep(Duration::from_millis(300));
-    };
-    assert_eq!(failed["taskDefinition"], v2.as_str());
+    }
+    // The breaker's threshold for 1 task is 3 failed tasks of the new version.
+    let stopped = up.listed("crashy", "STOPPED");
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(stopped.iter().map(String::as_str));
+    let d = up.aws(&args);
+    let crashed = d["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| {
+            t["taskDefinitionArn"] == v2.as_str()
+                && t["stopCode"] != "ServiceSchedulerInitiated"
+                && t["stopCode"] != "UserInitiated"
+        })
+        .count();
     assert!(
-        failed["failedTasks"].as_u64().is_some_and(|n| n >= 3),
-        "{failed}"
+        crashed >= 3,
+        "{crashed} crashed tasks of the new version: {d:#}"
     );
     let s = up.until_steady("crashy", 1, None);
     assert_eq!(s["taskDefinition"], v1.as_str());
@@ -564,4 +590,566 @@ fn a_restart_in_the_middle_of_a_rolling_update_resumes_it() {
         std::thread::sleep(Duration::from_millis(300));
     }
     up.aws(&["delete-service", "--service", "web", "--force"]);
+}
+
+/// `GET path` on 127.0.0.1:`port`, as any HTTP client on the host would:
+/// the status code and the body.
+fn http_get(port: u64, path: &str) -> Result<(u16, String), String> {
+    let port = u16::try_from(port).map_err(|_| format!("{port} is not a port"))?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connecting to 127.0.0.1:{port}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| format!("sending to :{port}: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| format!("reading from :{port}: {e}"))?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer from :{port}: {answer:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line from :{port}: {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// The host port Docker chose for the task's container port `WEB_PORT`.
+fn host_port(t: &Value) -> u64 {
+    t["containers"][0]["networkBindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["containerPort"] == WEB_PORT)
+        .and_then(|b| b["hostPort"].as_u64())
+        .unwrap_or_else(|| panic!("no host port for {WEB_PORT}: {t:#}"))
+}
+
+fn primary_id(s: &Value) -> String {
+    s["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .find(|d| d["status"] == "PRIMARY")
+        .and_then(|d| d["id"].as_str())
+        .unwrap_or_else(|| panic!("no PRIMARY deployment: {s:#}"))
+        .to_owned()
+}
+
+fn has_event(s: &Value, needle: &str) -> bool {
+    s["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["message"].as_str().is_some_and(|m| m.contains(needle)))
+}
+
+#[test]
+fn a_web_service_serves_while_healthy_and_a_version_failing_its_health_endpoint_never_completes() {
+    if !web_ready() {
+        return;
+    }
+    let up = Up::start();
+    let instance = up.until_any_instance();
+    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let family = format!("e2e-web-{}", std::process::id());
+    let defs = |command: Option<&str>| {
+        // httpd as PID 1 ignores SIGTERM: a short stopTimeout, then SIGKILL.
+        let mut d = json!({ "name": "web", "image": WEB_IMAGE, "memory": 32, "stopTimeout": 2,
+            "portMappings": [{"containerPort": WEB_PORT, "hostPort": 0}],
+            "healthCheck": {"command": ["CMD-SHELL", format!("wget -q -O- http://127.0.0.1:{WEB_PORT}/health")],
+                "interval": 5, "timeout": 5, "retries": 3} });
+        if let Some(c) = command {
+            d["command"] = json!(["sh", "-c", c]);
+        }
+        json!([d]).to_string()
+    };
+    let td = |command: Option<&str>| {
+        up.aws(&[
+            "register-task-definition",
+            "--family",
+            &family,
+            "--container-definitions",
+            &defs(command),
+        ])["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .expect("arn")
+            .to_owned()
+    };
+    let v1 = td(None);
+    let dc = json!({"minimumHealthyPercent": 100, "maximumPercent": 200,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true}})
+    .to_string();
+    up.aws(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        &v1,
+        "--desired-count",
+        "2",
+        "--deployment-configuration",
+        &dc,
+    ]);
+    // Steady needs HEALTHY tasks: the health endpoint answered inside the container.
+    let first = primary_id(&up.until_steady("web", 2, None));
+    let ts = up.tasks("web");
+    assert_eq!(ts.len(), 2, "{ts:#?}");
+    assert!(ts.iter().all(|t| t["healthStatus"] == "HEALTHY"), "{ts:#?}");
+    // Each task got its own host port from Docker, and serves on it.
+    let mut ports: Vec<u64> = ts.iter().map(host_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 2, "two tasks, two host ports: {ts:#?}");
+    for p in &ports {
+        assert!(*p > 0, "{ts:#?}");
+        assert_eq!(
+            http_get(*p, "/health"),
+            Ok((200, WEB_HEALTH_BODY.to_owned())),
+            "task on host port {p}"
+        );
+    }
+
+    // The same server without its health file: it runs, but /health is a 404.
+    let v2 = td(Some(&format!(
+        "rm /www/health && exec httpd -f -p {WEB_PORT} -h /www"
+    )));
+    let updated = up.aws(&[
+        "update-service",
+        "--service",
+        "web",
+        "--task-definition",
+        &v2,
+    ]);
+    let second = primary_id(&updated["service"]);
+    assert_ne!(first, second);
+    // ECS: tasks failing their health checks are replaced and count as
+    // failures for the circuit breaker; once it trips, the deployment
+    // FAILED and, with rollback, the last completed one is PRIMARY again.
+    // Until then the old version keeps serving (minimum 100%).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut saw_404 = false;
+    loop {
+        let ts = up.tasks("web");
+        let old: Vec<&Value> = ts
+            .iter()
+            .filter(|t| {
+                t["taskDefinitionArn"] == v1.as_str()
+                    && t["lastStatus"] == "RUNNING"
+                    && t["desiredStatus"] == "RUNNING"
+                    && t["healthStatus"] == "HEALTHY"
+            })
+            .collect();
+        assert!(old.len() >= 2, "the old version stopped serving: {ts:#?}");
+        for t in &old {
+            let p = host_port(t);
+            assert_eq!(
+                http_get(p, "/health"),
+                Ok((200, WEB_HEALTH_BODY.to_owned())),
+                "old task on host port {p}"
+            );
+        }
+        for t in ts.iter().filter(|t| t["taskDefinitionArn"] == v2.as_str()) {
+            assert_ne!(
+                t["healthStatus"], "HEALTHY",
+                "a task of the broken version is healthy: {t:#}"
+            );
+            // Its server answers (it may be stopping meanwhile), without /health.
+            if t["lastStatus"] == "RUNNING"
+                && let Ok((status, _)) = http_get(host_port(t), "/health")
+            {
+                assert_eq!(status, 404, "{t:#}");
+                saw_404 = true;
+            }
+        }
+        let s = up.service("web");
+        assert!(
+            s["deployments"]
+                .as_array()
+                .expect("deployments")
+                .iter()
+                .all(|d| d["id"] != second.as_str() || d["rolloutState"] != "COMPLETED"),
+            "the broken version's deployment completed: {s:#}"
+        );
+        if has_event(&s, &format!("deployment {second} deployment failed"))
+            && has_event(&s, &format!("rolling back to deployment {first}"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken version's deployment never failed: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        saw_404,
+        "never reached a task of the broken version to see its /health fail"
+    );
+    let s = up.until_steady("web", 2, None);
+    assert_eq!(s["taskDefinition"], v1.as_str());
+    assert_eq!(
+        primary_id(&s),
+        first,
+        "the last COMPLETED deployment is PRIMARY again"
+    );
+    // The broken version's tasks were stopped for their health, at least
+    // as many as the breaker's threshold (3 for 2 tasks).
+    let stopped = up.listed("web", "STOPPED");
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(stopped.iter().map(String::as_str));
+    let d = up.aws(&args);
+    let sick = d["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| {
+            t["taskDefinitionArn"] == v2.as_str()
+                && t["stoppedReason"] == "Task failed container health checks"
+        })
+        .count();
+    assert!(
+        sick >= 3,
+        "{sick} tasks stopped for failing health checks: {d:#}"
+    );
+    let serving: Vec<Value> = up
+        .tasks("web")
+        .into_iter()
+        .filter(|t| t["desiredStatus"] == "RUNNING")
+        .collect();
+    assert_eq!(serving.len(), 2, "{serving:#?}");
+    for t in serving {
+        assert_eq!(t["taskDefinitionArn"], v1.as_str());
+        assert_eq!(
+            http_get(host_port(&t), "/health"),
+            Ok((200, WEB_HEALTH_BODY.to_owned()))
+        );
+    }
+    up.aws(&["delete-service", "--service", "web", "--force"]);
+}
+
+#[test]
+fn draining_an_instance_moves_its_service_tasks_within_the_percentages() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start_args(&[], &["--instances", "2"]);
+    let instances = up.until_instances(2);
+    let _guards: Vec<CleanupGuard> = instances
+        .iter()
+        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
+        .collect();
+    // Each of the two shares the one daemon's CPU and memory.
+    let cpu = |i: &str| {
+        up.instance(i)["registeredResources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["name"] == "CPU")
+            .and_then(|r| r["integerValue"].as_i64())
+            .expect("CPU")
+    };
+    assert_eq!(cpu(&instances[0]), cpu(&instances[1]));
+    let family = format!("e2e-drain-{}", std::process::id());
+    // No port mappings: both instances share the host's ports.
+    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
+    .to_string();
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs,
+    ]);
+    let dc = json!({"minimumHealthyPercent": 50, "maximumPercent": 150}).to_string();
+    up.aws(&[
+        "create-service",
+        "--service-name",
+        "spread",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "4",
+        "--deployment-configuration",
+        &dc,
+    ]);
+    up.until_steady("spread", 4, None);
+    let on = |ts: &[Value], i: &str| ts.iter().filter(|t| t["containerInstanceArn"] == i).count();
+    let ts = up.tasks("spread");
+    // The default strategy spreads over instances.
+    assert_eq!(
+        (on(&ts, &instances[0]), on(&ts, &instances[1])),
+        (2, 2),
+        "{ts:#?}"
+    );
+    let (drained, other) = (&instances[0], &instances[1]);
+    let moved: Vec<String> = ts
+        .iter()
+        .filter(|t| t["containerInstanceArn"] == drained.as_str())
+        .map(|t| t["taskArn"].as_str().expect("arn").to_owned())
+        .collect();
+
+    let out = up.aws(&[
+        "update-container-instances-state",
+        "--container-instances",
+        drained,
+        "--status",
+        "DRAINING",
+    ]);
+    assert_eq!(out["containerInstances"][0]["status"], "DRAINING", "{out}");
+    // 50% and 150% of 4: at least 2 RUNNING, at most 6 live, at every observed state.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ts = up.within("spread", (2, 6));
+        let running_on_other = ts
+            .iter()
+            .filter(|t| {
+                t["containerInstanceArn"] == other.as_str()
+                    && t["lastStatus"] == "RUNNING"
+                    && t["desiredStatus"] == "RUNNING"
+            })
+            .count();
+        if on(&ts, drained) == 0 && running_on_other == 4 && ts.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drained instance's tasks never moved: {ts:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for arn in &moved {
+        let t = up.task(arn);
+        assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+        assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
+    }
+    let d = up.instance(drained);
+    assert_eq!(
+        (
+            d["status"].as_str(),
+            d["runningTasksCount"].as_u64(),
+            d["pendingTasksCount"].as_u64()
+        ),
+        (Some("DRAINING"), Some(0), Some(0)),
+        "{d:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.container-instance={drained}"),
+            ])
+            .output()
+            .expect("docker ps");
+        if text(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers left on the drained instance: {}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A draining instance takes no new placements either.
+    let run = up.aws(&["run-task", "--task-definition", &family, "--count", "2"]);
+    let placed: Vec<&Value> = run["tasks"].as_array().expect("tasks").iter().collect();
+    assert_eq!(placed.len(), 2, "{run:#}");
+    assert!(
+        placed
+            .iter()
+            .all(|t| t["containerInstanceArn"] == other.as_str()),
+        "{run:#}"
+    );
+    for t in placed {
+        up.aws(&["stop-task", "--task", t["taskArn"].as_str().expect("arn")]);
+    }
+    up.aws(&["delete-service", "--service", "spread", "--force"]);
+}
+
+#[test]
+fn two_agents_on_one_daemon_keep_to_their_own_containers() {
+    if !docker_ready() {
+        return;
+    }
+    let bad = berth(&["up", "--check", "--instances", "0"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--instances"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start_in_with(dir.path(), &[("BERTH_INSTANCES", "2")], &[]);
+    let instances = up.until_instances(2);
+    let _guards: Vec<CleanupGuard> = instances
+        .iter()
+        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
+        .collect();
+    let family = format!("e2e-own-{}", std::process::id());
+    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
+    .to_string();
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs,
+    ]);
+    let tasks: Vec<String> = instances
+        .iter()
+        .map(|i| {
+            let s = up.aws(&[
+                "start-task",
+                "--task-definition",
+                &family,
+                "--container-instances",
+                i,
+            ]);
+            s["tasks"][0]["taskArn"]
+                .as_str()
+                .unwrap_or_else(|| panic!("start-task on {i}: {s}"))
+                .to_owned()
+        })
+        .collect();
+    for (t, i) in tasks.iter().zip(&instances) {
+        assert_eq!(up.until(t, "RUNNING")["containerInstanceArn"], i.as_str());
+        let cs = containers_of(t);
+        assert_eq!(cs.len(), 1, "{t}");
+        let label = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"berth.container-instance\"}}",
+                &cs[0],
+            ])
+            .output()
+            .expect("docker inspect");
+        assert_eq!(
+            text(&label.stdout).trim(),
+            i.as_str(),
+            "the container is labelled with its own instance"
+        );
+    }
+
+    // Containers no live task owns: one labelled as each agent's (each must
+    // remove its own), and one of an instance of another berth (nobody's here).
+    let foreign = format!("{}-elsewhere", instances[0]);
+    let _foreign_guard = CleanupGuard::new("berth.container-instance", foreign.clone());
+    // Created only for the agents' own: an agent may remove one before
+    // `docker run` could start it.
+    let plant = |owner: &str, what: &str| {
+        let verb: &[&str] = if owner == foreign {
+            &["run", "-d"]
+        } else {
+            &["create"]
+        };
+        let out = Command::new("docker")
+            .args(verb)
+            .args([
+                "--label",
+                &format!("berth.container-instance={owner}"),
+                "--label",
+                &format!(
+                    "berth.task-arn=arn:aws:ecs:local:000000000000:task/default/{what}-{}",
+                    std::process::id()
+                ),
+                "--label",
+                "berth.container-name=app",
+                TEST_IMAGE,
+                "sleep",
+                "600",
+            ])
+            .output()
+            .expect("docker run");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let leaked: Vec<String> = instances
+        .iter()
+        .enumerate()
+        .map(|(n, i)| plant(i, &format!("leaked{n}")))
+        .collect();
+    let elsewhere = plant(&foreign, "elsewhere");
+    let exists = |id: &str| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .expect("docker inspect")
+            .status
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leaked.iter().any(|id| exists(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "an agent left a leaked container of its own"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both agents have passed over their containers since: the other
+    // berth's container and each agent's task are untouched.
+    assert!(
+        exists(&elsewhere),
+        "an agent removed a container that is not its own"
+    );
+    for t in &tasks {
+        assert_eq!(up.task(t)["lastStatus"], "RUNNING");
+        assert_eq!(containers_of(t).len(), 1, "{t}");
+    }
+
+    // Stopping one agent's task leaves the other's running.
+    up.aws(&["stop-task", "--task", &tasks[0]]);
+    up.until(&tasks[0], "STOPPED");
+    assert!(containers_of(&tasks[0]).is_empty());
+    let t = up.task(&tasks[1]);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    assert_eq!(containers_of(&tasks[1]).len(), 1);
+    assert!(exists(&elsewhere));
+    up.aws(&["stop-task", "--task", &tasks[1]]);
+    up.until(&tasks[1], "STOPPED");
+
+    // Restarted with one agent, the first instance comes back and the
+    // second, which nobody serves now, is shown disconnected: no placements.
+    let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id"))
+        .expect("the first agent's id");
+    let first = instances
+        .iter()
+        .find(|i| i.ends_with(first_id.trim()))
+        .expect("the first agent's instance")
+        .clone();
+    let second = instances
+        .iter()
+        .find(|i| **i != first)
+        .expect("the second instance")
+        .clone();
+    drop(up);
+    let up = Up::start_in_with(dir.path(), &[], &["--instances", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (up.instance(&first), up.instance(&second));
+        if a["agentConnected"] == true && b["agentConnected"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after a restart with --instances 1: {a:#} {b:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = up.aws(&["run-task", "--task-definition", &family, "--count", "2"]);
+    let placed = run["tasks"].as_array().expect("tasks");
+    assert_eq!(placed.len(), 2, "{run:#}");
+    for t in placed {
+        assert_eq!(t["containerInstanceArn"], first.as_str(), "{run:#}");
+        up.aws(&["stop-task", "--task", t["taskArn"].as_str().expect("arn")]);
+    }
 }
