@@ -15,6 +15,12 @@ use super::{Check, Constraint, PlacementRequest, protocol_index};
 /// Host ports handed out for dynamic mappings, as the ECS agent's default.
 pub const DEFAULT_EPHEMERAL_PORTS: (u16, u16) = (49153, 65535);
 
+/// A stable 16-bit hash (FNV-1a) of an instance ARN.
+fn port_seed(arn: &str) -> u16 {
+    let h = arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16
+}
+
 /// A set of ports, kept sorted: instances use few ports, so a sorted vector
 /// is smaller and faster than a 64 Ki-bit map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +54,11 @@ impl PortSet {
         let a = self.0.partition_point(|&p| p < lo);
         let b = self.0.partition_point(|&p| p <= hi);
         b - a
+    }
+    /// The lowest free port of `start..=hi`, else of `lo..start`.
+    pub fn free_from(&self, lo: u16, hi: u16, start: u16) -> Option<u16> {
+        let start = start.clamp(lo, hi);
+        self.first_free(start, hi).or_else(|| if start > lo { self.first_free(lo, start - 1) } else { None })
     }
     /// The lowest port of `lo..=hi` not in the set.
     pub fn first_free(&self, lo: u16, hi: u16) -> Option<u16> {
@@ -103,6 +114,10 @@ pub struct InstanceState {
     /// Host ports in use, TCP then UDP.
     pub ports: [PortSet; 2],
     pub running_tasks: u32,
+    /// Where the search for a free ephemeral port starts: a hash of the
+    /// instance's ARN, so instances sharing one host (several agents, or
+    /// several berths on one Docker daemon) rarely hand out the same port.
+    pub port_seed: u16,
 }
 
 impl InstanceState {
@@ -300,7 +315,8 @@ impl ClusterState {
         let reserved: Vec<(u16, Protocol)> = (spec.reserved_tcp.iter().map(|&p| (p, Protocol::Tcp)))
             .chain(spec.reserved_udp.iter().map(|&p| (p, Protocol::Udp)))
             .collect();
-        self.instances.push(InstanceState { ports: [PortSet::default(), PortSet::default()], running_tasks: 0, spec });
+        let port_seed = port_seed(&spec.arn);
+        self.instances.push(InstanceState { ports: [PortSet::default(), PortSet::default()], running_tasks: 0, port_seed, spec });
         for (p, proto) in reserved {
             self.take_port(idx, p, proto);
         }
@@ -419,8 +435,9 @@ impl ClusterState {
         }
     }
 
-    /// Reserves a checked placement: resources, static ports, and the lowest
-    /// free ephemeral ports for the dynamic mappings, which it returns.
+    /// Reserves a checked placement: resources, static ports, and free
+    /// ephemeral ports for the dynamic mappings (searched from the
+    /// instance's `port_seed`), which it returns.
     pub(super) fn reserve(&mut self, i: usize, task: &TaskSpec, gid: usize) -> Vec<u16> {
         let (lo, hi) = self.ephemeral;
         self.cpu_free[i] -= task.cpu;
@@ -431,7 +448,9 @@ impl ClusterState {
         let mut chosen = Vec::with_capacity(task.dynamic_ports.len());
         for &proto in &task.dynamic_ports {
             // check_at made sure enough are free.
-            if let Some(p) = self.instances[i].ports[protocol_index(proto)].first_free(lo, hi) {
+            let inst = &self.instances[i];
+            let start = lo + (inst.port_seed % (hi - lo).saturating_add(1).max(1));
+            if let Some(p) = inst.ports[protocol_index(proto)].free_from(lo, hi, start) {
                 self.take_port(i, p, proto);
                 chosen.push(p);
             }
@@ -639,5 +658,13 @@ mod tests {
         let mut full = PortSet::default();
         full.insert(65535);
         assert_eq!(full.first_free(65535, 65535), None);
+        // From a start, wrapping to the low end.
+        assert_eq!(s.free_from(10, 20, 15), Some(15));
+        let mut t = PortSet::default();
+        for p in 15..=20 {
+            t.insert(p);
+        }
+        assert_eq!(t.free_from(10, 20, 15), Some(10));
+        assert_eq!(t.free_from(15, 20, 15), None);
     }
 }
