@@ -170,6 +170,21 @@ fn policies_install_list_activate_and_remove() {
     fails(&up, &["policy", "activate", "binpack", "--fallback", "sometimes"], 2, "sometimes");
     fails(&up, &["policy", "activate", "nonesuch"], 1, "berth: PolicyNotFoundException: ");
 
+    // run and services create name a policy with the `berth:policy` tag;
+    // a service created with one is bound to it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    register(&up, dir.path(), "cli-pol", json!([sleeper("app")]));
+    fails(&up, &["run", "cli-pol", "--policy", "nonesuch"], 1, "berth:policy: no installed policy `nonesuch`");
+    let v = cli_json(&up, &["services", "create", "bound", "--task-definition", "cli-pol", "--count", "0", "--policy", "binpack", "--output", "json"]);
+    assert_eq!(v["service"]["serviceName"], "bound", "{v}");
+    let listed = cli_json(&up, &["policy", "ls", "--output", "json"]);
+    let active: Vec<&str> = listed["policies"][0]["activeIn"].as_array().expect("activeIn").iter().filter_map(Value::as_str).collect();
+    assert!(active.contains(&"service/default/bound"), "{listed}");
+    let shown = text(&cli(&up, &["services", "show", "bound"]).stdout);
+    assert!(shown.contains(&format!("placement policy binpack {} ({})", p["version"].as_str().expect("version"), &sha[..12])), "{shown}");
+    let out = cli(&up, &["services", "rm", "bound"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     let v = cli_json(&up, &["policy", "deactivate", "--output", "json"]);
     assert_eq!(v["scope"], "cluster/default", "{v}");
     let out = cli(&up, &["policy", "rm", &sha[..8]]);
@@ -179,7 +194,6 @@ fn policies_install_list_activate_and_remove() {
     assert_eq!(listed["policies"], json!([]), "{listed}");
 
     // Not a component at all: the server says why.
-    let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm junk").expect("write");
     fails(&up, &["policy", "install", junk.to_str().expect("utf-8")], 1, "berth: InvalidPolicyException: ");

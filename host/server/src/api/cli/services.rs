@@ -171,7 +171,8 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                 println!("{}", json!({"service": svc}));
                 return Ok(());
             }
-            show(&svc, events);
+            let policy = placement_policy(c, &svc).await;
+            show(&svc, &policy, events);
             Ok(())
         }
     }
@@ -197,19 +198,32 @@ async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Value> {
     }
 }
 
-fn show(svc: &Value, events: usize) {
+/// Which policy places the service's tasks, from where the installed
+/// policies are active: its own binding, else its cluster's.
+async fn placement_policy(c: &Client, svc: &Value) -> String {
+    // A server without policies answers an error: it places natively.
+    let Ok(v) = c.berth("ListPolicies", json!({})).await else { return "native".into() };
+    let cluster = short(&svc["clusterArn"]);
+    let policies = v["policies"].as_array().cloned().unwrap_or_default();
+    let active = |scope: &str| {
+        policies.iter().find(|p| p["activeIn"].as_array().is_some_and(|a| a.iter().any(|x| x == scope))).map(|p| {
+            let id: String = s(&p["sha256"]).chars().take(12).collect();
+            format!("{} {} ({id})", s(&p["name"]), s(&p["version"]))
+        })
+    };
+    if let Some(p) = active(&format!("service/{cluster}/{}", s(&svc["serviceName"]))) {
+        return p;
+    }
+    active(&format!("cluster/{cluster}")).map_or("native".into(), |p| format!("{p}, the cluster's"))
+}
+
+fn show(svc: &Value, policy: &str, events: usize) {
     let dc = &svc["deploymentConfiguration"];
     let breaker = match (&dc["deploymentCircuitBreaker"]["enable"], &dc["deploymentCircuitBreaker"]["rollback"]) {
         (Value::Bool(true), Value::Bool(true)) => "on, rolls back",
         (Value::Bool(true), _) => "on",
         _ => "off",
     };
-    let policy = svc["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["key"] == crate::control::POLICY_TAG)
-        .map_or("the cluster's".into(), |t| s(&t["value"]));
     println!("service          {} ({})", s(&svc["serviceName"]), s(&svc["status"]));
     println!("arn              {}", s(&svc["serviceArn"]));
     println!("task definition  {}", short(&svc["taskDefinition"]));
