@@ -285,6 +285,26 @@ fn wait_fails_on_a_tripped_breaker_and_on_a_task_that_stops() {
     let _guard = CleanupGuard::new("berth.container-instance", instance);
     let dir = tempfile::tempdir().expect("tempdir");
 
+    // Two tasks asked, room for one: the one started is waited for, and the
+    // run still fails (exit 1) with the server's reason for the other.
+    let ci = cli_json(&up, &["instances", "ls", "--output", "json"]);
+    let mem = ci["containerInstances"][0]["registeredResources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "MEMORY"))
+        .and_then(|r| r["integerValue"].as_u64())
+        .expect("the instance's memory");
+    register(&up, dir.path(), "cli-half", json!([{"name": "app", "image": TEST_IMAGE, "memory": mem * 6 / 10,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]}]));
+    let out = cli(&up, &["run", "cli-half", "--count", "2", "--wait", "--output", "json"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("berth: RESOURCE:MEMORY: 1 of 2 tasks not started"), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["tasks"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["tasks"][0]["lastStatus"], "RUNNING", "{v}");
+    let out = cli(&up, &["stop", v["tasks"][0]["taskArn"].as_str().expect("arn")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     // A task whose image does not exist stops instead of running: exit 4 with its reason.
     register(&up, dir.path(), "cli-missing", json!([{"name": "app", "image": "berth-test/does-not-exist:1", "memory": 16}]));
     let err = fails(&up, &["run", "cli-missing", "--wait", "--timeout", "120"], 4, "stopped instead of running (TaskFailedToStart)");

@@ -141,7 +141,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Run tasks of a task definition (`family`, `family:revision` or ARN).
+    /// Run tasks of a task definition; exit 1 when not all of them could be
+    /// started (the server's reason is printed).
     Run(tasks::RunArgs),
     /// Tasks of the cluster (desired RUNNING; `--all` adds STOPPED).
     Ps {

@@ -66,21 +66,27 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
     }
     let mut v = c.ecs("RunTask", body).await?;
     let started = v["tasks"].as_array().cloned().unwrap_or_default();
+    let mut outcome = Ok(());
     if args.wait.wait && !started.is_empty() {
         let arns: Vec<Value> = started.iter().map(|t| t["taskArn"].clone()).collect();
-        let outcome = wait_running(c, &cluster, &arns, &args.wait, args.conn.json()).await;
-        let (Ok(tasks) | Err((tasks, _))) = &outcome;
+        let waited = wait_running(c, &cluster, &arns, &args.wait, args.conn.json()).await;
+        let (Ok(tasks) | Err((tasks, _))) = &waited;
         v["tasks"] = json!(tasks);
-        print_tasks(&v, args.conn.json());
-        return outcome.map(|_| ()).map_err(|(_, e)| e);
+        outcome = waited.map(|_| ()).map_err(|(_, e)| e);
     }
     print_tasks(&v, args.conn.json());
-    if started.is_empty() {
-        // The server's reason for the first task it could not place.
-        let f = &v["failures"][0];
+    outcome?;
+    // Fewer tasks than asked for fails too: the server's reason for the first
+    // one it could not place (the others are listed above).
+    if let Some(f) = v["failures"].get(0) {
+        let missing = v["failures"].as_array().map_or(0, Vec::len);
         return Err(CliError::Api {
             code: f["reason"].as_str().unwrap_or("NoTaskStarted").to_owned(),
-            message: format!("no task was started{}", f["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default()),
+            message: format!(
+                "{missing} of {} tasks not started{}",
+                args.count,
+                f["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default()
+            ),
         });
     }
     Ok(())
