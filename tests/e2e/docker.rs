@@ -46,6 +46,7 @@ fn up_without_docker_says_so_and_keeps_running() {
 }
 
 #[test]
+/// `berth logs --docker`: straight from Docker, without a `berth up`.
 fn logs_prints_a_tasks_output() {
     if !docker_ready() {
         return;
@@ -61,16 +62,16 @@ fn logs_prints_a_tasks_output() {
     assert!(out.status.success(), "docker run: {}", text(&out.stderr));
     let cid = text(&out.stdout).trim().to_owned();
     let _ = Command::new("docker").args(["wait", &cid]).output();
-    let by_id = berth(&["logs", &id]);
+    let by_id = berth(&["logs", "--docker", &id]);
     assert!(by_id.status.success(), "{}", text(&by_id.stderr));
     let shown = text(&by_id.stdout);
     assert!(shown.contains("line-one") && shown.contains("line-two"), "{shown}");
-    let by_arn = berth(&["logs", &arn, "--container", "app"]);
+    let by_arn = berth(&["logs", "--docker", &arn, "--container", "app"]);
     assert!(text(&by_arn.stdout).contains("line-one"), "{}", text(&by_arn.stderr));
-    let missing = berth(&["logs", &arn, "--container", "nope"]);
+    let missing = berth(&["logs", "--docker", &arn, "--container", "nope"]);
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("no container named nope"), "{}", text(&missing.stderr));
-    let unknown = berth(&["logs", "no-such-task"]);
+    let unknown = berth(&["logs", "--docker", "no-such-task"]);
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no-such-task"), "{}", text(&unknown.stderr));
 }
@@ -108,7 +109,15 @@ fn run_task_through_the_api_runs_real_containers() {
     let id = arns[0].rsplit('/').next().expect("id");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let logs = berth(&["logs", id]);
+        // Through the API of this `berth up` (GetTaskLogs).
+        let logs = Command::new(super::berth_bin())
+            .args(["logs", id])
+            .env("BERTH_ENDPOINT", format!("http://{}", up.addr))
+            .env("AWS_ACCESS_KEY_ID", super::harness::KEY)
+            .env("AWS_SECRET_ACCESS_KEY", super::harness::SECRET)
+            .env("BERTH_LOG", "warn")
+            .output()
+            .expect("berth runs");
         if text(&logs.stdout).contains("started-e2e") {
             break;
         }
