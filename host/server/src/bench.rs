@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use berth_core::placement::{Placer, synthetic};
+use berth_core::placement::{ClusterState, PlacementRequest, Placer, synthetic};
 use clap::Args;
 use serde::Serialize;
 
@@ -96,44 +96,36 @@ pub fn placement(args: &PlacementArgs) -> anyhow::Result<()> {
             let req = synthetic::request(chain);
             for &count in &args.count {
                 let mut placer = Placer::new(args.seed);
-                let (mut decisions, mut failures) = (0u64, 0u64);
-                let mut spent = Duration::ZERO;
                 // Warm the per-state caches (constraint results, value columns) first.
                 placer.place(&mut state.clone(), &req, count);
-                while spent < budget {
-                    let t0 = Instant::now();
-                    let out = placer.place(&mut state, &req, count);
-                    spent += t0.elapsed();
-                    decisions += out.len() as u64;
-                    // Free what was placed so every call sees the same cluster.
-                    for p in out {
-                        match p {
-                            Ok(p) => {
-                                let ports: Vec<_> = p.dynamic_host_ports.iter().map(|&port| (port, berth_core::model::Protocol::Tcp)).collect();
-                                state.remove_task(p.instance, &req.task, &ports);
-                            }
-                            Err(_) => failures += 1,
-                        }
+                let mut native = Tally::default();
+                let mut wasm = match &policy {
+                    Some((file, p, host)) => Some((file, PolicyRun::start(host, p, &state)?)),
+                    None => None,
+                };
+                // Native and policy take turns in short slices on the same
+                // cluster, so both see the same load on a shared machine and
+                // the ratio compares like with like.
+                loop {
+                    let native_due = native.spent < budget;
+                    let wasm_due = wasm.as_ref().is_some_and(|(_, w)| w.tally.spent < budget);
+                    if !native_due && !wasm_due {
+                        break;
+                    }
+                    if native_due {
+                        native_slice(&mut placer, &mut state, &req, count, &mut native);
+                    }
+                    if let Some((_, w)) = wasm.as_mut()
+                        && wasm_due
+                    {
+                        w.slice(&mut state, &req, count);
                     }
                 }
-                let secs = spent.as_secs_f64();
-                let case = PlacementCase {
-                    instances: n,
-                    strategy: name,
-                    count,
-                    decisions,
-                    seconds: secs,
-                    decisions_per_sec: decisions as f64 / secs,
-                    ns_per_decision: secs * 1e9 / decisions as f64,
-                    failures,
-                    ratio: None,
-                    cold_start_ms: None,
-                };
+                let case = native.case(n, name, count);
                 print_case(args.output, &case)?;
-                if let Some((file, p, host)) = &policy {
-                    let mut pc = bench_policy(host, p, &mut state, &req, count, budget)?;
-                    pc.instances = n;
-                    pc.strategy = file;
+                if let Some((file, w)) = wasm {
+                    let mut pc = w.tally.case(n, file, count);
+                    pc.cold_start_ms = Some(w.cold.as_secs_f64() * 1e3);
                     if args.compare {
                         pc.ratio = Some(pc.ns_per_decision / case.ns_per_decision);
                     }
@@ -143,6 +135,57 @@ pub fn placement(args: &PlacementArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Length of one turn of a side of a case.
+const SLICE: Duration = Duration::from_millis(20);
+
+/// What one side of a case (native or policy) did so far.
+#[derive(Debug, Default)]
+struct Tally {
+    decisions: u64,
+    failures: u64,
+    /// Time inside placement calls only.
+    spent: Duration,
+}
+
+impl Tally {
+    fn case<'a>(&self, instances: usize, strategy: &'a str, count: usize) -> PlacementCase<'a> {
+        let secs = self.spent.as_secs_f64();
+        PlacementCase {
+            instances,
+            strategy,
+            count,
+            decisions: self.decisions,
+            seconds: secs,
+            decisions_per_sec: self.decisions as f64 / secs,
+            ns_per_decision: secs * 1e9 / self.decisions as f64,
+            failures: self.failures,
+            ratio: None,
+            cold_start_ms: None,
+        }
+    }
+}
+
+/// One slice of native placements; every placed task is freed again so
+/// every call sees the same cluster.
+fn native_slice(placer: &mut Placer, state: &mut ClusterState, req: &PlacementRequest, count: usize, tally: &mut Tally) {
+    let end = tally.spent + SLICE;
+    while tally.spent < end {
+        let t0 = Instant::now();
+        let out = placer.place(state, req, count);
+        tally.spent += t0.elapsed();
+        tally.decisions += out.len() as u64;
+        for p in out {
+            match p {
+                Ok(p) => {
+                    let ports: Vec<_> = p.dynamic_host_ports.iter().map(|&port| (port, berth_core::model::Protocol::Tcp)).collect();
+                    state.remove_task(p.instance, &req.task, &ports);
+                }
+                Err(_) => tally.failures += 1,
+            }
+        }
+    }
 }
 
 fn print_case(output: Output, case: &PlacementCase<'_>) -> anyhow::Result<()> {
@@ -176,59 +219,55 @@ fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
     Ok((name, std::sync::Arc::new(loaded), host))
 }
 
-/// The same loop as the native cases, through a policy session. Freed
-/// tasks reach the policy's mirror as usage deltas on the next decision,
-/// so their cost is part of the figure.
-fn bench_policy<'a>(
-    host: &std::sync::Arc<berth_policy::PolicyHost>,
-    policy: &std::sync::Arc<berth_policy::LoadedPolicy>,
-    state: &mut berth_core::placement::ClusterState,
-    req: &berth_core::placement::PlacementRequest,
-    count: usize,
-    budget: Duration,
-) -> anyhow::Result<PlacementCase<'a>> {
-    use anyhow::Context;
-    let mut session = berth_policy::PolicySession::new(host.clone(), policy.clone());
-    let t0 = Instant::now();
-    session.warm_up(state).context("policy cold start")?;
-    let cold = t0.elapsed();
-    let (mut decisions, mut failures) = (0u64, 0u64);
-    let mut spent = Duration::ZERO;
-    while spent < budget {
+/// The policy side of a case: a session on the same cluster and tasks as
+/// the native side. Freed tasks reach the policy's mirror as usage changes
+/// with the next decision, so their cost is part of the figure.
+struct PolicyRun {
+    session: berth_policy::PolicySession,
+    /// A fresh instance created and fully synced.
+    cold: Duration,
+    tally: Tally,
+}
+
+impl PolicyRun {
+    fn start(
+        host: &std::sync::Arc<berth_policy::PolicyHost>,
+        policy: &std::sync::Arc<berth_policy::LoadedPolicy>,
+        state: &ClusterState,
+    ) -> anyhow::Result<PolicyRun> {
+        use anyhow::Context;
+        let mut session = berth_policy::PolicySession::new(host.clone(), policy.clone());
         let t0 = Instant::now();
-        let out = match session.place(state, req, count) {
-            Ok(out) => out,
-            // Counted, like the native failures; the session starts afresh.
-            Err(_) => {
-                spent += t0.elapsed();
-                decisions += count as u64;
-                failures += count as u64;
-                continue;
-            }
-        };
-        spent += t0.elapsed();
-        decisions += out.len() as u64;
-        for p in out {
-            match p {
-                Ok(p) => {
-                    state.remove_task(p.instance, &req.task, &berth_policy::host_ports(req, &p));
-                    session.usage_changed(p.instance);
+        session.warm_up(state).context("policy cold start")?;
+        Ok(PolicyRun { session, cold: t0.elapsed(), tally: Tally::default() })
+    }
+
+    fn slice(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) {
+        let tally = &mut self.tally;
+        let end = tally.spent + SLICE;
+        while tally.spent < end {
+            let t0 = Instant::now();
+            let out = match self.session.place(state, req, count) {
+                Ok(out) => out,
+                // Counted, like the native failures; the session starts afresh.
+                Err(_) => {
+                    tally.spent += t0.elapsed();
+                    tally.decisions += count as u64;
+                    tally.failures += count as u64;
+                    continue;
                 }
-                Err(_) => failures += 1,
+            };
+            tally.spent += t0.elapsed();
+            tally.decisions += out.len() as u64;
+            for p in out {
+                match p {
+                    Ok(p) => {
+                        state.remove_task(p.instance, &req.task, &berth_policy::host_ports(req, &p));
+                        self.session.usage_changed(p.instance);
+                    }
+                    Err(_) => tally.failures += 1,
+                }
             }
         }
     }
-    let secs = spent.as_secs_f64();
-    Ok(PlacementCase {
-        instances: 0,
-        strategy: "",
-        count,
-        decisions,
-        seconds: secs,
-        decisions_per_sec: decisions as f64 / secs,
-        ns_per_decision: secs * 1e9 / decisions as f64,
-        failures,
-        ratio: None,
-        cold_start_ms: Some(cold.as_secs_f64() * 1e3),
-    })
 }
