@@ -49,6 +49,10 @@ enum Command {
         /// the host's ports, so give tasks dynamic host ports (hostPort 0).
         #[arg(long, env = "BERTH_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         instances: u32,
+        /// Seconds a stopped task stays visible (DescribeTasks, ListTasks
+        /// STOPPED) before it is deleted; ECS keeps them about an hour.
+        #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
+        stopped_task_ttl: u64,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -88,9 +92,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data_dir, check, listen, availability_zone, memory_reserve, instances } => {
-            up::run(&data_dir, check, listen, &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve, instances })
-        }
+        Command::Up { data_dir, check, listen, availability_zone, memory_reserve, instances, stopped_task_ttl } => up::run(
+            &data_dir,
+            check,
+            listen,
+            &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve, instances },
+            std::time::Duration::from_secs(stopped_task_ttl),
+        ),
         Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
         Command::Client(cmd) => api::cli::run(cmd),
         Command::Bench { what: BenchCommand::Api(args) } => api::load::run(&args),

@@ -17,7 +17,13 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Opens (or creates) the store in `data_dir` and reports it; then runs
 /// until SIGINT or SIGTERM, unless `check` asks to exit at once.
-pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr, agent: &crate::agent::AgentOptions) -> anyhow::Result<()> {
+pub fn run(
+    data_dir: &Path,
+    check: bool,
+    listen: std::net::SocketAddr,
+    agent: &crate::agent::AgentOptions,
+    stopped_task_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let path = data_dir.join("berth.redb");
     let store = berth_store::Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?;
@@ -36,7 +42,7 @@ pub fn run(data_dir: &Path, check: bool, listen: std::net::SocketAddr, agent: &c
     // The ECS API and the batch scheduler; they print the "running" line.
     // The control layer wakes the agents when it places or stops tasks.
     let tasks_changed = std::sync::Arc::clone(&agents.notifier);
-    rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, tasks_changed, async {
+    rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, tasks_changed, stopped_task_ttl, async {
         if let Err(e) = shutdown_signal().await {
             tracing::error!(error = %e, "waiting for a signal failed; stopping");
         }

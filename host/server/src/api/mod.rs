@@ -299,6 +299,7 @@ pub async fn run(
     data_dir: &std::path::Path,
     listen: SocketAddr,
     tasks_changed: Arc<tokio::sync::Notify>,
+    stopped_task_ttl: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use crate::credentials::Source;
@@ -316,7 +317,12 @@ pub async fn run(
         .await
         .context("loading the placement policies")??
     };
-    let control = Arc::new(Control::new(store, arn).with_tasks_changed(tasks_changed).with_policies(Arc::new(policies)));
+    let control = Arc::new(
+        Control::new(store, arn)
+            .with_tasks_changed(tasks_changed)
+            .with_policies(Arc::new(policies))
+            .with_stopped_task_ttl(stopped_task_ttl),
+    );
     let c = Arc::clone(&control);
     tokio::task::spawn_blocking(move || c.ensure_default_cluster())
         .await

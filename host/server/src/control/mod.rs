@@ -16,7 +16,7 @@ mod taskdefs;
 mod tasks;
 mod view;
 pub use policies::POLICY_TAG;
-pub use tasks::QUEUE_TAG;
+pub use tasks::{QUEUE_TAG, STOPPED_TASK_TTL};
 pub mod types;
 
 use std::sync::Arc;
@@ -136,6 +136,10 @@ pub struct Control {
     policies: Option<Arc<berth_policy::Registry>>,
     /// Each cluster as placement sees it, kept between placements.
     views: view::Views,
+    /// How long stopped tasks stay visible before they are deleted.
+    stopped_task_ttl: std::time::Duration,
+    /// When stopped tasks were last collected (seconds since the epoch).
+    last_collect: std::sync::Mutex<f64>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -149,7 +153,7 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()), policies: None, views: view::Views::default() }
+        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()), policies: None, views: view::Views::default(), stopped_task_ttl: STOPPED_TASK_TTL, last_collect: std::sync::Mutex::new(0.0) }
     }
 
     /// Places through the policies of `registry` where one is active or asked for.
@@ -167,6 +171,26 @@ impl Control {
     /// came or changed), so queued tasks get another chance.
     pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Keeps stopped tasks visible for `ttl` before they are deleted.
+    pub fn with_stopped_task_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.stopped_task_ttl = ttl;
+        self
+    }
+
+    /// Collects stopped tasks past their retention, at most once a minute
+    /// (the batch scheduler calls this on its timer).
+    pub fn collect_stopped_tasks_now_and_then(&self) -> Result<usize, ControlError> {
+        {
+            let mut last = self.last_collect.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let t = now();
+            if t - *last < 60.0 {
+                return Ok(0);
+            }
+            *last = t;
+        }
+        self.collect_stopped_tasks(self.stopped_task_ttl)
     }
 
     /// Drops policy instances idle past `view::SESSION_IDLE` (the batch

@@ -17,6 +17,10 @@ pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
     passes(control, wake, TICK, shutdown, "the queue pass", |c| {
         // Policy instances nobody used for a while give their slot back.
         c.drop_idle_policy_sessions();
+        // Stopped tasks past their retention go (at most once a minute).
+        if let Err(e) = c.collect_stopped_tasks_now_and_then() {
+            tracing::warn!(error = %e, "removing old stopped tasks failed");
+        }
         match c.place_queued()? {
             0 => {}
             n => {

@@ -707,3 +707,44 @@ impl Control {
         Ok(placed)
     }
 }
+
+/// Stopped tasks kept visible (DescribeTasks, ListTasks STOPPED) this long
+/// by default, as ECS keeps them about an hour.
+pub const STOPPED_TASK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Control {
+    /// Deletes tasks STOPPED (desired and last) longer ago than `ttl`, in
+    /// commits of at most 500; returns how many went. Without this every
+    /// task ever run stays in the store, and what reads an instance's or a
+    /// service's tasks slows down with the history.
+    pub fn collect_stopped_tasks(&self, ttl: std::time::Duration) -> Result<usize, ControlError> {
+        let cutoff = now() - ttl.as_secs_f64();
+        let old = |t: &Task| t.desired_status == "STOPPED" && t.last_status == "STOPPED" && t.stopped_at.is_some_and(|s| s < cutoff);
+        let doomed: Vec<String> = {
+            let txn = self.store.begin()?;
+            super::collect_pages(|p| txn.list::<Task>(p))?.into_iter().map(|t| t.value).filter(|t| old(t)).map(|t| t.task_arn).collect()
+        };
+        let mut gone = 0;
+        for chunk in doomed.chunks(500) {
+            let up = self.store.update(|txn| -> Result<usize, ControlError> {
+                let mut n = 0;
+                for arn in chunk {
+                    // Checked again in the transaction: nothing revives a
+                    // stopped task today, but the store is the judge.
+                    if txn.get::<Task>(arn)?.is_some_and(|t| old(&t.value)) {
+                        txn.delete::<Task>(arn)?;
+                        txn.delete::<QueuedTask>(arn)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+            gone += up.value;
+        }
+        if gone > 0 {
+            tracing::info!(tasks = gone, "stopped tasks past their retention removed");
+        }
+        Ok(gone)
+    }
+}
+

@@ -312,3 +312,30 @@ fn instances_filter_drain_and_attributes() {
     assert_eq!(listed.attributes.len(), 1);
     assert_eq!(listed.attributes[0].target_id.as_deref(), Some(b.as_str()));
 }
+
+#[test]
+fn stopped_tasks_are_removed_after_their_retention_only() {
+    let (_d, c) = control();
+    c.register_task_definition(td("batch", 1024, 10, None)).unwrap();
+    let i = instance(&c, 1024, 1024);
+    let queue = vec![Tag { key: QUEUE_TAG.into(), value: "true".into() }];
+    let req = || RunTaskRequest { task_definition: Some("batch".into()), count: Some(1), tags: queue.clone(), ..Default::default() };
+    let running = c.run_task(req()).unwrap().tasks.remove(0);
+    assert_eq!(running.container_instance_arn.as_deref(), Some(i.as_str()));
+    // Queued, then stopped: STOPPED at once (no agent needed).
+    let stopped = c.run_task(req()).unwrap().tasks.remove(0);
+    c.stop_task(StopTaskRequest { cluster: None, task: Some(stopped.task_arn.clone()), reason: None }).unwrap();
+    // Asked to stop but not stopped yet (no agent ran it): kept.
+    c.stop_task(StopTaskRequest { cluster: None, task: Some(running.task_arn.clone()), reason: None }).unwrap();
+    assert_eq!(c.collect_stopped_tasks(std::time::Duration::from_secs(3600)).unwrap(), 0, "within the retention");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(c.collect_stopped_tasks(std::time::Duration::from_millis(10)).unwrap(), 1);
+    let d = c
+        .describe_tasks(DescribeTasksRequest { cluster: None, tasks: vec![stopped.task_arn.clone(), running.task_arn.clone()], include: vec![] })
+        .unwrap();
+    assert_eq!(d.failures.len(), 1, "{:?}", d.failures);
+    assert_eq!(d.failures[0].arn.as_deref(), Some(stopped.task_arn.as_str()));
+    assert_eq!(d.tasks[0].task_arn, running.task_arn);
+    let listed = c.list_tasks(ListTasksRequest { desired_status: Some("STOPPED".into()), ..Default::default() }).unwrap();
+    assert_eq!(listed.task_arns, vec![running.task_arn.clone()]);
+}
