@@ -148,9 +148,12 @@ fn fill_fits<const F: bool, const G: bool>(
     n
 }
 
-/// The loop of [`Cluster::least`], with wasm SIMD like [`fill_fits`].
+/// The loop of [`Cluster::least`]: key and id packed in one `u64` (key
+/// high), so the least candidate, ties to the lowest id, is the running
+/// minimum of one number. Non-candidates weigh `u32::MAX`; when that is the
+/// least, every candidate has that key and the first one wins.
 #[cfg_attr(target_family = "wasm", target_feature(enable = "simd128"))]
-fn least_of(fits: &[u8], _keys: &mut Vec<u32>, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
+fn least_of(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
     let mut best = u64::MAX;
     let step = |i: usize, ok: u8| {
         let k = if ok != 0 { key(i as InstanceId) } else { u32::MAX };
@@ -158,14 +161,14 @@ fn least_of(fits: &[u8], _keys: &mut Vec<u32>, key: impl Fn(InstanceId) -> u32) 
     };
     let chunks = fits.chunks_exact(8);
     let tail = fits.len() - chunks.remainder().len();
+    // Eight at a time: one loop check (and one epoch check) per eight.
     for (c, f) in chunks.enumerate() {
-        let base = c * 8;
-        for j in 0..8 {
-            best = best.min(step(base + j, f[j]));
+        for (j, &ok) in f.iter().enumerate() {
+            best = best.min(step(c * 8 + j, ok));
         }
     }
-    for i in tail..fits.len() {
-        best = best.min(step(i, fits[i]));
+    for (i, &ok) in fits.iter().enumerate().skip(tail) {
+        best = best.min(step(i, ok));
     }
     if best >> 32 != u64::from(u32::MAX) {
         return Some(best as u32);
@@ -283,9 +286,9 @@ pub struct Cluster {
     value_columns: RefCell<HashMap<u32, (Vec<u32>, usize)>>,
     /// Per (attribute id, group): the group's task count per value id.
     value_counts: RefCell<HashMap<(u32, GroupId), Vec<u32>>>,
-    /// Buffers of [`Cluster::least`] (fits mask, keys), reused so a
-    /// decision allocates nothing.
-    scratch: RefCell<(Vec<u8>, Vec<u32>)>,
+    /// The fits mask of [`Cluster::least`], reused so a decision allocates
+    /// nothing.
+    scratch: RefCell<Vec<u8>>,
 }
 
 impl Cluster {
@@ -393,19 +396,17 @@ impl Cluster {
     /// The candidate with the least `key`, ties to the lowest id: what the
     /// native binpack and spread do. One pass over the instances, no list
     /// of candidates built, so prefer it to `candidates().min_by_key()`.
-    /// `key` is called for every instance, also those the task does not
-    /// fit on (their keys are ignored), so it must not panic on them: use
-    /// saturating arithmetic.
+    /// `key` is called only for instances the task fits on.
     pub fn least(&self, task: &Task, key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
-        // A `key` that calls `least` again gets buffers of its own.
-        let mut fresh = (Vec::new(), Vec::new());
+        // A `key` that calls `least` again gets a buffer of its own.
+        let mut fresh = Vec::new();
         let mut scratch = self.scratch.try_borrow_mut();
-        let (fits, keys) = match scratch.as_deref_mut() {
-            Ok(s) => (&mut s.0, &mut s.1),
-            Err(_) => (&mut fresh.0, &mut fresh.1),
+        let fits = match scratch.as_deref_mut() {
+            Ok(s) => s,
+            Err(_) => &mut fresh,
         };
         self.fill_mask(task, fits);
-        least_of(fits, keys, key)
+        least_of(fits, key)
     }
 
     /// 1 for each instance `task` fits on ([`Cluster::fits`] for all at once).
@@ -546,10 +547,10 @@ impl Cluster {
         self.group_counts[task.group as usize][u] += 1;
         let cols = self.value_columns.get_mut();
         for ((attr, g), counts) in self.value_counts.get_mut().iter_mut() {
-            if *g == task.group {
-                if let Some((col, _)) = cols.get(attr) {
-                    counts[col[u] as usize] += 1;
-                }
+            if *g == task.group
+                && let Some((col, _)) = cols.get(attr)
+            {
+                counts[col[u] as usize] += 1;
             }
         }
         let _ = cols;
@@ -602,11 +603,11 @@ impl Cluster {
         // Keep the spread caches current instead of dropping them.
         let cols = self.value_columns.get_mut();
         for ((attr, cg), counts) in self.value_counts.get_mut().iter_mut() {
-            if *cg == g {
-                if let Some((col, _)) = cols.get(attr) {
-                    let v = &mut counts[col[i] as usize];
-                    *v = (*v + count).saturating_sub(old);
-                }
+            if *cg == g
+                && let Some((col, _)) = cols.get(attr)
+            {
+                let v = &mut counts[col[i] as usize];
+                *v = (*v + count).saturating_sub(old);
             }
         }
     }
@@ -714,6 +715,7 @@ pub mod rt {
             c.attribute_names[id as usize] = name;
             c.invalidate_values();
         }
+        #[allow(clippy::type_complexity)]
         pub fn set_attributes(&mut self, entries: Vec<(u32, Vec<(u32, Option<String>)>)>) {
             for (i, attrs) in entries {
                 if let Some(slot) = self.cluster.attributes.get_mut(i as usize) {
@@ -906,7 +908,6 @@ mod tests {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             (seed >> 33) % m
         };
-        let mut keys = Vec::new();
         for round in 0..2000 {
             let n = next(70) as usize;
             let density = next(4);
@@ -915,7 +916,7 @@ mod tests {
             let spread = [1, 3, 1000][next(3) as usize];
             let column: Vec<u32> = (0..n).map(|_| if next(10) == 0 { u32::MAX } else { next(spread) as u32 }).collect();
             let key = |i: InstanceId| column[i as usize];
-            assert_eq!(least_of(&fits, &mut keys, key), least_naive(&fits, key), "round {round}: fits {fits:?} keys {column:?}");
+            assert_eq!(least_of(&fits, key), least_naive(&fits, key), "round {round}: fits {fits:?} keys {column:?}");
         }
     }
 }
