@@ -41,8 +41,9 @@ pub(super) struct ClusterView {
     versions: Vec<u64>,
     /// What each instance's tasks hold, to take back out when it is reloaded.
     held: Vec<Vec<Held>>,
-    /// Instances placed on in this transaction, with how many tasks.
-    pub touched: BTreeMap<usize, u32>,
+    /// Instances placed on in this transaction: how many tasks, and the
+    /// record's pending count before the first of them.
+    pub touched: BTreeMap<usize, (u32, u32)>,
     /// Live policy sessions by policy sha256, with their last use.
     sessions: HashMap<String, (PolicySession, Instant)>,
 }
@@ -186,7 +187,8 @@ impl ClusterView {
     pub fn placed(&mut self, req: &PlacementRequest, p: &Placement, by_session: Option<&str>) {
         let ports = berth_policy::host_ports(req, p);
         self.held[p.instance].push((req.task.clone(), ports));
-        *self.touched.entry(p.instance).or_default() += 1;
+        let before = self.instances[p.instance].pending_tasks_count;
+        self.touched.entry(p.instance).or_insert((0, before)).0 += 1;
         for (sha, (s, _)) in &mut self.sessions {
             if Some(sha.as_str()) != by_session {
                 s.usage_changed(p.instance);
@@ -221,7 +223,9 @@ impl ClusterView {
     /// the state (exact: it holds every task's demand), the new tasks as
     /// pending. The view keeps what it wrote.
     pub fn write_touched(&mut self, txn: &mut Txn) -> Result<(), ControlError> {
-        for (&i, &n) in &self.touched {
+        // May run more than once in a transaction (several placements):
+        // each time it writes the whole count from the record as read.
+        for (&i, &(n, before)) in &self.touched {
             let inst = self.state.instance(i);
             let strs = |s: &berth_core::placement::PortSet| s.iter().map(|p| p.to_string()).collect();
             let remaining = vec![
@@ -232,7 +236,7 @@ impl ClusterView {
             ];
             let ci = &mut self.instances[i];
             ci.remaining_resources = remaining;
-            ci.pending_tasks_count = ci.pending_tasks_count.saturating_add(n);
+            ci.pending_tasks_count = before.saturating_add(n);
             ci.version += 1;
             txn.put(&*ci)?;
         }
