@@ -333,7 +333,12 @@ impl Control {
         }
         // A policy named by the tag must exist now; it is bound to the
         // service once the service exists.
-        let policy = self.policy_for(berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")), None, &req.tags)?;
+        let cluster_name = berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")).to_owned();
+        let tagged = req.tags.iter().any(|t| t.key == super::POLICY_TAG);
+        let policy = if tagged { self.policy_for(&cluster_name, None, &req.tags)? } else { None };
+        // The service scheduler places under the placement turn: holding it
+        // until the policy is bound means the first tasks are placed by it.
+        let _turn = policy.as_ref().map(|_| self.placement_turn());
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
