@@ -139,6 +139,8 @@ pub struct PolicyHost {
     pub(crate) config: HostConfig,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    /// Makes cache temp files unique within the process.
+    tmp_counter: AtomicU64,
 }
 
 impl std::fmt::Debug for PolicyHost {
@@ -213,7 +215,7 @@ impl PolicyHost {
                 })
                 .map_err(|e| InstallError::Engine(format!("epoch ticker: {e}")))?
         };
-        Ok(PolicyHost { engine, linker, config, stop, ticker: Some(ticker) })
+        Ok(PolicyHost { engine, linker, config, stop, ticker: Some(ticker), tmp_counter: AtomicU64::new(0) })
     }
 
     /// The host's limits.
@@ -294,26 +296,47 @@ impl PolicyHost {
     }
 
     // SAFETY (the one `unsafe` in berth): wasmtime trusts the machine code in
-    // a serialized component, so it must only ever be bytes this process's
-    // engine wrote. The cache directory is berth's own (created 0700 inside
-    // its data directory), files are written whole and renamed into place,
-    // and the name carries the component's content hash and the engine's
-    // compatibility hash; wasmtime itself refuses files from another
-    // version or configuration. The file is read into memory rather than
-    // mapped, so a file changed later cannot fault the code in use.
+    // a serialized component (it checks only the version and configuration
+    // header), so what is loaded must be exactly what this engine wrote.
+    // `write_cache` writes a fresh 0600 file in berth's own 0700 directory,
+    // prefixed with the sha256 of the artifact, syncs it and renames it into
+    // place; here the file must not be writable by group or others and its
+    // digest must match before wasmtime sees it, so a torn, truncated or
+    // altered file is compiled afresh instead. The bytes are read into
+    // memory, not mapped, so a file changed later cannot fault code in use.
     #[allow(unsafe_code)]
     fn deserialize_cached(&self, path: &std::path::Path) -> wasmtime::Result<Component> {
-        let bytes = std::fs::read(path)?;
-        unsafe { Component::deserialize(&self.engine, &bytes) }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(wasmtime::Error::msg(format!("writable by others (mode {:o})", mode & 0o777)));
+        }
+        let file = std::fs::read(path)?;
+        let Some((digest, artifact)) = file.split_at_checked(32) else {
+            return Err(wasmtime::Error::msg("shorter than its digest"));
+        };
+        if Sha256::digest(artifact).as_slice() != digest {
+            return Err(wasmtime::Error::msg("its digest does not match its content"));
+        }
+        unsafe { Component::deserialize(&self.engine, artifact) }
     }
 
     fn write_cache(&self, dir: &std::path::Path, path: &std::path::Path, component: &Component) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let artifact = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let tmp = dir.join(format!(".{}.{}.{nanos}.tmp", std::process::id(), self.tmp_counter.fetch_add(1, Ordering::Relaxed)));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(&Sha256::digest(&artifact))?;
+        f.write_all(&artifact)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
     }
 }
 
@@ -361,9 +384,19 @@ mod tests {
         let second = PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("load from cache");
         assert_eq!(second.sha256, first.sha256);
         assert_eq!(std::fs::metadata(&files[0]).and_then(|m| m.modified()).expect("mtime"), written);
-        // A corrupt cache file is refused by wasmtime and replaced.
+        // A file whose content does not match its digest (one flipped byte
+        // in the code) is never loaded: it is compiled afresh and replaced.
+        let mut tampered = std::fs::read(&files[0]).expect("read");
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0xff;
+        std::fs::write(&files[0], &tampered).expect("tamper");
+        PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("recompiled");
+        assert_ne!(std::fs::read(&files[0]).expect("read"), tampered, "replaced");
+        // So is one that is not a compiled component at all.
         std::fs::write(&files[0], b"not a compiled component").expect("corrupt");
         PolicyHost::new(cfg).expect("host").compile(&bytes).expect("recompiled");
         assert!(std::fs::metadata(&files[0]).expect("file").len() > 1000);
+        // Nothing else is left in the directory (no temp files).
+        assert_eq!(std::fs::read_dir(&cache).expect("dir").count(), 1);
     }
 }
