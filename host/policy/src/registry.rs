@@ -171,7 +171,17 @@ impl Registry {
         loop {
             let p = txn.list::<PolicyBinding>(page.clone()).map_err(store_err)?;
             for b in p.items {
-                let policy = reg.get(&b.value.sha256)?;
+                // A binding whose policy is gone (a remove racing an
+                // activate) must not keep berth from starting: that scope
+                // falls back to the native strategies, and says so.
+                let policy = match reg.get(&b.value.sha256) {
+                    Ok(p) => p,
+                    Err(RegistryError::NotFound(_)) => {
+                        tracing::warn!(scope = %b.value.scope, policy = %b.value.sha256, "binding to a policy that is not installed; ignored");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 reg.set_fallback(&b.value.scope, b.value.fallback);
                 reg.slot(&b.value.scope).store(Some(policy));
             }
