@@ -195,7 +195,14 @@ async fn check_running(inner: &Inner, docker: &Docker, t: &Task, cs: &[Container
             }
             cur.version += 1;
             txn.put(cur)?;
-            Ok(stopping || cur.desired_status == "STOPPED")
+            let stopped = cur.desired_status == "STOPPED";
+            if stopping {
+                // Desired STOPPED frees the task's resources: the instance
+                // record says so in the same transaction, as every change
+                // to what an instance holds does.
+                refresh_instance(txn, &inner.instance_arn)?;
+            }
+            Ok(stopping || stopped)
         })?
         .value;
     Ok(wrote_stop)
