@@ -33,7 +33,8 @@ Exit status:
   3  berth up could not be reached at the endpoint (or no credentials for it)
   4  a --wait ended in failure: a deployment FAILED (circuit breaker), was
      replaced, or a task stopped
-  5  a --wait timed out";
+  5  a --wait timed out, or a call got no answer in time (it may have been
+     carried out: check before retrying)";
 
 /// Why a client command failed; the kind is the exit status.
 #[derive(Debug, thiserror::Error)]
@@ -251,7 +252,13 @@ impl Client {
     async fn call(&self, prefix: &str, op: &str, body: Value) -> Result<Value> {
         match tokio::time::timeout(CALL_TIMEOUT, self.call_once(prefix, op, body)).await {
             Ok(r) => r,
-            Err(_) => Err(CliError::Unreachable(format!("{op}: no answer from http://{} within {}s", self.host, CALL_TIMEOUT.as_secs()))),
+            // Sent but unanswered: it may have been carried out, so this is
+            // not "unreachable" (a script retrying on 3 could act twice).
+            Err(_) => Err(CliError::Timeout(format!(
+                "{op}: no answer from http://{} within {}s; the call may have been carried out, check before retrying",
+                self.host,
+                CALL_TIMEOUT.as_secs()
+            ))),
         }
     }
 
