@@ -1118,7 +1118,8 @@ fn two_agents_on_one_daemon_keep_to_their_own_containers() {
     up.until(&tasks[1], "STOPPED");
 
     // Restarted with one agent, the first instance comes back and the
-    // second, which nobody serves now, is shown disconnected: no placements.
+    // second, which nobody serves now and which holds no live task, is
+    // deregistered: no placements.
     let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id"))
         .expect("the first agent's id");
     let first = instances
@@ -1136,7 +1137,7 @@ fn two_agents_on_one_daemon_keep_to_their_own_containers() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (a, b) = (up.instance(&first), up.instance(&second));
-        if a["agentConnected"] == true && b["agentConnected"] == false {
+        if a["agentConnected"] == true && b["agentConnected"] == false && b["status"] == "INACTIVE" {
             break;
         }
         assert!(
@@ -1152,4 +1153,64 @@ fn two_agents_on_one_daemon_keep_to_their_own_containers() {
         assert_eq!(t["containerInstanceArn"], first.as_str(), "{run:#}");
         up.aws(&["stop-task", "--task", t["taskArn"].as_str().expect("arn")]);
     }
+}
+
+#[test]
+fn fewer_instances_are_refused_while_the_extra_ones_hold_tasks() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start_in_with(dir.path(), &[], &["--instances", "2"]);
+    let instances = up.until_instances(2);
+    let _guards: Vec<CleanupGuard> = instances
+        .iter()
+        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
+        .collect();
+    let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id")).expect("the first agent's id");
+    let second = instances.iter().find(|i| !i.ends_with(first_id.trim())).expect("the second instance").clone();
+    let family = format!("e2e-fewer-{}", std::process::id());
+    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
+    .to_string();
+    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs]);
+    let started = up.aws(&["start-task", "--task-definition", &family, "--container-instances", &second]);
+    let task = started["tasks"][0]["taskArn"].as_str().expect("started on the second instance").to_owned();
+    up.until(&task, "RUNNING");
+    drop(up);
+
+    // One agent now would leave the second instance's container running
+    // unmanaged while the first offered the whole host: refused, naming why.
+    let mut child = Command::new(super::berth_bin())
+        .args(["up", "--listen", "127.0.0.1:0", "--instances", "1", "--data-dir"])
+        .arg(dir.path())
+        .env("BERTH_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("berth up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth up --instances 1 kept running with tasks on the second instance");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    assert!(!status.success());
+    assert!(err.contains("still hold tasks") && err.contains(&second) && err.contains("--instances 2"), "{err}");
+
+    // Once its task stopped, the second instance is deregistered.
+    let up = Up::start_in_with(dir.path(), &[], &["--instances", "2"]);
+    up.aws(&["stop-task", "--task", &task]);
+    up.until(&task, "STOPPED");
+    drop(up);
+    let up = Up::start_in_with(dir.path(), &[], &["--instances", "1"]);
+    assert_eq!(up.instance(&second)["status"], "INACTIVE");
+    assert!(!dir.path().join("agent-instance-id-1").exists(), "its id is forgotten");
 }

@@ -164,6 +164,13 @@ impl Agent {
         register::set_disconnected(&self.inner)
     }
 
+    /// Retires this agent's instance without running it: deregistered
+    /// (INACTIVE) and its id forgotten when it holds no task that is not
+    /// STOPPED; otherwise left as it is. Returns how many such tasks it holds.
+    pub fn retire(&self) -> Result<usize, AgentError> {
+        register::retire(&self.inner)
+    }
+
     /// Whether agent `index` has an instance id in `data_dir` (it ran before).
     pub fn has_instance_id(data_dir: &std::path::Path, index: u32) -> bool {
         register::id_file(data_dir, index).exists()

@@ -178,6 +178,44 @@ pub(crate) fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
 }
 
 /// Every task assigned to `instance_arn`, from the `instance` index.
+/// Deregisters an instance whose agent is not run any more (`berth up`
+/// with fewer `--instances` than before) and forgets its id, unless it
+/// still holds tasks not yet STOPPED: then nothing changes and their count
+/// comes back, since their containers may still run and only that agent
+/// would stop them.
+pub(crate) fn retire(inner: &Inner) -> Result<usize, AgentError> {
+    let busy = inner
+        .store
+        .update(|txn| -> Result<usize, StoreError> {
+            let busy = tasks_of(txn, &inner.instance_arn)?.iter().filter(|t| t.last_status != "STOPPED").count();
+            if busy > 0 {
+                return Ok(busy);
+            }
+            if let Some(mut ci) = txn.get::<ContainerInstance>(&inner.instance_arn)?
+                && ci.value.status != "INACTIVE"
+            {
+                ci.value.status = "INACTIVE".to_owned();
+                ci.value.agent_connected = false;
+                ci.value.running_tasks_count = 0;
+                ci.value.pending_tasks_count = 0;
+                ci.value.remaining_resources = ci.value.registered_resources.clone();
+                ci.value.version += 1;
+                txn.put(&ci.value)?;
+            }
+            Ok(0)
+        })?
+        .value;
+    if busy == 0 {
+        let path = id_file(&inner.cfg.data_dir, inner.cfg.index);
+        if let Err(source) = std::fs::remove_file(&path)
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(AgentError::InstanceId { path, source });
+        }
+    }
+    Ok(busy)
+}
+
 pub(crate) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, StoreError> {
     let mut out = Vec::new();
     let mut page = PageRequest::first(500);

@@ -69,16 +69,30 @@ pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -
             let _ = stopped.wait_for(|s| *s).await;
         })));
     }
-    // Instances of an earlier run with more agents: nobody serves them now,
-    // so they take no placements (their containers are left as they are).
+    // Instances of an earlier run with more agents: nobody serves them now.
+    // One that holds no live task is deregistered; one that does keeps
+    // berth from starting, since its containers may run on and only its
+    // agent would stop them, while the remaining agents would offer the
+    // whole host again (an over-commit).
     let mut index = opts.instances;
+    let mut busy = Vec::new();
     while Agent::has_instance_id(data_dir, index) {
         let mut cfg = AgentConfig::new("default", data_dir);
         cfg.index = index;
         let agent = Agent::new(store.clone(), cfg).context("reading an earlier agent's instance id")?;
-        tracing::warn!(instance = %agent.instance_arn(), index, "not run now (--instances {}); shown agentConnected=false", opts.instances);
-        agent.set_disconnected().context("marking an earlier agent's instance disconnected")?;
+        match agent.retire().context("deregistering an earlier agent's instance")? {
+            0 => tracing::info!(instance = %agent.instance_arn(), index, "not run now (--instances {}); deregistered", opts.instances),
+            n => busy.push(format!("{} ({n} tasks)", agent.instance_arn())),
+        }
         index += 1;
+    }
+    if !busy.is_empty() {
+        anyhow::bail!(
+            "--instances {}: an earlier run had {index}, and these instances still hold tasks: {}. Start with --instances {index}, \
+             stop or drain their tasks (berth instances drain ID; berth stop TASK) until they hold none, then start with fewer",
+            opts.instances,
+            busy.join(", ")
+        );
     }
     // One notification from the control layer wakes every agent: it does not
     // say which instance a task went to, and a spare pass is cheap.
