@@ -2022,6 +2022,36 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_placing_on_several_instances_counts_each_task_once() {
+        let (_d, c) = control();
+        let all: Vec<String> = (0..3).map(|_| instance_with_role(&c, "web")).collect();
+        let td = register(&c, "agent", "busybox");
+        c.create_service(CreateServiceRequest {
+            service_name: Some("d".into()),
+            task_definition: Some(td),
+            scheduling_strategy: Some(SchedulingStrategy::Daemon),
+            ..Default::default()
+        })
+        .unwrap();
+        // One pass, one transaction, three placements (no agent runs them).
+        c.services_pass().unwrap();
+        let d = c
+            .describe_container_instances(DescribeContainerInstancesRequest {
+                container_instances: all.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        for ci in &d.container_instances {
+            assert_eq!(
+                (ci.pending_tasks_count, ci.running_tasks_count),
+                (1, 0),
+                "{}",
+                ci.container_instance_arn
+            );
+        }
+    }
+
+    #[test]
     fn a_daemon_runs_one_task_on_every_matching_active_instance() {
         let (_d, c) = control();
         let web1 = instance_with_role(&c, "web");
