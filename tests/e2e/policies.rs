@@ -214,6 +214,27 @@ fn a_service_names_its_policy_with_a_tag() {
     s.ok("UpdateService", json!({"cluster": "pol", "service": "web", "desiredCount": 0}));
     s.ok("DeleteService", json!({"cluster": "pol", "service": "web"}));
     s.berth_ok("DeletePolicy", json!({"policy": "cheapest"}));
+
+    // A service's policy sees its tasks' family (the task definition's, not
+    // the service group): hostile-trap traps on family `attack`, and the
+    // native fallback still places the task.
+    s.ok("RegisterTaskDefinition", json!({"family": "attack", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 32}]}));
+    s.install_plugin("hostile_trap");
+    s.ok(
+        "CreateService",
+        json!({"cluster": "pol", "serviceName": "atk", "taskDefinition": "attack", "desiredCount": 1,
+               "tags": [{"key": "berth:policy", "value": "hostile-trap"}]}),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let d = s.berth_ok("DescribePolicy", json!({"policy": "hostile-trap"}));
+        let placed = s.ok("ListTasks", json!({"cluster": "pol", "serviceName": "atk"}))["taskArns"].as_array().map_or(0, Vec::len);
+        if failures(&d["policy"], "trap") >= 1 && placed == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the policy never saw family `attack`: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

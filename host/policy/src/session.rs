@@ -544,7 +544,7 @@ impl PolicySession {
             self.filters.insert(key.clone(), f);
             Some(f)
         };
-        let family_name = family_of(&req.task.group);
+        let family_name = if req.task.family.is_empty() { family_of(&req.task.group) } else { req.task.family.as_str() };
         let family = match self.families.get(family_name) {
             Some(&f) => f,
             None => {
@@ -654,6 +654,7 @@ fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) 
     (static_iter(&inst.ports[0], lo, hi).collect(), static_iter(&inst.ports[1], lo, hi).collect())
 }
 
+/// The family a group names, for requests that carry none.
 fn family_of(group: &str) -> &str {
     group.strip_prefix("family:").unwrap_or(group)
 }

@@ -141,6 +141,9 @@ pub struct TaskSpec {
     pub dynamic_ports: Vec<Protocol>,
     /// The task group (`family:web`, `service:api`).
     pub group: String,
+    /// The task definition's family (what policies see as the task's
+    /// family; empty when unknown, as for tasks loaded from the store).
+    pub family: String,
 }
 
 impl TaskSpec {
@@ -176,7 +179,7 @@ impl TaskSpec {
         if let Some(m) = td.memory.as_deref().and_then(parse_task_memory) {
             memory = m;
         }
-        TaskSpec { cpu, memory, static_ports, dynamic_ports, group: group.into() }
+        TaskSpec { cpu, memory, static_ports, dynamic_ports, group: group.into(), family: td.family.clone() }
     }
 }
 

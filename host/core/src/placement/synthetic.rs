@@ -17,7 +17,7 @@ pub const INSTANCE_TYPES: [(&str, u32, u32); 4] =
 pub fn cluster(n: usize, seed: u64) -> ClusterState {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut state = ClusterState::default();
-    let filler = TaskSpec { cpu: 0, memory: 0, static_ports: vec![], dynamic_ports: vec![], group: "family:filler".into() };
+    let filler = TaskSpec { cpu: 0, memory: 0, static_ports: vec![], dynamic_ports: vec![], group: "family:filler".into(), family: "filler".into() };
     for i in 0..n {
         let (itype, cpu, memory) = INSTANCE_TYPES[rng.random_range(0..INSTANCE_TYPES.len())];
         let zone = ZONES[i % ZONES.len()];
@@ -60,6 +60,7 @@ pub fn request(strategies: &[PlacementStrategy]) -> PlacementRequest {
         static_ports: vec![],
         dynamic_ports: vec![Protocol::Tcp],
         group: "service:web".into(),
+        family: "web".into(),
     };
     let constraints = [
         PlacementConstraint {

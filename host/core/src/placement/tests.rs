@@ -23,7 +23,7 @@ fn inst(i: usize, zone: &str, cpu: u32, memory: u32) -> InstanceSpec {
 }
 
 fn task(cpu: u32, memory: u32, group: &str) -> TaskSpec {
-    TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![], group: group.into() }
+    TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![], group: group.into(), family: String::new() }
 }
 
 fn strat(kind: S, field: Option<&str>) -> PlacementStrategy {

@@ -36,7 +36,7 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
     match rng.random_range(0..5) {
         0 if !state.is_empty() => {
             let i = rng.random_range(0..state.len());
-            let t = TaskSpec { cpu: 100, memory: 100, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into() };
+            let t = TaskSpec { cpu: 100, memory: 100, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into(), family: "web".into() };
             state.add_task(i, &t, &[(8001, Protocol::Tcp)]);
             session.usage_changed(i);
         }
@@ -75,7 +75,7 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
         3 if !state.is_empty() => {
             // A task of a group the policy may know stops.
             let i = rng.random_range(0..state.len());
-            let t = TaskSpec { cpu: 50, memory: 50, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into() };
+            let t = TaskSpec { cpu: 50, memory: 50, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into(), family: "web".into() };
             // Only a task that is there: removing one that is not would
             // saturate the group count but not the core's per-value counts.
             if state.group_count("service:web", i) > 0 {

@@ -49,7 +49,7 @@ pub fn load(name: &str) -> Arc<LoadedPolicy> {
 
 /// A request of `group` with `cpu`/`memory`, one dynamic TCP port.
 pub fn request(group: &str, cpu: u32, memory: u32, strategies: &[PlacementStrategy], constraints: &[PlacementConstraint]) -> PlacementRequest {
-    let task = TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![Protocol::Tcp], group: group.into() };
+    let task = TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![Protocol::Tcp], group: group.into(), family: String::new() };
     PlacementRequest::compile(task, &[], constraints, strategies).expect("request compiles")
 }
 

@@ -99,6 +99,8 @@ fn held_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Held>, ControlError> {
                 static_ports: Vec::new(),
                 dynamic_ports: Vec::new(),
                 group: t.group.clone().unwrap_or_default(),
+                // Only what a task holds matters here.
+                family: String::new(),
             };
             (spec, host_ports(t))
         })
