@@ -322,17 +322,12 @@ fn api_run_task_places_fails_stops_and_queues() {
 
 /// Runs a client script with the server's endpoint and credentials.
 fn client(s: &Server, program: &str, args: &[&str]) -> std::process::Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(repo_root())
-        .env("BERTH_ENDPOINT", format!("http://{}", s.addr))
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_DEFAULT_REGION", "local")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
+    super::harness::aws_env(
+        Command::new(program).args(args).current_dir(repo_root()).env("BERTH_ENDPOINT", format!("http://{}", s.addr)),
+        KEY_ID,
+        SECRET,
+    )
+    .output()
         .unwrap_or_else(|e| panic!("cannot run {program} ({e}); .ci/run installs python3, boto3 and the AWS CLI"))
 }
 

@@ -116,15 +116,7 @@ impl Up {
 
     /// `aws ecs OP ARGS...` as it ended, for calls expected to fail.
     pub fn aws_output(&self, args: &[&str]) -> std::process::Output {
-        Command::new("aws")
-            .args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_DEFAULT_REGION", "local")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        aws_env(Command::new("aws").args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"]).args(args), KEY, SECRET)
             .output()
             .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
     }
@@ -185,4 +177,15 @@ impl Drop for Up {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+/// What an AWS client (the CLI, boto3, a script of them) needs to talk to a
+/// berth with this key, and nothing from the user's own AWS setup.
+pub fn aws_env<'a>(c: &'a mut Command, key: &str, secret: &str) -> &'a mut Command {
+    c.env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "local")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }

@@ -128,6 +128,20 @@ impl Up {
     }
 }
 
+/// `berth up --instances N`-style setup: the N instances, each with a guard
+/// removing its containers, and a task definition `PREFIX-PID` of a shell
+/// loop without port mappings (the instances share the host's ports).
+fn instances_and_sleeper(up: &Up, n: usize, prefix: &str) -> (Vec<String>, Vec<CleanupGuard>, String) {
+    let instances = up.until_instances(n);
+    let guards = instances.iter().map(|i| CleanupGuard::new("berth.container-instance", i.clone())).collect();
+    let family = format!("{prefix}-{}", std::process::id());
+    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
+    .to_string();
+    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs]);
+    (instances, guards, family)
+}
+
 fn containers_of(task_arn: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args([
@@ -836,11 +850,7 @@ fn draining_an_instance_moves_its_service_tasks_within_the_percentages() {
         return;
     }
     let up = Up::start_args(&[], &["--instances", "2"]);
-    let instances = up.until_instances(2);
-    let _guards: Vec<CleanupGuard> = instances
-        .iter()
-        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
-        .collect();
+    let (instances, _guards, family) = instances_and_sleeper(&up, 2, "e2e-drain");
     // Each of the two shares the one daemon's CPU and memory.
     let cpu = |i: &str| {
         up.instance(i)["registeredResources"]
@@ -852,18 +862,6 @@ fn draining_an_instance_moves_its_service_tasks_within_the_percentages() {
             .expect("CPU")
     };
     assert_eq!(cpu(&instances[0]), cpu(&instances[1]));
-    let family = format!("e2e-drain-{}", std::process::id());
-    // No port mappings: both instances share the host's ports.
-    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
-    .to_string();
-    up.aws(&[
-        "register-task-definition",
-        "--family",
-        &family,
-        "--container-definitions",
-        &defs,
-    ]);
     let dc = json!({"minimumHealthyPercent": 50, "maximumPercent": 150}).to_string();
     up.aws(&[
         "create-service",
@@ -988,22 +986,7 @@ fn two_agents_on_one_daemon_keep_to_their_own_containers() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start_in_with(dir.path(), &[("BERTH_INSTANCES", "2")], &[]);
-    let instances = up.until_instances(2);
-    let _guards: Vec<CleanupGuard> = instances
-        .iter()
-        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
-        .collect();
-    let family = format!("e2e-own-{}", std::process::id());
-    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
-    .to_string();
-    up.aws(&[
-        "register-task-definition",
-        "--family",
-        &family,
-        "--container-definitions",
-        &defs,
-    ]);
+    let (instances, _guards, family) = instances_and_sleeper(&up, 2, "e2e-own");
     let tasks: Vec<String> = instances
         .iter()
         .map(|i| {
@@ -1162,18 +1145,9 @@ fn fewer_instances_are_refused_while_the_extra_ones_hold_tasks() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start_in_with(dir.path(), &[], &["--instances", "2"]);
-    let instances = up.until_instances(2);
-    let _guards: Vec<CleanupGuard> = instances
-        .iter()
-        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
-        .collect();
+    let (instances, _guards, family) = instances_and_sleeper(&up, 2, "e2e-fewer");
     let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id")).expect("the first agent's id");
     let second = instances.iter().find(|i| !i.ends_with(first_id.trim())).expect("the second instance").clone();
-    let family = format!("e2e-fewer-{}", std::process::id());
-    let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
-    .to_string();
-    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs]);
     let started = up.aws(&["start-task", "--task-definition", &family, "--container-instances", &second]);
     let task = started["tasks"][0]["taskArn"].as_str().expect("started on the second instance").to_owned();
     up.until(&task, "RUNNING");

@@ -47,17 +47,12 @@ fn the_aws_cli_story_runs_against_berth_up() {
     let up = Up::start();
     let instance = up.until_any_instance();
     let _guard = CleanupGuard::new("berth.container-instance", instance);
-    let out = Command::new("bash")
-        .arg("tests/clients/aws_story.sh")
-        .current_dir(&repo)
-        .env("BERTH_ENDPOINT", format!("http://{}", up.addr))
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_DEFAULT_REGION", "local")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
+    let out = super::harness::aws_env(
+        Command::new("bash").arg("tests/clients/aws_story.sh").current_dir(&repo).env("BERTH_ENDPOINT", format!("http://{}", up.addr)),
+        KEY,
+        SECRET,
+    )
+    .output()
         .unwrap_or_else(|e| panic!("cannot run bash ({e})"));
     assert!(
         out.status.success(),
