@@ -38,6 +38,18 @@ impl Up {
         v
     }
 
+    /// The service's tasks asked to stop (desired STOPPED), described.
+    fn stopped_tasks(&self, name: &str) -> Vec<Value> {
+        let stopped = self.listed(name, "STOPPED");
+        let mut out = Vec::new();
+        for chunk in stopped.chunks(100) {
+            let mut args = vec!["describe-tasks", "--tasks"];
+            args.extend(chunk.iter().map(String::as_str));
+            out.extend(self.aws(&args)["tasks"].as_array().expect("tasks").iter().cloned());
+        }
+        out
+    }
+
     /// The service's tasks not yet STOPPED (desired RUNNING or stopping),
     /// as of one moment: the set asked to run is listed again after the
     /// describe, and the observation retried if it changed in between.
@@ -389,13 +401,8 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
         std::thread::sleep(Duration::from_millis(300));
     }
     // The breaker's threshold for 1 task is 3 failed tasks of the new version.
-    let stopped = up.listed("crashy", "STOPPED");
-    let mut args = vec!["describe-tasks", "--tasks"];
-    args.extend(stopped.iter().map(String::as_str));
-    let d = up.aws(&args);
-    let crashed = d["tasks"]
-        .as_array()
-        .expect("tasks")
+    let d = up.stopped_tasks("crashy");
+    let crashed = d
         .iter()
         .filter(|t| {
             t["taskDefinitionArn"] == v2.as_str()
@@ -405,7 +412,7 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
         .count();
     assert!(
         crashed >= 3,
-        "{crashed} crashed tasks of the new version: {d:#}"
+        "{crashed} crashed tasks of the new version: {d:#?}"
     );
     let s = up.until_steady("crashy", 1, None);
     assert_eq!(s["taskDefinition"], v1.as_str());
@@ -811,13 +818,8 @@ fn a_web_service_serves_while_healthy_and_a_version_failing_its_health_endpoint_
     );
     // The broken version's tasks were stopped for their health, at least
     // as many as the breaker's threshold (3 for 2 tasks).
-    let stopped = up.listed("web", "STOPPED");
-    let mut args = vec!["describe-tasks", "--tasks"];
-    args.extend(stopped.iter().map(String::as_str));
-    let d = up.aws(&args);
-    let sick = d["tasks"]
-        .as_array()
-        .expect("tasks")
+    let d = up.stopped_tasks("web");
+    let sick = d
         .iter()
         .filter(|t| {
             t["taskDefinitionArn"] == v2.as_str()
@@ -826,7 +828,7 @@ fn a_web_service_serves_while_healthy_and_a_version_failing_its_health_endpoint_
         .count();
     assert!(
         sick >= 3,
-        "{sick} tasks stopped for failing health checks: {d:#}"
+        "{sick} tasks stopped for failing health checks: {d:#?}"
     );
     let serving: Vec<Value> = up
         .tasks("web")
