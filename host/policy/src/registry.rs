@@ -102,6 +102,8 @@ pub struct PolicySummary {
     pub size: usize,
     /// Scopes where it is active.
     pub active_in: Vec<String>,
+    /// The parameters it documents: (name, description).
+    pub parameters: Vec<(String, String)>,
     /// Counters since this process loaded it.
     pub stats: StatsSnapshot,
 }
@@ -280,6 +282,7 @@ impl Registry {
             world: p.compiled.world.to_owned(),
             size: p.compiled.size,
             active_in: self.scopes_of(&p.compiled.sha256),
+            parameters: p.parameters.clone(),
             stats: p.stats(),
         }
     }

@@ -100,22 +100,17 @@ pub struct DeactivatePolicyResponse {
     pub scope: String,
 }
 
-impl Control {
-    fn registry(&self) -> Result<&berth_policy::Registry, ControlError> {
-        self.policies.as_deref().ok_or_else(|| ControlError::Client("placement policies are not enabled on this server".into()))
-    }
-
-    fn describe(&self, s: PolicySummary) -> Result<PolicyDescription, ControlError> {
-        let loaded = self.registry()?.get(&s.sha256).map_err(policy_error)?;
+impl From<PolicySummary> for PolicyDescription {
+    fn from(s: PolicySummary) -> Self {
         let [p50, p90, p99, max] = s.stats.latency_us;
-        Ok(PolicyDescription {
+        PolicyDescription {
             sha256: s.sha256,
             name: s.name,
             version: s.version,
             world: s.world,
             size: s.size,
             active_in: s.active_in,
-            parameters: loaded.parameters.iter().map(|(n, d)| PolicyParameter { name: n.clone(), description: d.clone() }).collect(),
+            parameters: s.parameters.into_iter().map(|(name, description)| PolicyParameter { name, description }).collect(),
             stats: PolicyStatsView {
                 decisions: s.stats.decisions,
                 failures: s.stats.failures.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
@@ -123,7 +118,13 @@ impl Control {
                 logs_dropped: s.stats.logs_dropped,
                 latency_micros: Latency { p50, p90, p99, max },
             },
-        })
+        }
+    }
+}
+
+impl Control {
+    fn registry(&self) -> Result<&berth_policy::Registry, ControlError> {
+        self.policies.as_deref().ok_or_else(|| ControlError::Client("placement policies are not enabled on this server".into()))
     }
 
     /// InstallPolicy: checks, compiles and stores a component.
@@ -135,19 +136,19 @@ impl Control {
             .map_err(|e| ControlError::invalid("wasm", format!("is not base64: {e}")))?;
         let reg = self.registry()?;
         let id = reg.install(&bytes).map_err(policy_error)?;
-        Ok(PolicyResponse { policy: self.describe(reg.show(&id).map_err(policy_error)?)? })
+        Ok(PolicyResponse { policy: reg.show(&id).map_err(policy_error)?.into() })
     }
 
     /// ListPolicies: every installed policy with its counters.
     pub fn list_policies(&self, _req: serde_json::Value) -> Result<ListPoliciesResponse, ControlError> {
-        let policies = self.registry()?.list().into_iter().map(|s| self.describe(s)).collect::<Result<_, _>>()?;
+        let policies = self.registry()?.list().into_iter().map(PolicyDescription::from).collect();
         Ok(ListPoliciesResponse { policies })
     }
 
     /// DescribePolicy: one policy by id, id prefix or name.
     pub fn describe_policy(&self, req: PolicyRequest) -> Result<PolicyResponse, ControlError> {
         let id = req.policy.ok_or_else(|| ControlError::invalid("policy", "is required"))?;
-        Ok(PolicyResponse { policy: self.describe(self.registry()?.show(&id).map_err(policy_error)?)? })
+        Ok(PolicyResponse { policy: self.registry()?.show(&id).map_err(policy_error)?.into() })
     }
 
     /// The scope a request names; the cluster (and service) must exist.
@@ -176,7 +177,7 @@ impl Control {
         let reg = self.registry()?;
         let p = reg.activate_with(&scope, &id, fallback).map_err(policy_error)?;
         tracing::info!(policy = %p.compiled.sha256, name = %p.name, scope = %scope.key(), ?fallback, "policy activated");
-        Ok(ActivatePolicyResponse { policy: self.describe(reg.show(&p.compiled.sha256).map_err(policy_error)?)?, scope: scope.key() })
+        Ok(ActivatePolicyResponse { policy: reg.show(&p.compiled.sha256).map_err(policy_error)?.into(), scope: scope.key() })
     }
 
     /// DeactivatePolicy: the native strategies place in the scope again.
@@ -190,7 +191,7 @@ impl Control {
     pub fn delete_policy(&self, req: PolicyRequest) -> Result<PolicyResponse, ControlError> {
         let id = req.policy.ok_or_else(|| ControlError::invalid("policy", "is required"))?;
         let reg = self.registry()?;
-        let described = self.describe(reg.show(&id).map_err(policy_error)?)?;
+        let described = PolicyDescription::from(reg.show(&id).map_err(policy_error)?);
         reg.remove(&described.sha256).map_err(policy_error)?;
         Ok(PolicyResponse { policy: described })
     }
