@@ -205,6 +205,25 @@ impl Control {
         self.placement.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A placing transaction: `Store::update` with the placement views'
+    /// lifecycle around it: begun on every attempt (views of an attempt
+    /// that did not commit are dropped), the instances the placements
+    /// touched written at the end, the views kept once it committed. The
+    /// caller holds the placement turn.
+    fn placing<R>(
+        &self,
+        mut f: impl FnMut(&mut Txn) -> Result<R, ControlError>,
+    ) -> Result<berth_store::Updated<R>, UpdateError<ControlError>> {
+        let up = self.store.update(|txn| {
+            self.views.begin();
+            let r = f(txn)?;
+            self.views.write(txn)?;
+            Ok(r)
+        })?;
+        self.views.commit(&self.store);
+        Ok(up)
+    }
+
     fn wake_scheduler(&self) {
         self.wake.notify_one();
     }

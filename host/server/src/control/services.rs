@@ -655,12 +655,8 @@ impl Control {
         let mut totals = PassStats::default();
         for arn in arns {
             let _turn = self.placement_turn();
-            match self.store.update(|txn| {
-                self.views.begin();
-                self.service_step_in(txn, &arn)
-            }) {
+            match self.placing(|txn| self.service_step_in(txn, &arn)) {
                 Ok(up) => {
-                    self.views.commit(&self.store);
                     totals.started += up.value.0;
                     totals.stopped += up.value.1;
                     totals.commits += 1;
@@ -1081,7 +1077,7 @@ impl Control {
                     launch_type: Some("EC2".into()),
                     ..RunTaskRequest::default()
                 };
-                match self.run_in_txn(txn, &req, Some(&name)) {
+                match self.run_in(txn, &req, Some(&name)) {
                     Ok((tasks, failures)) => {
                         started.extend(
                             tasks

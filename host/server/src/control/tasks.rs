@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use berth_core::arn;
 use berth_core::model::{Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task, TaskDefinition};
-use berth_core::placement::{Placement, PlacementRequest, Placer, TaskSpec, place_on};
+use berth_core::placement::{Placement, PlacementRequest, Placer, TaskSpec};
 use berth_store::Record;
 use berth_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::instances::{integer_resource, tasks_on};
 use super::taskdefs::resolve;
 use super::types::*;
-use super::view::{ChosenPolicy, ClusterView, host_ports};
+use super::view::{ChosenPolicy, ClusterView, host_ports, parse_units, ports_of};
 use super::{Control, ControlError, all_by_index, now, paginate};
 
 /// The RunTask tag that asks berth to queue tasks that do not fit now
@@ -65,14 +65,6 @@ impl Record for ClientTokenRecord {
     fn key(&self) -> String {
         self.key.clone()
     }
-}
-
-fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
-    r.iter().filter(|x| x.name == name).flat_map(|x| x.string_set_value.iter().flatten()).filter_map(|p| p.parse().ok()).collect()
-}
-
-fn parse_units(s: Option<&str>) -> u32 {
-    s.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The instance's counts and remaining resources recomputed from the tasks
@@ -256,8 +248,7 @@ impl Control {
 
     /// Places a batch of RunTask calls in one transaction and answers each.
     fn run_batch(&self, batch: Vec<(RunTaskRequest, RunReply)>) {
-        let up = self.store.update(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
-            self.views.begin();
+        let up = self.placing(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
             let mut out = Vec::with_capacity(batch.len());
             // One view per cluster for the whole batch: each placement
             // reserves in it, so the next call sees what the earlier took.
@@ -270,12 +261,10 @@ impl Control {
                     Err(e) => out.push(Err(e)),
                 }
             }
-            self.views.write(txn)?;
             Ok(out)
         });
         match up {
             Ok(up) => {
-                self.views.commit(&self.store);
                 self.announce_tasks();
                 for ((_, reply), answer) in batch.into_iter().zip(up.value) {
                     let _ = reply.send(answer);
@@ -290,19 +279,9 @@ impl Control {
         }
     }
 
-    /// RunTask's placement inside the caller's transaction (the service
-    /// scheduler's path, `service` naming the service for its policy):
-    /// places, writes the tasks and the instances they landed on. The
-    /// caller holds the placement turn, began the views and commits them.
-    pub(super) fn run_in_txn(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
-        let out = self.run_in(txn, req, service)?;
-        self.views.write(txn)?;
-        Ok(out)
-    }
-
     /// StartTask's placement of one task of `req` (its task definition,
     /// group, startedBy, constraints) on `instance_arn` inside the caller's
-    /// transaction (the DAEMON scheduler's path): the task, or the reason it
+    /// placing transaction (the DAEMON scheduler's path): the task, or the reason it
     /// does not fit (`ATTRIBUTE`, `RESOURCE:CPU`, ...).
     pub(super) fn start_on_in_txn(
         &self,
@@ -315,14 +294,10 @@ impl Control {
         let spec = TaskSpec::from_definition(&td, None, req.group.clone().unwrap_or_default());
         let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &[])?;
         let mut view = self.views.take(txn, cluster_arn)?;
-        let placed = match view.state.index_of(instance_arn) {
-            None => Err("MISSING".to_owned()),
-            Some(i) => place_on(&mut view.state, &preq, i).map_err(|c| c.reason().to_owned()),
-        };
-        let out = match placed {
-            Err(reason) => Ok(Err(reason)),
-            Ok(p) => {
-                view.placed(&preq, &p, None);
+        let out = match view.place_on_arn(&preq, instance_arn) {
+            None => Ok(Err("MISSING".to_owned())),
+            Some(Err(c)) => Ok(Err(c.reason().to_owned())),
+            Some(Ok(p)) => {
                 let new = NewTask {
                     cluster_name: arn::cluster_name(cluster_arn),
                     cluster_arn,
@@ -337,9 +312,7 @@ impl Control {
             }
         };
         self.views.lend(cluster_arn, view);
-        let out = out?;
-        self.views.write(txn)?;
-        Ok(out)
+        out
     }
 
     /// Places `count` tasks of `preq` in `view`: through the chosen policy
@@ -379,9 +352,11 @@ impl Control {
         }
     }
 
-    /// One RunTask inside a transaction (validated already); the views it
-    /// used are lent to the transaction.
-    fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+    /// One RunTask inside a placing transaction ([`Control::placing`]),
+    /// validated already: places and writes the tasks; the instances they
+    /// landed on are written when the transaction ends. `service` names the
+    /// service placing (the service scheduler's path), for its policy.
+    pub(super) fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
         let queue = req.tags.iter().any(|t| t.key == QUEUE_TAG && t.value == "true");
@@ -472,7 +447,7 @@ impl Control {
         let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
         check_started_by(req.started_by.as_deref())?;
         let _turn = self.placement_turn();
-        let up = self.store.update(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+        let up = self.placing(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
             if td.status != "ACTIVE" {
@@ -481,7 +456,6 @@ impl Control {
             let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
             let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
             let preq = PlacementRequest::compile(spec, &td.placement_constraints, &[], &[])?;
-            self.views.begin();
             let mut view = self.views.take(txn, &cluster.cluster_arn)?;
             let new = NewTask {
                 cluster_name: &cluster.cluster_name,
@@ -500,26 +474,18 @@ impl Control {
                 } else {
                     self.arn.container_instance(&cluster.cluster_name, arn::last_segment(id))
                 };
-                let Some(i) = view.state.index_of(&arn) else {
-                    failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None });
-                    continue;
-                };
-                match place_on(&mut view.state, &preq, i) {
-                    Ok(p) => {
-                        view.placed(&preq, &p, None);
-                        tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)));
-                    }
-                    Err(c) => failures.push(Failure { arn: Some(arn), reason: c.reason().to_owned(), detail: None }),
+                match view.place_on_arn(&preq, &arn) {
+                    None => failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None }),
+                    Some(Ok(p)) => tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports))),
+                    Some(Err(c)) => failures.push(Failure { arn: Some(arn), reason: c.reason().to_owned(), detail: None }),
                 }
             }
             self.views.lend(&cluster.cluster_arn, view);
             for t in &tasks {
                 txn.put(t)?;
             }
-            self.views.write(txn)?;
             Ok((tasks, failures))
         })?;
-        self.views.commit(&self.store);
         let (tasks, failures) = up.value;
         self.announce_tasks();
         Ok(TasksResponse { tasks, failures })
@@ -650,11 +616,10 @@ impl Control {
         let mut placed = 0;
         for cluster_arn in clusters {
             let _turn = self.placement_turn();
-            let up = self.store.update(|txn| -> Result<usize, ControlError> {
+            let up = self.placing(|txn| -> Result<usize, ControlError> {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index::<QueuedTask>(txn, "cluster", &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
-                self.views.begin();
                 let mut view = self.views.take(txn, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
@@ -698,10 +663,8 @@ impl Control {
                     n += 1;
                 }
                 self.views.lend(&cluster_arn, view);
-                self.views.write(txn)?;
                 Ok(n)
             })?;
-            self.views.commit(&self.store);
             placed += up.value;
         }
         Ok(placed)

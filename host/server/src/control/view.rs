@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::model::{ContainerInstance, Protocol, Resource, Task};
-use berth_core::placement::{ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec};
+use berth_core::placement::{Check, ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec, place_on};
 use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
 use berth_store::Txn;
 
@@ -54,11 +54,13 @@ impl std::fmt::Debug for ClusterView {
     }
 }
 
-fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
+/// The ports of a string-set resource (`PORTS`, `PORTS_UDP`).
+pub(super) fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
     r.iter().filter(|x| x.name == name).flat_map(|x| x.string_set_value.iter().flatten()).filter_map(|p| p.parse().ok()).collect()
 }
 
-fn parse_units(s: Option<&str>) -> u32 {
+/// A task's `cpu` or `memory` string as units (0 when absent).
+pub(super) fn parse_units(s: Option<&str>) -> u32 {
     s.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -139,13 +141,7 @@ impl ClusterView {
         let same_set = current.len() == self.instances.len()
             && current.iter().zip(&self.instances).all(|((_, c), v)| c.container_instance_arn == v.container_instance_arn);
         if !same_set {
-            let mut fresh = ClusterView::build(txn, cluster_arn)?;
-            // Sessions mirror instance indexes: they start over on the new state.
-            for (s, _) in self.sessions.values_mut() {
-                s.resync();
-            }
-            fresh.sessions = self.sessions;
-            return Ok(fresh);
+            return self.rebuild(txn, cluster_arn);
         }
         for (i, (version, ci)) in current.into_iter().enumerate() {
             if version == self.versions[i] {
@@ -158,13 +154,7 @@ impl ClusterView {
             if !resources_same {
                 // Registered resources are fixed at registration; a change
                 // means something unusual: start over.
-                return ClusterView::build(txn, cluster_arn).map(|mut v| {
-                    for (s, _) in self.sessions.values_mut() {
-                        s.resync();
-                    }
-                    v.sessions = self.sessions;
-                    v
-                });
+                return self.rebuild(txn, cluster_arn);
             }
             for (spec, ports) in std::mem::take(&mut self.held[i]) {
                 self.state.remove_task(i, &spec, &ports);
@@ -184,6 +174,17 @@ impl ClusterView {
         Ok(self)
     }
 
+    /// Builds the view afresh, keeping its policy sessions: they mirror
+    /// instance indexes, so they start over (fully synced) on the new state.
+    fn rebuild(mut self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
+        let mut fresh = ClusterView::build(txn, cluster_arn)?;
+        for (s, _) in self.sessions.values_mut() {
+            s.resync();
+        }
+        fresh.sessions = self.sessions;
+        Ok(fresh)
+    }
+
     /// Records a placement made on the state (by any means) so the instance
     /// record is written back and the other sessions hear of it.
     pub fn placed(&mut self, req: &PlacementRequest, p: &Placement, by_session: Option<&str>) {
@@ -198,6 +199,18 @@ impl ClusterView {
         }
     }
 
+    /// Places one task of `req` on the instance `arn` if it passes every
+    /// check (`place_on`) and records it; None when `arn` is not an
+    /// instance of the cluster.
+    pub fn place_on_arn(&mut self, req: &PlacementRequest, arn: &str) -> Option<Result<Placement, Check>> {
+        let i = self.state.index_of(arn)?;
+        let placed = place_on(&mut self.state, req, i);
+        if let Ok(p) = &placed {
+            self.placed(req, p, None);
+        }
+        Some(placed)
+    }
+
     /// Places `count` tasks through `policy`'s warm session of this
     /// cluster (created and fully synced when there is none). `Err` when
     /// the policy failed the decision (counted and logged by the session).
@@ -210,7 +223,6 @@ impl ClusterView {
     ) -> Result<Vec<Result<Placement, String>>, berth_policy::DecisionError> {
         let sha = policy.compiled.sha256.clone();
         let now = Instant::now();
-        self.sessions.retain(|_, (_, used)| now.duration_since(*used) < SESSION_IDLE);
         let (session, used) =
             self.sessions.entry(sha.clone()).or_insert_with(|| (PolicySession::new(Arc::clone(host), Arc::clone(policy)), now));
         *used = now;
@@ -285,10 +297,10 @@ fn read_instances(txn: &mut Txn, cluster_arn: &str) -> Result<Vec<(u64, Containe
 }
 
 /// The views of every cluster. A placing transaction (always under this
-/// process's placement turn, so one at a time) begins with
-/// [`Views::begin`], takes views, gives them back with [`Views::lend`]
-/// (several placements in one transaction share a view), writes with
-/// [`Views::write`], and after its commit calls [`Views::commit`].
+/// process's placement turn, so one at a time; `Control::placing` frames
+/// it) begins with [`Views::begin`], takes views, gives them back with
+/// [`Views::lend`] (several placements in one transaction share a view),
+/// writes with [`Views::write`], and after its commit calls [`Views::commit`].
 #[derive(Debug, Default)]
 pub(super) struct Views {
     kept: std::sync::Mutex<HashMap<String, ClusterView>>,
