@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_agent::testing::{CleanupGuard, TEST_IMAGE};
+use berth_agent::testing::TEST_IMAGE;
 use serde_json::{Value, json};
 
 use super::harness::{KEY, SECRET, Up, docker_ready};
@@ -211,8 +211,7 @@ fn services_roll_out_with_wait_and_progress() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let dir = tempfile::tempdir().expect("tempdir");
     register(&up, dir.path(), "cli-web", json!([sleeper("app")]));
 
@@ -281,8 +280,7 @@ fn wait_fails_on_a_tripped_breaker_and_on_a_task_that_stops() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let dir = tempfile::tempdir().expect("tempdir");
 
     // Two tasks asked, room for one: the one started is waited for, and the
@@ -330,8 +328,7 @@ fn logs_come_through_the_api() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let dir = tempfile::tempdir().expect("tempdir");
     let many = "i=0; while test $i -lt 2500; do i=$((i+1)); echo line-$i; done; echo to-stderr >&2; trap 'exit 0' TERM; while true; do sleep 0.2; done";
     let ticker = "i=0; trap 'exit 0' TERM; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done";

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_agent::testing::{docker_or_skip, ensure_test_image, ensure_web_image};
+use berth_agent::testing::{CleanupGuard, docker_or_skip, ensure_test_image, ensure_web_image};
 use serde_json::Value;
 
 use super::{berth_bin, text};
@@ -139,6 +139,12 @@ impl Up {
     }
 
     /// The container instance the agent registered, once it has.
+    /// Waits for this berth's instance and returns a guard removing every
+    /// container it starts, also when the test fails.
+    pub fn guard_containers(&self) -> CleanupGuard {
+        CleanupGuard::new("berth.container-instance", self.until_any_instance())
+    }
+
     pub fn until_any_instance(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

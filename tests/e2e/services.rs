@@ -173,9 +173,8 @@ fn a_service_runs_survives_a_kill_scales_rolls_and_is_deleted() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
     // Every container this test's berth starts, removed also on failure.
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
 
     let family = format!("e2e-svc-{}", std::process::id());
     let defs = |version: &str| {
@@ -327,8 +326,7 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let family = format!("e2e-crash-{}", std::process::id());
     let defs = |script: &str| {
         json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16, "command": ["sh", "-c", script] }]).to_string()
@@ -446,8 +444,7 @@ fn a_task_failing_its_docker_health_check_is_replaced() {
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let family = format!("e2e-health-{}", std::process::id());
     let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
         "command": ["sh", "-c", "touch /ok; trap 'exit 0' TERM; while true; do sleep 0.2; done"],
@@ -673,8 +670,7 @@ fn a_web_service_serves_while_healthy_and_a_version_failing_its_health_endpoint_
         return;
     }
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let family = format!("e2e-web-{}", std::process::id());
     let defs = |command: Option<&str>| {
         // httpd as PID 1 ignores SIGTERM: a short stopTimeout, then SIGKILL.

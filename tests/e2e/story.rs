@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use berth_agent::testing::CleanupGuard;
 
 use super::harness::{KEY, SECRET, Up, docker_ready};
 use super::text;
@@ -45,8 +44,7 @@ fn the_aws_cli_story_runs_against_berth_up() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     build_example_image(&repo);
     let up = Up::start();
-    let instance = up.until_any_instance();
-    let _guard = CleanupGuard::new("berth.container-instance", instance);
+    let _guard = up.guard_containers();
     let out = super::harness::aws_env(
         Command::new("bash").arg("tests/clients/aws_story.sh").current_dir(&repo).env("BERTH_ENDPOINT", format!("http://{}", up.addr)),
         KEY,
