@@ -77,21 +77,43 @@ fn fill_fits<const F: bool, const G: bool>(
     groups: &[u32],
     need: (u32, u32, u32, u32),
 ) -> usize {
-    let mut n = fits.len().min(sched.len()).min(cpu.len()).min(mem.len()).min(etcp.len()).min(eudp.len());
+    let mut n = fits
+        .len()
+        .min(sched.len())
+        .min(cpu.len())
+        .min(mem.len())
+        .min(etcp.len())
+        .min(eudp.len());
     if F {
         n = n.min(filter.len());
     }
     if G {
         n = n.min(groups.len());
     }
-    let (fits, sched, cpu, mem, etcp, eudp) = (&mut fits[..n], &sched[..n], &cpu[..n], &mem[..n], &etcp[..n], &eudp[..n]);
-    let (filter, groups) = (if F { &filter[..n] } else { filter }, if G { &groups[..n] } else { groups });
+    let (fits, sched, cpu, mem, etcp, eudp) = (
+        &mut fits[..n],
+        &sched[..n],
+        &cpu[..n],
+        &mem[..n],
+        &etcp[..n],
+        &eudp[..n],
+    );
+    let (filter, groups) = (
+        if F { &filter[..n] } else { filter },
+        if G { &groups[..n] } else { groups },
+    );
     let (c, m, t, u) = need;
     #[cfg(target_family = "wasm")]
     let done = {
         use core::arch::wasm32::*;
         let full = n - n % 16;
-        let (cv, mv, tv, uv, zero) = (u32x4_splat(c), u32x4_splat(m), u32x4_splat(t), u32x4_splat(u), u32x4_splat(0));
+        let (cv, mv, tv, uv, zero) = (
+            u32x4_splat(c),
+            u32x4_splat(m),
+            u32x4_splat(t),
+            u32x4_splat(u),
+            u32x4_splat(0),
+        );
         // Macros, not closures: a closure would not inherit `simd128` and
         // would stay a call.
         macro_rules! ld {
@@ -103,8 +125,22 @@ fn fill_fits<const F: bool, const G: bool>(
             ($b:expr) => {{
                 let b = $b;
                 u8x16(
-                    b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8, b[4] as u8, b[5] as u8, b[6] as u8, b[7] as u8,
-                    b[8] as u8, b[9] as u8, b[10] as u8, b[11] as u8, b[12] as u8, b[13] as u8, b[14] as u8, b[15] as u8,
+                    b[0] as u8,
+                    b[1] as u8,
+                    b[2] as u8,
+                    b[3] as u8,
+                    b[4] as u8,
+                    b[5] as u8,
+                    b[6] as u8,
+                    b[7] as u8,
+                    b[8] as u8,
+                    b[9] as u8,
+                    b[10] as u8,
+                    b[11] as u8,
+                    b[12] as u8,
+                    b[13] as u8,
+                    b[14] as u8,
+                    b[15] as u8,
                 )
             }};
         }
@@ -112,15 +148,28 @@ fn fill_fits<const F: bool, const G: bool>(
         macro_rules! quad {
             ($j:expr) => {{
                 let j = $j;
-                let ok = v128_and(v128_and(u32x4_ge(ld!(cpu, j), cv), u32x4_ge(ld!(mem, j), mv)), v128_and(u32x4_ge(ld!(etcp, j), tv), u32x4_ge(ld!(eudp, j), uv)));
-                if G { v128_and(ok, u32x4_eq(ld!(groups, j), zero)) } else { ok }
+                let ok = v128_and(
+                    v128_and(u32x4_ge(ld!(cpu, j), cv), u32x4_ge(ld!(mem, j), mv)),
+                    v128_and(u32x4_ge(ld!(etcp, j), tv), u32x4_ge(ld!(eudp, j), uv)),
+                );
+                if G {
+                    v128_and(ok, u32x4_eq(ld!(groups, j), zero))
+                } else {
+                    ok
+                }
             }};
         }
         let mut i = 0;
         while i < full {
             // One byte per lane (the masks are all-ones or zero), 16 instances.
-            let lo = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(quad!(i), quad!(i + 4));
-            let hi = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(quad!(i + 8), quad!(i + 12));
+            let lo = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(
+                quad!(i),
+                quad!(i + 4),
+            );
+            let hi = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>(
+                quad!(i + 8),
+                quad!(i + 12),
+            );
             let mut ok = i64x2_shuffle::<0, 2>(lo, hi);
             // `sched` bytes are 0 or 1, so the result is too.
             ok = v128_and(ok, bytes!(&sched[i..i + 16]));
@@ -136,7 +185,11 @@ fn fill_fits<const F: bool, const G: bool>(
     #[cfg(not(target_family = "wasm"))]
     let done = 0;
     for i in done..n {
-        let mut ok = u8::from(sched[i]) & u8::from(cpu[i] >= c) & u8::from(mem[i] >= m) & u8::from(etcp[i] >= t) & u8::from(eudp[i] >= u);
+        let mut ok = u8::from(sched[i])
+            & u8::from(cpu[i] >= c)
+            & u8::from(mem[i] >= m)
+            & u8::from(etcp[i] >= t)
+            & u8::from(eudp[i] >= u);
         if F {
             ok &= u8::from(filter[i] != 0);
         }
@@ -156,7 +209,11 @@ fn fill_fits<const F: bool, const G: bool>(
 fn least_of(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
     let mut best = u64::MAX;
     let step = |i: usize, ok: u8| {
-        let k = if ok != 0 { key(i as InstanceId) } else { u32::MAX };
+        let k = if ok != 0 {
+            key(i as InstanceId)
+        } else {
+            u32::MAX
+        };
         (u64::from(k) << 32) | i as u64
     };
     let chunks = fits.chunks_exact(8);
@@ -215,12 +272,17 @@ pub struct Info {
 impl Info {
     /// An info with no parameters.
     pub fn new(name: &str, version: &str) -> Self {
-        Info { name: name.to_owned(), version: version.to_owned(), parameters: Vec::new() }
+        Info {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            parameters: Vec::new(),
+        }
     }
 
     /// Adds a documented parameter.
     pub fn parameter(mut self, name: &str, description: &str) -> Self {
-        self.parameters.push((name.to_owned(), description.to_owned()));
+        self.parameters
+            .push((name.to_owned(), description.to_owned()));
         self
     }
 }
@@ -336,7 +398,10 @@ impl Cluster {
     /// when it does not fit.
     pub fn remaining(&self, i: InstanceId, task: &Task) -> Option<(u32, u32)> {
         let i = i as usize;
-        Some((self.cpu_free[i].checked_sub(task.cpu)?, self.memory_free[i].checked_sub(task.memory)?))
+        Some((
+            self.cpu_free[i].checked_sub(task.cpu)?,
+            self.memory_free[i].checked_sub(task.memory)?,
+        ))
     }
 
     /// The value of attribute `name` on `i`: `None` when absent,
@@ -344,12 +409,17 @@ impl Cluster {
     pub fn attribute(&self, i: InstanceId, name: &str) -> Option<Option<&str>> {
         let id = *self.attribute_ids.get(name)?;
         let attrs = &self.attributes[i as usize];
-        attrs.iter().find(|(a, _)| *a == id).map(|(_, v)| v.as_deref())
+        attrs
+            .iter()
+            .find(|(a, _)| *a == id)
+            .map(|(_, v)| v.as_deref())
     }
 
     /// Tasks of `group` running on `i`.
     pub fn group_count(&self, group: GroupId, i: InstanceId) -> u32 {
-        self.group_counts.get(group as usize).map_or(0, |c| c[i as usize])
+        self.group_counts
+            .get(group as usize)
+            .map_or(0, |c| c[i as usize])
     }
 
     /// The name of a group, e.g. `service:web`.
@@ -368,10 +438,16 @@ impl Cluster {
             && self.memory_free[u] >= task.memory
             && self.eph_tcp_free[u] >= task.dynamic_tcp
             && self.eph_udp_free[u] >= task.dynamic_udp
-            && task.filter.is_none_or(|f| self.filters.get(f as usize).is_some_and(|m| m[u] != 0))
+            && task
+                .filter
+                .is_none_or(|f| self.filters.get(f as usize).is_some_and(|m| m[u] != 0))
             && (!task.distinct_instance || self.group_count(task.group, i) == 0)
             && task.static_ports.iter().all(|&(p, udp)| {
-                let used = if udp { &self.udp_ports[u] } else { &self.tcp_ports[u] };
+                let used = if udp {
+                    &self.udp_ports[u]
+                } else {
+                    &self.tcp_ports[u]
+                };
                 !used.contains(&p)
             })
     }
@@ -422,8 +498,13 @@ impl Cluster {
         // Every byte of `fits[..n]` is written below.
         fits.resize(n, 0);
         fits.truncate(n);
-        let (sched, cpu, mem, etcp, eudp) =
-            (&self.schedulable[..n], &self.cpu_free[..n], &self.memory_free[..n], &self.eph_tcp_free[..n], &self.eph_udp_free[..n]);
+        let (sched, cpu, mem, etcp, eudp) = (
+            &self.schedulable[..n],
+            &self.cpu_free[..n],
+            &self.memory_free[..n],
+            &self.eph_tcp_free[..n],
+            &self.eph_udp_free[..n],
+        );
         let (c, m, t, u) = (task.cpu, task.memory, task.dynamic_tcp, task.dynamic_udp);
         let need = (c, m, t, u);
         let filter: Option<&[u8]> = match task.filter {
@@ -431,13 +512,24 @@ impl Cluster {
             Some(f) => Some(self.filters.get(f as usize).map_or(&[][..], |v| &v[..])),
             None => None,
         };
-        let groups: Option<&[u32]> =
-            if task.distinct_instance { self.group_counts.get(task.group as usize).map(|g| &g[..]) } else { None };
+        let groups: Option<&[u32]> = if task.distinct_instance {
+            self.group_counts.get(task.group as usize).map(|g| &g[..])
+        } else {
+            None
+        };
         let covered = match (filter, groups) {
-            (None, None) => fill_fits::<false, false>(fits, sched, cpu, mem, etcp, eudp, &[], &[], need),
-            (Some(f), None) => fill_fits::<true, false>(fits, sched, cpu, mem, etcp, eudp, f, &[], need),
-            (None, Some(g)) => fill_fits::<false, true>(fits, sched, cpu, mem, etcp, eudp, &[], g, need),
-            (Some(f), Some(g)) => fill_fits::<true, true>(fits, sched, cpu, mem, etcp, eudp, f, g, need),
+            (None, None) => {
+                fill_fits::<false, false>(fits, sched, cpu, mem, etcp, eudp, &[], &[], need)
+            }
+            (Some(f), None) => {
+                fill_fits::<true, false>(fits, sched, cpu, mem, etcp, eudp, f, &[], need)
+            }
+            (None, Some(g)) => {
+                fill_fits::<false, true>(fits, sched, cpu, mem, etcp, eudp, &[], g, need)
+            }
+            (Some(f), Some(g)) => {
+                fill_fits::<true, true>(fits, sched, cpu, mem, etcp, eudp, f, g, need)
+            }
         };
         // A shorter column (never sent so) admits nothing past its end.
         fits[covered..].fill(0);
@@ -445,7 +537,11 @@ impl Cluster {
             for (i, x) in fits.iter_mut().enumerate() {
                 if *x != 0 {
                     let free = task.static_ports.iter().all(|&(p, udp)| {
-                        let used = if udp { &self.udp_ports[i] } else { &self.tcp_ports[i] };
+                        let used = if udp {
+                            &self.udp_ports[i]
+                        } else {
+                            &self.tcp_ports[i]
+                        };
                         !used.contains(&p)
                     });
                     *x = u8::from(free);
@@ -460,7 +556,10 @@ impl Cluster {
     pub fn spread_count(&self, name: &str, group: GroupId, i: InstanceId) -> u32 {
         let Some(&attr) = self.attribute_ids.get(name) else {
             // Nobody has the attribute: one value holds the whole group.
-            return self.group_counts.get(group as usize).map_or(0, |c| c.iter().sum());
+            return self
+                .group_counts
+                .get(group as usize)
+                .map_or(0, |c| c.iter().sum());
         };
         self.ensure_counts(attr, group);
         let cols = self.value_columns.borrow();
@@ -473,11 +572,19 @@ impl Cluster {
     /// looked up once per decision: `spread.count(i)` is two array reads.
     pub fn spread_by(&self, name: &str, group: GroupId) -> Spread<'_> {
         match self.attribute_ids.get(name) {
-            None => Spread::Uniform(self.group_counts.get(group as usize).map_or(0, |c| c.iter().sum())),
+            None => Spread::Uniform(
+                self.group_counts
+                    .get(group as usize)
+                    .map_or(0, |c| c.iter().sum()),
+            ),
             Some(&attr) => {
                 self.ensure_counts(attr, group);
-                let column = Ref::map(self.value_columns.borrow(), |c| c.get(&attr).map_or(&[][..], |x| &x.0[..]));
-                let counts = Ref::map(self.value_counts.borrow(), |c| c.get(&(attr, group)).map_or(&[][..], |x| &x[..]));
+                let column = Ref::map(self.value_columns.borrow(), |c| {
+                    c.get(&attr).map_or(&[][..], |x| &x.0[..])
+                });
+                let counts = Ref::map(self.value_counts.borrow(), |c| {
+                    c.get(&(attr, group)).map_or(&[][..], |x| &x[..])
+                });
                 Spread::Values { column, counts }
             }
         }
@@ -488,7 +595,8 @@ impl Cluster {
     pub fn value_counts(&self, name: &str, group: GroupId) -> Vec<(Option<String>, u32)> {
         let mut out: HashMap<Option<String>, u32> = HashMap::default();
         for i in 0..self.len() as u32 {
-            *out.entry(self.attribute(i, name).flatten().map(str::to_owned)).or_default() += self.group_count(group, i);
+            *out.entry(self.attribute(i, name).flatten().map(str::to_owned))
+                .or_default() += self.group_count(group, i);
         }
         out.into_iter().collect()
     }
@@ -501,22 +609,28 @@ impl Cluster {
                 .attributes
                 .iter()
                 .map(|attrs| {
-                    let v = attrs.iter().find(|(a, _)| *a == attr).and_then(|(_, v)| v.as_deref());
+                    let v = attrs
+                        .iter()
+                        .find(|(a, _)| *a == attr)
+                        .and_then(|(_, v)| v.as_deref());
                     let next = ids.len() as u32;
                     *ids.entry(v).or_insert(next)
                 })
                 .collect();
             (col, ids.len())
         });
-        self.value_counts.borrow_mut().entry((attr, group)).or_insert_with(|| {
-            let mut counts = vec![0u32; *nvalues];
-            if let Some(gc) = self.group_counts.get(group as usize) {
-                for (&v, &n) in col.iter().zip(gc) {
-                    counts[v as usize] += n;
+        self.value_counts
+            .borrow_mut()
+            .entry((attr, group))
+            .or_insert_with(|| {
+                let mut counts = vec![0u32; *nvalues];
+                if let Some(gc) = self.group_counts.get(group as usize) {
+                    for (&v, &n) in col.iter().zip(gc) {
+                        counts[v as usize] += n;
+                    }
                 }
-            }
-            counts
-        });
+                counts
+            });
     }
 
     fn invalidate_values(&mut self) {
@@ -539,7 +653,11 @@ impl Cluster {
         self.eph_tcp_free[u] = self.eph_tcp_free[u].saturating_sub(task.dynamic_tcp);
         self.eph_udp_free[u] = self.eph_udp_free[u].saturating_sub(task.dynamic_udp);
         for &(p, udp) in &task.static_ports {
-            let used = if udp { &mut self.udp_ports[u] } else { &mut self.tcp_ports[u] };
+            let used = if udp {
+                &mut self.udp_ports[u]
+            } else {
+                &mut self.tcp_ports[u]
+            };
             used.push(p);
         }
         self.running[u] += 1;
@@ -644,7 +762,11 @@ impl Cluster {
         self.running[u] = inst.running_tasks;
         self.tcp_ports[u] = inst.tcp_ports;
         self.udp_ports[u] = inst.udp_ports;
-        self.attributes[u] = inst.attributes.into_iter().map(|a| (a.name, a.value)).collect();
+        self.attributes[u] = inst
+            .attributes
+            .into_iter()
+            .map(|a| (a.name, a.value))
+            .collect();
         for g in &mut self.group_counts {
             g[u] = 0;
         }
@@ -701,7 +823,11 @@ pub mod rt {
     impl<P: Policy> State<P> {
         pub fn info(&self) -> wit::PolicyInfo {
             let i = self.policy.info();
-            wit::PolicyInfo { name: i.name, version: i.version, parameters: i.parameters }
+            wit::PolicyInfo {
+                name: i.name,
+                version: i.version,
+                parameters: i.parameters,
+            }
         }
         pub fn sync_full(&mut self, c: wit::ClusterColumns) {
             self.cluster.sync_full(c);
@@ -773,18 +899,26 @@ pub mod rt {
                 *s = false;
             }
         }
-        pub fn place(&mut self, changes: Vec<wit::Change>, t: wit::Task, count: u32) -> Vec<wit::Decision> {
+        pub fn place(
+            &mut self,
+            changes: Vec<wit::Change>,
+            t: wit::Task,
+            count: u32,
+        ) -> Vec<wit::Decision> {
             for c in changes {
                 match c {
                     wit::Change::Usage(u) => self.cluster.update_usage(u),
-                    wit::Change::GroupCount(c) => self.cluster.set_group_count(c.group, c.instance, c.count),
+                    wit::Change::GroupCount(c) => {
+                        self.cluster.set_group_count(c.group, c.instance, c.count)
+                    }
                 }
             }
             let task = &mut self.task;
             task.cpu = t.cpu;
             task.memory = t.memory;
             task.static_ports.clear();
-            task.static_ports.extend(t.static_ports.iter().map(|p| (p.port, p.udp)));
+            task.static_ports
+                .extend(t.static_ports.iter().map(|p| (p.port, p.udp)));
             task.dynamic_tcp = t.dynamic_tcp;
             task.dynamic_udp = t.dynamic_udp;
             task.group = t.group;
@@ -792,8 +926,16 @@ pub mod rt {
             task.filter = t.filter;
             if self.task_ids != Some((t.family, t.strategy)) {
                 // An id never defined reads as empty.
-                task.family.clone_from(self.families.get(t.family as usize).unwrap_or(&String::new()));
-                task.strategy.clone_from(self.strategies.get(t.strategy as usize).unwrap_or(&Vec::new()));
+                task.family.clone_from(
+                    self.families
+                        .get(t.family as usize)
+                        .unwrap_or(&String::new()),
+                );
+                task.strategy.clone_from(
+                    self.strategies
+                        .get(t.strategy as usize)
+                        .unwrap_or(&Vec::new()),
+                );
                 self.task_ids = Some((t.family, t.strategy));
             }
             let task = &self.task;
@@ -897,7 +1039,9 @@ mod tests {
 
     /// The plain definition [`least_of`] must agree with.
     fn least_naive(fits: &[u8], key: impl Fn(InstanceId) -> u32) -> Option<InstanceId> {
-        (0..fits.len() as InstanceId).filter(|&i| fits[i as usize] != 0).min_by_key(|&i| (key(i), i))
+        (0..fits.len() as InstanceId)
+            .filter(|&i| fits[i as usize] != 0)
+            .min_by_key(|&i| (key(i), i))
     }
 
     #[test]
@@ -905,7 +1049,9 @@ mod tests {
         // A small LCG: the SDK has no dependencies beyond wit-bindgen.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |m: u64| {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (seed >> 33) % m
         };
         for round in 0..2000 {
@@ -914,9 +1060,21 @@ mod tests {
             let fits: Vec<u8> = (0..n).map(|_| u8::from(next(4) < density)).collect();
             // Few distinct keys, so ties are common; u32::MAX included.
             let spread = [1, 3, 1000][next(3) as usize];
-            let column: Vec<u32> = (0..n).map(|_| if next(10) == 0 { u32::MAX } else { next(spread) as u32 }).collect();
+            let column: Vec<u32> = (0..n)
+                .map(|_| {
+                    if next(10) == 0 {
+                        u32::MAX
+                    } else {
+                        next(spread) as u32
+                    }
+                })
+                .collect();
             let key = |i: InstanceId| column[i as usize];
-            assert_eq!(least_of(&fits, key), least_naive(&fits, key), "round {round}: fits {fits:?} keys {column:?}");
+            assert_eq!(
+                least_of(&fits, key),
+                least_naive(&fits, key),
+                "round {round}: fits {fits:?} keys {column:?}"
+            );
         }
     }
 }

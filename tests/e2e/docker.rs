@@ -16,7 +16,10 @@ fn up_without_docker_says_so_and_keeps_running() {
     let data = dir.path().to_str().expect("utf-8 path");
     let mut child = Command::new(berth_bin())
         .args(["up", "--data-dir", data, "--listen", "127.0.0.1:0"])
-        .env("DOCKER_HOST", format!("unix://{}/no-docker.sock", dir.path().display()))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-docker.sock", dir.path().display()),
+        )
         .env("BERTH_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -24,7 +27,10 @@ fn up_without_docker_says_so_and_keeps_running() {
         .expect("berth up starts");
     // Signals are handled once the "running" line is out.
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = out.by_ref().map_while(Result::ok).find(|l| l.contains("running"));
+    let ready = out
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("running"));
     assert!(ready.is_some(), "berth up never said it runs");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
@@ -37,7 +43,9 @@ fn up_without_docker_says_so_and_keeps_running() {
     });
     let said = rx.recv_timeout(Duration::from_secs(30));
     let still_running = child.try_wait().expect("wait").is_none();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().expect("wait");
     let said = said.expect("berth up said nothing about Docker");
     assert!(said.contains("no Docker daemon answers"), "{said}");
@@ -55,7 +63,15 @@ fn logs_prints_a_tasks_output() {
     let arn = format!("arn:aws:ecs:local:000000000000:task/default/{id}");
     let _guard = CleanupGuard::new("berth.task-arn", arn.clone());
     let out = Command::new("docker")
-        .args(["run", "-d", "--label", &format!("berth.task-arn={arn}"), "--label", "berth.container-name=app", TEST_IMAGE])
+        .args([
+            "run",
+            "-d",
+            "--label",
+            &format!("berth.task-arn={arn}"),
+            "--label",
+            "berth.container-name=app",
+            TEST_IMAGE,
+        ])
         .args(["sh", "-c", "echo line-one; echo line-two >&2"])
         .output()
         .expect("docker runs");
@@ -65,15 +81,30 @@ fn logs_prints_a_tasks_output() {
     let by_id = berth(&["logs", "--docker", &id]);
     assert!(by_id.status.success(), "{}", text(&by_id.stderr));
     let shown = text(&by_id.stdout);
-    assert!(shown.contains("line-one") && shown.contains("line-two"), "{shown}");
+    assert!(
+        shown.contains("line-one") && shown.contains("line-two"),
+        "{shown}"
+    );
     let by_arn = berth(&["logs", "--docker", &arn, "--container", "app"]);
-    assert!(text(&by_arn.stdout).contains("line-one"), "{}", text(&by_arn.stderr));
+    assert!(
+        text(&by_arn.stdout).contains("line-one"),
+        "{}",
+        text(&by_arn.stderr)
+    );
     let missing = berth(&["logs", "--docker", &arn, "--container", "nope"]);
     assert!(!missing.status.success());
-    assert!(text(&missing.stderr).contains("no container named nope"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("no container named nope"),
+        "{}",
+        text(&missing.stderr)
+    );
     let unknown = berth(&["logs", "--docker", "no-such-task"]);
     assert!(!unknown.status.success());
-    assert!(text(&unknown.stderr).contains("no-such-task"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("no-such-task"),
+        "{}",
+        text(&unknown.stderr)
+    );
 }
 
 #[test]
@@ -84,27 +115,64 @@ fn run_task_through_the_api_runs_real_containers() {
     let up = Up::start();
     // Containers go first (the guard drops last-declared first).
     let instances = up.aws(&["list-container-instances"]);
-    let instance = instances["containerInstanceArns"][0].as_str().expect("the agent registered this host").to_owned();
+    let instance = instances["containerInstanceArns"][0]
+        .as_str()
+        .expect("the agent registered this host")
+        .to_owned();
     let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
-    let ci = &up.aws(&["describe-container-instances", "--container-instances", &instance])["containerInstances"][0];
+    let ci = &up.aws(&[
+        "describe-container-instances",
+        "--container-instances",
+        &instance,
+    ])["containerInstances"][0];
     assert_eq!(ci["agentConnected"], true, "{ci}");
-    assert!(ci["attributes"].as_array().expect("attributes").iter().any(|a| a["name"] == "ecs.availability-zone" && a["value"] == "e2e-zone"), "{ci}");
+    assert!(
+        ci["attributes"]
+            .as_array()
+            .expect("attributes")
+            .iter()
+            .any(|a| a["name"] == "ecs.availability-zone" && a["value"] == "e2e-zone"),
+        "{ci}"
+    );
 
     let family = format!("e2e-docker-{}", std::process::id());
     let defs = serde_json::json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
         "command": ["sh", "-c", "echo started-$GREETING; trap 'exit 0' TERM; while true; do sleep 0.2; done"],
         "environment": [{"name": "GREETING", "value": "e2e"}],
         "portMappings": [{"containerPort": 8080, "hostPort": 0}] }]);
-    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs.to_string()]);
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs.to_string(),
+    ]);
     let run = up.aws(&["run-task", "--task-definition", &family, "--count", "2"]);
-    let arns: Vec<String> = run["tasks"].as_array().expect("tasks").iter().map(|t| t["taskArn"].as_str().expect("arn").to_owned()).collect();
+    let arns: Vec<String> = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["taskArn"].as_str().expect("arn").to_owned())
+        .collect();
     assert_eq!(arns.len(), 2, "{run}");
     for arn in &arns {
         let t = up.until(arn, "RUNNING");
         let b = &t["containers"][0]["networkBindings"][0];
         assert!(b["hostPort"].as_u64().is_some_and(|p| p > 0), "{t}");
-        let out = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
-        assert_eq!(text(&out.stdout).lines().count(), 1, "one running container for {arn}");
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=berth.task-arn={arn}"),
+            ])
+            .output()
+            .expect("docker ps");
+        assert_eq!(
+            text(&out.stdout).lines().count(),
+            1,
+            "one running container for {arn}"
+        );
     }
     let id = arns[0].rsplit('/').next().expect("id");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -121,15 +189,35 @@ fn run_task_through_the_api_runs_real_containers() {
         if text(&logs.stdout).contains("started-e2e") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "logs: {} {}", text(&logs.stdout), text(&logs.stderr));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs: {} {}",
+            text(&logs.stdout),
+            text(&logs.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     up.aws(&["stop-task", "--task", &arns[0]]);
     let t = up.until(&arns[0], "STOPPED");
     assert_eq!(t["containers"][0]["exitCode"], 0, "stopped by SIGTERM: {t}");
-    let out = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={}", arns[0])]).output().expect("docker ps");
-    assert!(text(&out.stdout).trim().is_empty(), "the stopped task's container is removed");
-    let ci = &up.aws(&["describe-container-instances", "--container-instances", &instance])["containerInstances"][0];
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.task-arn={}", arns[0]),
+        ])
+        .output()
+        .expect("docker ps");
+    assert!(
+        text(&out.stdout).trim().is_empty(),
+        "the stopped task's container is removed"
+    );
+    let ci = &up.aws(&[
+        "describe-container-instances",
+        "--container-instances",
+        &instance,
+    ])["containerInstances"][0];
     assert_eq!(ci["runningTasksCount"], 1, "{ci}");
     up.aws(&["stop-task", "--task", &arns[1]]);
     up.until(&arns[1], "STOPPED");
@@ -143,13 +231,17 @@ fn without_docker_the_instance_shows_the_agent_disconnected() {
         // The agent writes the instance record once it has tried Docker.
         let list = up.aws(&["list-container-instances"]);
         if let Some(arn) = list["containerInstanceArns"][0].as_str() {
-            let ci = &up.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"][0];
+            let ci = &up.aws(&["describe-container-instances", "--container-instances", arn])["containerInstances"]
+                [0];
             if !ci.is_null() {
                 assert_eq!(ci["agentConnected"], false, "{ci}");
                 break;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "no container instance was recorded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no container instance was recorded"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -173,7 +265,9 @@ impl DockerOutage {
         use std::sync::atomic::Ordering;
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).expect("bind the proxy socket");
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<UnixStream>::new()));
         let (stop2, open2) = (stop.clone(), open.clone());
@@ -188,14 +282,19 @@ impl DockerOutage {
                     Err(e) => panic!("proxy accept: {e}"),
                 };
                 let _ = client.set_nonblocking(false);
-                let Ok(daemon) = UnixStream::connect(DockerOutage::DAEMON) else { continue };
+                let Ok(daemon) = UnixStream::connect(DockerOutage::DAEMON) else {
+                    continue;
+                };
                 let mut registry = open2.lock().expect("lock");
                 for s in [&client, &daemon] {
                     registry.push(s.try_clone().expect("clone"));
                 }
                 drop(registry);
                 for (mut from, mut to) in [
-                    (client.try_clone().expect("clone"), daemon.try_clone().expect("clone")),
+                    (
+                        client.try_clone().expect("clone"),
+                        daemon.try_clone().expect("clone"),
+                    ),
                     (daemon, client),
                 ] {
                     std::thread::spawn(move || {
@@ -205,7 +304,12 @@ impl DockerOutage {
                 }
             }
         });
-        DockerOutage { path: path.to_owned(), stop, open, accept: Some(accept) }
+        DockerOutage {
+            path: path.to_owned(),
+            stop,
+            open,
+            accept: Some(accept),
+        }
     }
 
     /// The daemon "stops": no new connections, every open one cut.
@@ -237,7 +341,10 @@ impl Up {
             if ci["agentConnected"] == connected {
                 return ci;
             }
-            assert!(std::time::Instant::now() < deadline, "agentConnected never became {connected}: {ci}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agentConnected never became {connected}: {ci}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -259,9 +366,18 @@ fn a_docker_outage_is_reported_and_converges_when_docker_returns() {
     let family = format!("e2e-outage-{}", std::process::id());
     let defs = serde_json::json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 2,
         "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }]);
-    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs.to_string()]);
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs.to_string(),
+    ]);
     let run = up.aws(&["run-task", "--task-definition", &family]);
-    let arn = run["tasks"][0]["taskArn"].as_str().expect("a task").to_owned();
+    let arn = run["tasks"][0]["taskArn"]
+        .as_str()
+        .expect("a task")
+        .to_owned();
     up.until(&arn, "RUNNING");
 
     // Docker goes away: the instance says so, and the task is not reported
@@ -269,16 +385,46 @@ fn a_docker_outage_is_reported_and_converges_when_docker_returns() {
     outage.cut();
     up.until_connected(&instance, false);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(up.task(&arn)["lastStatus"], "RUNNING", "a task must not be reported stopped while Docker is unreachable");
-    let ps = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
-    assert_eq!(text(&ps.stdout).lines().count(), 1, "the container kept running");
+    assert_eq!(
+        up.task(&arn)["lastStatus"],
+        "RUNNING",
+        "a task must not be reported stopped while Docker is unreachable"
+    );
+    let ps = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=berth.task-arn={arn}"),
+        ])
+        .output()
+        .expect("docker ps");
+    assert_eq!(
+        text(&ps.stdout).lines().count(),
+        1,
+        "the container kept running"
+    );
 
     // A stop asked for during the outage is carried out once Docker is back.
     up.aws(&["stop-task", "--task", &arn]);
     let _outage = DockerOutage::serve(&sock);
     up.until_connected(&instance, true);
     let t = up.until(&arn, "STOPPED");
-    assert_eq!(t["containers"][0]["exitCode"], 0, "stopped by SIGTERM once Docker returned: {t}");
-    let ps = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=berth.task-arn={arn}")]).output().expect("docker ps");
-    assert!(text(&ps.stdout).trim().is_empty(), "the stopped task's container is removed");
+    assert_eq!(
+        t["containers"][0]["exitCode"], 0,
+        "stopped by SIGTERM once Docker returned: {t}"
+    );
+    let ps = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.task-arn={arn}"),
+        ])
+        .output()
+        .expect("docker ps");
+    assert!(
+        text(&ps.stdout).trim().is_empty(),
+        "the stopped task's container is removed"
+    );
 }

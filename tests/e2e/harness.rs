@@ -16,7 +16,10 @@ pub const SECRET: &str = "e2e-docker-secret";
 
 /// Builds the test image; `false` when Docker tests are skipped on purpose.
 pub fn docker_ready() -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         match docker_or_skip().await {
             Some(d) => {
@@ -31,7 +34,10 @@ pub fn docker_ready() -> bool {
 /// Builds the test image and the HTTP server image (`berth-test/web:1`);
 /// `false` when Docker tests are skipped on purpose.
 pub fn web_ready() -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         match docker_or_skip().await {
             Some(d) => {
@@ -82,7 +88,13 @@ impl Up {
     fn spawn(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
         let mut child = Command::new(berth_bin())
             .envs(env.iter().copied())
-            .args(["up", "--listen", "127.0.0.1:0", "--availability-zone", "e2e-zone"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--availability-zone",
+                "e2e-zone",
+            ])
             .args(args)
             .arg("--data-dir")
             .arg(dir)
@@ -99,26 +111,50 @@ impl Up {
                 let _ = child.kill();
                 panic!("berth up ended before it listened");
             };
-            if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("running")) {
+            if let Some(rest) = line
+                .split("http://")
+                .nth(1)
+                .filter(|_| line.contains("running"))
+            {
                 break rest.split(';').next().expect("address").trim().to_owned();
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        Up { child, addr, _dir: None }
+        Up {
+            child,
+            addr,
+            _dir: None,
+        }
     }
 
     /// `aws ecs OP ARGS...` against this server, its JSON answer.
     pub fn aws(&self, args: &[&str]) -> Value {
         let out = self.aws_output(args);
-        assert!(out.status.success(), "aws ecs {args:?}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "aws ecs {args:?}: {}",
+            text(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// `aws ecs OP ARGS...` as it ended, for calls expected to fail.
     pub fn aws_output(&self, args: &[&str]) -> std::process::Output {
-        aws_env(Command::new("aws").args(["ecs", "--endpoint-url", &format!("http://{}", self.addr), "--output", "json"]).args(args), KEY, SECRET)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
+        aws_env(
+            Command::new("aws")
+                .args([
+                    "ecs",
+                    "--endpoint-url",
+                    &format!("http://{}", self.addr),
+                    "--output",
+                    "json",
+                ])
+                .args(args),
+            KEY,
+            SECRET,
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
     }
 
     pub fn task(&self, arn: &str) -> Value {
@@ -148,10 +184,15 @@ impl Up {
     pub fn until_any_instance(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(arn) = self.aws(&["list-container-instances"])["containerInstanceArns"][0].as_str() {
+            if let Some(arn) =
+                self.aws(&["list-container-instances"])["containerInstanceArns"][0].as_str()
+            {
                 return arn.to_owned();
             }
-            assert!(Instant::now() < deadline, "the agent never registered this host");
+            assert!(
+                Instant::now() < deadline,
+                "the agent never registered this host"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -162,13 +203,24 @@ impl Up {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let listed = self.aws(&["list-container-instances"]);
-            let mut arns: Vec<String> =
-                listed["containerInstanceArns"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+            let mut arns: Vec<String> = listed["containerInstanceArns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect();
             arns.sort();
-            if arns.len() == n && arns.iter().all(|a| self.instance(a)["agentConnected"] == true) {
+            if arns.len() == n
+                && arns
+                    .iter()
+                    .all(|a| self.instance(a)["agentConnected"] == true)
+            {
                 return arns;
             }
-            assert!(Instant::now() < deadline, "{n} instances never registered: {listed}");
+            assert!(
+                Instant::now() < deadline,
+                "{n} instances never registered: {listed}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -180,7 +232,9 @@ impl Up {
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }

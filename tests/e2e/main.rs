@@ -19,7 +19,11 @@ fn berth_bin() -> PathBuf {
 }
 
 fn berth(args: &[&str]) -> Output {
-    Command::new(berth_bin()).args(args).env("BERTH_LOG", "warn").output().expect("berth runs")
+    Command::new(berth_bin())
+        .args(args)
+        .env("BERTH_LOG", "warn")
+        .output()
+        .expect("berth runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -61,23 +65,37 @@ fn up_runs_until_sigterm_and_holds_the_store() {
         .spawn()
         .expect("berth up starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = lines.by_ref().take(2).map(|l| l.expect("line")).collect::<Vec<_>>().join("\n");
+    let ready = lines
+        .by_ref()
+        .take(2)
+        .map(|l| l.expect("line"))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(ready.contains("running"), "{ready}");
 
     // A second server on the same data directory is refused, not let in to corrupt it.
     let other = berth(&["up", "--check", "--data-dir", data]);
-    assert!(!other.status.success(), "a second berth opened a store in use");
+    assert!(
+        !other.status.success(),
+        "a second berth opened a store in use"
+    );
     let err = text(&other.stderr);
     assert!(err.contains("opening the store at"), "{err}");
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "berth up did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "berth up did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "berth up exited with {status}");
@@ -93,19 +111,38 @@ fn up_names_a_bad_data_directory() {
     let out = berth(&["up", "--check", "--data-dir", file.to_str().expect("utf-8")]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("creating data directory {}", file.display())), "{err}");
+    assert!(
+        err.contains(&format!("creating data directory {}", file.display())),
+        "{err}"
+    );
 }
 
 #[test]
 fn bench_placement_prints_json_cases() {
-    let out = berth(&["bench", "placement", "--instances", "300", "--strategy", "binpack,spread-binpack", "--seconds", "0.05", "--output", "json"]);
+    let out = berth(&[
+        "bench",
+        "placement",
+        "--instances",
+        "300",
+        "--strategy",
+        "binpack,spread-binpack",
+        "--seconds",
+        "0.05",
+        "--output",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let cases: Vec<serde_json::Value> =
-        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let cases: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert_eq!(cases.len(), 4, "two strategies times counts 1 and 10");
     for c in &cases {
         assert_eq!(c["instances"], 300);
-        assert!(c["decisions_per_sec"].as_f64().is_some_and(|d| d > 0.0), "{c}");
+        assert!(
+            c["decisions_per_sec"].as_f64().is_some_and(|d| d > 0.0),
+            "{c}"
+        );
         assert_eq!(c["failures"], 0, "the synthetic cluster has room: {c}");
     }
     let counts: Vec<u64> = cases.iter().filter_map(|c| c["count"].as_u64()).collect();
@@ -116,5 +153,9 @@ fn bench_placement_prints_json_cases() {
 fn bench_rejects_unknown_strategy() {
     let out = berth(&["bench", "placement", "--strategy", "cheapest"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--strategy cheapest: not one of"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--strategy cheapest: not one of"),
+        "{}",
+        text(&out.stderr)
+    );
 }

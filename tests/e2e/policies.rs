@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::api::{SECRET, Server, repo_root};
 
 const BERTH: &str = "Berth_20261125";
-const BUILD: &str = "cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release --locked";
+const BUILD: &str =
+    "cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release --locked";
 
 /// A shipped plugin's component, as the project's test command builds it.
 pub(crate) fn plugin_path(name: &str) -> PathBuf {
@@ -20,15 +21,26 @@ pub(crate) fn plugin_path(name: &str) -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => repo_root().join("plugins/target"),
     };
-    let path = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    assert!(path.exists(), "plugin {} is missing; build the plugins first: {BUILD}", path.display());
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "plugin {} is missing; build the plugins first: {BUILD}",
+        path.display()
+    );
     path
 }
 
 impl Server {
     /// One of berth's own operations; (HTTP status, JSON answer).
     fn berth(&self, op: &str, body: Value) -> (u16, Value) {
-        self.signed(&format!("{BERTH}.{op}"), body.to_string().as_bytes(), 0, SECRET)
+        self.signed(
+            &format!("{BERTH}.{op}"),
+            body.to_string().as_bytes(),
+            0,
+            SECRET,
+        )
     }
 
     fn berth_ok(&self, op: &str, body: Value) -> Value {
@@ -38,7 +50,10 @@ impl Server {
     }
 
     fn install(&self, bytes: &[u8]) -> (u16, Value) {
-        self.berth("InstallPolicy", json!({"wasm": base64::engine::general_purpose::STANDARD.encode(bytes)}))
+        self.berth(
+            "InstallPolicy",
+            json!({"wasm": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+        )
     }
 
     fn install_plugin(&self, name: &str) -> String {
@@ -58,7 +73,10 @@ impl Server {
                 {"name": "MEMORY", "type": "INTEGER", "integerValue": 8192}],
                 "attributes": [{"name": "cost", "value": cost.to_string()}]}),
         );
-        v["containerInstance"]["containerInstanceArn"].as_str().expect("arn").to_owned()
+        v["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .expect("arn")
+            .to_owned()
     }
 
     fn run(&self, cluster: &str, tags: Value) -> Value {
@@ -66,16 +84,24 @@ impl Server {
     }
 
     fn run_of(&self, family: &str, cluster: &str, tags: Value) -> Value {
-        self.ok("RunTask", json!({"cluster": cluster, "taskDefinition": family, "tags": tags}))
+        self.ok(
+            "RunTask",
+            json!({"cluster": cluster, "taskDefinition": family, "tags": tags}),
+        )
     }
 }
 
 fn placed_on(run: &Value) -> String {
-    run["tasks"][0]["containerInstanceArn"].as_str().unwrap_or_else(|| panic!("not placed: {run}")).to_owned()
+    run["tasks"][0]["containerInstanceArn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not placed: {run}"))
+        .to_owned()
 }
 
 fn failures(policy: &Value, kind: &str) -> u64 {
-    policy["stats"]["failures"][kind].as_u64().unwrap_or_else(|| panic!("no {kind} counter in {policy}"))
+    policy["stats"]["failures"][kind]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {kind} counter in {policy}"))
 }
 
 fn setup(s: &Server) -> (String, String) {
@@ -94,37 +120,72 @@ fn policies_install_activate_place_fall_back_and_remove() {
 
     // Refusals name what was wrong and install nothing.
     let (st, v) = s.install(b"not wasm at all");
-    assert_eq!((st, v["__type"].as_str()), (400, Some("InvalidPolicyException")), "{v}");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("not WebAssembly")), "{v}");
+    assert_eq!(
+        (st, v["__type"].as_str()),
+        (400, Some("InvalidPolicyException")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not WebAssembly")),
+        "{v}"
+    );
     let (st, v) = s.install(b"\0asm\x01\0\0\0");
     assert_eq!(v["__type"], "InvalidPolicyException", "{st} {v}");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("core WebAssembly module")), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("core WebAssembly module")),
+        "{v}"
+    );
     let (_, v) = s.install(&std::fs::read(plugin_path("hostile_wrong_world")).expect("plugin"));
     assert_eq!(v["__type"], "InvalidPolicyException", "{v}");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("world")), "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("world")),
+        "{v}"
+    );
     let (_, v) = s.berth("InstallPolicy", json!({"wasm": "@@@"}));
     assert_eq!(v["__type"], "InvalidParameterException", "{v}");
     assert_eq!(s.berth_ok("ListPolicies", json!({}))["policies"], json!([]));
 
     let cheapest = s.install_plugin("cheapest");
-    assert_eq!(s.install_plugin("cheapest"), cheapest, "installing twice is a no-op");
+    assert_eq!(
+        s.install_plugin("cheapest"),
+        cheapest,
+        "installing twice is a no-op"
+    );
     s.install_plugin("binpack");
     let listed = s.berth_ok("ListPolicies", json!({}));
-    let names: Vec<&str> = listed["policies"].as_array().expect("policies").iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: Vec<&str> = listed["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
     assert_eq!(names, ["binpack", "cheapest"]);
     let d = s.berth_ok("DescribePolicy", json!({"policy": &cheapest[..12]}));
-    assert_eq!(d["policy"]["world"], "berth:placement/placement-policy@0.1.0");
+    assert_eq!(
+        d["policy"]["world"],
+        "berth:placement/placement-policy@0.1.0"
+    );
     assert_eq!(d["policy"]["parameters"][0]["name"], "cost");
     let (_, v) = s.berth("DescribePolicy", json!({"policy": "nope"}));
     assert_eq!(v["__type"], "PolicyNotFoundException", "{v}");
 
     // Per call: the tag picks the policy; the cheapest instance wins.
-    assert_eq!(placed_on(&s.run("pol", json!([{"key": "berth:policy", "value": "cheapest"}]))), cheap);
+    assert_eq!(
+        placed_on(&s.run("pol", json!([{"key": "berth:policy", "value": "cheapest"}]))),
+        cheap
+    );
     let (_, v) = s.ecs("RunTask", json!({"cluster": "pol", "taskDefinition": "tiny", "tags": [{"key": "berth:policy", "value": "nope"}]}));
     assert_eq!(v["__type"], "InvalidParameterException", "{v}");
 
     // Per cluster.
-    let a = s.berth_ok("ActivatePolicy", json!({"policy": "cheapest", "cluster": "pol"}));
+    let a = s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "cheapest", "cluster": "pol"}),
+    );
     assert_eq!(a["scope"], "cluster/pol");
     for _ in 0..3 {
         assert_eq!(placed_on(&s.run("pol", json!([]))), cheap);
@@ -136,42 +197,69 @@ fn policies_install_activate_place_fall_back_and_remove() {
     assert_eq!(d["policy"]["stats"]["instancesCreated"], 1, "{d}");
     let (_, v) = s.berth("DeletePolicy", json!({"policy": "cheapest"}));
     assert_eq!(v["__type"], "PolicyInUseException", "{v}");
-    let (_, v) = s.berth("ActivatePolicy", json!({"policy": "cheapest", "cluster": "nope"}));
+    let (_, v) = s.berth(
+        "ActivatePolicy",
+        json!({"policy": "cheapest", "cluster": "nope"}),
+    );
     assert_eq!(v["__type"], "ClusterNotFoundException", "{v}");
-    let (_, v) = s.berth("ActivatePolicy", json!({"policy": "cheapest", "cluster": "pol", "fallback": "maybe"}));
+    let (_, v) = s.berth(
+        "ActivatePolicy",
+        json!({"policy": "cheapest", "cluster": "pol", "fallback": "maybe"}),
+    );
     assert_eq!(v["__type"], "InvalidParameterException", "{v}");
 
     // A policy that traps (on tasks of family `attack`): with the native
     // fallback the task is placed anyway...
     s.ok("RegisterTaskDefinition", json!({"family": "attack", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 32}]}));
     s.install_plugin("hostile_trap");
-    s.berth_ok("ActivatePolicy", json!({"policy": "hostile-trap", "cluster": "pol", "fallback": "native"}));
+    s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "hostile-trap", "cluster": "pol", "fallback": "native"}),
+    );
     let r = s.run_of("attack", "pol", json!([]));
     placed_on(&r);
     let d = s.berth_ok("DescribePolicy", json!({"policy": "hostile-trap"}));
     assert!(failures(&d["policy"], "trap") >= 1, "{d}");
     // ...with the pending fallback it waits PENDING in the queue.
-    s.berth_ok("ActivatePolicy", json!({"policy": "hostile-trap", "cluster": "pol", "fallback": "pending"}));
+    s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "hostile-trap", "cluster": "pol", "fallback": "pending"}),
+    );
     let r = s.run_of("attack", "pol", json!([]));
     assert_eq!(r["failures"], json!([]), "{r}");
     assert_eq!(r["tasks"][0]["lastStatus"], "PENDING");
-    assert!(r["tasks"][0]["containerInstanceArn"].is_null(), "queued, not placed: {r}");
+    assert!(
+        r["tasks"][0]["containerInstanceArn"].is_null(),
+        "queued, not placed: {r}"
+    );
     // Back on a sane policy, the batch scheduler places the queued task.
-    s.berth_ok("ActivatePolicy", json!({"policy": "cheapest", "cluster": "pol"}));
+    s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "cheapest", "cluster": "pol"}),
+    );
     let arn = r["tasks"][0]["taskArn"].as_str().expect("arn").to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let d = s.ok("DescribeTasks", json!({"cluster": "pol", "tasks": [&arn]}));
         if let Some(ci) = d["tasks"][0]["containerInstanceArn"].as_str() {
-            assert_eq!(ci, cheap, "the queued task is placed by the cluster's policy");
+            assert_eq!(
+                ci, cheap,
+                "the queued task is placed by the cluster's policy"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the queued task was never placed: {d}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued task was never placed: {d}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
     // Removal.
-    assert_eq!(s.berth_ok("DeactivatePolicy", json!({"cluster": "pol"}))["scope"], "cluster/pol");
+    assert_eq!(
+        s.berth_ok("DeactivatePolicy", json!({"cluster": "pol"}))["scope"],
+        "cluster/pol"
+    );
     let gone = s.berth_ok("DeletePolicy", json!({"policy": "cheapest"}));
     assert_eq!(gone["policy"]["sha256"], cheapest.as_str());
     let (_, v) = s.berth("DescribePolicy", json!({"policy": cheapest}));
@@ -204,14 +292,20 @@ fn a_service_names_its_policy_with_a_tag() {
         if arns.len() == 3 {
             break s.ok("DescribeTasks", json!({"cluster": "pol", "tasks": arns}))["tasks"].clone();
         }
-        assert!(std::time::Instant::now() < deadline, "the service never started 3 tasks: {l}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never started 3 tasks: {l}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     for t in tasks.as_array().expect("tasks") {
         assert_eq!(t["containerInstanceArn"], cheap.as_str(), "{t}");
     }
     // Deleting the service unbinds its policy, which may then go.
-    s.ok("UpdateService", json!({"cluster": "pol", "service": "web", "desiredCount": 0}));
+    s.ok(
+        "UpdateService",
+        json!({"cluster": "pol", "service": "web", "desiredCount": 0}),
+    );
     s.ok("DeleteService", json!({"cluster": "pol", "service": "web"}));
     s.berth_ok("DeletePolicy", json!({"policy": "cheapest"}));
 
@@ -228,11 +322,16 @@ fn a_service_names_its_policy_with_a_tag() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let d = s.berth_ok("DescribePolicy", json!({"policy": "hostile-trap"}));
-        let placed = s.ok("ListTasks", json!({"cluster": "pol", "serviceName": "atk"}))["taskArns"].as_array().map_or(0, Vec::len);
+        let placed = s.ok("ListTasks", json!({"cluster": "pol", "serviceName": "atk"}))["taskArns"]
+            .as_array()
+            .map_or(0, Vec::len);
         if failures(&d["policy"], "trap") >= 1 && placed == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the policy never saw family `attack`: {d}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never saw family `attack`: {d}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -243,18 +342,28 @@ fn swapping_policies_under_a_stream_of_run_tasks_fails_none() {
     setup(&s);
     s.install_plugin("binpack");
     s.install_plugin("spread");
-    s.berth_ok("ActivatePolicy", json!({"policy": "binpack", "cluster": "pol"}));
+    s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "binpack", "cluster": "pol"}),
+    );
     let done = AtomicBool::new(false);
     let (placed, swaps) = std::thread::scope(|scope| {
         let runner = scope.spawn(|| {
             let mut placed = 0;
             while !done.load(Ordering::Relaxed) {
                 let r = s.run("pol", json!([]));
-                assert_eq!(r["failures"], json!([]), "a decision failed during a swap: {r}");
+                assert_eq!(
+                    r["failures"],
+                    json!([]),
+                    "a decision failed during a swap: {r}"
+                );
                 placed_on(&r);
                 placed += 1;
                 // Keep the cluster from filling up.
-                s.ok("StopTask", json!({"cluster": "pol", "task": r["tasks"][0]["taskArn"]}));
+                s.ok(
+                    "StopTask",
+                    json!({"cluster": "pol", "task": r["tasks"][0]["taskArn"]}),
+                );
             }
             placed
         });
@@ -268,10 +377,19 @@ fn swapping_policies_under_a_stream_of_run_tasks_fails_none() {
         done.store(true, Ordering::Relaxed);
         (runner.join().expect("runner"), swaps)
     });
-    assert!(placed > 0 && swaps == 20, "{placed} placements over {swaps} swaps");
+    assert!(
+        placed > 0 && swaps == 20,
+        "{placed} placements over {swaps} swaps"
+    );
     for name in ["binpack", "spread"] {
         let d = s.berth_ok("DescribePolicy", json!({"policy": name}));
-        for kind in ["trap", "deadline", "memory-limit", "invalid-answer", "instantiate"] {
+        for kind in [
+            "trap",
+            "deadline",
+            "memory-limit",
+            "invalid-answer",
+            "instantiate",
+        ] {
             assert_eq!(failures(&d["policy"], kind), 0, "{name}: {d}");
         }
     }
@@ -284,7 +402,10 @@ fn policies_and_their_bindings_survive_a_restart_and_load_from_the_disk_cache() 
         let s = Server::start_in(dir.path());
         let (_, cheap) = setup(&s);
         s.install_plugin("cheapest");
-        s.berth_ok("ActivatePolicy", json!({"policy": "cheapest", "cluster": "pol"}));
+        s.berth_ok(
+            "ActivatePolicy",
+            json!({"policy": "cheapest", "cluster": "pol"}),
+        );
         cheap
     };
     let cached: Vec<String> = std::fs::read_dir(dir.path().join("policy-cache"))
@@ -292,7 +413,10 @@ fn policies_and_their_bindings_survive_a_restart_and_load_from_the_disk_cache() 
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
-    assert!(cached[0].ends_with(".cwasm") && cached[0].contains("wasmtime48"), "{cached:?}");
+    assert!(
+        cached[0].ends_with(".cwasm") && cached[0].contains("wasmtime48"),
+        "{cached:?}"
+    );
     // A cache file that is not what the engine wrote is refused and replaced.
     let path = dir.path().join("policy-cache").join(&cached[0]);
     std::fs::write(&path, b"garbage").expect("overwrite");
@@ -300,5 +424,8 @@ fn policies_and_their_bindings_survive_a_restart_and_load_from_the_disk_cache() 
     let d = s.berth_ok("DescribePolicy", json!({"policy": "cheapest"}));
     assert_eq!(d["policy"]["activeIn"], json!(["cluster/pol"]));
     assert_eq!(placed_on(&s.run("pol", json!([]))), cheap);
-    assert!(std::fs::metadata(&path).expect("cache file").len() > 1000, "the bad cache file was replaced");
+    assert!(
+        std::fs::metadata(&path).expect("cache file").len() > 1000,
+        "the bad cache file was replaced"
+    );
 }

@@ -45,7 +45,13 @@ impl Up {
         for chunk in stopped.chunks(100) {
             let mut args = vec!["describe-tasks", "--tasks"];
             args.extend(chunk.iter().map(String::as_str));
-            out.extend(self.aws(&args)["tasks"].as_array().expect("tasks").iter().cloned());
+            out.extend(
+                self.aws(&args)["tasks"]
+                    .as_array()
+                    .expect("tasks")
+                    .iter()
+                    .cloned(),
+            );
         }
         out
     }
@@ -143,14 +149,27 @@ impl Up {
 /// `berth up --instances N`-style setup: the N instances, each with a guard
 /// removing its containers, and a task definition `PREFIX-PID` of a shell
 /// loop without port mappings (the instances share the host's ports).
-fn instances_and_sleeper(up: &Up, n: usize, prefix: &str) -> (Vec<String>, Vec<CleanupGuard>, String) {
+fn instances_and_sleeper(
+    up: &Up,
+    n: usize,
+    prefix: &str,
+) -> (Vec<String>, Vec<CleanupGuard>, String) {
     let instances = up.until_instances(n);
-    let guards = instances.iter().map(|i| CleanupGuard::new("berth.container-instance", i.clone())).collect();
+    let guards = instances
+        .iter()
+        .map(|i| CleanupGuard::new("berth.container-instance", i.clone()))
+        .collect();
     let family = format!("{prefix}-{}", std::process::id());
     let defs = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
         "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }])
     .to_string();
-    up.aws(&["register-task-definition", "--family", &family, "--container-definitions", &defs]);
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs,
+    ]);
     (instances, guards, family)
 }
 
@@ -1118,7 +1137,8 @@ fn two_agents_on_one_daemon_keep_to_their_own_containers() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (a, b) = (up.instance(&first), up.instance(&second));
-        if a["agentConnected"] == true && b["agentConnected"] == false && b["status"] == "INACTIVE" {
+        if a["agentConnected"] == true && b["agentConnected"] == false && b["status"] == "INACTIVE"
+        {
             break;
         }
         assert!(
@@ -1144,17 +1164,38 @@ fn fewer_instances_are_refused_while_the_extra_ones_hold_tasks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start_in_with(dir.path(), &[], &["--instances", "2"]);
     let (instances, _guards, family) = instances_and_sleeper(&up, 2, "e2e-fewer");
-    let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id")).expect("the first agent's id");
-    let second = instances.iter().find(|i| !i.ends_with(first_id.trim())).expect("the second instance").clone();
-    let started = up.aws(&["start-task", "--task-definition", &family, "--container-instances", &second]);
-    let task = started["tasks"][0]["taskArn"].as_str().expect("started on the second instance").to_owned();
+    let first_id = std::fs::read_to_string(dir.path().join("agent-instance-id"))
+        .expect("the first agent's id");
+    let second = instances
+        .iter()
+        .find(|i| !i.ends_with(first_id.trim()))
+        .expect("the second instance")
+        .clone();
+    let started = up.aws(&[
+        "start-task",
+        "--task-definition",
+        &family,
+        "--container-instances",
+        &second,
+    ]);
+    let task = started["tasks"][0]["taskArn"]
+        .as_str()
+        .expect("started on the second instance")
+        .to_owned();
     up.until(&task, "RUNNING");
     drop(up);
 
     // One agent now would leave the second instance's container running
     // unmanaged while the first offered the whole host: refused, naming why.
     let mut child = Command::new(super::berth_bin())
-        .args(["up", "--listen", "127.0.0.1:0", "--instances", "1", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--instances",
+            "1",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("BERTH_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -1173,9 +1214,17 @@ fn fewer_instances_are_refused_while_the_extra_ones_hold_tasks() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut err = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
     assert!(!status.success());
-    assert!(err.contains("still hold tasks") && err.contains(&second) && err.contains("--instances 2"), "{err}");
+    assert!(
+        err.contains("still hold tasks") && err.contains(&second) && err.contains("--instances 2"),
+        "{err}"
+    );
 
     // Once its task stopped, the second instance is deregistered.
     let up = Up::start_in_with(dir.path(), &[], &["--instances", "2"]);
@@ -1184,5 +1233,8 @@ fn fewer_instances_are_refused_while_the_extra_ones_hold_tasks() {
     drop(up);
     let up = Up::start_in_with(dir.path(), &[], &["--instances", "1"]);
     assert_eq!(up.instance(&second)["status"], "INACTIVE");
-    assert!(!dir.path().join("agent-instance-id-1").exists(), "its id is forgotten");
+    assert!(
+        !dir.path().join("agent-instance-id-1").exists(),
+        "its id is forgotten"
+    );
 }

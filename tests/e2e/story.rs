@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::Command;
 
-
 use super::harness::{KEY, SECRET, Up, docker_ready};
 use super::text;
 
@@ -46,12 +45,15 @@ fn the_aws_cli_story_runs_against_berth_up() {
     let up = Up::start();
     let _guard = up.guard_containers();
     let out = super::harness::aws_env(
-        Command::new("bash").arg("tests/clients/aws_story.sh").current_dir(&repo).env("BERTH_ENDPOINT", format!("http://{}", up.addr)),
+        Command::new("bash")
+            .arg("tests/clients/aws_story.sh")
+            .current_dir(&repo)
+            .env("BERTH_ENDPOINT", format!("http://{}", up.addr)),
         KEY,
         SECRET,
     )
     .output()
-        .unwrap_or_else(|e| panic!("cannot run bash ({e})"));
+    .unwrap_or_else(|e| panic!("cannot run bash ({e})"));
     assert!(
         out.status.success(),
         "tests/clients/aws_story.sh failed:\n{}\n{}",

@@ -19,7 +19,9 @@ const LOOP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
 fn count(store: &Store, arns: &[String], status: &str) -> usize {
     let Ok(mut txn) = store.begin() else { return 0 };
-    arns.iter().filter(|a| matches!(txn.get::<Task>(a), Ok(Some(t)) if t.value.last_status == status)).count()
+    arns.iter()
+        .filter(|a| matches!(txn.get::<Task>(a), Ok(Some(t)) if t.value.last_status == status))
+        .count()
 }
 
 async fn wait_all(store: &Store, arns: &[String], status: &str) {
@@ -31,15 +33,27 @@ async fn wait_all(store: &Store, arns: &[String], status: &str) {
 }
 
 fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let Some(d) = docker_or_skip().await else { return };
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    let Some(d) = docker_or_skip().await else {
+        return;
+    };
     ensure_test_image(&d).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path().join("berth.redb")).expect("store");
@@ -64,7 +78,9 @@ async fn main() {
     .expect("td");
     store.update(|txn| txn.put(&td)).expect("td");
 
-    println!("round  berth_start_ms  docker_start_ms  start_ratio  berth_stop_ms  docker_stop_ms  stop_ratio");
+    println!(
+        "round  berth_start_ms  docker_start_ms  start_ratio  berth_stop_ms  docker_stop_ms  stop_ratio"
+    );
     for round in 1..=rounds {
         // berth: N tasks written at once (as RunTask count=N does), then woken.
         let tasks: Vec<Task> = (0..N)
@@ -111,7 +127,20 @@ async fn main() {
         // docker: the same containers, one CLI call after the other.
         let t0 = Instant::now();
         let ids: Vec<String> = (0..N)
-            .map(|_| docker(&["run", "-d", "--label", &bench_label, "--memory", "16m", TEST_IMAGE, "sh", "-c", LOOP]))
+            .map(|_| {
+                docker(&[
+                    "run",
+                    "-d",
+                    "--label",
+                    &bench_label,
+                    "--memory",
+                    "16m",
+                    TEST_IMAGE,
+                    "sh",
+                    "-c",
+                    LOOP,
+                ])
+            })
             .collect();
         let docker_start = t0.elapsed();
         let t0 = Instant::now();

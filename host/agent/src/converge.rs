@@ -18,7 +18,9 @@ use bollard::query_parameters::StopContainerOptionsBuilder;
 
 use crate::docker::{containers_with_label, task_containers};
 use crate::register::{refresh_instance, tasks_of};
-use crate::start::{Observed, container_entry, definitions, ecs_health, observe, remove, start_task};
+use crate::start::{
+    Observed, container_entry, definitions, ecs_health, observe, remove, start_task,
+};
 use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
 
 /// One pass. Start and stop work is spawned as jobs (one per task) so slow
@@ -28,7 +30,8 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
     // works from the store snapshot read below, taken before that commit:
     // its task counts as busy for the whole pass, so a stale status never
     // starts (or stops) a task a second time.
-    let busy_at_start: HashSet<String> = inner.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let busy_at_start: HashSet<String> =
+        inner.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let busy = |arn: &str| busy_at_start.contains(arn) || is_busy(inner, arn);
     let tasks = {
         let txn = inner.store.begin()?;
@@ -37,11 +40,20 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
     let containers = containers_with_label(docker, LABEL_INSTANCE, &inner.instance_arn).await?;
     let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
     for c in containers {
-        if let Some(arn) = c.labels.as_ref().and_then(|l| l.get(LABEL_TASK_ARN)).cloned() {
+        if let Some(arn) = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_TASK_ARN))
+            .cloned()
+        {
             by_task.entry(arn).or_default().push(c);
         }
     }
-    let live: HashSet<&str> = tasks.iter().filter(|t| t.last_status != "STOPPED").map(|t| t.task_arn.as_str()).collect();
+    let live: HashSet<&str> = tasks
+        .iter()
+        .filter(|t| t.last_status != "STOPPED")
+        .map(|t| t.task_arn.as_str())
+        .collect();
     // Containers of tasks that are stopped or unknown to the store: leaked, remove them.
     for (arn, cs) in &by_task {
         if live.contains(arn.as_str()) || busy(arn) {
@@ -60,11 +72,19 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
         }
         let arn = t.task_arn.clone();
         if t.desired_status == "STOPPED" || t.last_status == "STOPPING" {
-            spawn_job(inner, arn.clone(), stop_task(Arc::clone(inner), docker.clone(), arn));
+            spawn_job(
+                inner,
+                arn.clone(),
+                stop_task(Arc::clone(inner), docker.clone(), arn),
+            );
         } else if t.last_status == "RUNNING" {
             let cs = by_task.remove(&arn).unwrap_or_default();
             if check_running(inner, docker, &t, &cs).await? {
-                spawn_job(inner, arn.clone(), stop_task(Arc::clone(inner), docker.clone(), arn));
+                spawn_job(
+                    inner,
+                    arn.clone(),
+                    stop_task(Arc::clone(inner), docker.clone(), arn),
+                );
             }
         } else {
             spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), t));
@@ -74,18 +94,35 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
 }
 
 fn is_busy(inner: &Inner, arn: &str) -> bool {
-    inner.busy.lock().unwrap_or_else(|e| e.into_inner()).contains(arn)
+    inner
+        .busy
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(arn)
 }
 
 /// Runs `job` for task `arn` unless one already runs; wakes the loop when done.
-fn spawn_job(inner: &Arc<Inner>, arn: String, job: impl std::future::Future<Output = ()> + Send + 'static) {
-    if !inner.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone()) {
+fn spawn_job(
+    inner: &Arc<Inner>,
+    arn: String,
+    job: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if !inner
+        .busy
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(arn.clone())
+    {
         return;
     }
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
         job.await;
-        inner.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&arn);
+        inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&arn);
         inner.wake.notify_one();
     });
 }
@@ -96,7 +133,10 @@ pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
     let mut statuses = t
         .containers
         .iter()
-        .filter(|c| defs.iter().any(|d| d.name == c.name && d.essential() && d.health_check.is_some()))
+        .filter(|c| {
+            defs.iter()
+                .any(|d| d.name == c.name && d.essential() && d.health_check.is_some())
+        })
         .map(|c| c.health_status.as_deref().unwrap_or("UNKNOWN"))
         .peekable();
     if statuses.peek().is_none() {
@@ -114,7 +154,12 @@ pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
 
 /// Follows a RUNNING task's containers: exits, exit codes, health, and
 /// containers gone behind berth's back. Returns whether the task must stop now.
-async fn check_running(inner: &Inner, docker: &Docker, t: &Task, cs: &[ContainerSummary]) -> Result<bool, AgentError> {
+async fn check_running(
+    inner: &Inner,
+    docker: &Docker,
+    t: &Task,
+    cs: &[ContainerSummary],
+) -> Result<bool, AgentError> {
     let defs = match definitions(inner, t) {
         Ok((_, d)) => d,
         Err(e) => {
@@ -163,12 +208,22 @@ async fn check_running(inner: &Inner, docker: &Docker, t: &Task, cs: &[Container
             return None;
         }
         Some(match c.exit_code {
-            Some(code) => format!("Essential container in task exited: {} exited with code {code}", d.name),
-            None => format!("Essential container in task exited: {} {}", d.name, c.reason.as_deref().unwrap_or("stopped")),
+            Some(code) => format!(
+                "Essential container in task exited: {} exited with code {code}",
+                d.name
+            ),
+            None => format!(
+                "Essential container in task exited: {} {}",
+                d.name,
+                c.reason.as_deref().unwrap_or("stopped")
+            ),
         })
     });
     updated.health_status = Some(task_health(&updated, &defs));
-    if stop.is_none() && updated.containers == t.containers && updated.health_status == t.health_status {
+    if stop.is_none()
+        && updated.containers == t.containers
+        && updated.health_status == t.health_status
+    {
         return Ok(false);
     }
     let containers = updated.containers.clone();
@@ -176,7 +231,9 @@ async fn check_running(inner: &Inner, docker: &Docker, t: &Task, cs: &[Container
     let wrote_stop = inner
         .store
         .update(|txn| -> Result<bool, StoreError> {
-            let Some(mut cur) = txn.get::<Task>(&t.task_arn)? else { return Ok(false) };
+            let Some(mut cur) = txn.get::<Task>(&t.task_arn)? else {
+                return Ok(false);
+            };
             let cur = &mut cur.value;
             if cur.last_status != "RUNNING" {
                 return Ok(false);
@@ -217,27 +274,40 @@ pub(crate) async fn stop_task(inner: Arc<Inner>, docker: Docker, arn: String) {
 }
 
 async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), AgentError> {
-    let task = inner.store.update(|txn| -> Result<Option<Task>, StoreError> {
-        let Some(mut t) = txn.get::<Task>(arn)? else { return Ok(None) };
-        let t = &mut t.value;
-        if t.last_status == "STOPPED" {
-            return Ok(None);
-        }
-        if t.last_status != "STOPPING" {
-            t.last_status = "STOPPING".to_owned();
-            t.stopping_at.get_or_insert(now());
-            t.version += 1;
-            txn.put(t)?;
-        }
-        Ok(Some(t.clone()))
-    })?;
-    let Some(task) = task.value else { return Ok(()) };
-    let defs = definitions(inner, &task).map(|(_, d)| d).unwrap_or_default();
+    let task = inner
+        .store
+        .update(|txn| -> Result<Option<Task>, StoreError> {
+            let Some(mut t) = txn.get::<Task>(arn)? else {
+                return Ok(None);
+            };
+            let t = &mut t.value;
+            if t.last_status == "STOPPED" {
+                return Ok(None);
+            }
+            if t.last_status != "STOPPING" {
+                t.last_status = "STOPPING".to_owned();
+                t.stopping_at.get_or_insert(now());
+                t.version += 1;
+                txn.put(t)?;
+            }
+            Ok(Some(t.clone()))
+        })?;
+    let Some(task) = task.value else {
+        return Ok(());
+    };
+    let defs = definitions(inner, &task)
+        .map(|(_, d)| d)
+        .unwrap_or_default();
     let containers = task_containers(docker, &inner.instance_arn, arn).await?;
     let default_t = inner.cfg.default_stop_timeout;
     let stops = containers.iter().filter_map(|c| {
         let id = c.id.clone()?;
-        let name = c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)).cloned().unwrap_or_default();
+        let name = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_CONTAINER_NAME))
+            .cloned()
+            .unwrap_or_default();
         let grace = defs
             .iter()
             .find(|d| d.name == name)
@@ -249,7 +319,11 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
             let opts = StopContainerOptionsBuilder::default().t(t).build();
             match docker.stop_container(&id, Some(opts)).await {
                 // 304: already stopped; 404: already gone.
-                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304 | 404,
+                    ..
+                }) => {}
                 Err(e) => return Err(AgentError::from(e)),
             }
             let o = observe(docker, &id).await?;
@@ -264,7 +338,9 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
         exits.insert(name, o.and_then(|o| o.exit_code));
     }
     inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(arn)? else { return Ok(()) };
+        let Some(mut t) = txn.get::<Task>(arn)? else {
+            return Ok(());
+        };
         let t = &mut t.value;
         if t.last_status == "STOPPED" {
             return Ok(());
@@ -298,9 +374,18 @@ mod tests {
     use berth_core::model::HealthCheck;
 
     fn def(name: &str, essential: bool, health: bool) -> ContainerDefinition {
-        let mut d: ContainerDefinition = serde_json::from_value(serde_json::json!({"name": name, "image": "i", "essential": essential})).expect("def");
+        let mut d: ContainerDefinition = serde_json::from_value(
+            serde_json::json!({"name": name, "image": "i", "essential": essential}),
+        )
+        .expect("def");
         if health {
-            d.health_check = Some(HealthCheck { command: vec!["CMD".into(), "true".into()], interval: None, timeout: None, retries: None, start_period: None });
+            d.health_check = Some(HealthCheck {
+                command: vec!["CMD".into(), "true".into()],
+                interval: None,
+                timeout: None,
+                retries: None,
+                start_period: None,
+            });
         }
         d
     }
@@ -317,10 +402,37 @@ mod tests {
 
     #[test]
     fn task_health_follows_essential_containers_with_checks() {
-        let defs = [def("app", true, true), def("db", true, true), def("side", false, true), def("plain", true, false)];
-        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", Some("HEALTHY")), ("side", Some("UNHEALTHY"))]), &defs), "HEALTHY");
-        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", Some("UNHEALTHY"))]), &defs), "UNHEALTHY");
-        assert_eq!(task_health(&task(&[("app", Some("HEALTHY")), ("db", None)]), &defs), "UNKNOWN");
-        assert_eq!(task_health(&task(&[("plain", None)]), &[def("plain", true, false)]), "UNKNOWN");
+        let defs = [
+            def("app", true, true),
+            def("db", true, true),
+            def("side", false, true),
+            def("plain", true, false),
+        ];
+        assert_eq!(
+            task_health(
+                &task(&[
+                    ("app", Some("HEALTHY")),
+                    ("db", Some("HEALTHY")),
+                    ("side", Some("UNHEALTHY"))
+                ]),
+                &defs
+            ),
+            "HEALTHY"
+        );
+        assert_eq!(
+            task_health(
+                &task(&[("app", Some("HEALTHY")), ("db", Some("UNHEALTHY"))]),
+                &defs
+            ),
+            "UNHEALTHY"
+        );
+        assert_eq!(
+            task_health(&task(&[("app", Some("HEALTHY")), ("db", None)]), &defs),
+            "UNKNOWN"
+        );
+        assert_eq!(
+            task_health(&task(&[("plain", None)]), &[def("plain", true, false)]),
+            "UNKNOWN"
+        );
     }
 }

@@ -20,19 +20,39 @@ pub async fn connect() -> Result<Docker, AgentError> {
 }
 
 /// Every container (running or not) carrying `label=value`.
-pub async fn containers_with_label(docker: &Docker, label: &str, value: &str) -> Result<Vec<ContainerSummary>, AgentError> {
+pub async fn containers_with_label(
+    docker: &Docker,
+    label: &str,
+    value: &str,
+) -> Result<Vec<ContainerSummary>, AgentError> {
     let mut filters = HashMap::new();
     filters.insert("label", vec![format!("{label}={value}")]);
-    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     Ok(docker.list_containers(Some(opts)).await?)
 }
 
 /// The containers of task `task_arn` that agent `instance_arn` owns: both
 /// labels must match, so agents sharing a daemon never touch each other's.
-pub async fn task_containers(docker: &Docker, instance_arn: &str, task_arn: &str) -> Result<Vec<ContainerSummary>, AgentError> {
+pub async fn task_containers(
+    docker: &Docker,
+    instance_arn: &str,
+    task_arn: &str,
+) -> Result<Vec<ContainerSummary>, AgentError> {
     let mut filters = HashMap::new();
-    filters.insert("label", vec![format!("{LABEL_INSTANCE}={instance_arn}"), format!("{LABEL_TASK_ARN}={task_arn}")]);
-    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    filters.insert(
+        "label",
+        vec![
+            format!("{LABEL_INSTANCE}={instance_arn}"),
+            format!("{LABEL_TASK_ARN}={task_arn}"),
+        ],
+    );
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     Ok(docker.list_containers(Some(opts)).await?)
 }
 
@@ -62,5 +82,11 @@ pub async fn follow_events(docker: Docker, instance_arn: String, wake: Arc<Notif
 
 /// Whether a bollard error is Docker's 404.
 pub fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }

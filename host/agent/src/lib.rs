@@ -154,7 +154,10 @@ impl Agent {
 
     /// A handle that wakes this agent.
     pub fn handle(&self) -> AgentHandle {
-        AgentHandle { wake: Arc::clone(&self.inner.wake), instance_arn: self.inner.instance_arn.clone() }
+        AgentHandle {
+            wake: Arc::clone(&self.inner.wake),
+            instance_arn: self.inner.instance_arn.clone(),
+        }
     }
 
     /// Shows this agent's instance `agentConnected: false` without running
@@ -207,7 +210,9 @@ impl Agent {
                 Ok(d) => d,
                 Err(e) => {
                     if !said_unreachable {
-                        tracing::warn!("no Docker daemon answers ({e}); the instance stays agentConnected=false, retrying with back-off");
+                        tracing::warn!(
+                            "no Docker daemon answers ({e}); the instance stays agentConnected=false, retrying with back-off"
+                        );
                         said_unreachable = true;
                     }
                     if let Err(e) = register::set_disconnected(&self.inner) {
@@ -233,7 +238,11 @@ impl Agent {
     async fn connected(&self, docker: &bollard::Docker) -> Result<(), AgentError> {
         register::register(&self.inner, docker).await?;
         tracing::info!(instance = %self.inner.instance_arn, "agent registered");
-        let events = tokio::spawn(docker::follow_events(docker.clone(), self.inner.instance_arn.clone(), Arc::clone(&self.inner.wake)));
+        let events = tokio::spawn(docker::follow_events(
+            docker.clone(),
+            self.inner.instance_arn.clone(),
+            Arc::clone(&self.inner.wake),
+        ));
         let result = loop {
             if let Err(e) = self.reconcile_with(docker).await {
                 // Only a daemon that stopped answering ends the session; any
@@ -276,5 +285,8 @@ impl Agent {
 
 /// Seconds since the Unix epoch, as ECS timestamps are.
 pub(crate) fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

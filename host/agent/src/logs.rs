@@ -42,28 +42,46 @@ impl ContainerLog {
 
 impl std::fmt::Debug for ContainerLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContainerLog").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("ContainerLog")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 fn name_of(c: &ContainerSummary) -> String {
-    c.labels.as_ref().and_then(|l| l.get(LABEL_CONTAINER_NAME)).cloned().unwrap_or_default()
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_CONTAINER_NAME))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The containers of `task` (an ARN, or a task id matched against the end of
 /// the label), only `container` if given, sorted by name.
-async fn find(docker: &Docker, task: &str, container: Option<&str>) -> Result<Vec<ContainerSummary>, AgentError> {
+async fn find(
+    docker: &Docker,
+    task: &str,
+    container: Option<&str>,
+) -> Result<Vec<ContainerSummary>, AgentError> {
     let mut found = if task.starts_with("arn:") {
         containers_with_label(docker, LABEL_TASK_ARN, task).await?
     } else {
         let mut filters = std::collections::HashMap::new();
         filters.insert("label", vec![LABEL_TASK_ARN.to_owned()]);
-        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         docker
             .list_containers(Some(opts))
             .await?
             .into_iter()
-            .filter(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_TASK_ARN)).is_some_and(|a| a.rsplit('/').next() == Some(task)))
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_TASK_ARN))
+                    .is_some_and(|a| a.rsplit('/').next() == Some(task))
+            })
             .collect()
     };
     if found.is_empty() {
@@ -72,7 +90,10 @@ async fn find(docker: &Docker, task: &str, container: Option<&str>) -> Result<Ve
     if let Some(want) = container {
         found.retain(|c| name_of(c) == want);
         if found.is_empty() {
-            return Err(AgentError::NoSuchContainer { task: task.to_owned(), name: want.to_owned() });
+            return Err(AgentError::NoSuchContainer {
+                task: task.to_owned(),
+                name: want.to_owned(),
+            });
         }
     }
     found.sort_by_key(name_of);
@@ -82,7 +103,12 @@ async fn find(docker: &Docker, task: &str, container: Option<&str>) -> Result<Ve
 /// Writes the logs of task `task` (its id or ARN) to `out`: every container,
 /// or only `container`; with `follow`, keeps streaming until the containers stop.
 /// Each line is prefixed with the container name when more than one is shown.
-pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &mut (dyn Write + Send)) -> Result<(), AgentError> {
+pub async fn task_logs(
+    task: &str,
+    container: Option<&str>,
+    follow: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), AgentError> {
     let docker = connect().await?;
     let found = find(&docker, task, container).await?;
     let prefix = found.len() > 1;
@@ -90,14 +116,29 @@ pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &
     for c in &found {
         let Some(id) = c.id.clone() else { continue };
         let name = name_of(c);
-        let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).build();
-        streams.push(docker.logs(&id, Some(opts)).map(move |r| (name.clone(), r)).boxed());
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .build();
+        streams.push(
+            docker
+                .logs(&id, Some(opts))
+                .map(move |r| (name.clone(), r))
+                .boxed(),
+        );
     }
     // Without follow, one container after the other; with it, interleaved as they come.
-    let mut all = if follow { futures_util::stream::select_all(streams).boxed() } else { futures_util::stream::iter(streams).flatten().boxed() };
+    let mut all = if follow {
+        futures_util::stream::select_all(streams).boxed()
+    } else {
+        futures_util::stream::iter(streams).flatten().boxed()
+    };
     while let Some((name, item)) = all.next().await {
         let bytes = match item? {
-            LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => message,
+            LogOutput::StdOut { message }
+            | LogOutput::StdErr { message }
+            | LogOutput::Console { message } => message,
             LogOutput::StdIn { .. } => continue,
         };
         if prefix {
@@ -116,14 +157,21 @@ pub async fn task_logs(task: &str, container: Option<&str>, follow: bool, out: &
 /// The logs of task `task` (its ARN or id), each container's (or only
 /// `container`'s) entries with their timestamps, from `since` (epoch seconds:
 /// Docker's granularity, so the caller filters finer) to what Docker holds now.
-pub async fn task_log_streams(task: &str, container: Option<&str>, since: Option<i64>) -> Result<Vec<ContainerLog>, AgentError> {
+pub async fn task_log_streams(
+    task: &str,
+    container: Option<&str>,
+    since: Option<i64>,
+) -> Result<Vec<ContainerLog>, AgentError> {
     let docker = connect().await?;
     let found = find(&docker, task, container).await?;
     let since = since.map(|s| i32::try_from(s.max(0)).unwrap_or(i32::MAX));
     let mut out = Vec::new();
     for c in &found {
         let Some(id) = c.id.clone() else { continue };
-        let mut opts = LogsOptionsBuilder::default().stdout(true).stderr(true).timestamps(true);
+        let mut opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true);
         if let Some(s) = since {
             opts = opts.since(s);
         }
@@ -134,15 +182,20 @@ pub async fn task_log_streams(task: &str, container: Option<&str>, since: Option
                 let batch = match frame {
                     Err(e) => vec![Err(AgentError::from(e))],
                     Ok(LogOutput::StdIn { .. }) => Vec::new(),
-                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
-                        split_entries(&message, last).into_iter().map(Ok).collect()
-                    }
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message },
+                    ) => split_entries(&message, last).into_iter().map(Ok).collect(),
                 };
                 std::future::ready(Some(futures_util::stream::iter(batch)))
             })
             .flatten()
             .boxed();
-        out.push(ContainerLog { name: name_of(c), entries });
+        out.push(ContainerLog {
+            name: name_of(c),
+            entries,
+        });
     }
     Ok(out)
 }
@@ -155,7 +208,10 @@ fn split_entries(frame: &[u8], last: &mut String) -> Vec<LogEntry> {
     for line in frame.split_inclusive(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let stamped = line.iter().position(|b| *b == b' ').filter(|&i| looks_like_timestamp(&line[..i]));
+        let stamped = line
+            .iter()
+            .position(|b| *b == b' ')
+            .filter(|&i| looks_like_timestamp(&line[..i]));
         let message = match stamped {
             Some(i) => {
                 *last = String::from_utf8_lossy(&line[..i]).into_owned();
@@ -166,14 +222,21 @@ fn split_entries(frame: &[u8], last: &mut String) -> Vec<LogEntry> {
         if stamped.is_none() && line.is_empty() {
             continue;
         }
-        out.push(LogEntry { timestamp: last.clone(), message: message.to_vec() });
+        out.push(LogEntry {
+            timestamp: last.clone(),
+            message: message.to_vec(),
+        });
     }
     out
 }
 
 /// `2026-11-30T02:44:13.123456789Z` and the like: digits, a `T`, ending in `Z`.
 fn looks_like_timestamp(s: &[u8]) -> bool {
-    s.len() >= 20 && s[4] == b'-' && s[10] == b'T' && s[..4].iter().all(u8::is_ascii_digit) && (s.ends_with(b"Z") || s[19..].contains(&b'+'))
+    s.len() >= 20
+        && s[4] == b'-'
+        && s[10] == b'T'
+        && s[..4].iter().all(u8::is_ascii_digit)
+        && (s.ends_with(b"Z") || s[19..].contains(&b'+'))
 }
 
 #[cfg(test)]
@@ -183,14 +246,23 @@ mod tests {
     #[test]
     fn frames_split_into_timestamped_entries() {
         let mut last = String::new();
-        let e = split_entries(b"2026-11-30T02:44:13.000000001Z hello\n2026-11-30T02:44:13.000000002Z  two spaces\n", &mut last);
+        let e = split_entries(
+            b"2026-11-30T02:44:13.000000001Z hello\n2026-11-30T02:44:13.000000002Z  two spaces\n",
+            &mut last,
+        );
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].timestamp, "2026-11-30T02:44:13.000000001Z");
         assert_eq!(e[0].message, b"hello");
         assert_eq!(e[1].message, b" two spaces");
         // An unstamped continuation keeps the previous timestamp.
         let e = split_entries(b"more output\n", &mut last);
-        assert_eq!(e, vec![LogEntry { timestamp: "2026-11-30T02:44:13.000000002Z".into(), message: b"more output".to_vec() }]);
+        assert_eq!(
+            e,
+            vec![LogEntry {
+                timestamp: "2026-11-30T02:44:13.000000002Z".into(),
+                message: b"more output".to_vec()
+            }]
+        );
         // An empty entry is kept when stamped.
         let e = split_entries(b"2026-11-30T02:44:14.000000000Z \n", &mut last);
         assert_eq!(e[0].message, b"");

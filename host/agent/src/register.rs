@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use berth_core::model::{Attribute, Cluster, ContainerInstance, Protocol, Resource, Task, TaskDefinition, VersionInfo};
+use berth_core::model::{
+    Attribute, Cluster, ContainerInstance, Protocol, Resource, Task, TaskDefinition, VersionInfo,
+};
 use berth_core::placement::TaskSpec;
 use berth_store::tables::task_definition_key;
 use berth_store::{PageRequest, StoreError, Txn};
@@ -17,13 +19,20 @@ const ID_FILE: &str = "agent-instance-id";
 /// Where agent `index` keeps its instance id (the first agent's file keeps
 /// its historical name).
 pub(crate) fn id_file(data_dir: &Path, index: u32) -> std::path::PathBuf {
-    if index == 0 { data_dir.join(ID_FILE) } else { data_dir.join(format!("{ID_FILE}-{index}")) }
+    if index == 0 {
+        data_dir.join(ID_FILE)
+    } else {
+        data_dir.join(format!("{ID_FILE}-{index}"))
+    }
 }
 
 /// The stable instance id of agent `index` kept in `data_dir`, created on first use.
 pub(crate) fn instance_id(data_dir: &Path, index: u32) -> Result<String, AgentError> {
     let path = id_file(data_dir, index);
-    let err = |source| AgentError::InstanceId { path: path.clone(), source };
+    let err = |source| AgentError::InstanceId {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
         Ok(_) => {}
@@ -38,7 +47,11 @@ pub(crate) fn instance_id(data_dir: &Path, index: u32) -> Result<String, AgentEr
 
 /// Creates cluster `name` (ACTIVE) unless it exists; idempotent, so `berth up`
 /// and the API may both call it.
-pub fn ensure_cluster(store: &berth_store::Store, arn: &berth_core::arn::ArnContext, name: &str) -> Result<(), AgentError> {
+pub fn ensure_cluster(
+    store: &berth_store::Store,
+    arn: &berth_core::arn::ArnContext,
+    name: &str,
+) -> Result<(), AgentError> {
     store.update(|txn| -> Result<(), StoreError> {
         if txn.get::<Cluster>(name)?.is_none() {
             txn.put(&Cluster {
@@ -58,7 +71,12 @@ pub fn ensure_cluster(store: &berth_store::Store, arn: &berth_core::arn::ArnCont
 }
 
 fn attr(name: &str, value: &str) -> Attribute {
-    Attribute { name: name.to_owned(), value: Some(value.to_owned()), target_type: None, target_id: None }
+    Attribute {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        target_type: None,
+        target_id: None,
+    }
 }
 
 /// Writes (or refreshes) this host's ContainerInstance from what Docker reports.
@@ -123,7 +141,8 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
         ci.agent_connected = true;
         ci.registered_resources = registered.clone();
         // Keep custom attributes; refresh berth's own.
-        ci.attributes.retain(|a| !ecs_attrs.iter().any(|e| e.name == a.name));
+        ci.attributes
+            .retain(|a| !ecs_attrs.iter().any(|e| e.name == a.name));
         ci.attributes.extend(ecs_attrs.iter().cloned());
         ci.version_info = Some(version_info.clone());
         recompute(txn, &mut ci)?;
@@ -167,7 +186,10 @@ pub(crate) fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
                         attr("ecs.instance-type", &inner.cfg.instance_type),
                     ],
                     registered_at: Some(now()),
-                    version_info: Some(VersionInfo { agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()), ..Default::default() }),
+                    version_info: Some(VersionInfo {
+                        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                        ..Default::default()
+                    }),
                     version: 1,
                 })?;
             }
@@ -187,7 +209,10 @@ pub(crate) fn retire(inner: &Inner) -> Result<usize, AgentError> {
     let busy = inner
         .store
         .update(|txn| -> Result<usize, StoreError> {
-            let busy = tasks_of(txn, &inner.instance_arn)?.iter().filter(|t| t.last_status != "STOPPED").count();
+            let busy = tasks_of(txn, &inner.instance_arn)?
+                .iter()
+                .filter(|t| t.last_status != "STOPPED")
+                .count();
             if busy > 0 {
                 return Ok(busy);
             }
@@ -223,7 +248,12 @@ pub(crate) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, Store
         let p = txn.by_index::<Task>("instance", instance_arn, page)?;
         out.extend(p.items.into_iter().map(|v| v.value));
         match p.next_token {
-            Some(t) => page = PageRequest { token: Some(t), limit: 500 },
+            Some(t) => {
+                page = PageRequest {
+                    token: Some(t),
+                    limit: 500,
+                }
+            }
             None => return Ok(out),
         }
     }
@@ -234,7 +264,11 @@ type Demand = (i64, i64, Vec<(u16, Protocol)>);
 
 /// What a task holds: its own `cpu`/`memory` when set, else what placement
 /// computes from its task definition.
-fn demand(txn: &mut Txn, task: &Task, cache: &mut HashMap<String, Demand>) -> Result<Demand, StoreError> {
+fn demand(
+    txn: &mut Txn,
+    task: &Task,
+    cache: &mut HashMap<String, Demand>,
+) -> Result<Demand, StoreError> {
     let (mut cpu, mut mem, mut ports) = (0, 0, Vec::new());
     if let Some(d) = cache.get(&task.task_definition_arn) {
         (cpu, mem, ports) = d.clone();
@@ -242,13 +276,25 @@ fn demand(txn: &mut Txn, task: &Task, cache: &mut HashMap<String, Demand>) -> Re
         && let Some(td) = txn.get::<TaskDefinition>(&task_definition_key(family, rev))?
     {
         let spec = TaskSpec::from_definition(&td.value, task.overrides.as_ref(), "");
-        (cpu, mem, ports) = (i64::from(spec.cpu), i64::from(spec.memory), spec.static_ports);
+        (cpu, mem, ports) = (
+            i64::from(spec.cpu),
+            i64::from(spec.memory),
+            spec.static_ports,
+        );
         cache.insert(task.task_definition_arn.clone(), (cpu, mem, ports.clone()));
     }
-    if let Some(c) = task.cpu.as_deref().and_then(|c| c.trim().parse::<i64>().ok()) {
+    if let Some(c) = task
+        .cpu
+        .as_deref()
+        .and_then(|c| c.trim().parse::<i64>().ok())
+    {
         cpu = c;
     }
-    if let Some(m) = task.memory.as_deref().and_then(|m| m.trim().parse::<i64>().ok()) {
+    if let Some(m) = task
+        .memory
+        .as_deref()
+        .and_then(|m| m.trim().parse::<i64>().ok())
+    {
         mem = m;
     }
     Ok((cpu, mem, ports))
@@ -269,7 +315,13 @@ pub(crate) fn task_definition_family_revision(arn: &str) -> Option<(&str, u32)> 
 /// instance record makes it safe against concurrent placements.
 pub(crate) fn recompute(txn: &mut Txn, ci: &mut ContainerInstance) -> Result<(), StoreError> {
     let tasks = tasks_of(txn, &ci.container_instance_arn)?;
-    let reg = |name: &str| ci.registered_resources.iter().find(|r| r.name == name).and_then(|r| r.integer_value).unwrap_or(0);
+    let reg = |name: &str| {
+        ci.registered_resources
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.integer_value)
+            .unwrap_or(0)
+    };
     let (mut cpu, mut mem) = (reg("CPU"), reg("MEMORY"));
     let reg_set = |name: &str| -> BTreeSet<u32> {
         ci.registered_resources
@@ -330,14 +382,16 @@ pub(crate) fn refresh_instance(txn: &mut Txn, instance_arn: &str) -> Result<(), 
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn family_and_revision_from_arn() {
-        assert_eq!(task_definition_family_revision("arn:aws:ecs:local:000000000000:task-definition/web:3"), Some(("web", 3)));
+        assert_eq!(
+            task_definition_family_revision("arn:aws:ecs:local:000000000000:task-definition/web:3"),
+            Some(("web", 3))
+        );
         assert_eq!(task_definition_family_revision("web:12"), Some(("web", 12)));
         assert_eq!(task_definition_family_revision("web"), None);
     }

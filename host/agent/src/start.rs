@@ -6,18 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::model::{
-    Container, ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol, Task, TaskDefinition,
+    Container, ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol,
+    Task, TaskDefinition,
 };
 use berth_store::StoreError;
 use berth_store::tables::task_definition_key;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum, HostConfig, PortBinding};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum, HostConfig,
+    PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 use futures_util::StreamExt;
 
 use crate::docker::{is_not_found, task_containers};
 use crate::register::{refresh_instance, task_definition_family_revision};
-use crate::{AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
+use crate::{
+    AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now,
+};
 
 /// How long a start may wait for its dependency conditions.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -43,11 +51,16 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
     };
     let state = c.state.unwrap_or_default();
     let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
-    let exited = matches!(status, ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD);
+    let exited = matches!(
+        status,
+        ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD
+    );
     let mut bindings = Vec::new();
     for (key, binds) in c.network_settings.and_then(|n| n.ports).unwrap_or_default() {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-        let Ok(container_port) = port.parse::<u32>() else { continue };
+        let Ok(container_port) = port.parse::<u32>() else {
+            continue;
+        };
         for b in binds.unwrap_or_default() {
             // Docker lists IPv4 and IPv6 bindings of one port; ECS shows one.
             let ip = b.host_ip.unwrap_or_default();
@@ -56,10 +69,18 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
             }
             if let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) {
                 bindings.push(NetworkBinding {
-                    bind_i_p: Some(if ip.is_empty() { "0.0.0.0".to_owned() } else { ip }),
+                    bind_i_p: Some(if ip.is_empty() {
+                        "0.0.0.0".to_owned()
+                    } else {
+                        ip
+                    }),
                     container_port,
                     host_port,
-                    protocol: Some(if proto == "udp" { Protocol::Udp } else { Protocol::Tcp }),
+                    protocol: Some(if proto == "udp" {
+                        Protocol::Udp
+                    } else {
+                        Protocol::Tcp
+                    }),
                 });
             }
         }
@@ -68,7 +89,10 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
     Ok(Some(Observed {
         exited,
         exit_code: if exited { state.exit_code } else { None },
-        health: state.health.and_then(|h| h.status).filter(|s| !matches!(s, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE)),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .filter(|s| !matches!(s, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE)),
         bindings,
     }))
 }
@@ -93,15 +117,30 @@ fn docker_name(task_arn: &str, name: &str) -> String {
 }
 
 /// The task's definition and its container definitions with overrides applied.
-pub(crate) fn definitions(inner: &Inner, task: &Task) -> Result<(TaskDefinition, Vec<ContainerDefinition>), String> {
+pub(crate) fn definitions(
+    inner: &Inner,
+    task: &Task,
+) -> Result<(TaskDefinition, Vec<ContainerDefinition>), String> {
     let Some((family, rev)) = task_definition_family_revision(&task.task_definition_arn) else {
-        return Err(format!("task definition {} is not family:revision", task.task_definition_arn));
+        return Err(format!(
+            "task definition {} is not family:revision",
+            task.task_definition_arn
+        ));
     };
     let td = (|| -> Result<Option<TaskDefinition>, StoreError> {
-        Ok(inner.store.begin()?.get::<TaskDefinition>(&task_definition_key(family, rev))?.map(|v| v.value))
+        Ok(inner
+            .store
+            .begin()?
+            .get::<TaskDefinition>(&task_definition_key(family, rev))?
+            .map(|v| v.value))
     })()
     .map_err(|e| format!("reading task definition {}: {e}", task.task_definition_arn))?
-    .ok_or_else(|| format!("task definition {} does not exist", task.task_definition_arn))?;
+    .ok_or_else(|| {
+        format!(
+            "task definition {} does not exist",
+            task.task_definition_arn
+        )
+    })?;
     let mut defs = td.container_definitions.clone();
     if let Some(o) = &task.overrides {
         for d in &mut defs {
@@ -133,7 +172,10 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
         Some((n, t)) if !t.contains('/') => (n, t),
         _ => (image, "latest"),
     };
-    let opts = CreateImageOptionsBuilder::default().from_image(name).tag(tag).build();
+    let opts = CreateImageOptionsBuilder::default()
+        .from_image(name)
+        .tag(tag)
+        .build();
     let pull = async {
         let mut s = docker.create_image(Some(opts), None, None);
         while let Some(r) = s.next().await {
@@ -143,8 +185,12 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
     };
     match tokio::time::timeout(PULL_TIMEOUT, pull).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("CannotPullContainerError: image {image} is not present locally and could not be pulled: {e}")),
-        Err(_) => Err(format!("CannotPullContainerError: image {image} is not present locally and pulling it timed out")),
+        Ok(Err(e)) => Err(format!(
+            "CannotPullContainerError: image {image} is not present locally and could not be pulled: {e}"
+        )),
+        Err(_) => Err(format!(
+            "CannotPullContainerError: image {image} is not present locally and pulling it timed out"
+        )),
     }
 }
 
@@ -153,14 +199,27 @@ fn secs_to_ns(s: Option<u32>) -> Option<i64> {
 }
 
 /// Docker's create body for one container definition.
-fn create_body(inner: &Inner, task: &Task, td: &TaskDefinition, d: &ContainerDefinition) -> ContainerCreateBody {
-    let mut labels: HashMap<String, String> = d.docker_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+fn create_body(
+    inner: &Inner,
+    task: &Task,
+    td: &TaskDefinition,
+    d: &ContainerDefinition,
+) -> ContainerCreateBody {
+    let mut labels: HashMap<String, String> = d
+        .docker_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     labels.insert(LABEL_TASK_ARN.to_owned(), task.task_arn.clone());
     labels.insert(LABEL_CLUSTER.to_owned(), task.cluster_arn.clone());
     labels.insert(LABEL_CONTAINER_NAME.to_owned(), d.name.clone());
     labels.insert(LABEL_INSTANCE.to_owned(), inner.instance_arn.clone());
-    let recorded: Vec<&NetworkBinding> =
-        task.containers.iter().filter(|c| c.name == d.name).flat_map(|c| c.network_bindings.iter()).collect();
+    let recorded: Vec<&NetworkBinding> = task
+        .containers
+        .iter()
+        .filter(|c| c.name == d.name)
+        .flat_map(|c| c.network_bindings.iter())
+        .collect();
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for pm in &d.port_mappings {
@@ -176,12 +235,22 @@ fn create_body(inner: &Inner, task: &Task, td: &TaskDefinition, d: &ContainerDef
         // Static port, else the one the control layer recorded, else Docker picks
         // (and the agent records what it picked).
         let host = pm.static_host_port().or_else(|| {
-            recorded.iter().find(|b| b.container_port == pm.container_port && b.protocol.unwrap_or_default() == pm.protocol()).map(|b| b.host_port)
+            recorded
+                .iter()
+                .find(|b| {
+                    b.container_port == pm.container_port
+                        && b.protocol.unwrap_or_default() == pm.protocol()
+                })
+                .map(|b| b.host_port)
         });
-        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: None,
-            host_port: Some(host.map(|p| p.to_string()).unwrap_or_default()),
-        });
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: None,
+                host_port: Some(host.map(|p| p.to_string()).unwrap_or_default()),
+            });
     }
     let healthcheck = d.health_check.as_ref().map(|h| HealthConfig {
         test: Some(h.command.clone()),
@@ -201,7 +270,12 @@ fn create_body(inner: &Inner, task: &Task, td: &TaskDefinition, d: &ContainerDef
         image: Some(d.image.clone()),
         cmd: d.command.clone(),
         entrypoint: d.entry_point.clone(),
-        env: Some(d.environment.iter().map(|kv| format!("{}={}", kv.name, kv.value)).collect()),
+        env: Some(
+            d.environment
+                .iter()
+                .map(|kv| format!("{}={}", kv.name, kv.value))
+                .collect(),
+        ),
         working_dir: d.working_directory.clone(),
         user: d.user.clone(),
         labels: Some(labels),
@@ -222,7 +296,11 @@ fn create_body(inner: &Inner, task: &Task, td: &TaskDefinition, d: &ContainerDef
 }
 
 /// Removes every container of `task_arn` this agent owns (force, with anonymous volumes).
-pub(crate) async fn remove_task_containers(inner: &Inner, docker: &Docker, task_arn: &str) -> Result<(), AgentError> {
+pub(crate) async fn remove_task_containers(
+    inner: &Inner,
+    docker: &Docker,
+    task_arn: &str,
+) -> Result<(), AgentError> {
     for c in task_containers(docker, &inner.instance_arn, task_arn).await? {
         if let Some(id) = c.id {
             remove(docker, &id).await?;
@@ -232,12 +310,17 @@ pub(crate) async fn remove_task_containers(inner: &Inner, docker: &Docker, task_
 }
 
 pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), AgentError> {
-    let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     match docker.remove_container(id, Some(opts)).await {
         Ok(()) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         // 409: removal already in progress.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -294,23 +377,37 @@ pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
     }
 }
 
-async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<Started>, StartError> {
+async fn try_start(
+    inner: &Inner,
+    docker: &Docker,
+    task: &Task,
+) -> Result<Vec<Started>, StartError> {
     let (td, defs) = definitions(inner, task).map_err(StartError::Failed)?;
     // Leftovers of an interrupted start go first, so a retry starts clean.
     remove_task_containers(inner, docker, &task.task_arn).await?;
     for d in &defs {
-        ensure_image(docker, &d.image).await.map_err(StartError::Failed)?;
+        ensure_image(docker, &d.image)
+            .await
+            .map_err(StartError::Failed)?;
     }
     let mut ids = HashMap::new();
     for d in &defs {
-        let opts = CreateContainerOptionsBuilder::default().name(&docker_name(&task.task_arn, &d.name)).build();
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&docker_name(&task.task_arn, &d.name))
+            .build();
         let body = create_body(inner, task, &td, d);
         match docker.create_container(Some(opts), body).await {
             Ok(r) => {
                 ids.insert(d.name.clone(), r.id);
             }
-            Err(bollard::errors::Error::DockerResponseServerError { status_code, message }) if status_code < 500 => {
-                return Err(StartError::Failed(format!("CannotCreateContainerError: container {}: {message}", d.name)));
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            }) if status_code < 500 => {
+                return Err(StartError::Failed(format!(
+                    "CannotCreateContainerError: container {}: {message}",
+                    d.name
+                )));
             }
             Err(e) => return Err(StartError::Docker(e.into())),
         }
@@ -323,7 +420,10 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
     while started.len() < defs.len() {
         for s in &mut started {
             if !s.seen.exited {
-                s.seen = observe(docker, &s.id).await?.unwrap_or(Observed { exited: true, ..Default::default() });
+                s.seen = observe(docker, &s.id).await?.unwrap_or(Observed {
+                    exited: true,
+                    ..Default::default()
+                });
             }
         }
         let mut progressed = false;
@@ -354,7 +454,9 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
                             dep.container_name, d.name
                         )));
                     }
-                    DependencyCondition::Healthy => matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY)),
+                    DependencyCondition::Healthy => {
+                        matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY))
+                    }
                 };
                 if !ok {
                     ready = false;
@@ -368,12 +470,19 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
             match docker.start_container(&id, None).await {
                 Ok(()) => {}
                 Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
-                    return Err(StartError::Failed(format!("CannotStartContainerError: container {}: {message}", d.name)));
+                    return Err(StartError::Failed(format!(
+                        "CannotStartContainerError: container {}: {message}",
+                        d.name
+                    )));
                 }
                 Err(e) => return Err(StartError::Docker(e.into())),
             }
             let seen = observe(docker, &id).await?.unwrap_or_default();
-            started.push(Started { name: d.name.clone(), id, seen });
+            started.push(Started {
+                name: d.name.clone(),
+                id,
+                seen,
+            });
             progressed = true;
         }
         if started.len() == defs.len() {
@@ -381,7 +490,9 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
         }
         if !progressed {
             if tokio::time::Instant::now() > deadline {
-                return Err(StartError::Failed("dependsOn conditions were not met in time".to_owned()));
+                return Err(StartError::Failed(
+                    "dependsOn conditions were not met in time".to_owned(),
+                ));
             }
             rounds += 1;
             // Every second or so, give up if the task was stopped meanwhile.
@@ -397,13 +508,21 @@ async fn try_start(inner: &Inner, docker: &Docker, task: &Task) -> Result<Vec<St
 
 fn stop_requested(inner: &Inner, task_arn: &str) -> bool {
     let read = || -> Result<bool, StoreError> {
-        Ok(inner.store.begin()?.get::<Task>(task_arn)?.is_none_or(|t| t.value.desired_status == "STOPPED"))
+        Ok(inner
+            .store
+            .begin()?
+            .get::<Task>(task_arn)?
+            .is_none_or(|t| t.value.desired_status == "STOPPED"))
     };
     read().unwrap_or(false)
 }
 
 /// The task's container record for `name`, created when the control layer made none.
-pub(crate) fn container_entry<'a>(task: &'a mut Task, name: &str, image: &str) -> &'a mut Container {
+pub(crate) fn container_entry<'a>(
+    task: &'a mut Task,
+    name: &str,
+    image: &str,
+) -> &'a mut Container {
     let pos = match task.containers.iter().position(|c| c.name == name) {
         Some(p) => p,
         None => {
@@ -414,7 +533,10 @@ pub(crate) fn container_entry<'a>(task: &'a mut Task, name: &str, image: &str) -
             let container_arn = if prefix.is_empty() {
                 arn.container(&cluster, task_id(&task.task_arn), name)
             } else {
-                format!("{prefix}:container/{cluster}/{}/{name}", task_id(&task.task_arn))
+                format!(
+                    "{prefix}:container/{cluster}/{}/{name}",
+                    task_id(&task.task_arn)
+                )
             };
             task.containers.push(Container {
                 container_arn,
@@ -435,16 +557,29 @@ pub(crate) fn container_entry<'a>(task: &'a mut Task, name: &str, image: &str) -
 }
 
 fn commit_running(inner: &Inner, snapshot: &Task, started: &[Started]) -> Result<(), AgentError> {
-    let images: HashMap<&str, &str> = snapshot.containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect();
-    let defs = definitions(inner, snapshot).map(|(_, d)| d).unwrap_or_default();
+    let images: HashMap<&str, &str> = snapshot
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.image.as_str()))
+        .collect();
+    let defs = definitions(inner, snapshot)
+        .map(|(_, d)| d)
+        .unwrap_or_default();
     inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(&snapshot.task_arn)? else { return Ok(()) };
+        let Some(mut t) = txn.get::<Task>(&snapshot.task_arn)? else {
+            return Ok(());
+        };
         let t = &mut t.value;
         if t.last_status == "STOPPED" {
             return Ok(());
         }
         for s in started {
-            let image = defs.iter().find(|d| d.name == s.name).map(|d| d.image.as_str()).or(images.get(s.name.as_str()).copied()).unwrap_or("");
+            let image = defs
+                .iter()
+                .find(|d| d.name == s.name)
+                .map(|d| d.image.as_str())
+                .or(images.get(s.name.as_str()).copied())
+                .unwrap_or("");
             let c = container_entry(t, &s.name, image);
             c.runtime_id = Some(s.id.clone());
             c.network_bindings = s.seen.bindings.clone();
@@ -469,7 +604,9 @@ fn commit_running(inner: &Inner, snapshot: &Task, started: &[Started]) -> Result
 
 fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<(), AgentError> {
     inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(task_arn)? else { return Ok(()) };
+        let Some(mut t) = txn.get::<Task>(task_arn)? else {
+            return Ok(());
+        };
         let t = &mut t.value;
         let ts = now();
         t.desired_status = "STOPPED".to_owned();

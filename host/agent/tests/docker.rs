@@ -32,7 +32,13 @@ async fn fixture() -> Option<Fixture> {
     let agent = Agent::new(store.clone(), cfg).expect("agent");
     let guard = CleanupGuard::new(LABEL_INSTANCE, agent.instance_arn());
     agent.register().await.expect("register");
-    Some(Fixture { docker, dir, store, agent, _guard: guard })
+    Some(Fixture {
+        docker,
+        dir,
+        store,
+        agent,
+        _guard: guard,
+    })
 }
 
 impl Fixture {
@@ -64,11 +70,23 @@ impl Fixture {
     }
 
     fn task(&self, arn: &str) -> Task {
-        self.store.begin().expect("begin").get::<Task>(arn).expect("get").expect("task exists").value
+        self.store
+            .begin()
+            .expect("begin")
+            .get::<Task>(arn)
+            .expect("get")
+            .expect("task exists")
+            .value
     }
 
     fn instance(&self) -> ContainerInstance {
-        self.store.begin().expect("begin").get::<ContainerInstance>(self.agent.instance_arn()).expect("get").expect("instance").value
+        self.store
+            .begin()
+            .expect("begin")
+            .get::<ContainerInstance>(self.agent.instance_arn())
+            .expect("get")
+            .expect("instance")
+            .value
     }
 
     fn stop_task(&self, arn: &str) {
@@ -93,7 +111,10 @@ impl Fixture {
                 return t;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("task never became {what}: {}", serde_json::to_string_pretty(&t).unwrap_or_default());
+                panic!(
+                    "task never became {what}: {}",
+                    serde_json::to_string_pretty(&t).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -102,7 +123,10 @@ impl Fixture {
     async fn containers_of(&self, task_arn: &str) -> Vec<bollard::models::ContainerSummary> {
         let mut filters = std::collections::HashMap::new();
         filters.insert("label", vec![format!("{LABEL_TASK_ARN}={task_arn}")]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         self.docker.list_containers(Some(opts)).await.expect("list")
     }
 }
@@ -130,16 +154,31 @@ async fn a_task_runs_with_labels_env_ports_and_stops_on_sigterm() {
     assert!(t.started_at.is_some());
     let c = &t.containers[0];
     assert_eq!(c.last_status, "RUNNING");
-    assert_eq!(c.network_bindings.len(), 1, "one binding: {:?}", c.network_bindings);
+    assert_eq!(
+        c.network_bindings.len(),
+        1,
+        "one binding: {:?}",
+        c.network_bindings
+    );
     assert_eq!(c.network_bindings[0].container_port, 8080);
     assert!(c.network_bindings[0].host_port > 0);
     let id = c.runtime_id.clone().expect("runtime id");
-    let inspect = f.docker.inspect_container(&id, None).await.expect("inspect");
+    let inspect = f
+        .docker
+        .inspect_container(&id, None)
+        .await
+        .expect("inspect");
     let config = inspect.config.expect("config");
     let labels = config.labels.expect("labels");
     assert_eq!(labels.get("berth.task-arn"), Some(&arn));
-    assert_eq!(labels.get("berth.container-name").map(String::as_str), Some("app"));
-    assert_eq!(labels.get("berth.cluster").map(String::as_str), Some("arn:aws:ecs:local:000000000000:cluster/default"));
+    assert_eq!(
+        labels.get("berth.container-name").map(String::as_str),
+        Some("app")
+    );
+    assert_eq!(
+        labels.get("berth.cluster").map(String::as_str),
+        Some("arn:aws:ecs:local:000000000000:cluster/default")
+    );
     assert_eq!(labels.get("team").map(String::as_str), Some("web"));
     assert!(config.env.expect("env").contains(&"GREETING=hi".to_owned()));
     assert_eq!(config.working_dir.as_deref(), Some("/bin"));
@@ -149,10 +188,23 @@ async fn a_task_runs_with_labels_env_ports_and_stops_on_sigterm() {
     // The instance accounts for the task.
     let ci = f.instance();
     assert_eq!(ci.running_tasks_count, 1);
-    let cpu = |r: &[berth_core::model::Resource]| r.iter().find(|r| r.name == "CPU").and_then(|r| r.integer_value).expect("cpu");
-    assert_eq!(cpu(&ci.registered_resources) - cpu(&ci.remaining_resources), 128);
+    let cpu = |r: &[berth_core::model::Resource]| {
+        r.iter()
+            .find(|r| r.name == "CPU")
+            .and_then(|r| r.integer_value)
+            .expect("cpu")
+    };
+    assert_eq!(
+        cpu(&ci.registered_resources) - cpu(&ci.remaining_resources),
+        128
+    );
     let port = c.network_bindings[0].host_port.to_string();
-    assert!(ci.remaining_resources.iter().any(|r| r.name == "PORTS" && r.string_set_value.as_ref().is_some_and(|v| v.contains(&port))));
+    assert!(ci.remaining_resources.iter().any(|r| {
+        r.name == "PORTS"
+            && r.string_set_value
+                .as_ref()
+                .is_some_and(|v| v.contains(&port))
+    }));
 
     f.stop_task(&arn);
     let t = f.until(&arn, "STOPPED", stopped).await;
@@ -162,15 +214,22 @@ async fn a_task_runs_with_labels_env_ports_and_stops_on_sigterm() {
     assert!(f.containers_of(&arn).await.is_empty(), "containers removed");
     let ci = f.instance();
     assert_eq!(ci.running_tasks_count, 0);
-    assert_eq!(cpu(&ci.registered_resources), cpu(&ci.remaining_resources), "resources freed");
+    assert_eq!(
+        cpu(&ci.registered_resources),
+        cpu(&ci.remaining_resources),
+        "resources freed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_ignoring_sigterm_is_killed_after_stop_timeout() {
     let Some(f) = fixture().await else { return };
     // PID 1 ignores SIGTERM unless it installs a handler.
-    let arn = f.run_task("stubborn", json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32,
-        "command": ["sleep", "600"], "stopTimeout": 1 }]));
+    let arn = f.run_task(
+        "stubborn",
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32,
+        "command": ["sleep", "600"], "stopTimeout": 1 }]),
+    );
     f.until(&arn, "RUNNING", running).await;
     f.stop_task(&arn);
     let t = f.until(&arn, "STOPPED", stopped).await;
@@ -184,16 +243,31 @@ async fn an_essential_exit_stops_the_task_and_a_non_essential_one_is_recorded() 
         { "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", "sleep 2; exit 3"] },
         { "name": "side", "image": TEST_IMAGE, "memory": 32, "essential": false, "command": ["sh", "-c", "exit 5"] },
     ]));
-    let t = f.until(&arn, "RUNNING with side stopped", |t| {
-        running(t) && t.containers.iter().any(|c| c.name == "side" && c.last_status == "STOPPED")
-    }).await;
-    let side = t.containers.iter().find(|c| c.name == "side").expect("side");
+    let t = f
+        .until(&arn, "RUNNING with side stopped", |t| {
+            running(t)
+                && t.containers
+                    .iter()
+                    .any(|c| c.name == "side" && c.last_status == "STOPPED")
+        })
+        .await;
+    let side = t
+        .containers
+        .iter()
+        .find(|c| c.name == "side")
+        .expect("side");
     assert_eq!(side.exit_code, Some(5));
-    assert_eq!(t.desired_status, "RUNNING", "a non-essential exit does not stop the task");
+    assert_eq!(
+        t.desired_status, "RUNNING",
+        "a non-essential exit does not stop the task"
+    );
     let t = f.until(&arn, "STOPPED", stopped).await;
     assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
     let reason = t.stopped_reason.clone().unwrap_or_default();
-    assert!(reason.contains("app") && reason.contains("code 3"), "reason: {reason}");
+    assert!(
+        reason.contains("app") && reason.contains("code 3"),
+        "reason: {reason}"
+    );
     let app = t.containers.iter().find(|c| c.name == "app").expect("app");
     assert_eq!(app.exit_code, Some(3));
     assert!(f.containers_of(&arn).await.is_empty());
@@ -214,18 +288,54 @@ async fn depends_on_success_orders_start_and_a_failed_init_fails_the_task() {
           "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}] },
     ]));
     let t = f.until(&ok, "RUNNING", running).await;
-    let init = t.containers.iter().find(|c| c.name == "init").expect("init");
-    assert_eq!((init.last_status.as_str(), init.exit_code), ("STOPPED", Some(0)));
-    let app_id = t.containers.iter().find(|c| c.name == "app").and_then(|c| c.runtime_id.clone()).expect("app id");
+    let init = t
+        .containers
+        .iter()
+        .find(|c| c.name == "init")
+        .expect("init");
+    assert_eq!(
+        (init.last_status.as_str(), init.exit_code),
+        ("STOPPED", Some(0))
+    );
+    let app_id = t
+        .containers
+        .iter()
+        .find(|c| c.name == "app")
+        .and_then(|c| c.runtime_id.clone())
+        .expect("app id");
     let init_id = init.runtime_id.clone().expect("init id");
-    let started = f.docker.inspect_container(&app_id, None).await.expect("app").state.and_then(|s| s.started_at).expect("app started");
-    let finished = f.docker.inspect_container(&init_id, None).await.expect("init").state.and_then(|s| s.finished_at).expect("init finished");
+    let started = f
+        .docker
+        .inspect_container(&app_id, None)
+        .await
+        .expect("app")
+        .state
+        .and_then(|s| s.started_at)
+        .expect("app started");
+    let finished = f
+        .docker
+        .inspect_container(&init_id, None)
+        .await
+        .expect("init")
+        .state
+        .and_then(|s| s.finished_at)
+        .expect("init finished");
     // RFC 3339 in UTC with the same layout: compare the seconds part.
-    assert!(started[..19] >= finished[..19], "app started {started} before init finished {finished}");
+    assert!(
+        started[..19] >= finished[..19],
+        "app started {started} before init finished {finished}"
+    );
     let t = f.until(&bad, "STOPPED", stopped).await;
     assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
-    assert!(t.stopped_reason.as_deref().unwrap_or("").contains("init"), "{:?}", t.stopped_reason);
-    assert!(f.containers_of(&bad).await.is_empty(), "nothing left of the failed task");
+    assert!(
+        t.stopped_reason.as_deref().unwrap_or("").contains("init"),
+        "{:?}",
+        t.stopped_reason
+    );
+    assert!(
+        f.containers_of(&bad).await.is_empty(),
+        "nothing left of the failed task"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,11 +343,22 @@ async fn health_checks_set_health_status() {
     let Some(f) = fixture().await else { return };
     let good = f.run_task("healthy", json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP],
         "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 1, "timeout": 1, "retries": 1} }]));
-    let sick = f.run_task("sick", json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP],
-        "healthCheck": {"command": ["CMD", "false"], "interval": 1, "timeout": 1, "retries": 1} }]));
-    let t = f.until(&good, "HEALTHY", |t| t.health_status.as_deref() == Some("HEALTHY")).await;
+    let sick = f.run_task(
+        "sick",
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP],
+        "healthCheck": {"command": ["CMD", "false"], "interval": 1, "timeout": 1, "retries": 1} }]),
+    );
+    let t = f
+        .until(&good, "HEALTHY", |t| {
+            t.health_status.as_deref() == Some("HEALTHY")
+        })
+        .await;
     assert_eq!(t.containers[0].health_status.as_deref(), Some("HEALTHY"));
-    let t = f.until(&sick, "UNHEALTHY", |t| t.health_status.as_deref() == Some("UNHEALTHY")).await;
+    let t = f
+        .until(&sick, "UNHEALTHY", |t| {
+            t.health_status.as_deref() == Some("UNHEALTHY")
+        })
+        .await;
     assert_eq!(t.containers[0].health_status.as_deref(), Some("UNHEALTHY"));
 }
 
@@ -260,49 +381,85 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
     }
     let after = f.task(&keep);
     assert_eq!(after.last_status, "RUNNING");
-    assert_eq!(after.containers[0].runtime_id, before.containers[0].runtime_id, "the same container, adopted");
+    assert_eq!(
+        after.containers[0].runtime_id, before.containers[0].runtime_id,
+        "the same container, adopted"
+    );
     // Remove one behind berth's back.
     let id = f.task(&gone).containers[0].runtime_id.clone().expect("id");
     let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-    f.docker.remove_container(&id, Some(opts)).await.expect("remove");
+    f.docker
+        .remove_container(&id, Some(opts))
+        .await
+        .expect("remove");
     let t = f.until(&gone, "STOPPED", stopped).await;
-    assert!(t.stopped_reason.as_deref().unwrap_or("").contains("removed outside berth"), "{:?}", t.stopped_reason);
+    assert!(
+        t.stopped_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("removed outside berth"),
+        "{:?}",
+        t.stopped_reason
+    );
     assert_eq!(f.task(&keep).last_status, "RUNNING");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_fails_the_task_naming_it_and_leaves_nothing() {
     let Some(f) = fixture().await else { return };
-    let arn = f.run_task("missing", json!([
-        { "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP] },
-        { "name": "ghost", "image": "berth-test/does-not-exist:1", "memory": 32 },
-    ]));
+    let arn = f.run_task(
+        "missing",
+        json!([
+            { "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP] },
+            { "name": "ghost", "image": "berth-test/does-not-exist:1", "memory": 32 },
+        ]),
+    );
     let t = f.until(&arn, "STOPPED", stopped).await;
     assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
-    assert!(t.stopped_reason.as_deref().unwrap_or("").contains("berth-test/does-not-exist:1"), "{:?}", t.stopped_reason);
-    assert!(f.containers_of(&arn).await.is_empty(), "nothing left behind");
+    assert!(
+        t.stopped_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("berth-test/does-not-exist:1"),
+        "{:?}",
+        t.stopped_reason
+    );
+    assert!(
+        f.containers_of(&arn).await.is_empty(),
+        "nothing left behind"
+    );
     assert_eq!(f.instance().pending_tasks_count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_come_from_docker() {
     let Some(f) = fixture().await else { return };
-    let arn = f.run_task("logs", json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32,
-        "command": ["sh", "-c", "echo hello-from-berth; echo oops >&2; exec sleep 600"] }]));
+    let arn = f.run_task(
+        "logs",
+        json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32,
+        "command": ["sh", "-c", "echo hello-from-berth; echo oops >&2; exec sleep 600"] }]),
+    );
     f.until(&arn, "RUNNING", running).await;
     let id = arn.rsplit('/').next().expect("id").to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut out = Vec::new();
-        berth_agent::logs::task_logs(&id, Some("app"), false, &mut out).await.expect("logs");
+        berth_agent::logs::task_logs(&id, Some("app"), false, &mut out)
+            .await
+            .expect("logs");
         let text = String::from_utf8_lossy(&out);
         if text.contains("hello-from-berth") && text.contains("oops") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "logs never showed the output: {text:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logs never showed the output: {text:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut out = Vec::new();
-    let err = berth_agent::logs::task_logs(&id, Some("nope"), false, &mut out).await.expect_err("no such container");
+    let err = berth_agent::logs::task_logs(&id, Some("nope"), false, &mut out)
+        .await
+        .expect_err("no such container");
     assert!(err.to_string().contains("nope"));
 }

@@ -14,7 +14,10 @@ pub struct ArnContext {
 
 impl Default for ArnContext {
     fn default() -> Self {
-        ArnContext { region: "local".to_owned(), account: "000000000000".to_owned() }
+        ArnContext {
+            region: "local".to_owned(),
+            account: "000000000000".to_owned(),
+        }
     }
 }
 
@@ -92,7 +95,10 @@ mod tests {
         assert_eq!(cluster_name(&arn), "default");
         assert_eq!(cluster_name("prod"), "prod");
         assert_eq!(last_segment(&c.task("default", "abc")), "abc");
-        assert_eq!(task_definition_ref(&c.task_definition("web", 3)), Ok(("web", Some(3))));
+        assert_eq!(
+            task_definition_ref(&c.task_definition("web", 3)),
+            Ok(("web", Some(3)))
+        );
         assert_eq!(task_definition_ref("web"), Ok(("web", None)));
         assert_eq!(task_definition_ref("web:7"), Ok(("web", Some(7))));
         assert!(task_definition_ref("web:x").is_err());

@@ -50,13 +50,22 @@ pub fn bounds(desired: u32, minimum_healthy_percent: u32, maximum_percent: u32) 
     let d = u64::from(desired);
     let lower = (d * u64::from(minimum_healthy_percent)).div_ceil(100);
     let upper = d * u64::from(maximum_percent) / 100;
-    (u32::try_from(lower).unwrap_or(u32::MAX), u32::try_from(upper).unwrap_or(u32::MAX))
+    (
+        u32::try_from(lower).unwrap_or(u32::MAX),
+        u32::try_from(upper).unwrap_or(u32::MAX),
+    )
 }
 
 /// One step of a rolling deployment: the primary deployment converges on
 /// `desired` tasks and the older ones (summed in `old`) on none, within the
 /// two bounds.
-pub fn plan(desired: u32, minimum_healthy_percent: u32, maximum_percent: u32, primary: TaskCounts, old: TaskCounts) -> Step {
+pub fn plan(
+    desired: u32,
+    minimum_healthy_percent: u32,
+    maximum_percent: u32,
+    primary: TaskCounts,
+    old: TaskCounts,
+) -> Step {
     let (lower, upper) = bounds(desired, minimum_healthy_percent, maximum_percent);
     // A maximum below the desired count would forbid ever reaching it.
     let upper = upper.max(desired);
@@ -120,7 +129,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn counts(healthy: u32, unhealthy: u32, pending: u32) -> TaskCounts {
-        TaskCounts { healthy, unhealthy, pending }
+        TaskCounts {
+            healthy,
+            unhealthy,
+            pending,
+        }
     }
 
     #[test]
@@ -134,7 +147,13 @@ mod tests {
     fn a_rolling_update_100_200_starts_all_then_stops_old() {
         // 4 old healthy; min 100%, max 200%: start 4 new first.
         let s = plan(4, 100, 200, counts(0, 0, 0), counts(4, 0, 0));
-        assert_eq!(s, Step { start: 4, ..Step::default() });
+        assert_eq!(
+            s,
+            Step {
+                start: 4,
+                ..Step::default()
+            }
+        );
         // Two of the new are healthy: two old may go.
         let s = plan(4, 100, 200, counts(2, 0, 2), counts(4, 0, 0));
         assert_eq!(s.stop_old, counts(2, 0, 0));

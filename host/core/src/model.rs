@@ -60,7 +60,9 @@ pub enum NetworkMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -612,8 +614,14 @@ mod tests {
         }));
         assert_eq!(td.container_definitions[0].reserved_memory(), 128);
         assert_eq!(td.container_definitions[1].reserved_memory(), 32);
-        assert_eq!(td.container_definitions[0].port_mappings[0].static_host_port(), None);
-        assert_eq!(td.container_definitions[0].port_mappings[1].protocol(), Protocol::Udp);
+        assert_eq!(
+            td.container_definitions[0].port_mappings[0].static_host_port(),
+            None
+        );
+        assert_eq!(
+            td.container_definitions[0].port_mappings[1].protocol(),
+            Protocol::Udp
+        );
         assert!(!td.container_definitions[1].essential());
     }
 

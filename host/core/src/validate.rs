@@ -22,7 +22,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -44,7 +48,10 @@ impl fmt::Display for InvalidInput {
 
 impl InvalidInput {
     pub fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
-        InvalidInput(vec![FieldError { path: path.into(), message: message.into() }])
+        InvalidInput(vec![FieldError {
+            path: path.into(),
+            message: message.into(),
+        }])
     }
 }
 
@@ -55,7 +62,10 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidInput> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        InvalidInput(vec![FieldError { path, message: e.into_inner().to_string() }])
+        InvalidInput(vec![FieldError {
+            path,
+            message: e.into_inner().to_string(),
+        }])
     })
 }
 
@@ -66,22 +76,33 @@ struct Check {
 
 impl Check {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError { path: path.into(), message: message.into() });
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
     fn range(&mut self, path: &str, v: Option<u32>, lo: u32, hi: u32) {
         if let Some(v) = v
-            && (v < lo || v > hi) {
-                self.err(path, format!("{v} is out of range {lo}-{hi}"));
-            }
+            && (v < lo || v > hi)
+        {
+            self.err(path, format!("{v} is out of range {lo}-{hi}"));
+        }
     }
     fn finish(self) -> Result<(), InvalidInput> {
-        if self.errors.is_empty() { Ok(()) } else { Err(InvalidInput(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidInput(self.errors))
+        }
     }
 }
 
 /// ECS's rule for family and container names.
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Largest number of containers in one task definition, as in ECS.
@@ -117,42 +138,88 @@ fn parse_size(s: &str, unit: &str, max: f64) -> Option<u32> {
 pub fn task_definition(td: &RegisterTaskDefinition) -> Result<(), InvalidInput> {
     let mut c = Check { errors: Vec::new() };
     if !valid_name(&td.family) {
-        c.err("family", format!("`{}` must be 1-255 letters, digits, hyphens or underscores", td.family));
+        c.err(
+            "family",
+            format!(
+                "`{}` must be 1-255 letters, digits, hyphens or underscores",
+                td.family
+            ),
+        );
     }
     let task_cpu = td.cpu.as_deref().map(|s| (s, parse_task_cpu(s)));
     if let Some((s, None)) = task_cpu {
-        c.err("cpu", format!("`{s}` is not CPU units (\"256\") or vCPUs (\"0.25 vCPU\")"));
+        c.err(
+            "cpu",
+            format!("`{s}` is not CPU units (\"256\") or vCPUs (\"0.25 vCPU\")"),
+        );
     }
     let task_memory = td.memory.as_deref().and_then(parse_task_memory);
     if let (Some(s), None) = (td.memory.as_deref(), task_memory) {
-        c.err("memory", format!("`{s}` is not MiB (\"512\") or GB (\"1 GB\")"));
+        c.err(
+            "memory",
+            format!("`{s}` is not MiB (\"512\") or GB (\"1 GB\")"),
+        );
     }
     let defs = &td.container_definitions;
     if defs.is_empty() {
-        c.err("containerDefinitions", "at least one container definition is required");
+        c.err(
+            "containerDefinitions",
+            "at least one container definition is required",
+        );
     }
     if defs.len() > MAX_CONTAINERS {
-        c.err("containerDefinitions", format!("{} containers; at most {MAX_CONTAINERS} are allowed", defs.len()));
+        c.err(
+            "containerDefinitions",
+            format!(
+                "{} containers; at most {MAX_CONTAINERS} are allowed",
+                defs.len()
+            ),
+        );
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, d) in defs.iter().enumerate() {
         if let Some(first) = names.insert(d.name.as_str(), i) {
-            c.err(format!("containerDefinitions[{i}].name"), format!("`{}` is already the name of containerDefinitions[{first}]", d.name));
+            c.err(
+                format!("containerDefinitions[{i}].name"),
+                format!(
+                    "`{}` is already the name of containerDefinitions[{first}]",
+                    d.name
+                ),
+            );
         }
     }
     let volumes: BTreeSet<&str> = td.volumes.iter().map(|v| v.name.as_str()).collect();
     for (i, v) in td.volumes.iter().enumerate() {
         if !valid_name(&v.name) {
-            c.err(format!("volumes[{i}].name"), format!("`{}` must be 1-255 letters, digits, hyphens or underscores", v.name));
+            c.err(
+                format!("volumes[{i}].name"),
+                format!(
+                    "`{}` must be 1-255 letters, digits, hyphens or underscores",
+                    v.name
+                ),
+            );
         }
     }
     let network = td.network_mode.unwrap_or_default();
     // Host ports the task's containers reserve, to catch two claiming one port.
     let mut host_ports: HashMap<(u32, crate::model::Protocol), String> = HashMap::new();
     for (i, d) in defs.iter().enumerate() {
-        container(&mut c, i, d, defs, &names, &volumes, network, &mut host_ports);
+        container(
+            &mut c,
+            i,
+            d,
+            defs,
+            &names,
+            &volumes,
+            network,
+            &mut host_ports,
+        );
     }
-    if task_memory.is_none() && defs.iter().any(|d| d.memory.is_none() && d.memory_reservation.is_none()) {
+    if task_memory.is_none()
+        && defs
+            .iter()
+            .any(|d| d.memory.is_none() && d.memory_reservation.is_none())
+    {
         for (i, d) in defs.iter().enumerate() {
             if d.memory.is_none() && d.memory_reservation.is_none() {
                 c.err(format!("containerDefinitions[{i}].memory"), "memory or memoryReservation is required when the task definition has no task-level memory");
@@ -162,12 +229,23 @@ pub fn task_definition(td: &RegisterTaskDefinition) -> Result<(), InvalidInput> 
     if let Some(tm) = task_memory {
         let sum: u64 = defs.iter().map(|d| u64::from(d.reserved_memory())).sum();
         if sum > u64::from(tm) {
-            c.err("memory", format!("task memory {tm} MiB is less than its containers reserve ({sum} MiB)"));
+            c.err(
+                "memory",
+                format!("task memory {tm} MiB is less than its containers reserve ({sum} MiB)"),
+            );
         }
     }
-    constraints(&mut c, "placementConstraints", &td.placement_constraints, false);
+    constraints(
+        &mut c,
+        "placementConstraints",
+        &td.placement_constraints,
+        false,
+    );
     if td.tags.len() > 50 {
-        c.err("tags", format!("{} tags; at most 50 are allowed", td.tags.len()));
+        c.err(
+            "tags",
+            format!("{} tags; at most 50 are allowed", td.tags.len()),
+        );
     }
     c.finish()
 }
@@ -185,52 +263,96 @@ fn container(
 ) {
     let p = format!("containerDefinitions[{i}]");
     if !valid_name(&d.name) {
-        c.err(format!("{p}.name"), format!("`{}` must be 1-255 letters, digits, hyphens or underscores", d.name));
+        c.err(
+            format!("{p}.name"),
+            format!(
+                "`{}` must be 1-255 letters, digits, hyphens or underscores",
+                d.name
+            ),
+        );
     }
     if d.image.trim().is_empty() {
         c.err(format!("{p}.image"), "an image is required");
     } else if d.image.chars().any(char::is_whitespace) {
-        c.err(format!("{p}.image"), format!("`{}` contains whitespace", d.image));
+        c.err(
+            format!("{p}.image"),
+            format!("`{}` contains whitespace", d.image),
+        );
     }
     if let Some(m) = d.memory {
         // Docker refuses a hard limit under 6 MiB.
         if m < 6 {
-            c.err(format!("{p}.memory"), format!("{m} MiB is below Docker's minimum of 6 MiB"));
+            c.err(
+                format!("{p}.memory"),
+                format!("{m} MiB is below Docker's minimum of 6 MiB"),
+            );
         }
     }
     if let (Some(hard), Some(soft)) = (d.memory, d.memory_reservation)
-        && soft > hard {
-            c.err(format!("{p}.memoryReservation"), format!("{soft} MiB is more than the hard limit memory {hard} MiB"));
-        }
+        && soft > hard
+    {
+        c.err(
+            format!("{p}.memoryReservation"),
+            format!("{soft} MiB is more than the hard limit memory {hard} MiB"),
+        );
+    }
     c.range(&format!("{p}.stopTimeout"), d.stop_timeout, 0, 120);
     for (j, pm) in d.port_mappings.iter().enumerate() {
         let pp = format!("{p}.portMappings[{j}]");
         if pm.container_port == 0 || pm.container_port > 65535 {
-            c.err(format!("{pp}.containerPort"), format!("{} is not a port number", pm.container_port));
+            c.err(
+                format!("{pp}.containerPort"),
+                format!("{} is not a port number", pm.container_port),
+            );
         }
         if let Some(h) = pm.host_port
-            && h > 65535 {
-                c.err(format!("{pp}.hostPort"), format!("{h} is not a port number"));
-            }
+            && h > 65535
+        {
+            c.err(
+                format!("{pp}.hostPort"),
+                format!("{h} is not a port number"),
+            );
+        }
         match network {
-            NetworkMode::None => c.err(pp.to_string(), "port mappings are not allowed with networkMode none"),
+            NetworkMode::None => c.err(
+                pp.to_string(),
+                "port mappings are not allowed with networkMode none",
+            ),
             NetworkMode::Host => {
                 if let Some(h) = pm.static_host_port()
-                    && h != pm.container_port {
-                        c.err(format!("{pp}.hostPort"), format!("{h} must equal containerPort {} with networkMode host", pm.container_port));
-                    }
+                    && h != pm.container_port
+                {
+                    c.err(
+                        format!("{pp}.hostPort"),
+                        format!(
+                            "{h} must equal containerPort {} with networkMode host",
+                            pm.container_port
+                        ),
+                    );
+                }
             }
             NetworkMode::Bridge => {}
         }
-        let host = if network == NetworkMode::Host { Some(pm.container_port) } else { pm.static_host_port() };
+        let host = if network == NetworkMode::Host {
+            Some(pm.container_port)
+        } else {
+            pm.static_host_port()
+        };
         if let Some(h) = host
-            && let Some(other) = host_ports.insert((h, pm.protocol()), pp.clone()) {
-                c.err(format!("{pp}.hostPort"), format!("host port {h} is already mapped by {other}"));
-            }
+            && let Some(other) = host_ports.insert((h, pm.protocol()), pp.clone())
+        {
+            c.err(
+                format!("{pp}.hostPort"),
+                format!("host port {h} is already mapped by {other}"),
+            );
+        }
     }
     for (j, e) in d.environment.iter().enumerate() {
         if e.name.is_empty() || e.name.contains('=') {
-            c.err(format!("{p}.environment[{j}].name"), format!("`{}` is not a variable name", e.name));
+            c.err(
+                format!("{p}.environment[{j}].name"),
+                format!("`{}` is not a variable name", e.name),
+            );
         }
     }
     if let Some(hc) = &d.health_check {
@@ -238,7 +360,13 @@ fn container(
         match hc.command.first().map(String::as_str) {
             Some("CMD") | Some("CMD-SHELL") if hc.command.len() >= 2 => {}
             Some("NONE") => {}
-            _ => c.err(format!("{hp}.command"), format!("{:?} must start with \"CMD\" or \"CMD-SHELL\" followed by the command", hc.command)),
+            _ => c.err(
+                format!("{hp}.command"),
+                format!(
+                    "{:?} must start with \"CMD\" or \"CMD-SHELL\" followed by the command",
+                    hc.command
+                ),
+            ),
         }
         c.range(&format!("{hp}.interval"), hc.interval, 5, 300);
         c.range(&format!("{hp}.timeout"), hc.timeout, 2, 60);
@@ -248,8 +376,17 @@ fn container(
     for (j, dep) in d.depends_on.iter().enumerate() {
         let dp = format!("{p}.dependsOn[{j}].containerName");
         match names.get(dep.container_name.as_str()) {
-            None => c.err(dp, format!("`{}` is not a container of this task definition", dep.container_name)),
-            Some(&k) if k == i => c.err(dp, format!("`{}` cannot depend on itself", dep.container_name)),
+            None => c.err(
+                dp,
+                format!(
+                    "`{}` is not a container of this task definition",
+                    dep.container_name
+                ),
+            ),
+            Some(&k) if k == i => c.err(
+                dp,
+                format!("`{}` cannot depend on itself", dep.container_name),
+            ),
             Some(&k) => {
                 let target = &defs[k];
                 match dep.condition {
@@ -266,27 +403,49 @@ fn container(
         }
     }
     if let Some(cycle) = dependency_cycle(i, defs, names) {
-        c.err(format!("{p}.dependsOn"), format!("dependency cycle: {cycle}"));
+        c.err(
+            format!("{p}.dependsOn"),
+            format!("dependency cycle: {cycle}"),
+        );
     }
     for (j, m) in d.mount_points.iter().enumerate() {
         match m.source_volume.as_deref() {
             Some(v) if volumes.contains(v) => {}
-            Some(v) => c.err(format!("{p}.mountPoints[{j}].sourceVolume"), format!("`{v}` is not a volume of this task definition")),
-            None => c.err(format!("{p}.mountPoints[{j}].sourceVolume"), "a source volume is required"),
+            Some(v) => c.err(
+                format!("{p}.mountPoints[{j}].sourceVolume"),
+                format!("`{v}` is not a volume of this task definition"),
+            ),
+            None => c.err(
+                format!("{p}.mountPoints[{j}].sourceVolume"),
+                "a source volume is required",
+            ),
         }
-        if !m.container_path.as_deref().is_some_and(|s| s.starts_with('/')) {
-            c.err(format!("{p}.mountPoints[{j}].containerPath"), "an absolute container path is required");
+        if !m
+            .container_path
+            .as_deref()
+            .is_some_and(|s| s.starts_with('/'))
+        {
+            c.err(
+                format!("{p}.mountPoints[{j}].containerPath"),
+                "an absolute container path is required",
+            );
         }
     }
     for (j, v) in d.volumes_from.iter().enumerate() {
         let name = v.source_container.as_deref().unwrap_or("");
         if !names.contains_key(name) || name == d.name {
-            c.err(format!("{p}.volumesFrom[{j}].sourceContainer"), format!("`{name}` is not another container of this task definition"));
+            c.err(
+                format!("{p}.volumesFrom[{j}].sourceContainer"),
+                format!("`{name}` is not another container of this task definition"),
+            );
         }
     }
     for (j, u) in d.ulimits.iter().enumerate() {
         if u.soft_limit > u.hard_limit {
-            c.err(format!("{p}.ulimits[{j}].softLimit"), format!("{} is more than hardLimit {}", u.soft_limit, u.hard_limit));
+            c.err(
+                format!("{p}.ulimits[{j}].softLimit"),
+                format!("{} is more than hardLimit {}", u.soft_limit, u.hard_limit),
+            );
         }
     }
 }
@@ -294,10 +453,22 @@ fn container(
 /// A dependsOn cycle through container `start`, printed as `a -> b -> a`.
 /// Only reported from the container that is first in the cycle, so one
 /// cycle gives one error.
-fn dependency_cycle(start: usize, defs: &[ContainerDefinition], names: &HashMap<&str, usize>) -> Option<String> {
-    fn walk(at: usize, start: usize, defs: &[ContainerDefinition], names: &HashMap<&str, usize>, path: &mut Vec<usize>) -> bool {
+fn dependency_cycle(
+    start: usize,
+    defs: &[ContainerDefinition],
+    names: &HashMap<&str, usize>,
+) -> Option<String> {
+    fn walk(
+        at: usize,
+        start: usize,
+        defs: &[ContainerDefinition],
+        names: &HashMap<&str, usize>,
+        path: &mut Vec<usize>,
+    ) -> bool {
         for dep in &defs[at].depends_on {
-            let Some(&next) = names.get(dep.container_name.as_str()) else { continue };
+            let Some(&next) = names.get(dep.container_name.as_str()) else {
+                continue;
+            };
             if next == at {
                 continue; // self-dependency is reported on its own
             }
@@ -317,15 +488,30 @@ fn dependency_cycle(start: usize, defs: &[ContainerDefinition], names: &HashMap<
         false
     }
     let mut path = vec![start];
-    walk(start, start, defs, names, &mut path)
-        .then(|| path.iter().map(|&k| defs[k].name.as_str()).collect::<Vec<_>>().join(" -> "))
+    walk(start, start, defs, names, &mut path).then(|| {
+        path.iter()
+            .map(|&k| defs[k].name.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    })
 }
 
 /// Validate placement constraints at `path`. `distinct_allowed` is false in
 /// task definitions, which take only memberOf (as in ECS).
-pub fn constraints(c_out: &mut impl ErrorSink, path: &str, cs: &[PlacementConstraint], distinct_allowed: bool) {
+pub fn constraints(
+    c_out: &mut impl ErrorSink,
+    path: &str,
+    cs: &[PlacementConstraint],
+    distinct_allowed: bool,
+) {
     if cs.len() > MAX_CONSTRAINTS {
-        c_out.push(path.to_owned(), format!("{} constraints; at most {MAX_CONSTRAINTS} are allowed", cs.len()));
+        c_out.push(
+            path.to_owned(),
+            format!(
+                "{} constraints; at most {MAX_CONSTRAINTS} are allowed",
+                cs.len()
+            ),
+        );
     }
     for (i, pc) in cs.iter().enumerate() {
         let p = format!("{path}[{i}]");
@@ -335,11 +521,17 @@ pub fn constraints(c_out: &mut impl ErrorSink, path: &str, cs: &[PlacementConstr
                     c_out.push(format!("{p}.type"), "distinctInstance is not allowed in a task definition; give it on RunTask or the service".to_owned());
                 }
                 if pc.expression.is_some() {
-                    c_out.push(format!("{p}.expression"), "distinctInstance takes no expression".to_owned());
+                    c_out.push(
+                        format!("{p}.expression"),
+                        "distinctInstance takes no expression".to_owned(),
+                    );
                 }
             }
             PlacementConstraintType::MemberOf => match pc.expression.as_deref() {
-                None => c_out.push(format!("{p}.expression"), "memberOf needs an expression".to_owned()),
+                None => c_out.push(
+                    format!("{p}.expression"),
+                    "memberOf needs an expression".to_owned(),
+                ),
                 Some(e) => {
                     if let Err(err) = crate::query::parse(e) {
                         c_out.push(format!("{p}.expression"), format!("`{e}`: {err}"));
@@ -353,7 +545,13 @@ pub fn constraints(c_out: &mut impl ErrorSink, path: &str, cs: &[PlacementConstr
 /// Validate a chain of placement strategies at `path`.
 pub fn strategies(c_out: &mut impl ErrorSink, path: &str, ss: &[PlacementStrategy]) {
     if ss.len() > MAX_STRATEGIES {
-        c_out.push(path.to_owned(), format!("{} strategies; at most {MAX_STRATEGIES} are allowed", ss.len()));
+        c_out.push(
+            path.to_owned(),
+            format!(
+                "{} strategies; at most {MAX_STRATEGIES} are allowed",
+                ss.len()
+            ),
+        );
     }
     for (i, s) in ss.iter().enumerate() {
         let p = format!("{path}[{i}].field");
@@ -361,11 +559,17 @@ pub fn strategies(c_out: &mut impl ErrorSink, path: &str, ss: &[PlacementStrateg
         match s.kind {
             PlacementStrategyType::Binpack => match field {
                 Some(f) if f.eq_ignore_ascii_case("cpu") || f.eq_ignore_ascii_case("memory") => {}
-                other => c_out.push(p, format!("{other:?}: binpack takes the field cpu or memory")),
+                other => c_out.push(
+                    p,
+                    format!("{other:?}: binpack takes the field cpu or memory"),
+                ),
             },
             PlacementStrategyType::Spread => match field {
                 Some(f) if crate::placement::SpreadField::parse(f).is_some() => {}
-                other => c_out.push(p, format!("{other:?}: spread takes instanceId, host or attribute:NAME")),
+                other => c_out.push(
+                    p,
+                    format!("{other:?}: spread takes instanceId, host or attribute:NAME"),
+                ),
             },
             PlacementStrategyType::Random => {
                 if field.is_some() {
@@ -427,7 +631,10 @@ mod tests {
     fn names_the_field_and_value() {
         let mut v = base();
         v["containerDefinitions"][1]["portMappings"] = json!([{"containerPort": 70000}]);
-        assert_eq!(err_of(v), "containerDefinitions[1].portMappings[0].containerPort: 70000 is not a port number");
+        assert_eq!(
+            err_of(v),
+            "containerDefinitions[1].portMappings[0].containerPort: 70000 is not a port number"
+        );
     }
 
     #[test]
@@ -435,37 +642,125 @@ mod tests {
         let mut v = base();
         v["containerDefinitions"][0]["cpu"] = json!("lots");
         let e = err_of(v);
-        assert!(e.starts_with("containerDefinitions[0].cpu: invalid type: string \"lots\""), "{e}");
+        assert!(
+            e.starts_with("containerDefinitions[0].cpu: invalid type: string \"lots\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn rejects_each_kind_of_mistake() {
         type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
         let cases: Vec<(Mutation, &str)> = vec![
-            (Box::new(|v| v["family"] = json!("no spaces")), "family: `no spaces` must be"),
-            (Box::new(|v| v["containerDefinitions"] = json!([])), "containerDefinitions: at least one"),
-            (Box::new(|v| v["containerDefinitions"][1]["name"] = json!("app")), "containerDefinitions[1].name: `app` is already"),
-            (Box::new(|v| v["containerDefinitions"][0]["image"] = json!("")), "containerDefinitions[0].image: an image is required"),
-            (Box::new(|v| { v["containerDefinitions"][1].as_object_mut().map(|o| o.remove("memoryReservation")); }),
-                "containerDefinitions[1].memory: memory or memoryReservation is required"),
-            (Box::new(|v| v["containerDefinitions"][0]["memoryReservation"] = json!(128)), "containerDefinitions[0].memoryReservation: 128 MiB is more than"),
-            (Box::new(|v| v["containerDefinitions"][0]["healthCheck"] = json!({"command": ["CMD"], "interval": 1})), "containerDefinitions[0].healthCheck.command"),
-            (Box::new(|v| v["containerDefinitions"][0]["healthCheck"] = json!({"command": ["CMD", "true"], "interval": 1})), "containerDefinitions[0].healthCheck.interval: 1 is out of range 5-300"),
-            (Box::new(|v| v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "db", "condition": "START"}])), "containerDefinitions[0].dependsOn[0].containerName: `db` is not a container"),
-            (Box::new(|v| v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "side", "condition": "HEALTHY"}])), "`side` has no healthCheck"),
-            (Box::new(|v| {
-                v["containerDefinitions"][0]["dependsOn"] = json!([{"containerName": "side", "condition": "START"}]);
-                v["containerDefinitions"][1]["dependsOn"] = json!([{"containerName": "app", "condition": "START"}]);
-            }), "containerDefinitions[0].dependsOn: dependency cycle: app -> side -> app"),
-            (Box::new(|v| v["containerDefinitions"][0]["mountPoints"] = json!([{"sourceVolume": "nope", "containerPath": "/d"}])), "mountPoints[0].sourceVolume: `nope` is not a volume"),
-            (Box::new(|v| v["containerDefinitions"][1]["portMappings"] = json!([{"containerPort": 81, "hostPort": 8080}, {"containerPort": 82, "hostPort": 8080}])), "containerDefinitions[1].portMappings[1].hostPort: host port 8080 is already mapped"),
-            (Box::new(|v| v["networkMode"] = json!("none")), "containerDefinitions[0].portMappings[0]: port mappings are not allowed"),
-            (Box::new(|v| v["networkMode"] = json!("overlay")), "networkMode: unknown variant `overlay`"),
-            (Box::new(|v| v["cpu"] = json!("two")), "cpu: `two` is not CPU units"),
-            (Box::new(|v| v["memory"] = json!("32")), "memory: task memory 32 MiB is less than its containers reserve (80 MiB)"),
-            (Box::new(|v| v["placementConstraints"] = json!([{"type": "distinctInstance"}])), "placementConstraints[0].type: distinctInstance is not allowed"),
-            (Box::new(|v| v["placementConstraints"] = json!([{"type": "memberOf", "expression": "attribute:x =="}])), "placementConstraints[0].expression: `attribute:x ==`:"),
-            (Box::new(|v| v["containerDefinitions"][0]["stopTimeout"] = json!(500)), "containerDefinitions[0].stopTimeout: 500 is out of range 0-120"),
+            (
+                Box::new(|v| v["family"] = json!("no spaces")),
+                "family: `no spaces` must be",
+            ),
+            (
+                Box::new(|v| v["containerDefinitions"] = json!([])),
+                "containerDefinitions: at least one",
+            ),
+            (
+                Box::new(|v| v["containerDefinitions"][1]["name"] = json!("app")),
+                "containerDefinitions[1].name: `app` is already",
+            ),
+            (
+                Box::new(|v| v["containerDefinitions"][0]["image"] = json!("")),
+                "containerDefinitions[0].image: an image is required",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][1]
+                        .as_object_mut()
+                        .map(|o| o.remove("memoryReservation"));
+                }),
+                "containerDefinitions[1].memory: memory or memoryReservation is required",
+            ),
+            (
+                Box::new(|v| v["containerDefinitions"][0]["memoryReservation"] = json!(128)),
+                "containerDefinitions[0].memoryReservation: 128 MiB is more than",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["healthCheck"] =
+                        json!({"command": ["CMD"], "interval": 1})
+                }),
+                "containerDefinitions[0].healthCheck.command",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["healthCheck"] =
+                        json!({"command": ["CMD", "true"], "interval": 1})
+                }),
+                "containerDefinitions[0].healthCheck.interval: 1 is out of range 5-300",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["dependsOn"] =
+                        json!([{"containerName": "db", "condition": "START"}])
+                }),
+                "containerDefinitions[0].dependsOn[0].containerName: `db` is not a container",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["dependsOn"] =
+                        json!([{"containerName": "side", "condition": "HEALTHY"}])
+                }),
+                "`side` has no healthCheck",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["dependsOn"] =
+                        json!([{"containerName": "side", "condition": "START"}]);
+                    v["containerDefinitions"][1]["dependsOn"] =
+                        json!([{"containerName": "app", "condition": "START"}]);
+                }),
+                "containerDefinitions[0].dependsOn: dependency cycle: app -> side -> app",
+            ),
+            (
+                Box::new(|v| {
+                    v["containerDefinitions"][0]["mountPoints"] =
+                        json!([{"sourceVolume": "nope", "containerPath": "/d"}])
+                }),
+                "mountPoints[0].sourceVolume: `nope` is not a volume",
+            ),
+            (
+                Box::new(
+                    |v| v["containerDefinitions"][1]["portMappings"] = json!([{"containerPort": 81, "hostPort": 8080}, {"containerPort": 82, "hostPort": 8080}]),
+                ),
+                "containerDefinitions[1].portMappings[1].hostPort: host port 8080 is already mapped",
+            ),
+            (
+                Box::new(|v| v["networkMode"] = json!("none")),
+                "containerDefinitions[0].portMappings[0]: port mappings are not allowed",
+            ),
+            (
+                Box::new(|v| v["networkMode"] = json!("overlay")),
+                "networkMode: unknown variant `overlay`",
+            ),
+            (
+                Box::new(|v| v["cpu"] = json!("two")),
+                "cpu: `two` is not CPU units",
+            ),
+            (
+                Box::new(|v| v["memory"] = json!("32")),
+                "memory: task memory 32 MiB is less than its containers reserve (80 MiB)",
+            ),
+            (
+                Box::new(|v| v["placementConstraints"] = json!([{"type": "distinctInstance"}])),
+                "placementConstraints[0].type: distinctInstance is not allowed",
+            ),
+            (
+                Box::new(|v| {
+                    v["placementConstraints"] =
+                        json!([{"type": "memberOf", "expression": "attribute:x =="}])
+                }),
+                "placementConstraints[0].expression: `attribute:x ==`:",
+            ),
+            (
+                Box::new(|v| v["containerDefinitions"][0]["stopTimeout"] = json!(500)),
+                "containerDefinitions[0].stopTimeout: 500 is out of range 0-120",
+            ),
         ];
         for (mutate, want) in cases {
             let mut v = base();
@@ -500,7 +795,8 @@ mod examples {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "json") {
                 let bytes = std::fs::read(&path).expect("readable");
-                let td: RegisterTaskDefinition = from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let td: RegisterTaskDefinition =
+                    from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 task_definition(&td).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 seen += 1;
             }

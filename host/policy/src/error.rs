@@ -11,7 +11,9 @@ pub enum InstallError {
     #[error("invalid component: {0}")]
     Invalid(String),
     /// It imports something outside the allow-list (wasi:io, wasi:cli, berth's logger).
-    #[error("forbidden import `{0}`: a policy may import only wasi:io, wasi:cli and berth:placement/logger")]
+    #[error(
+        "forbidden import `{0}`: a policy may import only wasi:io, wasi:cli and berth:placement/logger"
+    )]
     ForbiddenImport(String),
     /// It implements another world, another version, or lacks an export.
     #[error("wrong world: {0}")]
@@ -46,8 +48,13 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in counter order.
-    pub const ALL: [FailureKind; 5] =
-        [FailureKind::Trap, FailureKind::Deadline, FailureKind::MemoryLimit, FailureKind::InvalidAnswer, FailureKind::Instantiate];
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Trap,
+        FailureKind::Deadline,
+        FailureKind::MemoryLimit,
+        FailureKind::InvalidAnswer,
+        FailureKind::Instantiate,
+    ];
 
     /// Stable name, as in counters and logs.
     pub fn as_str(self) -> &'static str {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, types::ComponentItem};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{PlacementPolicyPre, berth::placement::logger};
@@ -94,19 +96,32 @@ impl StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ResourceLimiter for StoreData {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_exceeded = true;
             return Ok(false);
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -145,7 +160,9 @@ pub struct PolicyHost {
 
 impl std::fmt::Debug for PolicyHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyHost").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("PolicyHost")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +180,10 @@ pub struct CompiledPolicy {
 
 impl std::fmt::Debug for CompiledPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledPolicy").field("sha256", &self.sha256).field("size", &self.size).finish()
+        f.debug_struct("CompiledPolicy")
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -199,7 +219,8 @@ impl PolicyHost {
         }
         let engine = Engine::new(&c).map_err(|e| InstallError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| InstallError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| InstallError::Engine(format!("{e:#}")))?;
         crate::bindings::PlacementPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| InstallError::Engine(format!("{e:#}")))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -215,7 +236,14 @@ impl PolicyHost {
                 })
                 .map_err(|e| InstallError::Engine(format!("epoch ticker: {e}")))?
         };
-        Ok(PolicyHost { engine, linker, config, stop, ticker: Some(ticker), tmp_counter: AtomicU64::new(0) })
+        Ok(PolicyHost {
+            engine,
+            linker,
+            config,
+            stop,
+            ticker: Some(ticker),
+            tmp_counter: AtomicU64::new(0),
+        })
     }
 
     /// The host's limits.
@@ -228,9 +256,14 @@ impl PolicyHost {
     /// berth's logger, and export `berth:placement/policy@0.1.0` with the
     /// expected functions.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, InstallError> {
-        let is_component = bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00];
+        let is_component =
+            bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00];
         if !is_component {
-            let what = if bytes.len() >= 8 && &bytes[..4] == b"\0asm" { "a core WebAssembly module" } else { "not WebAssembly" };
+            let what = if bytes.len() >= 8 && &bytes[..4] == b"\0asm" {
+                "a core WebAssembly module"
+            } else {
+                "not WebAssembly"
+            };
             return Err(InstallError::NotAComponent(format!(
                 "{what}; build the policy with `cargo build --target wasm32-wasip2 --release` to get a component"
             )));
@@ -239,7 +272,9 @@ impl PolicyHost {
         let component = self.load_or_compile(&sha256, bytes)?;
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
-            let allowed = name == LOGGER_IMPORT || name == TYPES_IMPORT || ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
+            let allowed = name == LOGGER_IMPORT
+                || name == TYPES_IMPORT
+                || ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
             if !allowed {
                 return Err(InstallError::ForbiddenImport(name.to_owned()));
             }
@@ -249,10 +284,17 @@ impl PolicyHost {
         match found {
             Some((_, ext)) if matches!(ext.ty, ComponentItem::ComponentInstance(_)) => {}
             _ => {
-                let names: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-                let other_version = names.iter().find(|n| n.starts_with("berth:placement/policy@"));
+                let names: Vec<String> = ty
+                    .exports(&self.engine)
+                    .map(|(n, _)| n.to_owned())
+                    .collect();
+                let other_version = names
+                    .iter()
+                    .find(|n| n.starts_with("berth:placement/policy@"));
                 return Err(match other_version {
-                    Some(v) => InstallError::WrongWorld(format!("exports `{v}`; this host serves `{POLICY_EXPORT}` (world {WORLD})")),
+                    Some(v) => InstallError::WrongWorld(format!(
+                        "exports `{v}`; this host serves `{POLICY_EXPORT}` (world {WORLD})"
+                    )),
                     None => InstallError::WrongWorld(format!(
                         "missing export `{POLICY_EXPORT}` (world {WORLD}); the component exports [{}]",
                         names.join(", ")
@@ -260,25 +302,38 @@ impl PolicyHost {
                 });
             }
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
-        let pre = PlacementPolicyPre::new(pre).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
-        Ok(CompiledPolicy { sha256, size: bytes.len(), world: WORLD, pre })
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            PlacementPolicyPre::new(pre).map_err(|e| InstallError::WrongWorld(format!("{e:#}")))?;
+        Ok(CompiledPolicy {
+            sha256,
+            size: bytes.len(),
+            world: WORLD,
+            pre,
+        })
     }
 
     /// The compiled component from the disk cache when it holds one for
     /// these bytes and this engine, else compiled now (and cached).
     fn load_or_compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, InstallError> {
         let Some(dir) = &self.config.cache_dir else {
-            return Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")));
+            return Component::new(&self.engine, bytes)
+                .map_err(|e| InstallError::Invalid(format!("{e:#}")));
         };
         let path = dir.join(format!("{sha256}-{}.cwasm", self.compatibility()));
         if path.exists() {
             match self.deserialize_cached(&path) {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cached compiled policy unusable; compiling again"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cached compiled policy unusable; compiling again")
+                }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| InstallError::Invalid(format!("{e:#}")))?;
         if let Err(e) = self.write_cache(dir, &path, &component) {
             // The cache only saves time; a failure to write it is not the install's.
             tracing::warn!(path = %path.display(), error = %e, "could not cache the compiled policy");
@@ -309,27 +364,53 @@ impl PolicyHost {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)?.permissions().mode();
         if mode & 0o022 != 0 {
-            return Err(wasmtime::Error::msg(format!("writable by others (mode {:o})", mode & 0o777)));
+            return Err(wasmtime::Error::msg(format!(
+                "writable by others (mode {:o})",
+                mode & 0o777
+            )));
         }
         let file = std::fs::read(path)?;
         let Some((digest, artifact)) = file.split_at_checked(32) else {
             return Err(wasmtime::Error::msg("shorter than its digest"));
         };
         if Sha256::digest(artifact).as_slice() != digest {
-            return Err(wasmtime::Error::msg("its digest does not match its content"));
+            return Err(wasmtime::Error::msg(
+                "its digest does not match its content",
+            ));
         }
         unsafe { Component::deserialize(&self.engine, artifact) }
     }
 
-    fn write_cache(&self, dir: &std::path::Path, path: &std::path::Path, component: &Component) -> std::io::Result<()> {
+    fn write_cache(
+        &self,
+        dir: &std::path::Path,
+        path: &std::path::Path,
+        component: &Component,
+    ) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        let artifact = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let tmp = dir.join(format!(".{}.{}.{nanos}.tmp", std::process::id(), self.tmp_counter.fetch_add(1, Ordering::Relaxed)));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".{}.{}.{nanos}.tmp",
+            std::process::id(),
+            self.tmp_counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&Sha256::digest(&artifact))?;
         f.write_all(&artifact)?;
         f.sync_all()?;
@@ -361,40 +442,80 @@ mod tests {
     fn binpack() -> Vec<u8> {
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => std::path::PathBuf::from(dir),
-            None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target"),
+            None => {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target")
+            }
         };
         let path = target.join("wasm32-wasip2/release/binpack.wasm");
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{} ({e}): build the plugins first", path.display()))
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{} ({e}): build the plugins first", path.display()))
     }
 
     #[test]
     fn compiled_components_are_cached_on_disk_and_loaded_from_there() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = dir.path().join("cache");
-        let cfg = HostConfig { pooling: false, cache_dir: Some(cache.clone()), ..HostConfig::default() };
+        let cfg = HostConfig {
+            pooling: false,
+            cache_dir: Some(cache.clone()),
+            ..HostConfig::default()
+        };
         let bytes = binpack();
-        let first = PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("compile");
-        let files: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+        let first = PolicyHost::new(cfg.clone())
+            .expect("host")
+            .compile(&bytes)
+            .expect("compile");
+        let files: Vec<_> = std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
         assert_eq!(files.len(), 1, "{files:?}");
-        let name = files[0].file_name().and_then(|n| n.to_str()).expect("name").to_owned();
-        assert!(name.starts_with(&first.sha256) && name.contains("wasmtime48.0.8"), "{name}");
-        let written = std::fs::metadata(&files[0]).and_then(|m| m.modified()).expect("mtime");
+        let name = files[0]
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        assert!(
+            name.starts_with(&first.sha256) && name.contains("wasmtime48.0.8"),
+            "{name}"
+        );
+        let written = std::fs::metadata(&files[0])
+            .and_then(|m| m.modified())
+            .expect("mtime");
         // A second engine (a restart) loads it: the file is not written again.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let second = PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("load from cache");
+        let second = PolicyHost::new(cfg.clone())
+            .expect("host")
+            .compile(&bytes)
+            .expect("load from cache");
         assert_eq!(second.sha256, first.sha256);
-        assert_eq!(std::fs::metadata(&files[0]).and_then(|m| m.modified()).expect("mtime"), written);
+        assert_eq!(
+            std::fs::metadata(&files[0])
+                .and_then(|m| m.modified())
+                .expect("mtime"),
+            written
+        );
         // A file whose content does not match its digest (one flipped byte
         // in the code) is never loaded: it is compiled afresh and replaced.
         let mut tampered = std::fs::read(&files[0]).expect("read");
         let last = tampered.len() - 1;
         tampered[last] ^= 0xff;
         std::fs::write(&files[0], &tampered).expect("tamper");
-        PolicyHost::new(cfg.clone()).expect("host").compile(&bytes).expect("recompiled");
-        assert_ne!(std::fs::read(&files[0]).expect("read"), tampered, "replaced");
+        PolicyHost::new(cfg.clone())
+            .expect("host")
+            .compile(&bytes)
+            .expect("recompiled");
+        assert_ne!(
+            std::fs::read(&files[0]).expect("read"),
+            tampered,
+            "replaced"
+        );
         // So is one that is not a compiled component at all.
         std::fs::write(&files[0], b"not a compiled component").expect("corrupt");
-        PolicyHost::new(cfg).expect("host").compile(&bytes).expect("recompiled");
+        PolicyHost::new(cfg)
+            .expect("host")
+            .compile(&bytes)
+            .expect("recompiled");
         assert!(std::fs::metadata(&files[0]).expect("file").len() > 1000);
         // Nothing else is left in the directory (no temp files).
         assert_eq!(std::fs::read_dir(&cache).expect("dir").count(), 1);

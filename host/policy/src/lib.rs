@@ -54,6 +54,10 @@ mod registry;
 mod session;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
-pub use host::{CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, PolicyHost, WORLD, sha256_hex};
-pub use registry::{Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope};
+pub use host::{
+    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, PolicyHost, WORLD, sha256_hex,
+};
+pub use registry::{
+    Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,
+};
 pub use session::{Answers, LoadedPolicy, PolicySession, PolicyStats, StatsSnapshot, host_ports};

@@ -143,7 +143,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,7 +157,13 @@ impl Registry {
     /// Opens the registry over `store`, loading every installed policy and
     /// every binding (so activations survive restart).
     pub fn open(host: Arc<PolicyHost>, store: Store) -> Result<Registry, RegistryError> {
-        let reg = Registry { host, store, loaded: RwLock::default(), active: RwLock::default(), fallbacks: RwLock::default() };
+        let reg = Registry {
+            host,
+            store,
+            loaded: RwLock::default(),
+            active: RwLock::default(),
+            fallbacks: RwLock::default(),
+        };
         let txn = reg.store.begin().map_err(store_err)?;
         let mut page = PageRequest::first(256);
         loop {
@@ -205,8 +213,13 @@ impl Registry {
         if let Some(p) = self.loaded.read().map_err(store_err)?.get(&compiled.sha256) {
             return Ok(p.clone());
         }
-        let loaded = Arc::new(LoadedPolicy::from_compiled(&self.host, compiled).map_err(InstallError::Info)?);
-        self.loaded.write().map_err(store_err)?.insert(loaded.compiled.sha256.clone(), loaded.clone());
+        let loaded = Arc::new(
+            LoadedPolicy::from_compiled(&self.host, compiled).map_err(InstallError::Info)?,
+        );
+        self.loaded
+            .write()
+            .map_err(store_err)?
+            .insert(loaded.compiled.sha256.clone(), loaded.clone());
         Ok(loaded)
     }
 
@@ -237,7 +250,10 @@ impl Registry {
         }
         let matches: Vec<&Arc<LoadedPolicy>> = loaded
             .values()
-            .filter(|p| p.name == id_or_name || (id_or_name.len() >= 8 && p.compiled.sha256.starts_with(id_or_name)))
+            .filter(|p| {
+                p.name == id_or_name
+                    || (id_or_name.len() >= 8 && p.compiled.sha256.starts_with(id_or_name))
+            })
             .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
@@ -259,16 +275,27 @@ impl Registry {
     }
 
     fn scopes_of(&self, sha256: &str) -> Vec<String> {
-        let Ok(a) = self.active.read() else { return Vec::new() };
-        let mut v: Vec<String> =
-            a.iter().filter(|(_, s)| s.load().as_ref().is_some_and(|p| p.compiled.sha256 == sha256)).map(|(k, _)| k.clone()).collect();
+        let Ok(a) = self.active.read() else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = a
+            .iter()
+            .filter(|(_, s)| {
+                s.load()
+                    .as_ref()
+                    .is_some_and(|p| p.compiled.sha256 == sha256)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
         v.sort();
         v
     }
 
     /// Every installed policy.
     pub fn list(&self) -> Vec<PolicySummary> {
-        let Ok(loaded) = self.loaded.read() else { return Vec::new() };
+        let Ok(loaded) = self.loaded.read() else {
+            return Vec::new();
+        };
         let mut v: Vec<PolicySummary> = loaded.values().map(|p| self.summary(p)).collect();
         v.sort_by(|a, b| (&a.name, &a.sha256).cmp(&(&b.name, &b.sha256)));
         v
@@ -296,14 +323,24 @@ impl Registry {
     /// Makes a policy the active one of `scope`, in the store and at once in
     /// this process: decisions in flight finish on the version they started.
     pub fn activate(&self, scope: &Scope, id_or_name: &str) -> Result<(), RegistryError> {
-        self.activate_with(scope, id_or_name, Fallback::Native).map(|_| ())
+        self.activate_with(scope, id_or_name, Fallback::Native)
+            .map(|_| ())
     }
 
     /// [`Registry::activate`] with the fallback for the policy's failed
     /// decisions; returns the policy activated.
-    pub fn activate_with(&self, scope: &Scope, id_or_name: &str, fallback: Fallback) -> Result<Arc<LoadedPolicy>, RegistryError> {
+    pub fn activate_with(
+        &self,
+        scope: &Scope,
+        id_or_name: &str,
+        fallback: Fallback,
+    ) -> Result<Arc<LoadedPolicy>, RegistryError> {
         let p = self.get(id_or_name)?;
-        let b = PolicyBinding { scope: scope.key(), sha256: p.compiled.sha256.clone(), fallback };
+        let b = PolicyBinding {
+            scope: scope.key(),
+            sha256: p.compiled.sha256.clone(),
+            fallback,
+        };
         self.store.update(|txn| txn.put(&b)).map_err(store_err)?;
         self.set_fallback(&b.scope, fallback);
         self.slot(&b.scope).store(Some(p.clone()));
@@ -317,13 +354,19 @@ impl Registry {
     }
 
     fn fallback_of(&self, scope_key: &str) -> Fallback {
-        self.fallbacks.read().ok().and_then(|f| f.get(scope_key).copied()).unwrap_or_default()
+        self.fallbacks
+            .read()
+            .ok()
+            .and_then(|f| f.get(scope_key).copied())
+            .unwrap_or_default()
     }
 
     /// Removes the binding of `scope` (native strategies apply again).
     pub fn deactivate(&self, scope: &Scope) -> Result<(), RegistryError> {
         let key = scope.key();
-        self.store.update(|txn| txn.delete::<PolicyBinding>(&key)).map_err(store_err)?;
+        self.store
+            .update(|txn| txn.delete::<PolicyBinding>(&key))
+            .map_err(store_err)?;
         self.slot(&key).store(None);
         Ok(())
     }
@@ -334,7 +377,10 @@ impl Registry {
         let sha = p.compiled.sha256.clone();
         let scopes = self.scopes_of(&sha);
         if !scopes.is_empty() {
-            return Err(RegistryError::InUse { policy: sha, scopes });
+            return Err(RegistryError::InUse {
+                policy: sha,
+                scopes,
+            });
         }
         self.store
             .update(|txn| {
@@ -346,15 +392,31 @@ impl Registry {
                 Ok::<bool, berth_store::StoreError>(true)
             })
             .map_err(store_err)
-            .and_then(|u| if u.value { Ok(()) } else { Err(RegistryError::InUse { policy: sha.clone(), scopes: vec!["a stored binding".into()] }) })?;
+            .and_then(|u| {
+                if u.value {
+                    Ok(())
+                } else {
+                    Err(RegistryError::InUse {
+                        policy: sha.clone(),
+                        scopes: vec!["a stored binding".into()],
+                    })
+                }
+            })?;
         self.loaded.write().map_err(store_err)?.remove(&sha);
         Ok(())
     }
 
     /// The policy that decides for a placement: the RunTask call's own
     /// choice, else the service's binding, else the cluster's.
-    pub fn resolve(&self, cluster: &str, service: Option<&str>, call: Option<&str>) -> Result<Option<Arc<LoadedPolicy>>, RegistryError> {
-        Ok(self.resolve_with_fallback(cluster, service, call)?.map(|(p, _)| p))
+    pub fn resolve(
+        &self,
+        cluster: &str,
+        service: Option<&str>,
+        call: Option<&str>,
+    ) -> Result<Option<Arc<LoadedPolicy>>, RegistryError> {
+        Ok(self
+            .resolve_with_fallback(cluster, service, call)?
+            .map(|(p, _)| p))
     }
 
     /// [`Registry::resolve`] with the fallback of the scope that decided
@@ -369,18 +431,31 @@ impl Registry {
             return self.get(c).map(|p| Some((p, Fallback::Native)));
         }
         if let Some(s) = service {
-            let key = Scope::Service { cluster: cluster.into(), service: s.into() }.key();
+            let key = Scope::Service {
+                cluster: cluster.into(),
+                service: s.into(),
+            }
+            .key();
             if let Some(p) = self.slot(&key).load_full() {
                 return Ok(Some((p, self.fallback_of(&key))));
             }
         }
         let key = Scope::Cluster(cluster.into()).key();
-        Ok(self.slot(&key).load_full().map(|p| (p, self.fallback_of(&key))))
+        Ok(self
+            .slot(&key)
+            .load_full()
+            .map(|p| (p, self.fallback_of(&key))))
     }
 
     /// A runner following the active policy of a scope.
     pub fn runner(&self, scope: &Scope, fallback: Fallback) -> PolicyRunner {
-        PolicyRunner { host: self.host.clone(), slot: self.slot(&scope.key()), session: None, fallback, placer: Placer::new(0) }
+        PolicyRunner {
+            host: self.host.clone(),
+            slot: self.slot(&scope.key()),
+            session: None,
+            fallback,
+            placer: Placer::new(0),
+        }
     }
 }
 
@@ -398,7 +473,10 @@ pub struct PolicyRunner {
 
 impl std::fmt::Debug for PolicyRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyRunner").field("session", &self.session).field("fallback", &self.fallback).finish_non_exhaustive()
+        f.debug_struct("PolicyRunner")
+            .field("session", &self.session)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
     }
 }
 
@@ -419,33 +497,68 @@ impl PolicyRunner {
 
     /// Places `count` tasks: through the active policy when there is one,
     /// else (or when it fails) per the fallback.
-    pub fn decide(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Decision {
+    pub fn decide(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Decision {
         let active = self.slot.load_full();
         let Some(policy) = active else {
             self.session = None;
-            return Decision { answers: self.native(state, req, count), policy: None, failure: None };
+            return Decision {
+                answers: self.native(state, req, count),
+                policy: None,
+                failure: None,
+            };
         };
-        let same = self.session.as_ref().is_some_and(|s| Arc::ptr_eq(s.policy(), &policy));
+        let same = self
+            .session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s.policy(), &policy));
         if !same {
             self.session = Some(PolicySession::new(self.host.clone(), policy.clone()));
         }
         let sha = Some(policy.compiled.sha256.clone());
         let Some(session) = self.session.as_mut() else {
-            return Decision { answers: self.native(state, req, count), policy: None, failure: None };
+            return Decision {
+                answers: self.native(state, req, count),
+                policy: None,
+                failure: None,
+            };
         };
         match session.place(state, req, count) {
-            Ok(answers) => Decision { answers, policy: sha, failure: None },
+            Ok(answers) => Decision {
+                answers,
+                policy: sha,
+                failure: None,
+            },
             Err(e) => {
                 let answers = match self.fallback {
                     Fallback::Native => self.native(state, req, count),
-                    Fallback::Pending => (0..count).map(|_| Err(format!("policy failed: {e}"))).collect(),
+                    Fallback::Pending => (0..count)
+                        .map(|_| Err(format!("policy failed: {e}")))
+                        .collect(),
                 };
-                Decision { answers, policy: sha, failure: Some(e) }
+                Decision {
+                    answers,
+                    policy: sha,
+                    failure: Some(e),
+                }
             }
         }
     }
 
-    fn native(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Vec<Result<Placement, String>> {
-        self.placer.place(state, req, count).into_iter().map(|r| r.map_err(|f| f.to_string())).collect()
+    fn native(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Vec<Result<Placement, String>> {
+        self.placer
+            .place(state, req, count)
+            .into_iter()
+            .map(|r| r.map_err(|f| f.to_string()))
+            .collect()
     }
 }

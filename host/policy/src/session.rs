@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_core::model::Protocol;
-use berth_core::placement::{ClusterState, Constraint, InstanceState, Placement, PlacementRequest, Strategy, place_on};
+use berth_core::placement::{
+    ClusterState, Constraint, InstanceState, Placement, PlacementRequest, Strategy, place_on,
+};
 use berth_core::query::QueryTarget;
 use rustc_hash::FxHashMap;
 use wasmtime::{Store, Trap};
@@ -67,7 +69,11 @@ impl PolicyStats {
     }
 
     fn snapshot(&self, logs_dropped: u64) -> StatsSnapshot {
-        let mut lat = self.latencies_ns.lock().map(|l| l.0.clone()).unwrap_or_default();
+        let mut lat = self
+            .latencies_ns
+            .lock()
+            .map(|l| l.0.clone())
+            .unwrap_or_default();
         lat.sort_unstable();
         let pct = |p: f64| -> f64 {
             if lat.is_empty() {
@@ -78,7 +84,10 @@ impl PolicyStats {
         };
         StatsSnapshot {
             decisions: self.decisions.load(Ordering::Relaxed),
-            failures: FailureKind::ALL.iter().map(|&k| (k, self.failures(k))).collect(),
+            failures: FailureKind::ALL
+                .iter()
+                .map(|&k| (k, self.failures(k)))
+                .collect(),
             instances_created: self.instances_created.load(Ordering::Relaxed),
             logs_dropped,
             latency_us: [pct(0.5), pct(0.9), pct(0.99), pct(1.0)],
@@ -107,13 +116,22 @@ pub struct LoadedPolicy {
 impl LoadedPolicy {
     /// Instantiates the component once to read its info (the registry does
     /// this on install; tests and benchmarks may use it directly).
-    pub fn from_compiled(host: &PolicyHost, compiled: CompiledPolicy) -> Result<LoadedPolicy, String> {
+    pub fn from_compiled(
+        host: &PolicyHost,
+        compiled: CompiledPolicy,
+    ) -> Result<LoadedPolicy, String> {
         let logs_dropped = Arc::new(AtomicU64::new(0));
         let label: Arc<str> = Arc::from(&compiled.sha256[..12]);
         let mut store = new_store(host, logs_dropped.clone(), label.clone());
         store.set_epoch_deadline(deadline_ticks(host.config.deadline));
-        let bindings = compiled.pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-        let info = bindings.berth_placement_policy().call_info(&mut store).map_err(|e| format!("{e:#}"))?;
+        let bindings = compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("{e:#}"))?;
+        let info = bindings
+            .berth_placement_policy()
+            .call_info(&mut store)
+            .map_err(|e| format!("{e:#}"))?;
         Ok(LoadedPolicy {
             compiled,
             name: info.name,
@@ -127,12 +145,16 @@ impl LoadedPolicy {
 
     /// The counters now.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot(self.logs_dropped.load(Ordering::Relaxed))
+        self.stats
+            .snapshot(self.logs_dropped.load(Ordering::Relaxed))
     }
 }
 
 fn new_store(host: &PolicyHost, logs_dropped: Arc<AtomicU64>, label: Arc<str>) -> Store<StoreData> {
-    let mut store = Store::new(&host.engine, StoreData::new(&host.config, logs_dropped, label));
+    let mut store = Store::new(
+        &host.engine,
+        StoreData::new(&host.config, logs_dropped, label),
+    );
     store.limiter(|d| d as &mut dyn wasmtime::ResourceLimiter);
     store
 }
@@ -184,7 +206,10 @@ pub struct PolicySession {
 
 impl std::fmt::Debug for PolicySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicySession").field("policy", &self.policy.compiled.sha256).field("live", &self.live.is_some()).finish()
+        f.debug_struct("PolicySession")
+            .field("policy", &self.policy.compiled.sha256)
+            .field("live", &self.live.is_some())
+            .finish()
     }
 }
 
@@ -266,7 +291,8 @@ impl PolicySession {
     /// Creates and fully syncs an instance now (otherwise the first decision does).
     pub fn warm_up(&mut self, state: &ClusterState) -> Result<(), DecisionError> {
         if self.live.is_none() {
-            self.start(state).map_err(|(kind, reason)| self.fail(kind, reason))?;
+            self.start(state)
+                .map_err(|(kind, reason)| self.fail(kind, reason))?;
         }
         Ok(())
     }
@@ -275,7 +301,11 @@ impl PolicySession {
         // A trap poisons the store; every failure starts afresh.
         self.live = None;
         tracing::warn!(policy = %self.policy.compiled.sha256, kind = kind.as_str(), %reason, "policy decision failed");
-        DecisionError { policy: self.policy.compiled.sha256.clone(), kind, reason }
+        DecisionError {
+            policy: self.policy.compiled.sha256.clone(),
+            kind,
+            reason,
+        }
     }
 
     /// Asks the policy for `count` tasks of `req` and checks every answer
@@ -283,7 +313,12 @@ impl PolicySession {
     /// Any trap, deadline, memory limit or invalid answer fails the whole
     /// decision (reservations made for it are undone), discards the
     /// instance and is counted.
-    pub fn place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Result<Answers, DecisionError> {
+    pub fn place(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Result<Answers, DecisionError> {
         let t0 = Instant::now();
         let r = self.try_place(state, req, count);
         let took = t0.elapsed();
@@ -299,12 +334,29 @@ impl PolicySession {
         }
     }
 
-    fn classify(&self, e: &wasmtime::Error, store: &Store<StoreData>, what: &str) -> (FailureKind, String) {
+    fn classify(
+        &self,
+        e: &wasmtime::Error,
+        store: &Store<StoreData>,
+        what: &str,
+    ) -> (FailureKind, String) {
         if store.data().memory_exceeded {
-            return (FailureKind::MemoryLimit, format!("{what}: grew past the memory limit of {} bytes", store.data().memory_limit));
+            return (
+                FailureKind::MemoryLimit,
+                format!(
+                    "{what}: grew past the memory limit of {} bytes",
+                    store.data().memory_limit
+                ),
+            );
         }
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => (FailureKind::Deadline, format!("{what}: ran past its deadline of {:?}", self.host.config.deadline)),
+            Some(Trap::Interrupt) => (
+                FailureKind::Deadline,
+                format!(
+                    "{what}: ran past its deadline of {:?}",
+                    self.host.config.deadline
+                ),
+            ),
             Some(t) => (FailureKind::Trap, format!("{what}: trapped: {t}")),
             None => (FailureKind::Trap, format!("{what}: {e:#}")),
         }
@@ -320,17 +372,33 @@ impl PolicySession {
         self.ports_sent.clear();
         self.dirty.clear();
         self.usage_dirty.clear();
-        let mut store = new_store(&self.host, self.policy.logs_dropped.clone(), self.policy.label.clone());
+        let mut store = new_store(
+            &self.host,
+            self.policy.logs_dropped.clone(),
+            self.policy.label.clone(),
+        );
         // The full sync may take longer than a decision at 10k instances.
-        store.set_epoch_deadline(deadline_ticks(self.host.config.deadline.max(Duration::from_millis(200))));
+        store.set_epoch_deadline(deadline_ticks(
+            self.host.config.deadline.max(Duration::from_millis(200)),
+        ));
         let bindings = match self.policy.compiled.pre.instantiate(&mut store) {
             Ok(b) => b,
             Err(e) => {
                 let (k, r) = self.classify(&e, &store, "instantiate");
-                return Err((if k == FailureKind::Trap { FailureKind::Instantiate } else { k }, r));
+                return Err((
+                    if k == FailureKind::Trap {
+                        FailureKind::Instantiate
+                    } else {
+                        k
+                    },
+                    r,
+                ));
             }
         };
-        self.policy.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        self.policy
+            .stats
+            .instances_created
+            .fetch_add(1, Ordering::Relaxed);
         let n = state.len();
         let (lo, hi) = state.ephemeral_ports();
         let range = u32::from(hi - lo) + 1;
@@ -348,13 +416,16 @@ impl PolicySession {
         let mut attrs = Vec::with_capacity(n);
         let mut new_names = Vec::new();
         for (i, inst) in state.instances().iter().enumerate() {
-            cols.schedulable.push(u8::from(inst.spec.active && inst.spec.agent_connected));
+            cols.schedulable
+                .push(u8::from(inst.spec.active && inst.spec.agent_connected));
             cols.cpu_total.push(inst.spec.cpu);
             cols.memory_total.push(inst.spec.memory);
             cols.cpu_free.push(state.cpu_free(i));
             cols.memory_free.push(state.mem_free(i));
-            cols.ephemeral_tcp_free.push(range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32));
-            cols.ephemeral_udp_free.push(range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32));
+            cols.ephemeral_tcp_free
+                .push(range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32));
+            cols.ephemeral_udp_free
+                .push(range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32));
             cols.running_tasks.push(inst.running_tasks);
             let (tcp, udp) = static_ports(inst, lo, hi);
             if !tcp.is_empty() || !udp.is_empty() {
@@ -381,7 +452,11 @@ impl PolicySession {
         Ok(())
     }
 
-    fn intern_attributes(&mut self, inst: &InstanceState, new_names: &mut Vec<(u32, String)>) -> Vec<(u32, Option<String>)> {
+    fn intern_attributes(
+        &mut self,
+        inst: &InstanceState,
+        new_names: &mut Vec<(u32, String)>,
+    ) -> Vec<(u32, Option<String>)> {
         inst.spec
             .attributes
             .iter()
@@ -396,7 +471,12 @@ impl PolicySession {
             .collect()
     }
 
-    fn try_place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Result<Answers, (FailureKind, String)> {
+    fn try_place(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Result<Answers, (FailureKind, String)> {
         if self.live.is_none() || state.len() < self.synced {
             self.start(state)?;
         }
@@ -423,7 +503,13 @@ impl PolicySession {
     }
 
     /// Brings the mirror up to date and asks for the decision.
-    fn call(&mut self, live: &mut Live, state: &ClusterState, req: &PlacementRequest, count: usize) -> wasmtime::Result<Vec<wit::Decision>> {
+    fn call(
+        &mut self,
+        live: &mut Live,
+        state: &ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> wasmtime::Result<Vec<wit::Decision>> {
         let p = live.bindings.berth_placement_policy();
         let store = &mut live.store;
         if !self.dirty.is_empty() {
@@ -456,9 +542,16 @@ impl PolicySession {
                     ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
                     ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
                     running_tasks: inst.running_tasks,
-                    attributes: attrs.into_iter().map(|(name, value)| wit::Attribute { name, value }).collect(),
+                    attributes: attrs
+                        .into_iter()
+                        .map(|(name, value)| wit::Attribute { name, value })
+                        .collect(),
                 };
-                let groups: Vec<(u32, u32)> = self.groups.iter().map(|(g, &id)| (id, state.group_count(g, i))).collect();
+                let groups: Vec<(u32, u32)> = self
+                    .groups
+                    .iter()
+                    .map(|(g, &id)| (id, state.group_count(g, i)))
+                    .collect();
                 p.call_upsert(&mut *store, &record, &groups)?;
             }
             self.synced = state.len();
@@ -477,9 +570,14 @@ impl PolicySession {
             for i in dirty.into_iter().filter(|&i| i < self.synced) {
                 let inst = state.instance(i);
                 // Static ports cross only when they differ from the mirror's.
-                let unchanged = self.ports_sent.get(i).and_then(Option::as_ref).is_some_and(|(tcp, udp)| {
-                    static_iter(&inst.ports[0], lo, hi).eq(tcp.iter().copied()) && static_iter(&inst.ports[1], lo, hi).eq(udp.iter().copied())
-                });
+                let unchanged =
+                    self.ports_sent
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|(tcp, udp)| {
+                            static_iter(&inst.ports[0], lo, hi).eq(tcp.iter().copied())
+                                && static_iter(&inst.ports[1], lo, hi).eq(udp.iter().copied())
+                        });
                 let ports = if unchanged {
                     None
                 } else {
@@ -499,7 +597,11 @@ impl PolicySession {
                     ports,
                 }));
                 for (g, &id) in &self.groups {
-                    changes.push(wit::Change::GroupCount(wit::GroupCount { group: id, instance: i as u32, count: state.group_count(g, i) }));
+                    changes.push(wit::Change::GroupCount(wit::GroupCount {
+                        group: id,
+                        instance: i as u32,
+                        count: state.group_count(g, i),
+                    }));
                 }
             }
         }
@@ -507,7 +609,9 @@ impl PolicySession {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                let counts: Vec<u32> = (0..state.len()).map(|i| state.group_count(&req.task.group, i)).collect();
+                let counts: Vec<u32> = (0..state.len())
+                    .map(|i| state.group_count(&req.task.group, i))
+                    .collect();
                 p.call_define_group(&mut *store, g, &req.task.group, &counts)?;
                 self.groups.insert(req.task.group.clone(), g);
                 g
@@ -534,7 +638,9 @@ impl PolicySession {
                 .iter()
                 .map(|inst| {
                     let ok = req.constraints.iter().all(|c| match c {
-                        Constraint::MemberOf { expr, .. } if expr.is_static() => expr.eval(&Target(inst)),
+                        Constraint::MemberOf { expr, .. } if expr.is_static() => {
+                            expr.eval(&Target(inst))
+                        }
                         _ => true,
                     });
                     u8::from(ok)
@@ -544,7 +650,11 @@ impl PolicySession {
             self.filters.insert(key.clone(), f);
             Some(f)
         };
-        let family_name = if req.task.family.is_empty() { family_of(&req.task.group) } else { req.task.family.as_str() };
+        let family_name = if req.task.family.is_empty() {
+            family_of(&req.task.group)
+        } else {
+            req.task.family.as_str()
+        };
         let family = match self.families.get(family_name) {
             Some(&f) => f,
             None => {
@@ -589,22 +699,47 @@ impl PolicySession {
         let task = wit::Task {
             cpu: req.task.cpu,
             memory: req.task.memory,
-            static_ports: req.task.static_ports.iter().map(|&(port, proto)| wit::StaticPort { port, udp: proto == Protocol::Udp }).collect(),
+            static_ports: req
+                .task
+                .static_ports
+                .iter()
+                .map(|&(port, proto)| wit::StaticPort {
+                    port,
+                    udp: proto == Protocol::Udp,
+                })
+                .collect(),
             dynamic_tcp,
             dynamic_udp,
             group,
             family,
-            distinct_instance: req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)),
+            distinct_instance: req
+                .constraints
+                .iter()
+                .any(|c| matches!(c, Constraint::DistinctInstance)),
             filter,
             strategy,
         };
-        p.call_place(&mut *store, &changes, &task, u32::try_from(count).unwrap_or(u32::MAX))
+        p.call_place(
+            &mut *store,
+            &changes,
+            &task,
+            u32::try_from(count).unwrap_or(u32::MAX),
+        )
     }
 
     /// Invariant 3: every answer is checked by the native engine before it counts.
-    fn check(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize, decisions: Vec<wit::Decision>) -> Result<Answers, (FailureKind, String)> {
+    fn check(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+        decisions: Vec<wit::Decision>,
+    ) -> Result<Answers, (FailureKind, String)> {
         if decisions.len() != count {
-            return Err((FailureKind::InvalidAnswer, format!("{} answers for {count} tasks", decisions.len())));
+            return Err((
+                FailureKind::InvalidAnswer,
+                format!("{} answers for {count} tasks", decisions.len()),
+            ));
         }
         let mut out: Answers = Vec::with_capacity(count);
         for (k, d) in decisions.into_iter().enumerate() {
@@ -614,7 +749,10 @@ impl PolicySession {
                     continue;
                 }
                 wit::Decision::Placed(i) if i as usize >= state.len() => {
-                    format!("task {k}: instance id {i} out of range (the cluster has {})", state.len())
+                    format!(
+                        "task {k}: instance id {i} out of range (the cluster has {})",
+                        state.len()
+                    )
                 }
                 wit::Decision::Placed(i) => match place_on(state, req, i as usize) {
                     Ok(p) => {
@@ -642,16 +780,33 @@ impl PolicySession {
 
 /// The host ports a placed task holds.
 pub fn host_ports(req: &PlacementRequest, p: &Placement) -> Vec<(u16, Protocol)> {
-    req.task.static_ports.iter().copied().chain(p.dynamic_host_ports.iter().copied().zip(req.task.dynamic_ports.iter().copied())).collect()
+    req.task
+        .static_ports
+        .iter()
+        .copied()
+        .chain(
+            p.dynamic_host_ports
+                .iter()
+                .copied()
+                .zip(req.task.dynamic_ports.iter().copied()),
+        )
+        .collect()
 }
 
 /// The ports of `set` outside the ephemeral range `lo..=hi` (static ports).
-fn static_iter(set: &berth_core::placement::PortSet, lo: u16, hi: u16) -> impl Iterator<Item = u16> + '_ {
+fn static_iter(
+    set: &berth_core::placement::PortSet,
+    lo: u16,
+    hi: u16,
+) -> impl Iterator<Item = u16> + '_ {
     set.iter().filter(move |p| !(lo..=hi).contains(p))
 }
 
 fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) {
-    (static_iter(&inst.ports[0], lo, hi).collect(), static_iter(&inst.ports[1], lo, hi).collect())
+    (
+        static_iter(&inst.ports[0], lo, hi).collect(),
+        static_iter(&inst.ports[1], lo, hi).collect(),
+    )
 }
 
 /// The family a group names, for requests that carry none.

@@ -45,7 +45,11 @@ impl RunningAgents {
 /// instance of the `default` cluster (stable ids in `data_dir`), on the
 /// current runtime. When no Docker daemon answers they say so and keep
 /// retrying, with the instances shown `agentConnected: false`.
-pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -> anyhow::Result<RunningAgents> {
+pub fn spawn(
+    store: &berth_store::Store,
+    data_dir: &Path,
+    opts: &AgentOptions,
+) -> anyhow::Result<RunningAgents> {
     if opts.instances == 0 {
         anyhow::bail!("--instances 0: berth up needs at least one container instance");
     }
@@ -59,7 +63,8 @@ pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -
         cfg.share = opts.instances;
         cfg.availability_zone = opts.availability_zone.clone();
         cfg.memory_reserve_mib = opts.memory_reserve_mib;
-        berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster).context("creating the default cluster")?;
+        berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster)
+            .context("creating the default cluster")?;
         let agent = Agent::new(store.clone(), cfg).context("starting the Docker agent")?;
         tracing::info!(instance = %agent.instance_arn(), index, "starting the Docker agent");
         handles.push(agent.handle());
@@ -79,9 +84,15 @@ pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -
     while Agent::has_instance_id(data_dir, index) {
         let mut cfg = AgentConfig::new("default", data_dir);
         cfg.index = index;
-        let agent = Agent::new(store.clone(), cfg).context("reading an earlier agent's instance id")?;
-        match agent.retire().context("deregistering an earlier agent's instance")? {
-            0 => tracing::info!(instance = %agent.instance_arn(), index, "not run now (--instances {}); deregistered", opts.instances),
+        let agent =
+            Agent::new(store.clone(), cfg).context("reading an earlier agent's instance id")?;
+        match agent
+            .retire()
+            .context("deregistering an earlier agent's instance")?
+        {
+            0 => {
+                tracing::info!(instance = %agent.instance_arn(), index, "not run now (--instances {}); deregistered", opts.instances)
+            }
             n => busy.push(format!("{} ({n} tasks)", agent.instance_arn())),
         }
         index += 1;
@@ -108,5 +119,10 @@ pub fn spawn(store: &berth_store::Store, data_dir: &Path, opts: &AgentOptions) -
             }
         })
     };
-    Ok(RunningAgents { notifier, stop, tasks, fan_out })
+    Ok(RunningAgents {
+        notifier,
+        stop,
+        tasks,
+        fan_out,
+    })
 }

@@ -70,14 +70,27 @@ pub fn placement(args: &PlacementArgs) -> anyhow::Result<()> {
     };
     let mut names = args.strategy.clone();
     if names.is_empty() {
-        let mirrored = policy.as_ref().map(|(_, p, _)| p.name.clone()).filter(|n| synthetic::strategy_chain(n).is_some());
-        names.push(mirrored.unwrap_or_else(|| if policy.is_some() { "binpack" } else { "spread-binpack" }.to_owned()));
+        let mirrored = policy
+            .as_ref()
+            .map(|(_, p, _)| p.name.clone())
+            .filter(|n| synthetic::strategy_chain(n).is_some());
+        names.push(mirrored.unwrap_or_else(|| {
+            if policy.is_some() {
+                "binpack"
+            } else {
+                "spread-binpack"
+            }
+            .to_owned()
+        }));
     }
     let mut chains = Vec::new();
     for name in &names {
         match synthetic::strategy_chain(name) {
             Some(c) => chains.push((name.as_str(), c)),
-            None => bail!("--strategy {name}: not one of {}", synthetic::STRATEGY_CHAINS.join(", ")),
+            None => bail!(
+                "--strategy {name}: not one of {}",
+                synthetic::STRATEGY_CHAINS.join(", ")
+            ),
         }
     }
     if let Some(c) = args.count.iter().find(|c| **c == 0 || **c > 10) {
@@ -87,7 +100,14 @@ pub fn placement(args: &PlacementArgs) -> anyhow::Result<()> {
     if args.output == Output::Table {
         println!(
             "{:>9}  {:<15} {:>5}  {:>14}  {:>12}  {:>8}  {:>6}  {:>8}",
-            "instances", "strategy", "count", "decisions/s", "ns/decision", "failures", "ratio", "cold ms"
+            "instances",
+            "strategy",
+            "count",
+            "decisions/s",
+            "ns/decision",
+            "failures",
+            "ratio",
+            "cold ms"
         );
     }
     for &n in &args.instances {
@@ -169,7 +189,13 @@ impl Tally {
 
 /// One slice of native placements; every placed task is freed again so
 /// every call sees the same cluster.
-fn native_slice(placer: &mut Placer, state: &mut ClusterState, req: &PlacementRequest, count: usize, tally: &mut Tally) {
+fn native_slice(
+    placer: &mut Placer,
+    state: &mut ClusterState,
+    req: &PlacementRequest,
+    count: usize,
+    tally: &mut Tally,
+) {
     let end = tally.spent + SLICE;
     while tally.spent < end {
         let t0 = Instant::now();
@@ -179,7 +205,11 @@ fn native_slice(placer: &mut Placer, state: &mut ClusterState, req: &PlacementRe
         for p in out {
             match p {
                 Ok(p) => {
-                    let ports: Vec<_> = p.dynamic_host_ports.iter().map(|&port| (port, berth_core::model::Protocol::Tcp)).collect();
+                    let ports: Vec<_> = p
+                        .dynamic_host_ports
+                        .iter()
+                        .map(|&port| (port, berth_core::model::Protocol::Tcp))
+                        .collect();
                     state.remove_task(p.instance, &req.task, &ports);
                 }
                 Err(_) => tally.failures += 1,
@@ -200,22 +230,35 @@ fn print_case(output: Output, case: &PlacementCase<'_>) -> anyhow::Result<()> {
             case.ns_per_decision,
             case.failures,
             case.ratio.map_or(String::new(), |r| format!("{r:.2}")),
-            case.cold_start_ms.map_or(String::new(), |c| format!("{c:.1}")),
+            case.cold_start_ms
+                .map_or(String::new(), |c| format!("{c:.1}")),
         ),
     }
     Ok(())
 }
 
-type Policy = (String, std::sync::Arc<berth_policy::LoadedPolicy>, std::sync::Arc<berth_policy::PolicyHost>);
+type Policy = (
+    String,
+    std::sync::Arc<berth_policy::LoadedPolicy>,
+    std::sync::Arc<berth_policy::PolicyHost>,
+);
 
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("--policy {}", path.display()))?;
-    let host = std::sync::Arc::new(berth_policy::PolicyHost::new(berth_policy::HostConfig::default()).context("policy host")?);
-    let compiled = host.compile(&bytes).with_context(|| format!("--policy {}", path.display()))?;
+    let host = std::sync::Arc::new(
+        berth_policy::PolicyHost::new(berth_policy::HostConfig::default())
+            .context("policy host")?,
+    );
+    let compiled = host
+        .compile(&bytes)
+        .with_context(|| format!("--policy {}", path.display()))?;
     let loaded = berth_policy::LoadedPolicy::from_compiled(&host, compiled)
         .map_err(|e| anyhow::anyhow!("--policy {}: {e}", path.display()))?;
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
     Ok((name, std::sync::Arc::new(loaded), host))
 }
 
@@ -239,7 +282,11 @@ impl PolicyRun {
         let mut session = berth_policy::PolicySession::new(host.clone(), policy.clone());
         let t0 = Instant::now();
         session.warm_up(state).context("policy cold start")?;
-        Ok(PolicyRun { session, cold: t0.elapsed(), tally: Tally::default() })
+        Ok(PolicyRun {
+            session,
+            cold: t0.elapsed(),
+            tally: Tally::default(),
+        })
     }
 
     fn slice(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) {
@@ -262,7 +309,11 @@ impl PolicyRun {
             for p in out {
                 match p {
                     Ok(p) => {
-                        state.remove_task(p.instance, &req.task, &berth_policy::host_ports(req, &p));
+                        state.remove_task(
+                            p.instance,
+                            &req.task,
+                            &berth_policy::host_ports(req, &p),
+                        );
                         self.session.usage_changed(p.instance);
                     }
                     Err(_) => tally.failures += 1,

@@ -87,28 +87,50 @@ enum Output {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up { data_dir, check, listen, availability_zone, memory_reserve, instances, stopped_task_ttl } => up::run(
+        Command::Up {
+            data_dir,
+            check,
+            listen,
+            availability_zone,
+            memory_reserve,
+            instances,
+            stopped_task_ttl,
+        } => up::run(
             &data_dir,
             check,
             listen,
-            &agent::AgentOptions { availability_zone, memory_reserve_mib: memory_reserve, instances },
+            &agent::AgentOptions {
+                availability_zone,
+                memory_reserve_mib: memory_reserve,
+                instances,
+            },
             std::time::Duration::from_secs(stopped_task_ttl),
         ),
-        Command::Bench { what: BenchCommand::Placement(args) } => bench::placement(&args),
+        Command::Bench {
+            what: BenchCommand::Placement(args),
+        } => bench::placement(&args),
         Command::Client(cmd) => api::cli::run(cmd),
-        Command::Bench { what: BenchCommand::Api(args) } => api::load::run(&args),
+        Command::Bench {
+            what: BenchCommand::Api(args),
+        } => api::load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
             // A client command's failure says which kind it is (`--help` lists them).
-            ExitCode::from(e.downcast_ref::<api::cli::CliError>().map_or(1, api::cli::CliError::exit_code))
+            ExitCode::from(
+                e.downcast_ref::<api::cli::CliError>()
+                    .map_or(1, api::cli::CliError::exit_code),
+            )
         }
     }
 }

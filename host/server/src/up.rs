@@ -24,16 +24,21 @@ pub fn run(
     agent: &crate::agent::AgentOptions,
     stopped_task_ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let path = data_dir.join("berth.redb");
-    let store = berth_store::Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?;
+    let store = berth_store::Store::open(&path)
+        .with_context(|| format!("opening the store at {}", path.display()))?;
     let info = store.info().context("reading the store")?;
     println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
     if check {
         return Ok(());
     }
     let store = std::sync::Arc::new(store);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     // The Docker agents of this host; without a daemon they keep retrying.
     let agents = {
         let _rt = rt.enter();
@@ -42,11 +47,18 @@ pub fn run(
     // The ECS API and the batch scheduler; they print the "running" line.
     // The control layer wakes the agents when it places or stops tasks.
     let tasks_changed = std::sync::Arc::clone(&agents.notifier);
-    rt.block_on(crate::api::run(std::sync::Arc::clone(&store), data_dir, listen, tasks_changed, stopped_task_ttl, async {
-        if let Err(e) = shutdown_signal().await {
-            tracing::error!(error = %e, "waiting for a signal failed; stopping");
-        }
-    }))?;
+    rt.block_on(crate::api::run(
+        std::sync::Arc::clone(&store),
+        data_dir,
+        listen,
+        tasks_changed,
+        stopped_task_ttl,
+        async {
+            if let Err(e) = shutdown_signal().await {
+                tracing::error!(error = %e, "waiting for a signal failed; stopping");
+            }
+        },
+    ))?;
     rt.block_on(agents.stop());
     drop(store);
     println!("berth: stopped");

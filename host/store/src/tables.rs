@@ -36,7 +36,10 @@ impl Record for TaskDefinition {
         task_definition_key(&self.family, self.revision)
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("family", self.family.clone()), ("status", self.status.clone())]
+        vec![
+            ("family", self.family.clone()),
+            ("status", self.status.clone()),
+        ]
     }
 }
 
@@ -50,8 +53,14 @@ impl Record for Task {
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![
             ("cluster", self.cluster_arn.clone()),
-            ("desired_status", in_cluster(&self.cluster_arn, &self.desired_status)),
-            ("last_status", in_cluster(&self.cluster_arn, &self.last_status)),
+            (
+                "desired_status",
+                in_cluster(&self.cluster_arn, &self.desired_status),
+            ),
+            (
+                "last_status",
+                in_cluster(&self.cluster_arn, &self.last_status),
+            ),
         ];
         if let Some(i) = &self.container_instance_arn {
             v.push(("instance", i.clone()));
@@ -69,7 +78,10 @@ impl Record for Service {
         self.service_arn.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("cluster", self.cluster_arn.clone()), ("status", in_cluster(&self.cluster_arn, &self.status))]
+        vec![
+            ("cluster", self.cluster_arn.clone()),
+            ("status", in_cluster(&self.cluster_arn, &self.status)),
+        ]
     }
 }
 
@@ -92,7 +104,10 @@ impl Record for ContainerInstance {
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         let cluster = instance_cluster_arn(&self.container_instance_arn);
-        vec![("status", in_cluster(&cluster, &self.status)), ("cluster", cluster)]
+        vec![
+            ("status", in_cluster(&cluster, &self.status)),
+            ("cluster", cluster),
+        ]
     }
 }
 
@@ -104,7 +119,10 @@ mod tests {
     #[test]
     fn instance_arn_names_its_cluster() {
         let a = ArnContext::default();
-        assert_eq!(instance_cluster_arn(&a.container_instance("prod", "abc")), a.cluster("prod"));
+        assert_eq!(
+            instance_cluster_arn(&a.container_instance("prod", "abc")),
+            a.cluster("prod")
+        );
         assert_eq!(instance_cluster_arn("nonsense"), "");
     }
 

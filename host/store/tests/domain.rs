@@ -87,28 +87,65 @@ fn domain_lookups_follow_updates() -> anyhow::Result<()> {
     txn.commit()?;
 
     let r = store.begin()?;
-    let revs: Vec<u32> = r.by_index::<TaskDefinition>("family", "web", PageRequest::first(10))?.items.iter().map(|v| v.value.revision).collect();
+    let revs: Vec<u32> = r
+        .by_index::<TaskDefinition>("family", "web", PageRequest::first(10))?
+        .items
+        .iter()
+        .map(|v| v.value.revision)
+        .collect();
     assert_eq!(revs, vec![1, 2, 10], "revisions in numeric order");
-    assert_eq!(r.by_index::<Task>("cluster", &a.cluster("default"), PageRequest::first(10))?.items.len(), 2);
-    let on_i1 = r.by_index::<Task>("instance", &a.container_instance("default", "i1"), PageRequest::first(10))?;
-    assert_eq!(on_i1.items.len(), 1, "instance ids are scoped by cluster in their ARN");
-    let group = r.by_index::<Task>("group", &in_cluster(&a.cluster("default"), "family:web"), PageRequest::first(10))?;
+    assert_eq!(
+        r.by_index::<Task>("cluster", &a.cluster("default"), PageRequest::first(10))?
+            .items
+            .len(),
+        2
+    );
+    let on_i1 = r.by_index::<Task>(
+        "instance",
+        &a.container_instance("default", "i1"),
+        PageRequest::first(10),
+    )?;
+    assert_eq!(
+        on_i1.items.len(),
+        1,
+        "instance ids are scoped by cluster in their ARN"
+    );
+    let group = r.by_index::<Task>(
+        "group",
+        &in_cluster(&a.cluster("default"), "family:web"),
+        PageRequest::first(10),
+    )?;
     assert_eq!(group.items.len(), 2);
-    let clusters: Vec<String> = r.list::<Cluster>(PageRequest::first(10))?.items.into_iter().map(|c| c.value.cluster_name).collect();
+    let clusters: Vec<String> = r
+        .list::<Cluster>(PageRequest::first(10))?
+        .items
+        .into_iter()
+        .map(|c| c.value.cluster_name)
+        .collect();
     assert_eq!(clusters, vec!["default", "prod"]);
 
     // A task moves to STOPPED: the status index follows in the same commit.
     let mut txn = store.begin()?;
-    let mut t1 = txn.get::<Task>(&a.task("default", "t1"))?.expect("t1 exists").value;
+    let mut t1 = txn
+        .get::<Task>(&a.task("default", "t1"))?
+        .expect("t1 exists")
+        .value;
     t1.desired_status = "STOPPED".into();
     t1.last_status = "STOPPED".into();
     txn.put(&t1)?;
-    let mut td = txn.get::<TaskDefinition>(&task_definition_key("web", 2))?.expect("web:2").value;
+    let mut td = txn
+        .get::<TaskDefinition>(&task_definition_key("web", 2))?
+        .expect("web:2")
+        .value;
     td.status = "INACTIVE".into();
     txn.put(&td)?;
     txn.commit()?;
     let r = store.begin()?;
-    let running = r.by_index::<Task>("desired_status", &in_cluster(&a.cluster("default"), "RUNNING"), PageRequest::first(10))?;
+    let running = r.by_index::<Task>(
+        "desired_status",
+        &in_cluster(&a.cluster("default"), "RUNNING"),
+        PageRequest::first(10),
+    )?;
     assert_eq!(running.items.len(), 1);
     assert_eq!(running.items[0].value.task_arn, a.task("default", "t2"));
     let inactive = r.by_index::<TaskDefinition>("status", "INACTIVE", PageRequest::first(10))?;

@@ -94,7 +94,9 @@ fn plan(op: u64) -> Vec<Action> {
 #[ignore = "the child process of acknowledged_writes_survive_sigkill"]
 fn child_writer() -> anyhow::Result<()> {
     let Ok(path) = std::env::var(CHILD_ENV) else {
-        anyhow::bail!("{CHILD_ENV} is not set: this test is the crash test's child, not a test of its own");
+        anyhow::bail!(
+            "{CHILD_ENV} is not set: this test is the crash test's child, not a test of its own"
+        );
     };
     let store = Store::open(&path)?;
     let first = store
@@ -178,7 +180,13 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
 
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,6 +1,6 @@
 //! binpack: the instance with the least memory left after placing, ties to
 //! the lowest id; the same answers as berth's native `binpack` on memory.
-use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+use berth_sdk::{Cluster, Info, Policy, Task, export_policy};
 
 #[derive(Default)]
 struct Binpack;

@@ -4,14 +4,17 @@
 //! `memory` and `spread` on `instanceId` or `attribute:<name>`; an unknown
 //! strategy leaves the task unplaced. A test policy: it shows the strategy
 //! (and family) reach the policy intact whatever the host interns.
-use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+use berth_sdk::{Cluster, Info, Policy, Task, export_policy};
 
 #[derive(Default)]
 struct Follow;
 
 impl Policy for Follow {
     fn info(&self) -> Info {
-        Info::new("follow", "0.1.0").parameter("strategy", "binpack:cpu|memory, spread:instanceId|attribute:<name>, in order")
+        Info::new("follow", "0.1.0").parameter(
+            "strategy",
+            "binpack:cpu|memory, spread:instanceId|attribute:<name>, in order",
+        )
     }
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
         let mut cands: Vec<u32> = cluster.candidates(task).collect();

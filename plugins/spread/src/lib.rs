@@ -1,7 +1,7 @@
 //! spread: the instance whose availability zone runs the fewest tasks of the
 //! group, ties to the lowest id; the same answers as berth's native `spread`
 //! on `attribute:ecs.availability-zone`.
-use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+use berth_sdk::{Cluster, Info, Policy, Task, export_policy};
 
 const ZONE: &str = "ecs.availability-zone";
 

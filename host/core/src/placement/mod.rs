@@ -21,12 +21,17 @@ use std::fmt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::model::{PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType, Protocol};
+use crate::model::{
+    PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
+    Protocol,
+};
 use crate::query::{self, Expr};
 use crate::validate::{self, FieldError, InvalidInput};
 
 use state::PortDemand;
-pub use state::{ClusterState, InstanceSpec, InstanceState, PortSet, TaskSpec, DEFAULT_EPHEMERAL_PORTS};
+pub use state::{
+    ClusterState, DEFAULT_EPHEMERAL_PORTS, InstanceSpec, InstanceState, PortSet, TaskSpec,
+};
 
 /// The check that removed an instance from the candidates, in pipeline
 /// order; its `Display` is ECS's failure reason.
@@ -42,7 +47,13 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 5] = [Check::Agent, Check::Cpu, Check::Memory, Check::Ports, Check::Attribute];
+    pub const ALL: [Check; 5] = [
+        Check::Agent,
+        Check::Cpu,
+        Check::Memory,
+        Check::Ports,
+        Check::Attribute,
+    ];
 
     /// ECS's reason string.
     pub fn reason(self) -> &'static str {
@@ -84,7 +95,11 @@ impl fmt::Display for PlacementFailure {
         if self.instances == 0 {
             return write!(f, "{}: no container instances in the cluster", self.reason);
         }
-        write!(f, "{}: no instance of {} fits (", self.reason, self.instances)?;
+        write!(
+            f,
+            "{}: no instance of {} fits (",
+            self.reason, self.instances
+        )?;
         let mut first = true;
         for c in Check::ALL {
             let n = self.eliminated_by(c);
@@ -115,7 +130,10 @@ pub struct Placement {
 pub enum Constraint {
     DistinctInstance,
     /// The source text is the cache key of static expressions.
-    MemberOf { source: String, expr: Expr },
+    MemberOf {
+        source: String,
+        expr: Expr,
+    },
 }
 
 /// What spread balances over.
@@ -135,7 +153,9 @@ impl SpreadField {
         } else if s.eq_ignore_ascii_case("host") {
             Some(SpreadField::Host)
         } else {
-            s.strip_prefix("attribute:").filter(|n| !n.is_empty()).map(|n| SpreadField::Attribute(n.to_owned()))
+            s.strip_prefix("attribute:")
+                .filter(|n| !n.is_empty())
+                .map(|n| SpreadField::Attribute(n.to_owned()))
         }
     }
 }
@@ -191,7 +211,10 @@ impl PlacementRequest {
         if total > validate::MAX_CONSTRAINTS {
             errors.push(FieldError {
                 path: "placementConstraints".into(),
-                message: format!("{total} constraints with the task definition's; at most {} are allowed", validate::MAX_CONSTRAINTS),
+                message: format!(
+                    "{total} constraints with the task definition's; at most {} are allowed",
+                    validate::MAX_CONSTRAINTS
+                ),
             });
         }
         if !errors.is_empty() {
@@ -203,8 +226,12 @@ impl PlacementRequest {
                 PlacementConstraintType::DistinctInstance => Constraint::DistinctInstance,
                 PlacementConstraintType::MemberOf => {
                     let source = c.expression.clone().unwrap_or_default();
-                    let expr = query::parse(&source)
-                        .map_err(|e| InvalidInput::one(format!("placementConstraints[{i}].expression"), format!("`{source}`: {e}")))?;
+                    let expr = query::parse(&source).map_err(|e| {
+                        InvalidInput::one(
+                            format!("placementConstraints[{i}].expression"),
+                            format!("`{source}`: {e}"),
+                        )
+                    })?;
                     Constraint::MemberOf { source, expr }
                 }
             });
@@ -217,17 +244,28 @@ impl PlacementRequest {
                 .map(|s| match s.kind {
                     PlacementStrategyType::Binpack => {
                         let f = s.field.as_deref().unwrap_or_default();
-                        Strategy::Binpack(if f.eq_ignore_ascii_case("cpu") { BinpackField::Cpu } else { BinpackField::Memory })
+                        Strategy::Binpack(if f.eq_ignore_ascii_case("cpu") {
+                            BinpackField::Cpu
+                        } else {
+                            BinpackField::Memory
+                        })
                     }
                     // Validated above, so the field parses.
-                    PlacementStrategyType::Spread => {
-                        Strategy::Spread(s.field.as_deref().and_then(SpreadField::parse).unwrap_or(SpreadField::InstanceId))
-                    }
+                    PlacementStrategyType::Spread => Strategy::Spread(
+                        s.field
+                            .as_deref()
+                            .and_then(SpreadField::parse)
+                            .unwrap_or(SpreadField::InstanceId),
+                    ),
                     PlacementStrategyType::Random => Strategy::Random,
                 })
                 .collect()
         };
-        Ok(PlacementRequest { task, constraints: compiled, strategies })
+        Ok(PlacementRequest {
+            task,
+            constraints: compiled,
+            strategies,
+        })
     }
 }
 
@@ -245,7 +283,10 @@ enum Prepared {
     Binpack(BinpackField),
     /// A value column of the state, and the state's slot counting the
     /// group's tasks per value (kept current by the state itself).
-    SpreadValues { column: usize, counts: usize },
+    SpreadValues {
+        column: usize,
+        counts: usize,
+    },
     /// Task count of the group per instance (read from the state).
     SpreadInstance,
     Random,
@@ -253,12 +294,21 @@ enum Prepared {
 
 impl Placer {
     pub fn new(seed: u64) -> Self {
-        Placer { rng: SmallRng::seed_from_u64(seed), candidates: Vec::new(), fits: Vec::new() }
+        Placer {
+            rng: SmallRng::seed_from_u64(seed),
+            candidates: Vec::new(),
+            fits: Vec::new(),
+        }
     }
 
     /// Place `count` tasks, one after another, each seeing the resources the
     /// earlier ones took. Successful placements are reserved in `state`.
-    pub fn place(&mut self, state: &mut ClusterState, req: &PlacementRequest, count: usize) -> Vec<Result<Placement, PlacementFailure>> {
+    pub fn place(
+        &mut self,
+        state: &mut ClusterState,
+        req: &PlacementRequest,
+        count: usize,
+    ) -> Vec<Result<Placement, PlacementFailure>> {
         let gid = state.group_id(&req.task.group);
         let cached = cache_static_constraints(state, req);
         let demand = state.port_demand(&req.task);
@@ -285,7 +335,10 @@ impl Placer {
             match self.choose(state, req, &demand, gid, &cached, mask, &prepared) {
                 Ok(idx) => {
                     let ports = state.reserve(idx, &req.task, gid);
-                    out.push(Ok(Placement { instance: idx, dynamic_host_ports: ports }));
+                    out.push(Ok(Placement {
+                        instance: idx,
+                        dynamic_host_ports: ports,
+                    }));
                 }
                 Err(f) => out.push(Err(f)),
             }
@@ -310,7 +363,15 @@ impl Placer {
         let (cpu, memory) = (req.task.cpu, req.task.memory);
         // Limits that let every check be a comparison on a column: a check
         // the request does not need compares against the type's maximum.
-        let max_group = if req.constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)) { 0 } else { u32::MAX };
+        let max_group = if req
+            .constraints
+            .iter()
+            .any(|c| matches!(c, Constraint::DistinctInstance))
+        {
+            0
+        } else {
+            u32::MAX
+        };
         // None: more dynamic ports than the range holds; nothing passes and
         // the failure path reports RESOURCE:PORTS.
         let (max_tcp, max_udp, any_fits) = match st.ephemeral_limits(demand) {
@@ -325,8 +386,15 @@ impl Placer {
         let fits = &mut self.fits;
         fits.resize(n, 0);
         // Re-sliced to n so the compiler drops the bounds checks.
-        let (fits, mask, cpu_free, mem_free, group_counts, eph_tcp, eph_udp) =
-            (&mut fits[..n], &mask[..n], &cpu_free[..n], &mem_free[..n], &group_counts[..n], &eph_tcp[..n], &eph_udp[..n]);
+        let (fits, mask, cpu_free, mem_free, group_counts, eph_tcp, eph_udp) = (
+            &mut fits[..n],
+            &mask[..n],
+            &cpu_free[..n],
+            &mem_free[..n],
+            &group_counts[..n],
+            &eph_tcp[..n],
+            &eph_udp[..n],
+        );
         for i in 0..n {
             fits[i] = u8::from(mask[i])
                 & u8::from(cpu_free[i] >= cpu)
@@ -346,7 +414,10 @@ impl Placer {
         // 2. The rarer checks (static host ports, constraints on running
         //    tasks) on what is left.
         if !req.task.static_ports.is_empty()
-            || cached.iter().zip(&req.constraints).any(|(s, c)| s.is_none() && matches!(c, Constraint::MemberOf { .. }))
+            || cached
+                .iter()
+                .zip(&req.constraints)
+                .any(|(s, c)| s.is_none() && matches!(c, Constraint::MemberOf { .. }))
         {
             cands.retain(|&i| st.check_rest(i as usize, req, demand, group_counts, cached));
         }
@@ -358,8 +429,17 @@ impl Placer {
                     eliminated[c as usize] += 1;
                 }
             }
-            let reason = Check::ALL.iter().rev().copied().find(|c| eliminated[*c as usize] > 0).unwrap_or(Check::Agent);
-            return Err(PlacementFailure { reason, eliminated, instances: n as u32 });
+            let reason = Check::ALL
+                .iter()
+                .rev()
+                .copied()
+                .find(|c| eliminated[*c as usize] > 0)
+                .unwrap_or(Check::Agent);
+            return Err(PlacementFailure {
+                reason,
+                eliminated,
+                instances: n as u32,
+            });
         }
         // 3. Each strategy in turn keeps the candidates with the least key;
         //    the next one only breaks ties among them. Two strategies in a
@@ -407,7 +487,10 @@ impl Placer {
                 break;
             }
             match chain.next_if(|q| !matches!(q, Prepared::Random)) {
-                Some(q) => with_key!(p, |k1| with_key!(q, |k2| keep_least(cands, |i| (u64::from(k1(i)) << 32) | u64::from(k2(i))))),
+                Some(q) => with_key!(p, |k1| with_key!(q, |k2| keep_least(
+                    cands,
+                    |i| (u64::from(k1(i)) << 32) | u64::from(k2(i))
+                ))),
                 None => with_key!(p, |k1| keep_least(cands, |i| u64::from(k1(i)))),
             }
         }
@@ -439,7 +522,11 @@ fn keep_least(cands: &mut Vec<u32>, key: impl Fn(usize) -> u64) {
 /// StartTask, or a policy plugin): the instance exists and is ACTIVE with a
 /// connected agent, the resources fit, the ports are free, and every
 /// constraint holds. Reserves it on success, like [`Placer::place`].
-pub fn place_on(state: &mut ClusterState, req: &PlacementRequest, instance: usize) -> Result<Placement, Check> {
+pub fn place_on(
+    state: &mut ClusterState,
+    req: &PlacementRequest,
+    instance: usize,
+) -> Result<Placement, Check> {
     if instance >= state.len() {
         return Err(Check::Agent);
     }
@@ -448,16 +535,24 @@ pub fn place_on(state: &mut ClusterState, req: &PlacementRequest, instance: usiz
     let demand = state.port_demand(&req.task);
     state.check_at(instance, req, &demand, state.group_counts(gid), &cached)?;
     let ports = state.reserve(instance, &req.task, gid);
-    Ok(Placement { instance, dynamic_host_ports: ports })
+    Ok(Placement {
+        instance,
+        dynamic_host_ports: ports,
+    })
 }
 
 /// For each constraint, the state's cache slot of its results when the
 /// expression does not depend on running tasks.
-fn cache_static_constraints(state: &mut ClusterState, req: &PlacementRequest) -> Vec<Option<usize>> {
+fn cache_static_constraints(
+    state: &mut ClusterState,
+    req: &PlacementRequest,
+) -> Vec<Option<usize>> {
     req.constraints
         .iter()
         .map(|c| match c {
-            Constraint::MemberOf { source, expr } if expr.is_static() => Some(state.static_constraint(source, expr)),
+            Constraint::MemberOf { source, expr } if expr.is_static() => {
+                Some(state.static_constraint(source, expr))
+            }
             _ => None,
         })
         .collect()

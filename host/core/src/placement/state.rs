@@ -17,7 +17,9 @@ pub const DEFAULT_EPHEMERAL_PORTS: (u16, u16) = (49153, 65535);
 
 /// A stable 16-bit hash (FNV-1a) of an instance ARN.
 fn port_seed(arn: &str) -> u16 {
-    let h = arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = arn.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     (h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16
 }
 
@@ -58,7 +60,13 @@ impl PortSet {
     /// The lowest free port of `start..=hi`, else of `lo..start`.
     pub fn free_from(&self, lo: u16, hi: u16, start: u16) -> Option<u16> {
         let start = start.clamp(lo, hi);
-        self.first_free(start, hi).or_else(|| if start > lo { self.first_free(lo, start - 1) } else { None })
+        self.first_free(start, hi).or_else(|| {
+            if start > lo {
+                self.first_free(lo, start - 1)
+            } else {
+                None
+            }
+        })
     }
     /// The lowest port of `lo..=hi` not in the set.
     pub fn first_free(&self, lo: u16, hi: u16) -> Option<u16> {
@@ -124,7 +132,10 @@ impl InstanceState {
     /// The value of attribute `name`: None when absent, Some(None) when set without a value.
     pub fn attribute(&self, name: &str) -> Option<Option<&str>> {
         let attrs = &self.spec.attributes;
-        attrs.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| attrs[i].1.as_deref())
+        attrs
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| attrs[i].1.as_deref())
     }
 }
 
@@ -150,7 +161,11 @@ impl TaskSpec {
     /// The demand of a task of `td` with `overrides`: task-level cpu and
     /// memory when given, else the containers' sums, where a container
     /// reserves its memoryReservation, else its memory.
-    pub fn from_definition(td: &TaskDefinition, overrides: Option<&TaskOverride>, group: impl Into<String>) -> TaskSpec {
+    pub fn from_definition(
+        td: &TaskDefinition,
+        overrides: Option<&TaskOverride>,
+        group: impl Into<String>,
+    ) -> TaskSpec {
         let mut cpu = 0u32;
         let mut memory = 0u32;
         let mut static_ports = Vec::new();
@@ -158,7 +173,9 @@ impl TaskSpec {
         for d in &td.container_definitions {
             let o = overrides.and_then(|o| o.container_overrides.iter().find(|c| c.name == d.name));
             cpu = cpu.saturating_add(o.and_then(|o| o.cpu).or(d.cpu).unwrap_or(0));
-            let soft = o.and_then(|o| o.memory_reservation).or(d.memory_reservation);
+            let soft = o
+                .and_then(|o| o.memory_reservation)
+                .or(d.memory_reservation);
             let hard = o.and_then(|o| o.memory).or(d.memory);
             memory = memory.saturating_add(soft.or(hard).unwrap_or(0));
             for pm in &d.port_mappings {
@@ -179,7 +196,14 @@ impl TaskSpec {
         if let Some(m) = td.memory.as_deref().and_then(parse_task_memory) {
             memory = m;
         }
-        TaskSpec { cpu, memory, static_ports, dynamic_ports, group: group.into(), family: td.family.clone() }
+        TaskSpec {
+            cpu,
+            memory,
+            static_ports,
+            dynamic_ports,
+            group: group.into(),
+            family: td.family.clone(),
+        }
     }
 }
 
@@ -315,11 +339,17 @@ impl ClusterState {
         self.mem_free.push(spec.memory);
         self.ephemeral_used[0].push(0);
         self.ephemeral_used[1].push(0);
-        let reserved: Vec<(u16, Protocol)> = (spec.reserved_tcp.iter().map(|&p| (p, Protocol::Tcp)))
-            .chain(spec.reserved_udp.iter().map(|&p| (p, Protocol::Udp)))
-            .collect();
+        let reserved: Vec<(u16, Protocol)> =
+            (spec.reserved_tcp.iter().map(|&p| (p, Protocol::Tcp)))
+                .chain(spec.reserved_udp.iter().map(|&p| (p, Protocol::Udp)))
+                .collect();
         let port_seed = port_seed(&spec.arn);
-        self.instances.push(InstanceState { ports: [PortSet::default(), PortSet::default()], running_tasks: 0, port_seed, spec });
+        self.instances.push(InstanceState {
+            ports: [PortSet::default(), PortSet::default()],
+            running_tasks: 0,
+            port_seed,
+            spec,
+        });
         for (p, proto) in reserved {
             self.take_port(idx, p, proto);
         }
@@ -332,7 +362,13 @@ impl ClusterState {
 
     /// Replaces an instance's status, agent state and attributes (its
     /// resources stay as they are).
-    pub fn update_instance(&mut self, i: usize, active: bool, agent_connected: bool, mut attributes: Vec<(String, Option<String>)>) {
+    pub fn update_instance(
+        &mut self,
+        i: usize,
+        active: bool,
+        agent_connected: bool,
+        mut attributes: Vec<(String, Option<String>)>,
+    ) {
         attributes.sort_by(|a, b| a.0.cmp(&b.0));
         attributes.dedup_by(|a, b| a.0 == b.0);
         let s = &mut self.instances[i].spec;
@@ -372,11 +408,19 @@ impl ClusterState {
 
     /// The slot counting group `gid`'s tasks per value of column `col`.
     pub(super) fn value_counts_slot(&mut self, col: usize, gid: usize) -> usize {
-        if let Some(s) = self.value_counts.iter().position(|(c, g, _)| *c == col && *g == gid) {
+        if let Some(s) = self
+            .value_counts
+            .iter()
+            .position(|(c, g, _)| *c == col && *g == gid)
+        {
             return s;
         }
         let mut counts = vec![0u32; self.columns[col].ids.len()];
-        for (&v, &n) in self.columns[col].of_instance.iter().zip(&self.group_counts[gid]) {
+        for (&v, &n) in self.columns[col]
+            .of_instance
+            .iter()
+            .zip(&self.group_counts[gid])
+        {
             counts[v as usize] += n;
         }
         self.value_counts.push((col, gid, counts));
@@ -406,7 +450,9 @@ impl ClusterState {
 
     /// How many tasks of `group` run on instance `i`.
     pub fn group_count(&self, group: &str, i: usize) -> u32 {
-        self.group_ids.get(group).map_or(0, |&g| self.group_counts[g][i])
+        self.group_ids
+            .get(group)
+            .map_or(0, |&g| self.group_counts[g][i])
     }
 
     /// Records a task already on instance `i` with the host ports it holds.
@@ -427,7 +473,9 @@ impl ClusterState {
     pub fn remove_task(&mut self, i: usize, task: &TaskSpec, host_ports: &[(u16, Protocol)]) {
         let spec = &self.instances[i].spec;
         self.cpu_free[i] = self.cpu_free[i].saturating_add(task.cpu).min(spec.cpu);
-        self.mem_free[i] = self.mem_free[i].saturating_add(task.memory).min(spec.memory);
+        self.mem_free[i] = self.mem_free[i]
+            .saturating_add(task.memory)
+            .min(spec.memory);
         for &(p, proto) in host_ports {
             self.free_port(i, p, proto);
         }
@@ -465,7 +513,14 @@ impl ClusterState {
 
     /// Runs every check of the pipeline on instance `i`; the first that fails is returned.
     #[inline]
-    pub(super) fn check_at(&self, i: usize, req: &PlacementRequest, demand: &PortDemand, group_counts: &[u32], cached: &[Option<usize>]) -> Result<(), Check> {
+    pub(super) fn check_at(
+        &self,
+        i: usize,
+        req: &PlacementRequest,
+        demand: &PortDemand,
+        group_counts: &[u32],
+        cached: &[Option<usize>],
+    ) -> Result<(), Check> {
         let t = &req.task;
         if !self.schedulable[i] {
             return Err(Check::Agent);
@@ -489,7 +544,12 @@ impl ClusterState {
     /// The dense columns the placement loop filters on: free CPU, free
     /// memory, and ephemeral ports used (TCP, UDP).
     pub(super) fn hot_columns(&self) -> (&[u32], &[u32], &[u16], &[u16]) {
-        (&self.cpu_free, &self.mem_free, &self.ephemeral_used[0], &self.ephemeral_used[1])
+        (
+            &self.cpu_free,
+            &self.mem_free,
+            &self.ephemeral_used[0],
+            &self.ephemeral_used[1],
+        )
     }
 
     /// The most ephemeral ports (TCP, UDP) an instance may already use for
@@ -501,7 +561,8 @@ impl ClusterState {
             if need == 0 {
                 return Some(u16::MAX);
             }
-            size.checked_sub(need).map(|l| u16::try_from(l).unwrap_or(u16::MAX))
+            size.checked_sub(need)
+                .map(|l| u16::try_from(l).unwrap_or(u16::MAX))
         };
         Some((limit(demand.ephemeral[0])?, limit(demand.ephemeral[1])?))
     }
@@ -509,25 +570,41 @@ impl ClusterState {
     /// The checks after CPU and memory: ports and the constraints (static
     /// ones from their cached results).
     #[inline]
-    pub(super) fn check_rest(&self, i: usize, req: &PlacementRequest, demand: &PortDemand, group_counts: &[u32], cached: &[Option<usize>]) -> bool {
+    pub(super) fn check_rest(
+        &self,
+        i: usize,
+        req: &PlacementRequest,
+        demand: &PortDemand,
+        group_counts: &[u32],
+        cached: &[Option<usize>],
+    ) -> bool {
         if demand.any && !self.ports_fit(i, &req.task, demand) {
             return false;
         }
-        req.constraints.iter().zip(cached).all(|(c, slot)| match (c, slot) {
-            (Constraint::DistinctInstance, _) => group_counts[i] == 0,
-            (Constraint::MemberOf { .. }, Some(s)) => self.static_results[*s][i],
-            (Constraint::MemberOf { expr, .. }, None) => expr.eval(&InstanceRef { state: self, i }),
-        })
+        req.constraints
+            .iter()
+            .zip(cached)
+            .all(|(c, slot)| match (c, slot) {
+                (Constraint::DistinctInstance, _) => group_counts[i] == 0,
+                (Constraint::MemberOf { .. }, Some(s)) => self.static_results[*s][i],
+                (Constraint::MemberOf { expr, .. }, None) => {
+                    expr.eval(&InstanceRef { state: self, i })
+                }
+            })
     }
 
     fn ports_fit(&self, i: usize, t: &TaskSpec, demand: &PortDemand) -> bool {
         let inst = &self.instances[i];
-        if t.static_ports.iter().any(|&(p, proto)| inst.ports[protocol_index(proto)].contains(p)) {
+        if t.static_ports
+            .iter()
+            .any(|&(p, proto)| inst.ports[protocol_index(proto)].contains(p))
+        {
             return false;
         }
         // The same limits the placement loop filters on.
-        self.ephemeral_limits(demand)
-            .is_some_and(|(tcp, udp)| self.ephemeral_used[0][i] <= tcp && self.ephemeral_used[1][i] <= udp)
+        self.ephemeral_limits(demand).is_some_and(|(tcp, udp)| {
+            self.ephemeral_used[0][i] <= tcp && self.ephemeral_used[1][i] <= udp
+        })
     }
 
     /// One cached column standing for schedulability (ACTIVE, agent
@@ -537,8 +614,9 @@ impl ClusterState {
         if let Some(&s) = self.combined_slots.get(&slots) {
             return s;
         }
-        let all: Vec<bool> =
-            (0..self.instances.len()).map(|i| self.schedulable[i] && slots.iter().all(|&s| self.static_results[s][i])).collect();
+        let all: Vec<bool> = (0..self.instances.len())
+            .map(|i| self.schedulable[i] && slots.iter().all(|&s| self.static_results[s][i]))
+            .collect();
         let s = self.static_results.len();
         self.static_results.push(all);
         self.combined_slots.insert(slots, s);
@@ -562,7 +640,10 @@ impl ClusterState {
         }
         // The task's own static ports inside the range take room there too.
         let ephemeral = [0, 1].map(|k| if need[k] > 0 { need[k] + own[k] } else { 0 });
-        PortDemand { any: !t.static_ports.is_empty() || !t.dynamic_ports.is_empty(), ephemeral }
+        PortDemand {
+            any: !t.static_ports.is_empty() || !t.dynamic_ports.is_empty(),
+            ephemeral,
+        }
     }
 
     /// The cache slot holding `expr`'s result on every instance; `expr` must
@@ -571,7 +652,9 @@ impl ClusterState {
         if let Some(&s) = self.static_slots.get(source) {
             return s;
         }
-        let results: Vec<bool> = (0..self.instances.len()).map(|i| expr.eval(&InstanceRef { state: self, i })).collect();
+        let results: Vec<bool> = (0..self.instances.len())
+            .map(|i| expr.eval(&InstanceRef { state: self, i }))
+            .collect();
         let s = self.static_results.len();
         self.static_results.push(results);
         self.static_slots.insert(source.to_owned(), s);
@@ -608,7 +691,6 @@ impl ClusterState {
     pub(super) fn column(&self, c: usize) -> &[u32] {
         &self.columns[c].of_instance
     }
-
 }
 
 /// Instance `i` seen by the cluster query language.
@@ -637,7 +719,11 @@ impl QueryTarget for InstanceRef<'_> {
         self.state.instances[self.i].running_tasks
     }
     fn any_task_group(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        self.state.group_counts.iter().zip(&self.state.group_names).any(|(col, name)| col[self.i] > 0 && f(name))
+        self.state
+            .group_counts
+            .iter()
+            .zip(&self.state.group_names)
+            .any(|(col, name)| col[self.i] > 0 && f(name))
     }
 }
 

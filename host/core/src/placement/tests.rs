@@ -1,10 +1,15 @@
 use std::collections::{BTreeMap, HashSet};
 
-use proptest::prelude::{Just, ProptestConfig, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest};
+use proptest::prelude::{
+    Just, ProptestConfig, any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest,
+};
 use proptest::strategy::Strategy as _;
 
 use super::*;
-use crate::model::{PlacementConstraint, PlacementConstraintType as C, PlacementStrategy, PlacementStrategyType as S, Protocol};
+use crate::model::{
+    PlacementConstraint, PlacementConstraintType as C, PlacementStrategy,
+    PlacementStrategyType as S, Protocol,
+};
 
 fn inst(i: usize, zone: &str, cpu: u32, memory: u32) -> InstanceSpec {
     InstanceSpec {
@@ -23,19 +28,35 @@ fn inst(i: usize, zone: &str, cpu: u32, memory: u32) -> InstanceSpec {
 }
 
 fn task(cpu: u32, memory: u32, group: &str) -> TaskSpec {
-    TaskSpec { cpu, memory, static_ports: vec![], dynamic_ports: vec![], group: group.into(), family: String::new() }
+    TaskSpec {
+        cpu,
+        memory,
+        static_ports: vec![],
+        dynamic_ports: vec![],
+        group: group.into(),
+        family: String::new(),
+    }
 }
 
 fn strat(kind: S, field: Option<&str>) -> PlacementStrategy {
-    PlacementStrategy { kind, field: field.map(str::to_owned) }
+    PlacementStrategy {
+        kind,
+        field: field.map(str::to_owned),
+    }
 }
 
 fn member_of(e: &str) -> PlacementConstraint {
-    PlacementConstraint { kind: C::MemberOf, expression: Some(e.into()) }
+    PlacementConstraint {
+        kind: C::MemberOf,
+        expression: Some(e.into()),
+    }
 }
 
 fn distinct() -> PlacementConstraint {
-    PlacementConstraint { kind: C::DistinctInstance, expression: None }
+    PlacementConstraint {
+        kind: C::DistinctInstance,
+        expression: None,
+    }
 }
 
 fn req(t: TaskSpec, cs: &[PlacementConstraint], ss: &[PlacementStrategy]) -> PlacementRequest {
@@ -43,7 +64,10 @@ fn req(t: TaskSpec, cs: &[PlacementConstraint], ss: &[PlacementStrategy]) -> Pla
 }
 
 fn placed(results: &[Result<Placement, PlacementFailure>]) -> Vec<usize> {
-    results.iter().map(|r| r.as_ref().expect("placed").instance).collect()
+    results
+        .iter()
+        .map(|r| r.as_ref().expect("placed").instance)
+        .collect()
 }
 
 #[test]
@@ -52,7 +76,11 @@ fn binpack_picks_least_remaining_that_fits() {
     st.add_instance(inst(0, "a", 4096, 8192));
     st.add_instance(inst(1, "a", 4096, 1024));
     st.add_instance(inst(2, "a", 4096, 600));
-    let r = req(task(100, 700, "g"), &[], &[strat(S::Binpack, Some("memory"))]);
+    let r = req(
+        task(100, 700, "g"),
+        &[],
+        &[strat(S::Binpack, Some("memory"))],
+    );
     // Instance 2 has least memory but 700 does not fit; 1 is next.
     assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![1]);
     assert_eq!(st.mem_free(1), 324);
@@ -69,7 +97,10 @@ fn count_accounts_for_earlier_tasks_of_the_call() {
     let f = out[4].as_ref().expect_err("fifth does not fit");
     assert_eq!(f.reason, Check::Cpu);
     assert_eq!(f.eliminated_by(Check::Cpu), 2);
-    assert_eq!(f.to_string(), "RESOURCE:CPU: no instance of 2 fits (2 eliminated by RESOURCE:CPU)");
+    assert_eq!(
+        f.to_string(),
+        "RESOURCE:CPU: no instance of 2 fits (2 eliminated by RESOURCE:CPU)"
+    );
 }
 
 #[test]
@@ -98,12 +129,25 @@ fn failure_names_the_check_that_removed_the_last_candidates() {
     let mut down = inst(3, "a", 4096, 4096);
     down.agent_connected = false;
     st.add_instance(down);
-    let r = req(task(500, 500, "g"), &[member_of("attribute:ecs.availability-zone == b")], &[]);
-    let f = Placer::new(1).place(&mut st, &r, 1).remove(0).expect_err("no fit");
+    let r = req(
+        task(500, 500, "g"),
+        &[member_of("attribute:ecs.availability-zone == b")],
+        &[],
+    );
+    let f = Placer::new(1)
+        .place(&mut st, &r, 1)
+        .remove(0)
+        .expect_err("no fit");
     assert_eq!(f.reason, Check::Attribute);
     assert_eq!(f.eliminated, [1, 1, 1, 0, 1]);
-    let empty = Placer::new(1).place(&mut ClusterState::default(), &r, 1).remove(0).expect_err("empty");
-    assert_eq!(empty.to_string(), "AGENT: no container instances in the cluster");
+    let empty = Placer::new(1)
+        .place(&mut ClusterState::default(), &r, 1)
+        .remove(0)
+        .expect_err("empty");
+    assert_eq!(
+        empty.to_string(),
+        "AGENT: no container instances in the cluster"
+    );
 }
 
 #[test]
@@ -116,14 +160,32 @@ fn ports_static_conflict_and_dynamic_choice() {
     let r = req(t, &[], &[]);
     let mut p = Placer::new(1);
     let first = p.place(&mut st, &r, 2);
-    assert_eq!(first[0].as_ref().expect("placed").dynamic_host_ports, vec![50000, 50000]);
-    assert_eq!(first[1].as_ref().expect_err("port 80 taken").reason, Check::Ports);
+    assert_eq!(
+        first[0].as_ref().expect("placed").dynamic_host_ports,
+        vec![50000, 50000]
+    );
+    assert_eq!(
+        first[1].as_ref().expect_err("port 80 taken").reason,
+        Check::Ports
+    );
     // Only dynamic ports: three TCP ports in range, one taken.
     let mut t2 = task(1, 1, "g");
     t2.dynamic_ports = vec![Protocol::Tcp, Protocol::Tcp];
     let r2 = req(t2, &[], &[]);
-    assert_eq!(p.place(&mut st, &r2, 1)[0].as_ref().expect("placed").dynamic_host_ports, vec![50001, 50002]);
-    assert_eq!(p.place(&mut st, &r2, 1)[0].as_ref().expect_err("range used up").reason, Check::Ports);
+    assert_eq!(
+        p.place(&mut st, &r2, 1)[0]
+            .as_ref()
+            .expect("placed")
+            .dynamic_host_ports,
+        vec![50001, 50002]
+    );
+    assert_eq!(
+        p.place(&mut st, &r2, 1)[0]
+            .as_ref()
+            .expect_err("range used up")
+            .reason,
+        Check::Ports
+    );
     assert!(st.instance(0).ports[0].contains(22), "reserved port kept");
 }
 
@@ -133,17 +195,28 @@ fn distinct_instance_and_task_group_constraints() {
     for i in 0..3 {
         st.add_instance(inst(i, "a", 4096, 4096));
     }
-    let r = req(task(1, 1, "service:web"), &[distinct()], &[strat(S::Binpack, Some("cpu"))]);
+    let r = req(
+        task(1, 1, "service:web"),
+        &[distinct()],
+        &[strat(S::Binpack, Some("cpu"))],
+    );
     let out = Placer::new(1).place(&mut st, &r, 4);
     assert_eq!(placed(&out[..3]).iter().collect::<HashSet<_>>().len(), 3);
-    assert_eq!(out[3].as_ref().expect_err("all taken").reason, Check::Attribute);
+    assert_eq!(
+        out[3].as_ref().expect_err("all taken").reason,
+        Check::Attribute
+    );
     // Co-locate a cache with the web tasks only: task:group is re-evaluated per decision.
     let mut st2 = ClusterState::default();
     for i in 0..3 {
         st2.add_instance(inst(i, "a", 4096, 4096));
     }
     st2.add_task(2, &task(1, 1, "service:web"), &[]);
-    let r2 = req(task(1, 1, "cache"), &[member_of("task:group == service:web")], &[]);
+    let r2 = req(
+        task(1, 1, "cache"),
+        &[member_of("task:group == service:web")],
+        &[],
+    );
     assert_eq!(placed(&Placer::new(1).place(&mut st2, &r2, 2)), vec![2, 2]);
 }
 
@@ -180,10 +253,25 @@ fn place_on_checks_an_external_choice() {
 
 #[test]
 fn compile_rejects_bad_requests_naming_the_field() {
-    let e = PlacementRequest::compile(task(1, 1, "g"), &[], &[], &[strat(S::Binpack, Some("disk"))]).expect_err("bad field");
-    assert!(e.to_string().starts_with("placementStrategy[0].field: Some(\"disk\"): binpack takes"), "{e}");
-    let e = PlacementRequest::compile(task(1, 1, "g"), &[], &[member_of("bogus == 1")], &[]).expect_err("bad expr");
-    assert!(e.to_string().starts_with("placementConstraints[0].expression: `bogus == 1`"), "{e}");
+    let e = PlacementRequest::compile(
+        task(1, 1, "g"),
+        &[],
+        &[],
+        &[strat(S::Binpack, Some("disk"))],
+    )
+    .expect_err("bad field");
+    assert!(
+        e.to_string()
+            .starts_with("placementStrategy[0].field: Some(\"disk\"): binpack takes"),
+        "{e}"
+    );
+    let e = PlacementRequest::compile(task(1, 1, "g"), &[], &[member_of("bogus == 1")], &[])
+        .expect_err("bad expr");
+    assert!(
+        e.to_string()
+            .starts_with("placementConstraints[0].expression: `bogus == 1`"),
+        "{e}"
+    );
     let six: Vec<_> = (0..6).map(|_| strat(S::Random, None)).collect();
     assert!(PlacementRequest::compile(task(1, 1, "g"), &[], &[], &six).is_err());
     let eleven: Vec<_> = (0..11).map(|_| distinct()).collect();
@@ -227,7 +315,14 @@ struct Req {
 }
 
 fn arb_inst() -> impl proptest::strategy::Strategy<Value = Inst> {
-    (0u32..4096, 0u32..4096, 0usize..3, prop::bool::weighted(0.9)).prop_map(|(cpu, memory, zone, active)| Inst { cpu, memory, zone, active })
+    (0u32..4096, 0u32..4096, 0usize..3, prop::bool::weighted(0.9)).prop_map(
+        |(cpu, memory, zone, active)| Inst {
+            cpu,
+            memory,
+            zone,
+            active,
+        },
+    )
 }
 
 fn arb_strategy() -> impl proptest::strategy::Strategy<Value = PlacementStrategy> {
@@ -243,22 +338,35 @@ fn arb_strategy() -> impl proptest::strategy::Strategy<Value = PlacementStrategy
 
 fn arb_req() -> impl proptest::strategy::Strategy<Value = Req> {
     (
-        (0u32..1500, 0u32..1500, prop::option::of(prop::sample::select(vec![80u16, 443, 8080])), 0usize..3),
-        (0usize..3, any::<bool>(), prop::option::of(prop::sample::subsequence(vec![0usize, 1, 2], 1..3))),
+        (
+            0u32..1500,
+            0u32..1500,
+            prop::option::of(prop::sample::select(vec![80u16, 443, 8080])),
+            0usize..3,
+        ),
+        (
+            0usize..3,
+            any::<bool>(),
+            prop::option::of(prop::sample::subsequence(vec![0usize, 1, 2], 1..3)),
+        ),
         prop::collection::vec(arb_strategy(), 0..4),
         1usize..6,
     )
-        .prop_map(|((cpu, memory, static_port, dynamic), (group, distinct, zones), strategies, count)| Req {
-            cpu,
-            memory,
-            static_port,
-            dynamic,
-            group,
-            distinct,
-            zones,
-            strategies,
-            count,
-        })
+        .prop_map(
+            |((cpu, memory, static_port, dynamic), (group, distinct, zones), strategies, count)| {
+                Req {
+                    cpu,
+                    memory,
+                    static_port,
+                    dynamic,
+                    group,
+                    distinct,
+                    zones,
+                    strategies,
+                    count,
+                }
+            },
+        )
 }
 
 fn build(insts: &[Inst], ephemeral: (u16, u16)) -> ClusterState {
@@ -273,7 +381,11 @@ fn build(insts: &[Inst], ephemeral: (u16, u16)) -> ClusterState {
 
 fn compile(r: &Req) -> PlacementRequest {
     let mut t = task(r.cpu, r.memory, &format!("group-{}", r.group));
-    t.static_ports = r.static_port.map(|p| (p, Protocol::Tcp)).into_iter().collect();
+    t.static_ports = r
+        .static_port
+        .map(|p| (p, Protocol::Tcp))
+        .into_iter()
+        .collect();
     t.dynamic_ports = vec![Protocol::Tcp; r.dynamic];
     let mut cs = Vec::new();
     if r.distinct {
@@ -281,7 +393,10 @@ fn compile(r: &Req) -> PlacementRequest {
     }
     if let Some(z) = &r.zones {
         let list: Vec<&str> = z.iter().map(|&i| ZONES[i]).collect();
-        cs.push(member_of(&format!("attribute:ecs.availability-zone in [{}]", list.join(", "))));
+        cs.push(member_of(&format!(
+            "attribute:ecs.availability-zone in [{}]",
+            list.join(", ")
+        )));
     }
     req(t, &cs, &r.strategies)
 }
@@ -396,7 +511,11 @@ fn removing_an_absent_task_leaves_spread_counts_alone() {
     st.add_instance(inst(0, "a", 4096, 4096));
     st.add_instance(inst(1, "b", 4096, 4096));
     st.add_instance(inst(2, "b", 4096, 4096));
-    let r = req(task(1, 1, "g"), &[], &[strat(S::Spread, Some("attribute:ecs.availability-zone"))]);
+    let r = req(
+        task(1, 1, "g"),
+        &[],
+        &[strat(S::Spread, Some("attribute:ecs.availability-zone"))],
+    );
     // The first placement builds the per-zone counts; then each zone holds one task.
     assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![0]);
     st.add_task(1, &r.task, &[]);
@@ -414,7 +533,10 @@ fn more_dynamic_ports_than_the_range_holds_fit_nowhere() {
     let mut t = task(1, 1, "g");
     t.dynamic_ports = vec![Protocol::Tcp; 4];
     let r = req(t, &[], &[]);
-    let f = Placer::new(1).place(&mut st, &r, 1).remove(0).expect_err("four ports from a range of three");
+    let f = Placer::new(1)
+        .place(&mut st, &r, 1)
+        .remove(0)
+        .expect_err("four ports from a range of three");
     assert_eq!(f.reason, Check::Ports);
     assert_eq!(place_on(&mut st, &r, 0), Err(Check::Ports));
     assert_eq!(st.cpu_free(0), 4096, "nothing reserved");

@@ -5,7 +5,9 @@
 //! when every request of a session carries another one.
 
 use berth_core::model::{PlacementStrategy, PlacementStrategyType, Protocol};
-use berth_core::placement::{ClusterState, InstanceSpec, PlacementRequest, Placer, TaskSpec, synthetic};
+use berth_core::placement::{
+    ClusterState, InstanceSpec, PlacementRequest, Placer, TaskSpec, synthetic,
+};
 use berth_policy::PolicySession;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -14,18 +16,32 @@ use crate::{distinct, host, load, member_of, request};
 
 fn random_request(rng: &mut SmallRng, chains: &[Vec<PlacementStrategy>]) -> PlacementRequest {
     // One chain draws nothing, so those tests keep their earlier sequences.
-    let strategies = if chains.len() == 1 { &chains[0] } else { &chains[rng.random_range(0..chains.len())] };
+    let strategies = if chains.len() == 1 {
+        &chains[0]
+    } else {
+        &chains[rng.random_range(0..chains.len())]
+    };
     let mut constraints = Vec::new();
     if rng.random_bool(0.5) {
-        constraints.push(member_of("attribute:ecs.instance-type in [m.medium, m.large, m.xlarge]"));
+        constraints.push(member_of(
+            "attribute:ecs.instance-type in [m.medium, m.large, m.xlarge]",
+        ));
     }
     if rng.random_bool(0.3) {
         constraints.push(distinct());
     }
     let group = ["service:web", "service:api", "family:batch"][rng.random_range(0..3)];
-    let mut req = request(group, rng.random_range(0..2048), rng.random_range(1..4096), strategies, &constraints);
+    let mut req = request(
+        group,
+        rng.random_range(0..2048),
+        rng.random_range(1..4096),
+        strategies,
+        &constraints,
+    );
     if rng.random_bool(0.2) {
-        req.task.static_ports.push((rng.random_range(8000..8003), Protocol::Tcp));
+        req.task
+            .static_ports
+            .push((rng.random_range(8000..8003), Protocol::Tcp));
     }
     req
 }
@@ -36,7 +52,14 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
     match rng.random_range(0..5) {
         0 if !state.is_empty() => {
             let i = rng.random_range(0..state.len());
-            let t = TaskSpec { cpu: 100, memory: 100, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into(), family: "web".into() };
+            let t = TaskSpec {
+                cpu: 100,
+                memory: 100,
+                static_ports: vec![],
+                dynamic_ports: vec![],
+                group: "service:web".into(),
+                family: "web".into(),
+            };
             state.add_task(i, &t, &[(8001, Protocol::Tcp)]);
             session.usage_changed(i);
         }
@@ -62,7 +85,10 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
                 agent_version: None,
                 registered_at: 0.0,
                 attributes: vec![
-                    ("ecs.availability-zone".into(), Some(synthetic::ZONES[n % 3].into())),
+                    (
+                        "ecs.availability-zone".into(),
+                        Some(synthetic::ZONES[n % 3].into()),
+                    ),
                     ("ecs.instance-type".into(), Some("m.large".into())),
                 ],
                 cpu: 4096,
@@ -75,7 +101,14 @@ fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySes
         3 if !state.is_empty() => {
             // A task of a group the policy may know stops.
             let i = rng.random_range(0..state.len());
-            let t = TaskSpec { cpu: 50, memory: 50, static_ports: vec![], dynamic_ports: vec![], group: "service:web".into(), family: "web".into() };
+            let t = TaskSpec {
+                cpu: 50,
+                memory: 50,
+                static_ports: vec![],
+                dynamic_ports: vec![],
+                group: "service:web".into(),
+                family: "web".into(),
+            };
             // Only a task that is there: removing one that is not would
             // saturate the group count but not the core's per-value counts.
             if state.group_count("service:web", i) > 0 {
@@ -99,15 +132,21 @@ fn differential(chains: &[Vec<PlacementStrategy>], plugin: &str, seeds: u64) {
         for round in 0..12 {
             let req = random_request(&mut rng, chains);
             let count = rng.random_range(1..8);
-            let expected: Vec<Option<(usize, Vec<u16>)>> =
-                placer.place(&mut native, &req, count).into_iter().map(|r| r.ok().map(|p| (p.instance, p.dynamic_host_ports))).collect();
+            let expected: Vec<Option<(usize, Vec<u16>)>> = placer
+                .place(&mut native, &req, count)
+                .into_iter()
+                .map(|r| r.ok().map(|p| (p.instance, p.dynamic_host_ports)))
+                .collect();
             let got: Vec<Option<(usize, Vec<u16>)>> = session
                 .place(&mut mirrored, &req, count)
                 .unwrap_or_else(|e| panic!("{plugin} seed {seed} round {round}: {e}"))
                 .into_iter()
                 .map(|r| r.ok().map(|p| (p.instance, p.dynamic_host_ports)))
                 .collect();
-            assert_eq!(got, expected, "{plugin} vs native: seed {seed} round {round} ({n} instances, request {req:?})");
+            assert_eq!(
+                got, expected,
+                "{plugin} vs native: seed {seed} round {round} ({n} instances, request {req:?})"
+            );
             // The same change on both sides.
             let mut r2 = rng.clone();
             let mut throwaway = PolicySession::new(host(), policy.clone());
@@ -115,7 +154,11 @@ fn differential(chains: &[Vec<PlacementStrategy>], plugin: &str, seeds: u64) {
             perturb(&mut rng, &mut mirrored, &mut session);
         }
     }
-    assert!(policy.stats().failures.iter().all(|(_, n)| *n == 0), "{:?}", policy.stats());
+    assert!(
+        policy.stats().failures.iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        policy.stats()
+    );
 }
 
 fn chain(name: &str) -> Vec<PlacementStrategy> {
@@ -134,14 +177,23 @@ fn spread_plugin_matches_native_spread() {
 
 #[test]
 fn follow_plugin_matches_native_whatever_strategy_each_request_carries() {
-    let s = |kind, field: &str| PlacementStrategy { kind, field: Some(field.to_owned()) };
+    let s = |kind, field: &str| PlacementStrategy {
+        kind,
+        field: Some(field.to_owned()),
+    };
     let chains = [
         chain("binpack"),
         chain("spread"),
         chain("spread-binpack"),
         vec![s(PlacementStrategyType::Binpack, "cpu")],
-        vec![s(PlacementStrategyType::Spread, "instanceId"), s(PlacementStrategyType::Binpack, "cpu")],
-        vec![s(PlacementStrategyType::Spread, "attribute:ecs.instance-type"), s(PlacementStrategyType::Binpack, "memory")],
+        vec![
+            s(PlacementStrategyType::Spread, "instanceId"),
+            s(PlacementStrategyType::Binpack, "cpu"),
+        ],
+        vec![
+            s(PlacementStrategyType::Spread, "attribute:ecs.instance-type"),
+            s(PlacementStrategyType::Binpack, "memory"),
+        ],
     ];
     differential(&chains, "follow", 40);
 }

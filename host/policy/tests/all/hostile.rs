@@ -9,7 +9,15 @@ use crate::{host, load, plugin, request};
 
 /// Snapshot of what a failed decision must leave untouched.
 fn free(state: &ClusterState) -> Vec<(u32, u32, usize)> {
-    (0..state.len()).map(|i| (state.cpu_free(i), state.mem_free(i), state.instance(i).ports[0].len())).collect()
+    (0..state.len())
+        .map(|i| {
+            (
+                state.cpu_free(i),
+                state.mem_free(i),
+                state.instance(i).ports[0].len(),
+            )
+        })
+        .collect()
 }
 
 fn battery(name: &str, expected: FailureKind) {
@@ -18,20 +26,37 @@ fn battery(name: &str, expected: FailureKind) {
     let mut session = PolicySession::new(host(), policy.clone());
     // A normal decision first: the plugin behaves like binpack.
     let normal = request("service:web", 256, 512, &[], &[]);
-    let ok = session.place(&mut state, &normal, 3).unwrap_or_else(|e| panic!("{name}: normal decision failed: {e}"));
+    let ok = session
+        .place(&mut state, &normal, 3)
+        .unwrap_or_else(|e| panic!("{name}: normal decision failed: {e}"));
     assert!(ok.iter().all(|a| a.is_ok()), "{name}: {ok:?}");
     // The attack: a batch, so a partial answer would show as reservations.
     let attack = request("family:attack", 256, 6000, &[], &[]);
     let before = free(&state);
-    let err = session.place(&mut state, &attack, 3).expect_err(&format!("{name}: the attack must fail its decision"));
+    let err = session
+        .place(&mut state, &attack, 3)
+        .expect_err(&format!("{name}: the attack must fail its decision"));
     assert_eq!(err.kind, expected, "{name}: {err}");
     assert!(!err.reason.is_empty());
-    assert_eq!(free(&state), before, "{name}: a failed decision must reserve nothing");
-    assert!(!session.is_warm(), "{name}: the instance is discarded after a failure");
-    assert_eq!(policy.stats.failures(expected), 1, "{name}: the failure is counted");
+    assert_eq!(
+        free(&state),
+        before,
+        "{name}: a failed decision must reserve nothing"
+    );
+    assert!(
+        !session.is_warm(),
+        "{name}: the instance is discarded after a failure"
+    );
+    assert_eq!(
+        policy.stats.failures(expected),
+        1,
+        "{name}: the failure is counted"
+    );
     // And the next decision works, on a fresh instance, fully synced.
     let created = policy.stats().instances_created;
-    let ok = session.place(&mut state, &normal, 2).unwrap_or_else(|e| panic!("{name}: decision after the attack failed: {e}"));
+    let ok = session
+        .place(&mut state, &normal, 2)
+        .unwrap_or_else(|e| panic!("{name}: decision after the attack failed: {e}"));
     assert!(ok.iter().all(|a| a.is_ok()), "{name}: {ok:?}");
     assert_eq!(policy.stats().instances_created, created + 1);
     // Other policies on the same host are unaffected.
@@ -78,7 +103,9 @@ fn log_flood_is_rate_limited_and_stopped_at_the_deadline() {
 #[test]
 fn wrong_world_is_refused_at_install() {
     match host().compile(&plugin("hostile_wrong_world")) {
-        Err(InstallError::WrongWorld(msg)) => assert!(msg.contains("berth:placement/policy@0.1.0"), "{msg}"),
+        Err(InstallError::WrongWorld(msg)) => {
+            assert!(msg.contains("berth:placement/policy@0.1.0"), "{msg}")
+        }
         other => panic!("expected WrongWorld, got {other:?}"),
     }
 }
@@ -88,7 +115,9 @@ fn not_a_component_is_refused_at_install() {
     // An empty core module: WebAssembly, but not a component.
     let core_module = b"\0asm\x01\0\0\0";
     match host().compile(core_module) {
-        Err(InstallError::NotAComponent(msg)) => assert!(msg.contains("core WebAssembly module"), "{msg}"),
+        Err(InstallError::NotAComponent(msg)) => {
+            assert!(msg.contains("core WebAssembly module"), "{msg}")
+        }
         other => panic!("expected NotAComponent, got {other:?}"),
     }
     match host().compile(b"#!/bin/sh\necho not wasm\n") {

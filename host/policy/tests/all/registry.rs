@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_core::placement::synthetic;
-use berth_policy::{Fallback, RegistryError, Registry, Scope};
+use berth_policy::{Fallback, Registry, RegistryError, Scope};
 use berth_store::Store;
 
 use crate::{host, plugin, request};
@@ -19,30 +19,65 @@ fn open(dir: &tempfile::TempDir) -> Registry {
 fn install_activate_remove_and_survive_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Scope::Cluster("prod".into());
-    let service = Scope::Service { cluster: "prod".into(), service: "web".into() };
+    let service = Scope::Service {
+        cluster: "prod".into(),
+        service: "web".into(),
+    };
     let (binpack, spread);
     {
         let reg = open(&dir);
         binpack = reg.install(&plugin("binpack")).expect("install binpack");
         assert_eq!(binpack, berth_policy::sha256_hex(&plugin("binpack")));
-        assert_eq!(reg.install(&plugin("binpack")).expect("idempotent"), binpack);
+        assert_eq!(
+            reg.install(&plugin("binpack")).expect("idempotent"),
+            binpack
+        );
         spread = reg.install(&plugin("spread")).expect("install spread");
         let list = reg.list();
-        assert_eq!(list.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["binpack", "spread"]);
+        assert_eq!(
+            list.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["binpack", "spread"]
+        );
         let shown = reg.show("binpack").expect("show by name");
         assert_eq!(shown.sha256, binpack);
         assert_eq!(shown.world, "berth:placement/placement-policy@0.1.0");
         assert_eq!(shown.size, plugin("binpack").len());
         // Refused installs change nothing.
-        assert!(matches!(reg.install(b"\0asm\x01\0\0\0"), Err(RegistryError::Install(_))));
-        assert!(matches!(reg.install(&plugin("hostile_wrong_world")), Err(RegistryError::Install(_))));
+        assert!(matches!(
+            reg.install(b"\0asm\x01\0\0\0"),
+            Err(RegistryError::Install(_))
+        ));
+        assert!(matches!(
+            reg.install(&plugin("hostile_wrong_world")),
+            Err(RegistryError::Install(_))
+        ));
         assert_eq!(reg.list().len(), 2);
 
-        reg.activate(&cluster, &binpack).expect("activate on cluster");
-        reg.activate(&service, "spread").expect("activate on service");
-        assert_eq!(reg.resolve("prod", Some("web"), None).expect("resolve").map(|p| p.name.clone()).as_deref(), Some("spread"));
-        assert_eq!(reg.resolve("prod", Some("api"), None).expect("resolve").map(|p| p.name.clone()).as_deref(), Some("binpack"));
-        assert_eq!(reg.resolve("prod", None, Some(&spread[..12])).expect("resolve").map(|p| p.name.clone()).as_deref(), Some("spread"));
+        reg.activate(&cluster, &binpack)
+            .expect("activate on cluster");
+        reg.activate(&service, "spread")
+            .expect("activate on service");
+        assert_eq!(
+            reg.resolve("prod", Some("web"), None)
+                .expect("resolve")
+                .map(|p| p.name.clone())
+                .as_deref(),
+            Some("spread")
+        );
+        assert_eq!(
+            reg.resolve("prod", Some("api"), None)
+                .expect("resolve")
+                .map(|p| p.name.clone())
+                .as_deref(),
+            Some("binpack")
+        );
+        assert_eq!(
+            reg.resolve("prod", None, Some(&spread[..12]))
+                .expect("resolve")
+                .map(|p| p.name.clone())
+                .as_deref(),
+            Some("spread")
+        );
         assert!(reg.resolve("dev", None, None).expect("resolve").is_none());
         match reg.remove(&binpack) {
             Err(RegistryError::InUse { scopes, .. }) => assert_eq!(scopes, ["cluster/prod"]),
@@ -59,8 +94,16 @@ fn install_activate_remove_and_survive_restart() {
         // Restart: policies and bindings come back from the store.
         let reg = open(&dir);
         assert_eq!(reg.list().len(), 2);
-        assert_eq!(reg.show(&binpack).expect("show").active_in, ["cluster/prod"]);
-        assert_eq!(reg.resolve("prod", Some("web"), None).expect("resolve").map(|p| p.compiled.sha256.clone()), Some(spread.clone()));
+        assert_eq!(
+            reg.show(&binpack).expect("show").active_in,
+            ["cluster/prod"]
+        );
+        assert_eq!(
+            reg.resolve("prod", Some("web"), None)
+                .expect("resolve")
+                .map(|p| p.compiled.sha256.clone()),
+            Some(spread.clone())
+        );
         reg.deactivate(&service).expect("deactivate");
         reg.remove(&spread).expect("remove an inactive policy");
         assert!(matches!(reg.show(&spread), Err(RegistryError::NotFound(_))));
@@ -88,7 +131,11 @@ fn swapping_policies_under_a_stream_of_decisions_fails_none() {
                 while !stop.load(Ordering::Relaxed) || decisions < 200 {
                     let mut state = synthetic::cluster(64, w);
                     let d = runner.decide(&mut state, &req, 1);
-                    assert!(d.failure.is_none(), "a decision failed during swaps: {:?}", d.failure);
+                    assert!(
+                        d.failure.is_none(),
+                        "a decision failed during swaps: {:?}",
+                        d.failure
+                    );
                     assert!(d.answers.iter().all(|x| x.is_ok()), "{:?}", d.answers);
                     policies.insert(d.policy.expect("a policy decided"));
                     decisions += 1;
@@ -98,7 +145,8 @@ fn swapping_policies_under_a_stream_of_decisions_fails_none() {
         })
         .collect();
     for i in 0..100 {
-        reg.activate(&scope, if i % 2 == 0 { &b } else { &a }).expect("swap");
+        reg.activate(&scope, if i % 2 == 0 { &b } else { &a })
+            .expect("swap");
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     stop.store(true, Ordering::Relaxed);

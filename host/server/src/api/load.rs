@@ -47,13 +47,20 @@ struct Conn {
 
 impl Conn {
     async fn open(host: &str, creds: &Credentials) -> anyhow::Result<Conn> {
-        let stream = tokio::net::TcpStream::connect(host).await.with_context(|| format!("connecting to {host}"))?;
+        let stream = tokio::net::TcpStream::connect(host)
+            .await
+            .with_context(|| format!("connecting to {host}"))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { host: host.to_owned(), creds: creds.clone(), sender })
+        Ok(Conn {
+            host: host.to_owned(),
+            creds: creds.clone(),
+            sender,
+        })
     }
 
     async fn call(&mut self, op: &str, body: &Value) -> anyhow::Result<Value> {
@@ -63,13 +70,24 @@ impl Conn {
             ("host".to_owned(), self.host.clone()),
             ("x-amz-target".to_owned(), format!("{ECS_PREFIX}.{op}")),
         ];
-        let signed = sigv4::sign(&self.creds, "local", "ecs", "/", &headers, &body, chrono::Utc::now());
+        let signed = sigv4::sign(
+            &self.creds,
+            "local",
+            "ecs",
+            "/",
+            &headers,
+            &body,
+            chrono::Utc::now(),
+        );
         let mut req = hyper::Request::builder().method("POST").uri("/");
         for (n, v) in headers.iter().chain(&signed) {
             req = req.header(n, v);
         }
         self.sender.ready().await?;
-        let resp = self.sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
         let ok = resp.status().is_success();
         let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
         anyhow::ensure!(ok, "{op}: {v}");
@@ -79,21 +97,44 @@ impl Conn {
 
 /// Runs the load and prints the figures.
 pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(run_async(args))
 }
 
 async fn run_async(args: &LoadArgs) -> anyhow::Result<()> {
-    let host = args.endpoint.strip_prefix("http://").context("--endpoint: only http:// is supported")?.trim_end_matches('/').to_owned();
-    let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok().filter(|s| !s.is_empty());
-    let creds = match (env("AWS_ACCESS_KEY_ID", "BERTH_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY", "BERTH_SECRET_ACCESS_KEY")) {
-        (Some(access_key_id), Some(secret_access_key)) => Credentials { access_key_id, secret_access_key },
-        _ => anyhow::bail!("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the key `berth up` printed"),
+    let host = args
+        .endpoint
+        .strip_prefix("http://")
+        .context("--endpoint: only http:// is supported")?
+        .trim_end_matches('/')
+        .to_owned();
+    let env = |a: &str, b: &str| {
+        std::env::var(a)
+            .or_else(|_| std::env::var(b))
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    let creds = match (
+        env("AWS_ACCESS_KEY_ID", "BERTH_ACCESS_KEY_ID"),
+        env("AWS_SECRET_ACCESS_KEY", "BERTH_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(access_key_id), Some(secret_access_key)) => Credentials {
+            access_key_id,
+            secret_access_key,
+        },
+        _ => anyhow::bail!(
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the key `berth up` printed"
+        ),
     };
     // A cluster of its own with room for every task the run can start.
     let mut setup = Conn::open(&host, &creds).await?;
     let cluster = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    setup.call("CreateCluster", &json!({"clusterName": cluster})).await?;
+    setup
+        .call("CreateCluster", &json!({"clusterName": cluster}))
+        .await?;
     for _ in 0..4 {
         setup
             .call(
@@ -107,11 +148,25 @@ async fn run_async(args: &LoadArgs) -> anyhow::Result<()> {
     setup
         .call("RegisterTaskDefinition", &json!({"family": cluster, "containerDefinitions": [{"name": "c", "image": "bench", "cpu": 1, "memory": 6}]}))
         .await?;
-    let first = setup.call("RunTask", &json!({"cluster": cluster, "taskDefinition": cluster})).await?;
-    let task = first["tasks"][0]["taskArn"].as_str().context("the setup task was not placed")?.to_owned();
+    let first = setup
+        .call(
+            "RunTask",
+            &json!({"cluster": cluster, "taskDefinition": cluster}),
+        )
+        .await?;
+    let task = first["tasks"][0]["taskArn"]
+        .as_str()
+        .context("the setup task was not placed")?
+        .to_owned();
     let body = match args.op {
-        Op::DescribeTasks => ("DescribeTasks", json!({"cluster": cluster, "tasks": [task]})),
-        Op::RunTask => ("RunTask", json!({"cluster": cluster, "taskDefinition": cluster})),
+        Op::DescribeTasks => (
+            "DescribeTasks",
+            json!({"cluster": cluster, "tasks": [task]}),
+        ),
+        Op::RunTask => (
+            "RunTask",
+            json!({"cluster": cluster, "taskDefinition": cluster}),
+        ),
     };
     let body = Arc::new(body);
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
@@ -142,7 +197,10 @@ async fn run_async(args: &LoadArgs) -> anyhow::Result<()> {
     }
     let secs = start.elapsed().as_secs_f64().max(args.seconds);
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     let rps = lat.len() as f64 / secs;
     let op = body.0;
     if args.json {

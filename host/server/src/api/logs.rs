@@ -69,31 +69,56 @@ fn client(message: String) -> ApiError {
 }
 
 /// Answers `GetTaskLogs`.
-pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn get_task_logs(
+    control: &Arc<Control>,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let req: GetTaskLogsRequest = decode(body)?;
     let Some(task_ref) = req.task.clone().filter(|t| !t.is_empty()) else {
         return Err(invalid("task: is required".into()));
     };
     let limit = match req.limit {
         None => DEFAULT_LIMIT,
-        Some(l) => usize::try_from(l).ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| invalid(format!("limit: {l} is not in 1-{MAX_LIMIT}")))?,
+        Some(l) => usize::try_from(l)
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| invalid(format!("limit: {l} is not in 1-{MAX_LIMIT}")))?,
     };
     let start_micros = match req.start_time {
         None => None,
         Some(t) if (0.0..1e11).contains(&t) => Some((t * 1e6).round() as i64),
-        Some(t) => return Err(invalid(format!("startTime: {t} is not a time in epoch seconds"))),
+        Some(t) => {
+            return Err(invalid(format!(
+                "startTime: {t} is not a time in epoch seconds"
+            )));
+        }
     };
 
     let c = Arc::clone(control);
-    let describe = DescribeTasksRequest { cluster: req.cluster.clone(), tasks: vec![task_ref.clone()], include: Vec::new() };
+    let describe = DescribeTasksRequest {
+        cluster: req.cluster.clone(),
+        tasks: vec![task_ref.clone()],
+        include: Vec::new(),
+    };
     let found = tokio::task::spawn_blocking(move || c.describe_tasks(describe))
         .await
-        .map_err(|e| ApiError::new("ServerException", 500, format!("the operation failed: {e}")))??;
+        .map_err(|e| {
+            ApiError::new("ServerException", 500, format!("the operation failed: {e}"))
+        })??;
     let cluster_name = req.cluster.as_deref().unwrap_or("default");
     let Some(task) = found.tasks.into_iter().next() else {
-        return Err(ApiError::new("ResourceNotFoundException", 400, format!("task `{task_ref}` not found in cluster `{cluster_name}`")));
+        return Err(ApiError::new(
+            "ResourceNotFoundException",
+            400,
+            format!("task `{task_ref}` not found in cluster `{cluster_name}`"),
+        ));
     };
-    let id = task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn).to_owned();
+    let id = task
+        .task_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(&task.task_arn)
+        .to_owned();
     if task.container_instance_arn.is_none() {
         return Err(client(format!(
             "task {id} is not placed on any container instance yet (lastStatus {}); it has no logs until it starts",
@@ -104,7 +129,10 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
         && !task.containers.iter().any(|c| &c.name == want)
     {
         let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();
-        return Err(invalid(format!("container: task {id} has no container named `{want}` (it has: {})", names.join(", "))));
+        return Err(invalid(format!(
+            "container: task {id} has no container named `{want}` (it has: {})",
+            names.join(", ")
+        )));
     }
     let stopped = task.last_status == "STOPPED" || task.desired_status == "STOPPED";
     let answer = |events: Vec<LogEvent>, next: f64| GetTaskLogsResponse {
@@ -116,19 +144,46 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
     let no_start = req.start_time.unwrap_or(0.0);
 
     let since = start_micros.map(|m| m.div_euclid(1_000_000));
-    let streams = match berth_agent::logs::task_log_streams(&task.task_arn, req.container.as_deref(), since).await {
+    let streams = match berth_agent::logs::task_log_streams(
+        &task.task_arn,
+        req.container.as_deref(),
+        since,
+    )
+    .await
+    {
         Ok(s) => s,
         // Containers are created when the agent starts the task, and removed once it stops.
-        Err(berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. }) if task.last_status == "PENDING" && !stopped => {
+        Err(
+            berth_agent::AgentError::NoSuchTask(_)
+            | berth_agent::AgentError::NoSuchContainer { .. },
+        ) if task.last_status == "PENDING" && !stopped => {
             return encode(&answer(Vec::new(), no_start));
         }
-        Err(berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. }) if stopped => {
-            return Err(client(format!("task {id} has stopped ({}) and its containers were removed, their logs with them", task.last_status)));
+        Err(
+            berth_agent::AgentError::NoSuchTask(_)
+            | berth_agent::AgentError::NoSuchContainer { .. },
+        ) if stopped => {
+            return Err(client(format!(
+                "task {id} has stopped ({}) and its containers were removed, their logs with them",
+                task.last_status
+            )));
         }
-        Err(e @ (berth_agent::AgentError::NoSuchTask(_) | berth_agent::AgentError::NoSuchContainer { .. })) => {
-            return Err(client(format!("task {id} (lastStatus {}): {e}, on the host of this API", task.last_status)));
+        Err(
+            e @ (berth_agent::AgentError::NoSuchTask(_)
+            | berth_agent::AgentError::NoSuchContainer { .. }),
+        ) => {
+            return Err(client(format!(
+                "task {id} (lastStatus {}): {e}, on the host of this API",
+                task.last_status
+            )));
         }
-        Err(e) => return Err(ApiError::new("ServerException", 500, format!("reading the logs of task {id}: {e}"))),
+        Err(e) => {
+            return Err(ApiError::new(
+                "ServerException",
+                500,
+                format!("reading the logs of task {id}: {e}"),
+            ));
+        }
     };
 
     let from_nanos = start_micros.map_or(i64::MIN, |m| m.saturating_mul(1000));
@@ -142,11 +197,26 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
         let mut last_micro = None;
         let mut log = log;
         while let Some(e) = log.next_entry().await {
-            let e = e.map_err(|e| ApiError::new("ServerException", 500, format!("reading the logs of task {id}: {e}")))?;
+            let e = e.map_err(|e| {
+                ApiError::new(
+                    "ServerException",
+                    500,
+                    format!("reading the logs of task {id}: {e}"),
+                )
+            })?;
             let nanos = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
                 .ok()
                 .and_then(|t| t.timestamp_nanos_opt())
-                .ok_or_else(|| ApiError::new("ServerException", 500, format!("Docker gave a log timestamp berth cannot read: `{}`", e.timestamp)))?;
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "ServerException",
+                        500,
+                        format!(
+                            "Docker gave a log timestamp berth cannot read: `{}`",
+                            e.timestamp
+                        ),
+                    )
+                })?;
             if nanos < from_nanos {
                 continue;
             }
@@ -155,7 +225,11 @@ pub(super) async fn get_task_logs(control: &Arc<Control>, body: &[u8]) -> Result
             }
             taken += 1;
             last_micro = Some(micros(nanos));
-            entries.push(Entry { nanos, container: ci, message: e.message });
+            entries.push(Entry {
+                nanos,
+                container: ci,
+                message: e.message,
+            });
         }
     }
     let next = page(&mut entries, limit).map_or(no_start, |m| m as f64 / 1e6);
@@ -180,14 +254,19 @@ fn page(entries: &mut Vec<Entry>, limit: usize) -> Option<i64> {
     entries.sort_by_key(|e| e.nanos);
     if entries.len() > limit {
         let cut = micros(entries[limit - 1].nanos);
-        let keep = limit + entries[limit..].iter().take_while(|e| micros(e.nanos) == cut).count();
+        let keep = limit
+            + entries[limit..]
+                .iter()
+                .take_while(|e| micros(e.nanos) == cut)
+                .count();
         entries.truncate(keep);
     }
     entries.last().map(|e| micros(e.nanos) + 1)
 }
 
 fn encode(v: &impl Serialize) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(v).map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
+    serde_json::to_vec(v)
+        .map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
 }
 
 #[cfg(test)]
@@ -195,17 +274,35 @@ mod tests {
     use super::*;
 
     fn at(nanos: i64, container: usize) -> Entry {
-        Entry { nanos, container, message: nanos.to_string().into_bytes() }
+        Entry {
+            nanos,
+            container,
+            message: nanos.to_string().into_bytes(),
+        }
     }
 
     #[test]
     fn a_page_is_sorted_and_never_cuts_a_microsecond() {
         // Two containers; 2_000_100 and 2_000_900 ns share microsecond 2000.
-        let mut e = vec![at(3_000_000, 0), at(2_000_100, 0), at(1_000_000, 1), at(2_000_900, 1), at(2_500_000, 0)];
+        let mut e = vec![
+            at(3_000_000, 0),
+            at(2_000_100, 0),
+            at(1_000_000, 1),
+            at(2_000_900, 1),
+            at(2_500_000, 0),
+        ];
         let next = page(&mut e, 2);
         let kept: Vec<i64> = e.iter().map(|e| e.nanos).collect();
-        assert_eq!(kept, vec![1_000_000, 2_000_100, 2_000_900], "the limit, then the rest of its microsecond");
-        assert_eq!(next, Some(2001), "the next page starts after the last microsecond");
+        assert_eq!(
+            kept,
+            vec![1_000_000, 2_000_100, 2_000_900],
+            "the limit, then the rest of its microsecond"
+        );
+        assert_eq!(
+            next,
+            Some(2001),
+            "the next page starts after the last microsecond"
+        );
 
         let mut e = vec![at(5_000, 0), at(4_000, 1)];
         assert_eq!(page(&mut e, 10), Some(6));
@@ -216,8 +313,13 @@ mod tests {
     #[test]
     fn the_next_start_survives_json_and_back() {
         // An epoch in microseconds, through f64 seconds as the wire carries it.
-        for m in [1_796_007_787_725_605_i64, 1_796_007_787_000_001, 1_796_007_787_999_999] {
-            let t: f64 = serde_json::from_str(&serde_json::to_string(&(m as f64 / 1e6)).unwrap()).unwrap();
+        for m in [
+            1_796_007_787_725_605_i64,
+            1_796_007_787_000_001,
+            1_796_007_787_999_999,
+        ] {
+            let t: f64 =
+                serde_json::from_str(&serde_json::to_string(&(m as f64 / 1e6)).unwrap()).unwrap();
             assert_eq!((t * 1e6).round() as i64, m);
         }
     }

@@ -37,7 +37,8 @@ pub const MAX_POLICY_BODY: usize = 16 * 1024 * 1024;
 
 /// The body limit of a request, by its target.
 fn body_limit(headers: &hyper::HeaderMap) -> usize {
-    let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
+    let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok())
+        == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
     if install { MAX_POLICY_BODY } else { MAX_BODY }
 }
 const JSON: &str = "application/x-amz-json-1.1";
@@ -52,7 +53,11 @@ struct ApiError {
 
 impl ApiError {
     fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
-        ApiError { code, status, message: message.into() }
+        ApiError {
+            code,
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -73,17 +78,38 @@ pub struct Api {
 /// Decodes a request body: not JSON at all, or a field of the wrong type,
 /// is a SerializationException naming the field.
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
     match serde_json::from_slice::<serde_json::Value>(body) {
-        Err(e) => return Err(ApiError::new("SerializationException", 400, format!("the body is not JSON: {e}"))),
-        Ok(v) if !v.is_object() => return Err(ApiError::new("SerializationException", 400, "the body must be a JSON object")),
+        Err(e) => {
+            return Err(ApiError::new(
+                "SerializationException",
+                400,
+                format!("the body is not JSON: {e}"),
+            ));
+        }
+        Ok(v) if !v.is_object() => {
+            return Err(ApiError::new(
+                "SerializationException",
+                400,
+                "the body must be a JSON object",
+            ));
+        }
         Ok(_) => {}
     }
-    berth_core::validate::from_json(body).map_err(|e| ApiError::new("SerializationException", 400, e.to_string()))
+    berth_core::validate::from_json(body)
+        .map_err(|e| ApiError::new("SerializationException", 400, e.to_string()))
 }
 
 /// Decodes, runs `op` on a blocking thread (the store blocks), encodes.
-async fn dispatch<Q, A>(control: &Arc<Control>, body: &[u8], op: fn(&Control, Q) -> Result<A, ControlError>) -> Result<Vec<u8>, ApiError>
+async fn dispatch<Q, A>(
+    control: &Arc<Control>,
+    body: &[u8],
+    op: fn(&Control, Q) -> Result<A, ControlError>,
+) -> Result<Vec<u8>, ApiError>
 where
     Q: DeserializeOwned + Send + 'static,
     A: Serialize + Send + 'static,
@@ -92,8 +118,11 @@ where
     let c = Arc::clone(control);
     let answer = tokio::task::spawn_blocking(move || op(&c, req))
         .await
-        .map_err(|e| ApiError::new("ServerException", 500, format!("the operation failed: {e}")))??;
-    serde_json::to_vec(&answer).map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
+        .map_err(|e| {
+            ApiError::new("ServerException", 500, format!("the operation failed: {e}"))
+        })??;
+    serde_json::to_vec(&answer)
+        .map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
 }
 
 /// berth's own DescribeServer answer.
@@ -109,7 +138,10 @@ struct ServerInfo {
 impl Api {
     /// The API over `control`, accepting requests signed with `credentials`.
     pub fn new(control: Arc<Control>, credentials: Credentials) -> Self {
-        Api { control, credentials }
+        Api {
+            control,
+            credentials,
+        }
     }
 
     /// Answers one request. Every answer carries `x-amzn-RequestId`.
@@ -123,8 +155,13 @@ impl Api {
                 } else {
                     tracing::debug!(code = e.code, message = %e.message, request_id = %id, "request refused");
                 }
-                let body = serde_json::json!({"__type": e.code, "message": e.message}).to_string().into_bytes();
-                (StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
+                let body = serde_json::json!({"__type": e.code, "message": e.message})
+                    .to_string()
+                    .into_bytes();
+                (
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    body,
+                )
             }
         };
         let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -143,7 +180,11 @@ impl Api {
             return Err(too_large(body_limit(&parts.headers)));
         }
         if parts.method != Method::POST {
-            return Err(ApiError::new("UnknownOperationException", 404, format!("{} is not supported; every call is POST /", parts.method)));
+            return Err(ApiError::new(
+                "UnknownOperationException",
+                404,
+                format!("{} is not supported; every call is POST /", parts.method),
+            ));
         }
         sigv4::verify(
             &self.credentials,
@@ -158,9 +199,17 @@ impl Api {
             let (code, status) = e.code_and_status();
             ApiError::new(code, status, e.to_string())
         })?;
-        let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let Some((prefix, op)) = target.split_once('.') else {
-            return Err(ApiError::new("UnknownOperationException", 400, format!("X-Amz-Target `{target}` is not <prefix>.<Operation>")));
+            return Err(ApiError::new(
+                "UnknownOperationException",
+                400,
+                format!("X-Amz-Target `{target}` is not <prefix>.<Operation>"),
+            ));
         };
         let c = &self.control;
         let b = &body[..];
@@ -169,18 +218,42 @@ impl Api {
             (ECS_PREFIX, "DescribeClusters") => dispatch(c, b, Control::describe_clusters).await,
             (ECS_PREFIX, "ListClusters") => dispatch(c, b, Control::list_clusters).await,
             (ECS_PREFIX, "DeleteCluster") => dispatch(c, b, Control::delete_cluster).await,
-            (ECS_PREFIX, "RegisterTaskDefinition") => dispatch(c, b, Control::register_task_definition).await,
-            (ECS_PREFIX, "DescribeTaskDefinition") => dispatch(c, b, Control::describe_task_definition).await,
-            (ECS_PREFIX, "ListTaskDefinitions") => dispatch(c, b, Control::list_task_definitions).await,
-            (ECS_PREFIX, "DeregisterTaskDefinition") => dispatch(c, b, Control::deregister_task_definition).await,
-            (ECS_PREFIX, "ListTaskDefinitionFamilies") => dispatch(c, b, Control::list_task_definition_families).await,
-            (ECS_PREFIX, "RegisterContainerInstance") => dispatch(c, b, Control::register_container_instance).await,
-            (ECS_PREFIX, "DescribeContainerInstances") => dispatch(c, b, Control::describe_container_instances).await,
-            (ECS_PREFIX, "ListContainerInstances") => dispatch(c, b, Control::list_container_instances).await,
-            (ECS_PREFIX, "DeregisterContainerInstance") => dispatch(c, b, Control::deregister_container_instance).await,
-            (ECS_PREFIX, "UpdateContainerInstancesState") => dispatch(c, b, Control::update_container_instances_state).await,
-            (ECS_PREFIX, "PutAttributes") => dispatch(c, b, |c, r| c.change_attributes(r, true)).await,
-            (ECS_PREFIX, "DeleteAttributes") => dispatch(c, b, |c, r| c.change_attributes(r, false)).await,
+            (ECS_PREFIX, "RegisterTaskDefinition") => {
+                dispatch(c, b, Control::register_task_definition).await
+            }
+            (ECS_PREFIX, "DescribeTaskDefinition") => {
+                dispatch(c, b, Control::describe_task_definition).await
+            }
+            (ECS_PREFIX, "ListTaskDefinitions") => {
+                dispatch(c, b, Control::list_task_definitions).await
+            }
+            (ECS_PREFIX, "DeregisterTaskDefinition") => {
+                dispatch(c, b, Control::deregister_task_definition).await
+            }
+            (ECS_PREFIX, "ListTaskDefinitionFamilies") => {
+                dispatch(c, b, Control::list_task_definition_families).await
+            }
+            (ECS_PREFIX, "RegisterContainerInstance") => {
+                dispatch(c, b, Control::register_container_instance).await
+            }
+            (ECS_PREFIX, "DescribeContainerInstances") => {
+                dispatch(c, b, Control::describe_container_instances).await
+            }
+            (ECS_PREFIX, "ListContainerInstances") => {
+                dispatch(c, b, Control::list_container_instances).await
+            }
+            (ECS_PREFIX, "DeregisterContainerInstance") => {
+                dispatch(c, b, Control::deregister_container_instance).await
+            }
+            (ECS_PREFIX, "UpdateContainerInstancesState") => {
+                dispatch(c, b, Control::update_container_instances_state).await
+            }
+            (ECS_PREFIX, "PutAttributes") => {
+                dispatch(c, b, |c, r| c.change_attributes(r, true)).await
+            }
+            (ECS_PREFIX, "DeleteAttributes") => {
+                dispatch(c, b, |c, r| c.change_attributes(r, false)).await
+            }
             (ECS_PREFIX, "ListAttributes") => dispatch(c, b, Control::list_attributes).await,
             (ECS_PREFIX, "RunTask") => dispatch(c, b, Control::run_task).await,
             (ECS_PREFIX, "StartTask") => dispatch(c, b, Control::start_task).await,
@@ -207,9 +280,14 @@ impl Api {
                     account: c.arn().account.clone(),
                     queue_tag: crate::control::QUEUE_TAG,
                 };
-                serde_json::to_vec(&info).map_err(|e| ApiError::new("ServerException", 500, e.to_string()))
+                serde_json::to_vec(&info)
+                    .map_err(|e| ApiError::new("ServerException", 500, e.to_string()))
             }
-            _ => Err(ApiError::new("UnknownOperationException", 400, format!("X-Amz-Target `{target}`: berth does not know this operation"))),
+            _ => Err(ApiError::new(
+                "UnknownOperationException",
+                400,
+                format!("X-Amz-Target `{target}`: berth does not know this operation"),
+            )),
         }
     }
 }
@@ -224,21 +302,38 @@ async fn futures_poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> b
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new("RequestEntityTooLargeException", 413, format!("the request body is larger than {limit} bytes"))
+    ApiError::new(
+        "RequestEntityTooLargeException",
+        413,
+        format!("the request body is larger than {limit} bytes"),
+    )
 }
 
 /// Reads a body up to `limit` bytes.
 async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(e) => Err(ApiError::new("SerializationException", 400, format!("reading the body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(limit))
+        }
+        Err(e) => Err(ApiError::new(
+            "SerializationException",
+            400,
+            format!("reading the body: {e}"),
+        )),
     }
 }
 
 /// Serves `api` on `listener` until `shutdown` resolves, then lets requests
 /// in flight finish (up to ten seconds).
-pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    api: Arc<Api>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -266,8 +361,10 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, shutdown: i
                         let mut r = Response::new(Full::new(Bytes::from(
                             serde_json::json!({"__type": e.code, "message": e.message}).to_string(),
                         )));
-                        *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-                        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+                        *r.status_mut() =
+                            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+                        r.headers_mut()
+                            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
                         if let Ok(v) = HeaderValue::from_str(&id) {
                             r.headers_mut().insert("x-amzn-requestid", v);
                         }
@@ -277,7 +374,8 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::TcpListener, shutdown: i
                 Ok::<_, std::convert::Infallible>(resp)
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -309,10 +407,16 @@ pub async fn run(
     // The policy registry loads (and compiles) every installed policy.
     let policies = {
         let store = Arc::clone(&store);
-        let config = berth_policy::HostConfig { cache_dir: Some(data_dir.join("policy-cache")), ..berth_policy::HostConfig::default() };
+        let config = berth_policy::HostConfig {
+            cache_dir: Some(data_dir.join("policy-cache")),
+            ..berth_policy::HostConfig::default()
+        };
         tokio::task::spawn_blocking(move || -> anyhow::Result<berth_policy::Registry> {
-            let host = Arc::new(berth_policy::PolicyHost::new(config).context("starting the policy engine")?);
-            berth_policy::Registry::open(host, (*store).clone()).context("loading the installed placement policies")
+            let host = Arc::new(
+                berth_policy::PolicyHost::new(config).context("starting the policy engine")?,
+            );
+            berth_policy::Registry::open(host, (*store).clone())
+                .context("loading the installed placement policies")
         })
         .await
         .context("loading the placement policies")??
@@ -328,8 +432,12 @@ pub async fn run(
         .await
         .context("creating the default cluster")?
         .context("creating the default cluster")?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr().context("reading the listening address")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
     // Poll the shutdown future once so its signal handlers are installed
     // before the "running" line: whoever reads it may signal at once.
     let mut shutdown = std::pin::pin!(shutdown);
@@ -344,7 +452,10 @@ pub async fn run(
     };
     println!("berth: credentials {from}; to use the AWS CLI or boto3:");
     println!("  export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
-    println!("  export AWS_SECRET_ACCESS_KEY={}", credentials.secret_access_key);
+    println!(
+        "  export AWS_SECRET_ACCESS_KEY={}",
+        credentials.secret_access_key
+    );
     println!("  export AWS_DEFAULT_REGION={region}");
     println!("  aws ecs --endpoint-url http://{addr} list-clusters");
     {
@@ -354,12 +465,18 @@ pub async fn run(
     let stop = Arc::new(tokio::sync::Notify::new());
     let scheduler = {
         let stop = Arc::clone(&stop);
-        tokio::spawn(crate::control::scheduler::run(Arc::clone(&control), async move { stop.notified().await }))
+        tokio::spawn(crate::control::scheduler::run(
+            Arc::clone(&control),
+            async move { stop.notified().await },
+        ))
     };
     let stop_services = Arc::new(tokio::sync::Notify::new());
     let services = {
         let stop = Arc::clone(&stop_services);
-        tokio::spawn(crate::control::service_scheduler::run(Arc::clone(&control), async move { stop.notified().await }))
+        tokio::spawn(crate::control::service_scheduler::run(
+            Arc::clone(&control),
+            async move { stop.notified().await },
+        ))
     };
     let api = Arc::new(Api::new(control, credentials));
     let served = serve(api, listener, shutdown).await;

@@ -22,7 +22,9 @@ pub enum AuthError {
     Incomplete(String),
     #[error("The security token included in the request is invalid: unknown access key `{0}`")]
     UnknownKey(String),
-    #[error("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")]
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+    )]
     BadSignature,
     #[error("Signature expired: {0}")]
     Expired(String),
@@ -69,17 +71,39 @@ fn canonical_value(v: &str) -> String {
 
 /// The canonical query string: parameters sorted by name, then value.
 fn canonical_query(q: &str) -> String {
-    let mut parts: Vec<(&str, &str)> =
-        q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+    let mut parts: Vec<(&str, &str)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
     parts.sort();
-    parts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    parts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The canonical request over `signed` headers (lowercase names, sorted as given).
-pub fn canonical_request(method: &str, path: &str, query: &str, headers: &[(String, String)], signed: &[String], payload_hash: &str) -> String {
-    let mut s = format!("{method}\n{}\n{}\n", if path.is_empty() { "/" } else { path }, canonical_query(query));
+pub fn canonical_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    signed: &[String],
+    payload_hash: &str,
+) -> String {
+    let mut s = format!(
+        "{method}\n{}\n{}\n",
+        if path.is_empty() { "/" } else { path },
+        canonical_query(query)
+    );
     for name in signed {
-        let values: Vec<String> = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| canonical_value(v)).collect();
+        let values: Vec<String> = headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| canonical_value(v))
+            .collect();
         s.push_str(&format!("{name}:{}\n", values.join(",")));
     }
     s.push('\n');
@@ -91,7 +115,10 @@ pub fn canonical_request(method: &str, path: &str, query: &str, headers: &[(Stri
 
 /// The string to sign for a canonical request.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical: &str) -> String {
-    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical.as_bytes()))
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical.as_bytes())
+    )
 }
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
@@ -107,10 +134,15 @@ struct Authorization {
 
 fn parse_authorization(h: &str) -> Result<Authorization, AuthError> {
     let incomplete = |m: &str| AuthError::Incomplete(format!("Authorization header: {m}"));
-    let rest = h.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| incomplete("only AWS4-HMAC-SHA256 is supported"))?;
+    let rest = h
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or_else(|| incomplete("only AWS4-HMAC-SHA256 is supported"))?;
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or_else(|| incomplete(&format!("`{}` is not key=value", part.trim())))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| incomplete(&format!("`{}` is not key=value", part.trim())))?;
         match k {
             "Credential" => cred = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -123,7 +155,9 @@ fn parse_authorization(h: &str) -> Result<Authorization, AuthError> {
     let signature = sig.ok_or_else(|| incomplete("no Signature"))?;
     let c: Vec<&str> = cred.split('/').collect();
     let [key_id, date, region, service, term] = c[..] else {
-        return Err(incomplete("Credential is not KEY/DATE/REGION/SERVICE/aws4_request"));
+        return Err(incomplete(
+            "Credential is not KEY/DATE/REGION/SERVICE/aws4_request",
+        ));
     };
     if term != "aws4_request" {
         return Err(incomplete("Credential does not end in aws4_request"));
@@ -140,7 +174,14 @@ fn parse_authorization(h: &str) -> Result<Authorization, AuthError> {
 
 /// All headers as (lowercase name, value) pairs; values that are not text are dropped.
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned()))).collect()
+    headers
+        .iter()
+        .filter_map(|(n, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (n.as_str().to_owned(), v.to_owned()))
+        })
+        .collect()
 }
 
 /// Verifies a request's SigV4 signature against `creds`, at time `now`.
@@ -154,19 +195,29 @@ pub fn verify(
     now: DateTime<Utc>,
 ) -> Result<(), AuthError> {
     let auth = headers.get("authorization").ok_or(AuthError::Missing)?;
-    let auth = parse_authorization(auth.to_str().map_err(|_| AuthError::Incomplete("Authorization header is not text".into()))?)?;
+    let auth = parse_authorization(
+        auth.to_str()
+            .map_err(|_| AuthError::Incomplete("Authorization header is not text".into()))?,
+    )?;
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| AuthError::Incomplete("no X-Amz-Date header".into()))?;
     let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| AuthError::Incomplete(format!("X-Amz-Date `{amz_date}` is not YYYYMMDDTHHMMSSZ")))?
+        .map_err(|_| {
+            AuthError::Incomplete(format!("X-Amz-Date `{amz_date}` is not YYYYMMDDTHHMMSSZ"))
+        })?
         .and_utc();
     if !amz_date.starts_with(&auth.date) {
-        return Err(AuthError::Incomplete(format!("Credential date {} is not the date of X-Amz-Date {amz_date}", auth.date)));
+        return Err(AuthError::Incomplete(format!(
+            "Credential date {} is not the date of X-Amz-Date {amz_date}",
+            auth.date
+        )));
     }
     if !auth.signed.iter().any(|h| h == "host") {
-        return Err(AuthError::Incomplete("SignedHeaders must include host".into()));
+        return Err(AuthError::Incomplete(
+            "SignedHeaders must include host".into(),
+        ));
     }
     if auth.key_id != creds.access_key_id {
         return Err(AuthError::UnknownKey(auth.key_id));
@@ -180,21 +231,39 @@ pub fn verify(
         )));
     }
     let payload_hash = sha256_hex(body);
-    if let Some(h) = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok())
+    if let Some(h) = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
         && h != "UNSIGNED-PAYLOAD"
         && h != payload_hash
     {
         return Err(AuthError::BadSignature);
     }
-    let canonical = canonical_request(method, path, query, &header_pairs(headers), &auth.signed, &payload_hash);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let canonical = canonical_request(
+        method,
+        path,
+        query,
+        &header_pairs(headers),
+        &auth.signed,
+        &payload_hash,
+    );
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let sts = string_to_sign(amz_date, &scope, &canonical);
-    let key = signing_key(&creds.secret_access_key, &auth.date, &auth.region, &auth.service);
+    let key = signing_key(
+        &creds.secret_access_key,
+        &auth.date,
+        &auth.region,
+        &auth.service,
+    );
     let given = hex::decode(&auth.signature).map_err(|_| AuthError::BadSignature)?;
     let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).map_err(|_| AuthError::BadSignature)?;
     mac.update(sts.as_bytes());
     // Constant-time comparison.
-    mac.verify_slice(&given).map_err(|_| AuthError::BadSignature)
+    mac.verify_slice(&given)
+        .map_err(|_| AuthError::BadSignature)
 }
 
 /// Signs a POST with a JSON body for `service` in `region`: returns the
@@ -219,12 +288,19 @@ pub fn sign(
     let canonical = canonical_request("POST", path, "", &all, &signed, &sha256_hex(body));
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let sts = string_to_sign(&amz_date, &scope, &canonical);
-    let sig = hex::encode(hmac(&signing_key(&creds.secret_access_key, date, region, service), sts.as_bytes()));
+    let sig = hex::encode(hmac(
+        &signing_key(&creds.secret_access_key, date, region, service),
+        sts.as_bytes(),
+    ));
     vec![
         ("x-amz-date".into(), amz_date),
         (
             "authorization".into(),
-            format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}", creds.access_key_id, signed.join(";")),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
+                creds.access_key_id,
+                signed.join(";")
+            ),
         ),
     ]
 }
@@ -238,13 +314,19 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     fn example_creds() -> Credentials {
-        Credentials { access_key_id: "AKIDEXAMPLE".into(), secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into() }
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+        }
     }
 
     /// AWS's SigV4 test suite, `get-vanilla`.
@@ -259,7 +341,10 @@ mod tests {
             ),
         ]);
         let now = Utc.with_ymd_and_hms(2015, 8, 30, 12, 36, 0).unwrap();
-        assert_eq!(verify(&example_creds(), "GET", "/", "", &h, b"", now), Ok(()));
+        assert_eq!(
+            verify(&example_creds(), "GET", "/", "", &h, b"", now),
+            Ok(())
+        );
     }
 
     /// An ECS ListClusters request as botocore 1.43 signed it (computed
@@ -268,7 +353,10 @@ mod tests {
         headers(&[
             ("host", "127.0.0.1:7171"),
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", "AmazonEC2ContainerServiceV20141113.ListClusters"),
+            (
+                "x-amz-target",
+                "AmazonEC2ContainerServiceV20141113.ListClusters",
+            ),
             ("x-amz-date", "20261125T160104Z"),
             (
                 "authorization",
@@ -281,18 +369,45 @@ mod tests {
     fn botocore_vector_verifies_and_tampering_fails() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 3, 0).unwrap();
         let h = botocore_list_clusters();
-        assert_eq!(verify(&example_creds(), "POST", "/", "", &h, b"{}", now), Ok(()));
+        assert_eq!(
+            verify(&example_creds(), "POST", "/", "", &h, b"{}", now),
+            Ok(())
+        );
         // Another body, another secret, another key id, a later time: refused.
-        assert_eq!(verify(&example_creds(), "POST", "/", "", &h, b"{ }", now), Err(AuthError::BadSignature));
-        let other = Credentials { secret_access_key: "x".into(), ..example_creds() };
-        assert_eq!(verify(&other, "POST", "/", "", &h, b"{}", now), Err(AuthError::BadSignature));
-        let other = Credentials { access_key_id: "AKIDOTHER".into(), ..example_creds() };
-        assert!(matches!(verify(&other, "POST", "/", "", &h, b"{}", now), Err(AuthError::UnknownKey(_))));
+        assert_eq!(
+            verify(&example_creds(), "POST", "/", "", &h, b"{ }", now),
+            Err(AuthError::BadSignature)
+        );
+        let other = Credentials {
+            secret_access_key: "x".into(),
+            ..example_creds()
+        };
+        assert_eq!(
+            verify(&other, "POST", "/", "", &h, b"{}", now),
+            Err(AuthError::BadSignature)
+        );
+        let other = Credentials {
+            access_key_id: "AKIDOTHER".into(),
+            ..example_creds()
+        };
+        assert!(matches!(
+            verify(&other, "POST", "/", "", &h, b"{}", now),
+            Err(AuthError::UnknownKey(_))
+        ));
         let late = Utc.with_ymd_and_hms(2026, 11, 25, 16, 6, 5).unwrap();
-        assert!(matches!(verify(&example_creds(), "POST", "/", "", &h, b"{}", late), Err(AuthError::Expired(_))));
+        assert!(matches!(
+            verify(&example_creds(), "POST", "/", "", &h, b"{}", late),
+            Err(AuthError::Expired(_))
+        ));
         let mut h2 = h.clone();
-        h2.insert("x-amz-target", HeaderValue::from_static("AmazonEC2ContainerServiceV20141113.DeleteCluster"));
-        assert_eq!(verify(&example_creds(), "POST", "/", "", &h2, b"{}", now), Err(AuthError::BadSignature));
+        h2.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonEC2ContainerServiceV20141113.DeleteCluster"),
+        );
+        assert_eq!(
+            verify(&example_creds(), "POST", "/", "", &h2, b"{}", now),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
@@ -306,22 +421,53 @@ mod tests {
             &[
                 ("content-type".into(), "application/x-amz-json-1.1".into()),
                 ("host".into(), "127.0.0.1:7171".into()),
-                ("x-amz-target".into(), "AmazonEC2ContainerServiceV20141113.ListClusters".into()),
+                (
+                    "x-amz-target".into(),
+                    "AmazonEC2ContainerServiceV20141113.ListClusters".into(),
+                ),
             ],
             b"{}",
             now,
         );
         let expected = botocore_list_clusters();
-        assert_eq!(out[1].1, expected.get("authorization").unwrap().to_str().unwrap());
+        assert_eq!(
+            out[1].1,
+            expected.get("authorization").unwrap().to_str().unwrap()
+        );
     }
 
     #[test]
     fn missing_and_malformed_headers_are_named() {
         let now = Utc::now();
-        assert_eq!(verify(&example_creds(), "POST", "/", "", &HeaderMap::new(), b"", now), Err(AuthError::Missing));
-        for bad in ["Basic abc", "AWS4-HMAC-SHA256 Credential=A/B, SignedHeaders=host, Signature=00", "AWS4-HMAC-SHA256 garbage"] {
-            let h = headers(&[("authorization", bad), ("x-amz-date", "20261125T160104Z"), ("host", "h")]);
-            assert!(matches!(verify(&example_creds(), "POST", "/", "", &h, b"", now), Err(AuthError::Incomplete(_))), "{bad}");
+        assert_eq!(
+            verify(
+                &example_creds(),
+                "POST",
+                "/",
+                "",
+                &HeaderMap::new(),
+                b"",
+                now
+            ),
+            Err(AuthError::Missing)
+        );
+        for bad in [
+            "Basic abc",
+            "AWS4-HMAC-SHA256 Credential=A/B, SignedHeaders=host, Signature=00",
+            "AWS4-HMAC-SHA256 garbage",
+        ] {
+            let h = headers(&[
+                ("authorization", bad),
+                ("x-amz-date", "20261125T160104Z"),
+                ("host", "h"),
+            ]);
+            assert!(
+                matches!(
+                    verify(&example_creds(), "POST", "/", "", &h, b"", now),
+                    Err(AuthError::Incomplete(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }

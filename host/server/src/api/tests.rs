@@ -11,7 +11,10 @@ use proptest::prelude::*;
 use super::*;
 
 fn creds() -> Credentials {
-    Credentials { access_key_id: "AKIDTEST".into(), secret_access_key: "secret".into() }
+    Credentials {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: "secret".into(),
+    }
 }
 
 fn api() -> (tempfile::TempDir, Api) {
@@ -56,22 +59,81 @@ fn ecs(op: &str) -> String {
 async fn bad_requests_are_named_and_change_nothing() {
     let (_d, api) = api();
     let cases: Vec<(String, &[u8], u16, &str, &str)> = vec![
-        (ecs("CreateCluster"), b"{not json", 400, "SerializationException", "not JSON"),
-        (ecs("CreateCluster"), b"[1]", 400, "SerializationException", "JSON object"),
-        (ecs("CreateCluster"), br#"{"clusterName": 7}"#, 400, "SerializationException", "clusterName"),
-        (ecs("CreateCluster"), br#"{"clusterName": "bad name"}"#, 400, "InvalidParameterException", "clusterName"),
-        (ecs("RunTask"), br#"{"taskDefinition": "x", "count": "two"}"#, 400, "SerializationException", "count"),
-        (ecs("RunTask"), br#"{"taskDefinition": "x", "count": 11}"#, 400, "InvalidParameterException", "count: 11"),
-        (ecs("Frobnicate"), b"{}", 400, "UnknownOperationException", "Frobnicate"),
-        ("NoDot".into(), b"{}", 400, "UnknownOperationException", "NoDot"),
+        (
+            ecs("CreateCluster"),
+            b"{not json",
+            400,
+            "SerializationException",
+            "not JSON",
+        ),
+        (
+            ecs("CreateCluster"),
+            b"[1]",
+            400,
+            "SerializationException",
+            "JSON object",
+        ),
+        (
+            ecs("CreateCluster"),
+            br#"{"clusterName": 7}"#,
+            400,
+            "SerializationException",
+            "clusterName",
+        ),
+        (
+            ecs("CreateCluster"),
+            br#"{"clusterName": "bad name"}"#,
+            400,
+            "InvalidParameterException",
+            "clusterName",
+        ),
+        (
+            ecs("RunTask"),
+            br#"{"taskDefinition": "x", "count": "two"}"#,
+            400,
+            "SerializationException",
+            "count",
+        ),
+        (
+            ecs("RunTask"),
+            br#"{"taskDefinition": "x", "count": 11}"#,
+            400,
+            "InvalidParameterException",
+            "count: 11",
+        ),
+        (
+            ecs("Frobnicate"),
+            b"{}",
+            400,
+            "UnknownOperationException",
+            "Frobnicate",
+        ),
+        (
+            "NoDot".into(),
+            b"{}",
+            400,
+            "UnknownOperationException",
+            "NoDot",
+        ),
     ];
     for (target, body, status, code, needle) in cases {
         let (s, v) = call(&api, &target, body).await;
-        assert_eq!((s, v["__type"].as_str().unwrap()), (status, code), "{target} {v}");
-        assert!(v["message"].as_str().unwrap().contains(needle), "{target}: {v}");
+        assert_eq!(
+            (s, v["__type"].as_str().unwrap()),
+            (status, code),
+            "{target} {v}"
+        );
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{target}: {v}"
+        );
     }
     let (_, v) = call(&api, &ecs("ListClusters"), b"").await;
-    assert_eq!(v["clusterArns"].as_array().unwrap().len(), 1, "only the default cluster: {v}");
+    assert_eq!(
+        v["clusterArns"].as_array().unwrap().len(),
+        1,
+        "only the default cluster: {v}"
+    );
 }
 
 #[tokio::test]
@@ -79,24 +141,51 @@ async fn signatures_are_checked() {
     let (_d, api) = api();
     let status_code = |r: Response<Full<Bytes>>| async move {
         let s = r.status().as_u16();
-        let v: serde_json::Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
         (s, v["__type"].as_str().unwrap().to_owned())
     };
     let body = br#"{"clusterName": "x"}"#;
     let unsigned = api.call(request(&ecs("CreateCluster"), body, None)).await;
-    assert_eq!(status_code(unsigned).await, (403, "MissingAuthenticationTokenException".into()));
-    let wrong_secret = Credentials { secret_access_key: "other".into(), ..creds() };
-    let r = api.call(request(&ecs("CreateCluster"), body, Some(&wrong_secret))).await;
-    assert_eq!(status_code(r).await, (403, "InvalidSignatureException".into()));
-    let wrong_key = Credentials { access_key_id: "AKIDOTHER".into(), ..creds() };
-    let r = api.call(request(&ecs("CreateCluster"), body, Some(&wrong_key))).await;
-    assert_eq!(status_code(r).await, (403, "UnrecognizedClientException".into()));
+    assert_eq!(
+        status_code(unsigned).await,
+        (403, "MissingAuthenticationTokenException".into())
+    );
+    let wrong_secret = Credentials {
+        secret_access_key: "other".into(),
+        ..creds()
+    };
+    let r = api
+        .call(request(&ecs("CreateCluster"), body, Some(&wrong_secret)))
+        .await;
+    assert_eq!(
+        status_code(r).await,
+        (403, "InvalidSignatureException".into())
+    );
+    let wrong_key = Credentials {
+        access_key_id: "AKIDOTHER".into(),
+        ..creds()
+    };
+    let r = api
+        .call(request(&ecs("CreateCluster"), body, Some(&wrong_key)))
+        .await;
+    assert_eq!(
+        status_code(r).await,
+        (403, "UnrecognizedClientException".into())
+    );
     // Signed for one body, sent with another.
     let mut tampered = request(&ecs("CreateCluster"), body, Some(&creds()));
     *tampered.body_mut() = Bytes::from_static(br#"{"clusterName": "y"}"#);
-    assert_eq!(status_code(api.call(tampered).await).await, (403, "InvalidSignatureException".into()));
+    assert_eq!(
+        status_code(api.call(tampered).await).await,
+        (403, "InvalidSignatureException".into())
+    );
     let (_, v) = call(&api, &ecs("ListClusters"), b"{}").await;
-    assert_eq!(v["clusterArns"].as_array().unwrap().len(), 1, "nothing was created: {v}");
+    assert_eq!(
+        v["clusterArns"].as_array().unwrap().len(),
+        1,
+        "nothing was created: {v}"
+    );
 }
 
 #[tokio::test]
@@ -104,7 +193,10 @@ async fn oversized_body_is_refused() {
     let (_d, api) = api();
     let big = vec![b' '; MAX_BODY + 1];
     let (s, v) = call(&api, &ecs("ListClusters"), &big).await;
-    assert_eq!((s, v["__type"].as_str().unwrap()), (413, "RequestEntityTooLargeException"));
+    assert_eq!(
+        (s, v["__type"].as_str().unwrap()),
+        (413, "RequestEntityTooLargeException")
+    );
 }
 
 proptest! {

@@ -10,7 +10,10 @@ use super::{Control, ControlError, all_by_index, paginate};
 
 /// ECS's rule for cluster names.
 fn valid_cluster_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Fills the counts of `c` from the indexes, so they are never stale.
@@ -21,25 +24,32 @@ pub(super) fn with_counts(txn: &Txn, mut c: Cluster) -> Result<Cluster, StoreErr
     };
     let mut instances = 0;
     for status in ["ACTIVE", "DRAINING"] {
-        instances += all_by_index::<ContainerInstance>(txn, "status", &in_cluster(arn, status))?.len();
+        instances +=
+            all_by_index::<ContainerInstance>(txn, "status", &in_cluster(arn, status))?.len();
     }
     c.registered_container_instances_count = u32::try_from(instances).unwrap_or(u32::MAX);
     c.running_tasks_count = count("last_status", in_cluster(arn, "RUNNING"))?;
     c.pending_tasks_count = count("last_status", in_cluster(arn, "PENDING"))?;
     c.active_services_count =
-        u32::try_from(all_by_index::<Service>(txn, "status", &in_cluster(arn, "ACTIVE"))?.len()).unwrap_or(u32::MAX);
+        u32::try_from(all_by_index::<Service>(txn, "status", &in_cluster(arn, "ACTIVE"))?.len())
+            .unwrap_or(u32::MAX);
     Ok(c)
 }
 
 impl Control {
     /// CreateCluster: idempotent for an ACTIVE cluster of that name;
     /// reactivates an INACTIVE one.
-    pub fn create_cluster(&self, req: CreateClusterRequest) -> Result<ClusterResponse, ControlError> {
+    pub fn create_cluster(
+        &self,
+        req: CreateClusterRequest,
+    ) -> Result<ClusterResponse, ControlError> {
         let name = req.cluster_name.unwrap_or_else(|| "default".to_owned());
         if !valid_cluster_name(&name) {
             return Err(ControlError::invalid(
                 "clusterName",
-                format!("`{name}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)"),
+                format!(
+                    "`{name}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)"
+                ),
             ));
         }
         let arn = self.arn.cluster(&name);
@@ -64,14 +74,22 @@ impl Control {
             Ok(c)
         })?;
         let txn = self.store.begin()?;
-        Ok(ClusterResponse { cluster: with_counts(&txn, up.value)? })
+        Ok(ClusterResponse {
+            cluster: with_counts(&txn, up.value)?,
+        })
     }
 
     /// DescribeClusters: unknown clusters come back as failures MISSING.
-    pub fn describe_clusters(&self, req: DescribeClustersRequest) -> Result<DescribeClustersResponse, ControlError> {
+    pub fn describe_clusters(
+        &self,
+        req: DescribeClustersRequest,
+    ) -> Result<DescribeClustersResponse, ControlError> {
         let names = req.clusters.unwrap_or_else(|| vec!["default".to_owned()]);
         if names.len() > 100 {
-            return Err(ControlError::invalid("clusters", format!("{} clusters given; at most 100", names.len())));
+            return Err(ControlError::invalid(
+                "clusters",
+                format!("{} clusters given; at most 100", names.len()),
+            ));
         }
         let mut txn = self.store.begin()?;
         let mut clusters = Vec::new();
@@ -80,7 +98,11 @@ impl Control {
             match txn.get::<Cluster>(arn::cluster_name(&n))? {
                 Some(c) => clusters.push(with_counts(&txn, c.value)?),
                 None => failures.push(Failure {
-                    arn: Some(if n.starts_with("arn:") { n } else { self.arn.cluster(&n) }),
+                    arn: Some(if n.starts_with("arn:") {
+                        n
+                    } else {
+                        self.arn.cluster(&n)
+                    }),
                     reason: "MISSING".into(),
                     detail: None,
                 }),
@@ -96,14 +118,20 @@ impl Control {
             .into_iter()
             .map(|c| (c.value.cluster_name, c.value.cluster_arn))
             .collect();
-        let (cluster_arns, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
-        Ok(ListClustersResponse { cluster_arns, next_token })
+        let (cluster_arns, next_token) =
+            paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListClustersResponse {
+            cluster_arns,
+            next_token,
+        })
     }
 
     /// DeleteCluster: refused while the cluster holds container instances,
     /// active services or tasks not yet stopped; else it becomes INACTIVE.
     pub fn delete_cluster(&self, req: ClusterRequest) -> Result<ClusterResponse, ControlError> {
-        let name_or_arn = req.cluster.ok_or_else(|| ControlError::invalid("cluster", "is required"))?;
+        let name_or_arn = req
+            .cluster
+            .ok_or_else(|| ControlError::invalid("cluster", "is required"))?;
         let up = self.store.update(|txn| -> Result<Cluster, ControlError> {
             let mut c = self.active_cluster(txn, Some(&name_or_arn))?;
             let c = {
@@ -122,7 +150,9 @@ impl Control {
                 }
                 let live = all_by_index::<Task>(txn, "cluster", &c.cluster_arn)?
                     .into_iter()
-                    .filter(|t| t.value.last_status != "STOPPED" || t.value.desired_status != "STOPPED")
+                    .filter(|t| {
+                        t.value.last_status != "STOPPED" || t.value.desired_status != "STOPPED"
+                    })
                     .count();
                 if live > 0 {
                     return Err(ControlError::ClusterContainsTasks(format!(

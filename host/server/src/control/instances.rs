@@ -18,36 +18,60 @@ fn builtin_attributes() -> Vec<Attribute> {
         "aarch64" => "arm64",
         other => other,
     };
-    [("ecs.availability-zone", "local"), ("ecs.instance-type", "berth"), ("ecs.os-type", "linux"), ("ecs.cpu-architecture", arch)]
-        .into_iter()
-        .map(|(n, v)| Attribute { name: n.into(), value: Some(v.into()), target_type: None, target_id: None })
-        .collect()
+    [
+        ("ecs.availability-zone", "local"),
+        ("ecs.instance-type", "berth"),
+        ("ecs.os-type", "linux"),
+        ("ecs.cpu-architecture", arch),
+    ]
+    .into_iter()
+    .map(|(n, v)| Attribute {
+        name: n.into(),
+        value: Some(v.into()),
+        target_type: None,
+        target_id: None,
+    })
+    .collect()
 }
 
 /// ECS's rule for attribute names and values.
 fn check_attribute(a: &Attribute, path: &str) -> Result<(), ControlError> {
     let ok_name = !a.name.is_empty()
         && a.name.len() <= 128
-        && a.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@'));
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@'));
     if !ok_name {
-        return Err(ControlError::invalid(&format!("{path}.name"), format!("`{}` is not a valid attribute name", a.name)));
+        return Err(ControlError::invalid(
+            &format!("{path}.name"),
+            format!("`{}` is not a valid attribute name", a.name),
+        ));
     }
     if let Some(v) = &a.value
         && (v.is_empty() || v.len() > 128)
     {
-        return Err(ControlError::invalid(&format!("{path}.value"), format!("`{v}` must be 1-128 characters")));
+        return Err(ControlError::invalid(
+            &format!("{path}.value"),
+            format!("`{v}` must be 1-128 characters"),
+        ));
     }
     Ok(())
 }
 
 /// An integer resource of `rs` by name.
 pub(super) fn integer_resource(rs: &[Resource], name: &str) -> Option<i64> {
-    rs.iter().find(|r| r.name == name).and_then(|r| r.integer_value.or(r.long_value))
+    rs.iter()
+        .find(|r| r.name == name)
+        .and_then(|r| r.integer_value.or(r.long_value))
 }
 
 /// The tasks that hold resources on an instance: desired RUNNING.
 pub(super) fn tasks_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
-    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?.into_iter().map(|t| t.value).filter(|t| t.desired_status == "RUNNING").collect())
+    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?
+        .into_iter()
+        .map(|t| t.value)
+        .filter(|t| t.desired_status == "RUNNING")
+        .collect())
 }
 
 /// A container instance as the cluster query language sees it.
@@ -61,10 +85,17 @@ impl QueryTarget for InstanceView<'_> {
         self.ci.agent_connected
     }
     fn agent_version(&self) -> Option<&str> {
-        self.ci.version_info.as_ref().and_then(|v| v.agent_version.as_deref())
+        self.ci
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.as_deref())
     }
     fn attribute(&self, name: &str) -> Option<Option<&str>> {
-        self.ci.attributes.iter().find(|a| a.name == name).map(|a| a.value.as_deref())
+        self.ci
+            .attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_deref())
     }
     fn ec2_instance_id(&self) -> &str {
         &self.ci.ec2_instance_id
@@ -82,11 +113,17 @@ impl QueryTarget for InstanceView<'_> {
 
 impl Control {
     /// The instance `id_or_arn` of `cluster_arn`, read with CAS.
-    fn instance(&self, txn: &mut Txn, cluster_name: &str, id_or_arn: &str) -> Result<Option<ContainerInstance>, ControlError> {
+    fn instance(
+        &self,
+        txn: &mut Txn,
+        cluster_name: &str,
+        id_or_arn: &str,
+    ) -> Result<Option<ContainerInstance>, ControlError> {
         let arn = if id_or_arn.starts_with("arn:") {
             id_or_arn.to_owned()
         } else {
-            self.arn.container_instance(cluster_name, arn::last_segment(id_or_arn))
+            self.arn
+                .container_instance(cluster_name, arn::last_segment(id_or_arn))
         };
         Ok(txn.get::<ContainerInstance>(&arn)?.map(|v| v.value))
     }
@@ -100,7 +137,10 @@ impl Control {
         for (i, r) in req.total_resources.iter().enumerate() {
             match r.name.as_str() {
                 "CPU" | "MEMORY" => {
-                    if r.integer_value.or(r.long_value).is_none_or(|v| !(0..=i64::from(u32::MAX)).contains(&v)) {
+                    if r.integer_value
+                        .or(r.long_value)
+                        .is_none_or(|v| !(0..=i64::from(u32::MAX)).contains(&v))
+                    {
                         return Err(ControlError::invalid(
                             &format!("totalResources[{i}].integerValue"),
                             format!("{} needs a non-negative integerValue", r.name),
@@ -127,7 +167,10 @@ impl Control {
         }
         for name in ["CPU", "MEMORY"] {
             if integer_resource(&req.total_resources, name).is_none() {
-                return Err(ControlError::invalid("totalResources", format!("no {name} resource given")));
+                return Err(ControlError::invalid(
+                    "totalResources",
+                    format!("no {name} resource given"),
+                ));
             }
         }
         for (i, a) in req.attributes.iter().enumerate() {
@@ -136,8 +179,17 @@ impl Control {
         let host_id = match &req.instance_identity_document {
             Some(doc) => serde_json::from_str::<serde_json::Value>(doc)
                 .ok()
-                .and_then(|v| v.get("instanceId").and_then(|i| i.as_str()).map(str::to_owned))
-                .ok_or_else(|| ControlError::invalid("instanceIdentityDocument", "is not a JSON object with an `instanceId` string"))?,
+                .and_then(|v| {
+                    v.get("instanceId")
+                        .and_then(|i| i.as_str())
+                        .map(str::to_owned)
+                })
+                .ok_or_else(|| {
+                    ControlError::invalid(
+                        "instanceIdentityDocument",
+                        "is not a JSON object with an `instanceId` string",
+                    )
+                })?,
             None => format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]),
         };
         let mut attributes = req.attributes.clone();
@@ -152,34 +204,46 @@ impl Control {
                 registered.push(Resource::string_set(name, Vec::new()));
             }
         }
-        let up = self.store.update(|txn| -> Result<ContainerInstance, ControlError> {
-            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-            let arn = match &req.container_instance_arn {
-                Some(a) => a.clone(),
-                None => self.arn.container_instance(&cluster.cluster_name, &uuid::Uuid::new_v4().simple().to_string()),
-            };
-            let prior = txn.get::<ContainerInstance>(&arn)?.map(|v| v.value);
-            let ci = ContainerInstance {
-                container_instance_arn: arn,
-                ec2_instance_id: host_id.clone(),
-                status: "ACTIVE".into(),
-                agent_connected: true,
-                running_tasks_count: prior.as_ref().map_or(0, |p| p.running_tasks_count),
-                pending_tasks_count: prior.as_ref().map_or(0, |p| p.pending_tasks_count),
-                registered_resources: registered.clone(),
-                remaining_resources: registered.clone(),
-                attributes: attributes.clone(),
-                registered_at: Some(prior.as_ref().and_then(|p| p.registered_at).unwrap_or_else(now)),
-                version_info: Some(req.version_info.clone().unwrap_or_default()),
-                version: prior.as_ref().map_or(1, |p| p.version + 1),
-            };
-            // Re-registration keeps the tasks: recompute what they leave.
-            let ci = super::tasks::recount(txn, ci)?;
-            txn.put(&ci)?;
-            Ok(ci)
-        })?;
+        let up = self
+            .store
+            .update(|txn| -> Result<ContainerInstance, ControlError> {
+                let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+                let arn = match &req.container_instance_arn {
+                    Some(a) => a.clone(),
+                    None => self.arn.container_instance(
+                        &cluster.cluster_name,
+                        &uuid::Uuid::new_v4().simple().to_string(),
+                    ),
+                };
+                let prior = txn.get::<ContainerInstance>(&arn)?.map(|v| v.value);
+                let ci = ContainerInstance {
+                    container_instance_arn: arn,
+                    ec2_instance_id: host_id.clone(),
+                    status: "ACTIVE".into(),
+                    agent_connected: true,
+                    running_tasks_count: prior.as_ref().map_or(0, |p| p.running_tasks_count),
+                    pending_tasks_count: prior.as_ref().map_or(0, |p| p.pending_tasks_count),
+                    registered_resources: registered.clone(),
+                    remaining_resources: registered.clone(),
+                    attributes: attributes.clone(),
+                    registered_at: Some(
+                        prior
+                            .as_ref()
+                            .and_then(|p| p.registered_at)
+                            .unwrap_or_else(now),
+                    ),
+                    version_info: Some(req.version_info.clone().unwrap_or_default()),
+                    version: prior.as_ref().map_or(1, |p| p.version + 1),
+                };
+                // Re-registration keeps the tasks: recompute what they leave.
+                let ci = super::tasks::recount(txn, ci)?;
+                txn.put(&ci)?;
+                Ok(ci)
+            })?;
         self.wake_scheduler();
-        Ok(ContainerInstanceResponse { container_instance: up.value })
+        Ok(ContainerInstanceResponse {
+            container_instance: up.value,
+        })
     }
 
     /// DescribeContainerInstances: unknown ones come back as MISSING.
@@ -188,7 +252,10 @@ impl Control {
         req: DescribeContainerInstancesRequest,
     ) -> Result<ContainerInstancesResponse, ControlError> {
         if req.container_instances.is_empty() || req.container_instances.len() > 100 {
-            return Err(ControlError::invalid("containerInstances", "give 1-100 container instances"));
+            return Err(ControlError::invalid(
+                "containerInstances",
+                "give 1-100 container instances",
+            ));
         }
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
@@ -197,10 +264,17 @@ impl Control {
         for id in &req.container_instances {
             match self.instance(&mut txn, &cluster.cluster_name, id)? {
                 Some(ci) => out.push(ci),
-                None => failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None }),
+                None => failures.push(Failure {
+                    arn: Some(id.clone()),
+                    reason: "MISSING".into(),
+                    detail: None,
+                }),
             }
         }
-        Ok(ContainerInstancesResponse { container_instances: out, failures })
+        Ok(ContainerInstancesResponse {
+            container_instances: out,
+            failures,
+        })
     }
 
     /// ListContainerInstances, with a cluster-query-language filter and a status.
@@ -209,13 +283,27 @@ impl Control {
         req: ListContainerInstancesRequest,
     ) -> Result<ListContainerInstancesResponse, ControlError> {
         let filter = match req.filter.as_deref() {
-            Some(f) => Some(query::parse(f).map_err(|e| ControlError::invalid("filter", format!("`{f}`: {e}")))?),
+            Some(f) => Some(
+                query::parse(f)
+                    .map_err(|e| ControlError::invalid("filter", format!("`{f}`: {e}")))?,
+            ),
             None => None,
         };
         if let Some(s) = req.status.as_deref()
-            && !matches!(s, "ACTIVE" | "DRAINING" | "INACTIVE" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED")
+            && !matches!(
+                s,
+                "ACTIVE"
+                    | "DRAINING"
+                    | "INACTIVE"
+                    | "REGISTERING"
+                    | "DEREGISTERING"
+                    | "REGISTRATION_FAILED"
+            )
         {
-            return Err(ControlError::invalid("status", format!("`{s}` is not a container instance status")));
+            return Err(ControlError::invalid(
+                "status",
+                format!("`{s}` is not a container instance status"),
+            ));
         }
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
@@ -228,15 +316,22 @@ impl Control {
                 _ => {}
             }
             if let Some(f) = &filter {
-                let groups = tasks_on(&txn, &ci.container_instance_arn)?.into_iter().filter_map(|t| t.group).collect();
+                let groups = tasks_on(&txn, &ci.container_instance_arn)?
+                    .into_iter()
+                    .filter_map(|t| t.group)
+                    .collect();
                 if !f.eval(&InstanceView { ci: &ci, groups }) {
                     continue;
                 }
             }
             items.push((ci.container_instance_arn.clone(), ci.container_instance_arn));
         }
-        let (container_instance_arns, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
-        Ok(ListContainerInstancesResponse { container_instance_arns, next_token })
+        let (container_instance_arns, next_token) =
+            paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListContainerInstancesResponse {
+            container_instance_arns,
+            next_token,
+        })
     }
 
     /// DeregisterContainerInstance: refused while tasks run on it unless
@@ -245,7 +340,10 @@ impl Control {
         &self,
         req: DeregisterContainerInstanceRequest,
     ) -> Result<ContainerInstanceResponse, ControlError> {
-        let id = req.container_instance.clone().ok_or_else(|| ControlError::invalid("containerInstance", "is required"))?;
+        let id = req
+            .container_instance
+            .clone()
+            .ok_or_else(|| ControlError::invalid("containerInstance", "is required"))?;
         let force = req.force.unwrap_or(false);
         let up = self.store.update(|txn| -> Result<ContainerInstance, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
@@ -280,7 +378,9 @@ impl Control {
             txn.put(&ci)?;
             Ok(ci)
         })?;
-        Ok(ContainerInstanceResponse { container_instance: up.value })
+        Ok(ContainerInstanceResponse {
+            container_instance: up.value,
+        })
     }
 
     /// UpdateContainerInstancesState: ACTIVE or DRAINING.
@@ -288,48 +388,82 @@ impl Control {
         &self,
         req: UpdateContainerInstancesStateRequest,
     ) -> Result<ContainerInstancesResponse, ControlError> {
-        let status = req.status.clone().ok_or_else(|| ControlError::invalid("status", "is required"))?;
+        let status = req
+            .status
+            .clone()
+            .ok_or_else(|| ControlError::invalid("status", "is required"))?;
         if !matches!(status.as_str(), "ACTIVE" | "DRAINING") {
-            return Err(ControlError::invalid("status", format!("`{status}` is not one of ACTIVE, DRAINING")));
+            return Err(ControlError::invalid(
+                "status",
+                format!("`{status}` is not one of ACTIVE, DRAINING"),
+            ));
         }
         if req.container_instances.is_empty() || req.container_instances.len() > 10 {
-            return Err(ControlError::invalid("containerInstances", "give 1-10 container instances"));
+            return Err(ControlError::invalid(
+                "containerInstances",
+                "give 1-10 container instances",
+            ));
         }
-        let up = self.store.update(|txn| -> Result<ContainerInstancesResponse, ControlError> {
-            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-            let mut out = Vec::new();
-            let mut failures = Vec::new();
-            for id in &req.container_instances {
-                match self.instance(txn, &cluster.cluster_name, id)?.filter(|c| c.status != "INACTIVE") {
-                    Some(mut ci) => {
-                        if ci.status != status {
-                            ci.status = status.clone();
-                            ci.version += 1;
-                            txn.put(&ci)?;
+        let up = self
+            .store
+            .update(|txn| -> Result<ContainerInstancesResponse, ControlError> {
+                let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
+                let mut out = Vec::new();
+                let mut failures = Vec::new();
+                for id in &req.container_instances {
+                    match self
+                        .instance(txn, &cluster.cluster_name, id)?
+                        .filter(|c| c.status != "INACTIVE")
+                    {
+                        Some(mut ci) => {
+                            if ci.status != status {
+                                ci.status = status.clone();
+                                ci.version += 1;
+                                txn.put(&ci)?;
+                            }
+                            out.push(ci);
                         }
-                        out.push(ci);
+                        None => failures.push(Failure {
+                            arn: Some(id.clone()),
+                            reason: "MISSING".into(),
+                            detail: None,
+                        }),
                     }
-                    None => failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None }),
                 }
-            }
-            Ok(ContainerInstancesResponse { container_instances: out, failures })
-        })?;
+                Ok(ContainerInstancesResponse {
+                    container_instances: out,
+                    failures,
+                })
+            })?;
         self.wake_scheduler();
         Ok(up.value)
     }
 
     /// PutAttributes (`put`) or DeleteAttributes on container instances.
-    pub fn change_attributes(&self, req: AttributesRequest, put: bool) -> Result<AttributesResponse, ControlError> {
+    pub fn change_attributes(
+        &self,
+        req: AttributesRequest,
+        put: bool,
+    ) -> Result<AttributesResponse, ControlError> {
         if req.attributes.is_empty() || req.attributes.len() > 10 {
             return Err(ControlError::invalid("attributes", "give 1-10 attributes"));
         }
         for (i, a) in req.attributes.iter().enumerate() {
             check_attribute(a, &format!("attributes[{i}]"))?;
-            if a.target_type.as_deref().is_some_and(|t| t != "container-instance") {
-                return Err(ControlError::invalid(&format!("attributes[{i}].targetType"), "must be container-instance"));
+            if a.target_type
+                .as_deref()
+                .is_some_and(|t| t != "container-instance")
+            {
+                return Err(ControlError::invalid(
+                    &format!("attributes[{i}].targetType"),
+                    "must be container-instance",
+                ));
             }
             if a.target_id.is_none() {
-                return Err(ControlError::invalid(&format!("attributes[{i}].targetId"), "is required"));
+                return Err(ControlError::invalid(
+                    &format!("attributes[{i}].targetId"),
+                    "is required",
+                ));
             }
         }
         let up = self.store.update(|txn| -> Result<Vec<Attribute>, ControlError> {
@@ -364,14 +498,24 @@ impl Control {
             Ok(out)
         })?;
         self.wake_scheduler();
-        Ok(AttributesResponse { attributes: up.value })
+        Ok(AttributesResponse {
+            attributes: up.value,
+        })
     }
 
     /// ListAttributes of the cluster's container instances.
-    pub fn list_attributes(&self, req: ListAttributesRequest) -> Result<ListAttributesResponse, ControlError> {
+    pub fn list_attributes(
+        &self,
+        req: ListAttributesRequest,
+    ) -> Result<ListAttributesResponse, ControlError> {
         match req.target_type.as_deref() {
             Some("container-instance") => {}
-            Some(t) => return Err(ControlError::invalid("targetType", format!("`{t}` is not container-instance"))),
+            Some(t) => {
+                return Err(ControlError::invalid(
+                    "targetType",
+                    format!("`{t}` is not container-instance"),
+                ));
+            }
             None => return Err(ControlError::invalid("targetType", "is required")),
         }
         let mut txn = self.store.begin()?;
@@ -384,7 +528,10 @@ impl Control {
             }
             for a in &ci.attributes {
                 if req.attribute_name.as_deref().is_some_and(|n| n != a.name)
-                    || req.attribute_value.as_deref().is_some_and(|v| Some(v) != a.value.as_deref())
+                    || req
+                        .attribute_value
+                        .as_deref()
+                        .is_some_and(|v| Some(v) != a.value.as_deref())
                 {
                     continue;
                 }
@@ -400,7 +547,11 @@ impl Control {
             }
         }
         items.sort_by(|a, b| a.0.cmp(&b.0));
-        let (attributes, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
-        Ok(ListAttributesResponse { attributes, next_token })
+        let (attributes, next_token) =
+            paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListAttributesResponse {
+            attributes,
+            next_token,
+        })
     }
 }

@@ -68,7 +68,9 @@ impl ControlError {
             ControlError::ClusterNotFound(_) => "ClusterNotFoundException",
             ControlError::ServiceNotFound(_) => "ServiceNotFoundException",
             ControlError::ServiceNotActive(_) => "ServiceNotActiveException",
-            ControlError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
+            ControlError::ClusterContainsContainerInstances(_) => {
+                "ClusterContainsContainerInstancesException"
+            }
             ControlError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ControlError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             ControlError::PolicyNotFound(_) => "PolicyNotFoundException",
@@ -144,7 +146,10 @@ pub struct Control {
 
 /// Seconds since the Unix epoch, fractional.
 pub fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Largest `maxResults` of a list call, and its default.
@@ -153,7 +158,19 @@ pub const MAX_RESULTS: i64 = 100;
 impl Control {
     /// The control plane over `store`, minting ARNs with `arn`.
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        Control { store, arn, wake: Arc::new(tokio::sync::Notify::new()), service_wake: Arc::new(tokio::sync::Notify::new()), tasks_changed: Arc::new(tokio::sync::Notify::new()), placement: std::sync::Mutex::new(()), run_queue: std::sync::Mutex::new(Vec::new()), policies: None, views: view::Views::default(), stopped_task_ttl: STOPPED_TASK_TTL, last_collect: std::sync::Mutex::new(0.0) }
+        Control {
+            store,
+            arn,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            service_wake: Arc::new(tokio::sync::Notify::new()),
+            tasks_changed: Arc::new(tokio::sync::Notify::new()),
+            placement: std::sync::Mutex::new(()),
+            run_queue: std::sync::Mutex::new(Vec::new()),
+            policies: None,
+            views: view::Views::default(),
+            stopped_task_ttl: STOPPED_TASK_TTL,
+            last_collect: std::sync::Mutex::new(0.0),
+        }
     }
 
     /// Places through the policies of `registry` where one is active or asked for.
@@ -183,7 +200,10 @@ impl Control {
     /// (the batch scheduler calls this on its timer).
     pub fn collect_stopped_tasks_now_and_then(&self) -> Result<usize, ControlError> {
         {
-            let mut last = self.last_collect.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut last = self
+                .last_collect
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let t = now();
             if t - *last < 60.0 {
                 return Ok(0);
@@ -202,7 +222,9 @@ impl Control {
 
     /// Takes this process's placement turn (a poisoned lock guards no data).
     fn placement_turn(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.placement.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A placing transaction: `Store::update` with the placement views'
@@ -242,27 +264,44 @@ impl Control {
     /// Creates the `default` cluster when it does not exist yet.
     pub fn ensure_default_cluster(&self) -> Result<(), ControlError> {
         let mut txn = self.store.begin()?;
-        if txn.get::<Cluster>("default")?.is_some_and(|c| c.value.status == "ACTIVE") {
+        if txn
+            .get::<Cluster>("default")?
+            .is_some_and(|c| c.value.status == "ACTIVE")
+        {
             return Ok(());
         }
         drop(txn);
-        self.create_cluster(types::CreateClusterRequest { cluster_name: Some("default".into()), tags: Vec::new() })?;
+        self.create_cluster(types::CreateClusterRequest {
+            cluster_name: Some("default".into()),
+            tags: Vec::new(),
+        })?;
         Ok(())
     }
 
     /// The ACTIVE cluster named by `name_or_arn` (default `default`), read
     /// with CAS in `txn`.
-    fn active_cluster(&self, txn: &mut Txn, name_or_arn: Option<&str>) -> Result<Cluster, ControlError> {
+    fn active_cluster(
+        &self,
+        txn: &mut Txn,
+        name_or_arn: Option<&str>,
+    ) -> Result<Cluster, ControlError> {
         let name = arn::cluster_name(name_or_arn.unwrap_or("default"));
         match txn.get::<Cluster>(name)? {
             Some(c) if c.value.status == "ACTIVE" => Ok(c.value),
-            _ => Err(ControlError::ClusterNotFound(format!("cluster `{}` not found", name_or_arn.unwrap_or("default")))),
+            _ => Err(ControlError::ClusterNotFound(format!(
+                "cluster `{}` not found",
+                name_or_arn.unwrap_or("default")
+            ))),
         }
     }
 }
 
 /// Every record of `T` with index entry `(index, value)`.
-fn all_by_index<T: Record>(txn: &Txn, index: &str, value: &str) -> Result<Vec<Versioned<T>>, StoreError> {
+fn all_by_index<T: Record>(
+    txn: &Txn,
+    index: &str,
+    value: &str,
+) -> Result<Vec<Versioned<T>>, StoreError> {
     collect_pages(|p| txn.by_index::<T>(index, value, p))
 }
 
@@ -271,7 +310,9 @@ fn all_with_prefix<T: Record>(txn: &Txn, prefix: &str) -> Result<Vec<Versioned<T
     collect_pages(|p| txn.scan_prefix::<T>(prefix, p))
 }
 
-fn collect_pages<T>(mut f: impl FnMut(PageRequest) -> Result<Page<T>, StoreError>) -> Result<Vec<Versioned<T>>, StoreError> {
+fn collect_pages<T>(
+    mut f: impl FnMut(PageRequest) -> Result<Page<T>, StoreError>,
+) -> Result<Vec<Versioned<T>>, StoreError> {
     let mut out = Vec::new();
     let mut req = PageRequest::first(1000);
     loop {
@@ -296,7 +337,10 @@ fn paginate<T>(
 ) -> Result<(Vec<T>, Option<String>), ControlError> {
     let max = max_results.unwrap_or(MAX_RESULTS);
     if !(1..=MAX_RESULTS).contains(&max) {
-        return Err(ControlError::invalid("maxResults", format!("{max} is out of range 1-{MAX_RESULTS}")));
+        return Err(ControlError::invalid(
+            "maxResults",
+            format!("{max} is out of range 1-{MAX_RESULTS}"),
+        ));
     }
     let after = match token {
         None => None,
@@ -304,7 +348,12 @@ fn paginate<T>(
             hex::decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ControlError::invalid("nextToken", format!("`{t}` is not a token this server handed out")))?,
+                .ok_or_else(|| {
+                    ControlError::invalid(
+                        "nextToken",
+                        format!("`{t}` is not a token this server handed out"),
+                    )
+                })?,
         ),
     };
     let mut rest = items.into_iter().filter(|(k, _)| match &after {
@@ -314,7 +363,11 @@ fn paginate<T>(
     });
     let max = max as usize;
     let mut page: Vec<(String, T)> = rest.by_ref().take(max).collect();
-    let next = if rest.next().is_some() { page.last().map(|(k, _)| hex::encode(k)) } else { None };
+    let next = if rest.next().is_some() {
+        page.last().map(|(k, _)| hex::encode(k))
+    } else {
+        None
+    };
     Ok((page.drain(..).map(|(_, v)| v).collect(), next))
 }
 

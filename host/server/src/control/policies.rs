@@ -110,10 +110,19 @@ impl From<PolicySummary> for PolicyDescription {
             world: s.world,
             size: s.size,
             active_in: s.active_in,
-            parameters: s.parameters.into_iter().map(|(name, description)| PolicyParameter { name, description }).collect(),
+            parameters: s
+                .parameters
+                .into_iter()
+                .map(|(name, description)| PolicyParameter { name, description })
+                .collect(),
             stats: PolicyStatsView {
                 decisions: s.stats.decisions,
-                failures: s.stats.failures.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+                failures: s
+                    .stats
+                    .failures
+                    .iter()
+                    .map(|(k, n)| (k.as_str(), *n))
+                    .collect(),
                 instances_created: s.stats.instances_created,
                 logs_dropped: s.stats.logs_dropped,
                 latency_micros: Latency { p50, p90, p99, max },
@@ -124,64 +133,110 @@ impl From<PolicySummary> for PolicyDescription {
 
 impl Control {
     fn registry(&self) -> Result<&berth_policy::Registry, ControlError> {
-        self.policies.as_deref().ok_or_else(|| ControlError::Client("placement policies are not enabled on this server".into()))
+        self.policies.as_deref().ok_or_else(|| {
+            ControlError::Client("placement policies are not enabled on this server".into())
+        })
     }
 
     /// InstallPolicy: checks, compiles and stores a component.
-    pub fn install_policy(&self, req: InstallPolicyRequest) -> Result<PolicyResponse, ControlError> {
+    pub fn install_policy(
+        &self,
+        req: InstallPolicyRequest,
+    ) -> Result<PolicyResponse, ControlError> {
         use base64::Engine as _;
-        let b64 = req.wasm.ok_or_else(|| ControlError::invalid("wasm", "is required (the component's bytes, base64)"))?;
+        let b64 = req.wasm.ok_or_else(|| {
+            ControlError::invalid("wasm", "is required (the component's bytes, base64)")
+        })?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| ControlError::invalid("wasm", format!("is not base64: {e}")))?;
         let reg = self.registry()?;
         let id = reg.install(&bytes).map_err(policy_error)?;
-        Ok(PolicyResponse { policy: reg.show(&id).map_err(policy_error)?.into() })
+        Ok(PolicyResponse {
+            policy: reg.show(&id).map_err(policy_error)?.into(),
+        })
     }
 
     /// ListPolicies: every installed policy with its counters.
-    pub fn list_policies(&self, _req: serde_json::Value) -> Result<ListPoliciesResponse, ControlError> {
-        let policies = self.registry()?.list().into_iter().map(PolicyDescription::from).collect();
+    pub fn list_policies(
+        &self,
+        _req: serde_json::Value,
+    ) -> Result<ListPoliciesResponse, ControlError> {
+        let policies = self
+            .registry()?
+            .list()
+            .into_iter()
+            .map(PolicyDescription::from)
+            .collect();
         Ok(ListPoliciesResponse { policies })
     }
 
     /// DescribePolicy: one policy by id, id prefix or name.
     pub fn describe_policy(&self, req: PolicyRequest) -> Result<PolicyResponse, ControlError> {
-        let id = req.policy.ok_or_else(|| ControlError::invalid("policy", "is required"))?;
-        Ok(PolicyResponse { policy: self.registry()?.show(&id).map_err(policy_error)?.into() })
+        let id = req
+            .policy
+            .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
+        Ok(PolicyResponse {
+            policy: self.registry()?.show(&id).map_err(policy_error)?.into(),
+        })
     }
 
     /// The scope a request names; the cluster (and service) must exist.
-    fn scope_of(&self, cluster: Option<&str>, service: Option<&str>) -> Result<Scope, ControlError> {
+    fn scope_of(
+        &self,
+        cluster: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Scope, ControlError> {
         let mut txn = self.store.begin()?;
         let c = self.active_cluster(&mut txn, cluster)?;
         Ok(match service {
             None => Scope::Cluster(c.cluster_name),
             Some(s) => {
                 let s = self.service_in(&mut txn, &c.cluster_name, &c.cluster_arn, s)?;
-                Scope::Service { cluster: c.cluster_name, service: s.service_name }
+                Scope::Service {
+                    cluster: c.cluster_name,
+                    service: s.service_name,
+                }
             }
         })
     }
 
     /// ActivatePolicy: makes a policy the one that places in a cluster, or
     /// in one service. Decisions already running finish on the old version.
-    pub fn activate_policy(&self, req: ActivatePolicyRequest) -> Result<ActivatePolicyResponse, ControlError> {
-        let id = req.policy.ok_or_else(|| ControlError::invalid("policy", "is required"))?;
+    pub fn activate_policy(
+        &self,
+        req: ActivatePolicyRequest,
+    ) -> Result<ActivatePolicyResponse, ControlError> {
+        let id = req
+            .policy
+            .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
         let fallback = match req.fallback.as_deref() {
             None | Some("native") => Fallback::Native,
             Some("pending") => Fallback::Pending,
-            Some(other) => return Err(ControlError::invalid("fallback", format!("`{other}` is not one of native, pending"))),
+            Some(other) => {
+                return Err(ControlError::invalid(
+                    "fallback",
+                    format!("`{other}` is not one of native, pending"),
+                ));
+            }
         };
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
         let reg = self.registry()?;
-        let p = reg.activate_with(&scope, &id, fallback).map_err(policy_error)?;
+        let p = reg
+            .activate_with(&scope, &id, fallback)
+            .map_err(policy_error)?;
         tracing::info!(policy = %p.compiled.sha256, name = %p.name, scope = %scope.key(), ?fallback, "policy activated");
-        Ok(ActivatePolicyResponse { policy: reg.show(&p.compiled.sha256).map_err(policy_error)?.into(), scope: scope.key() })
+        Ok(ActivatePolicyResponse {
+            policy: reg.show(&p.compiled.sha256).map_err(policy_error)?.into(),
+            scope: scope.key(),
+        })
     }
 
     /// DeactivatePolicy: the native strategies place in the scope again.
-    pub fn deactivate_policy(&self, req: DeactivatePolicyRequest) -> Result<DeactivatePolicyResponse, ControlError> {
+    pub fn deactivate_policy(
+        &self,
+        req: DeactivatePolicyRequest,
+    ) -> Result<DeactivatePolicyResponse, ControlError> {
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
         self.registry()?.deactivate(&scope).map_err(policy_error)?;
         Ok(DeactivatePolicyResponse { scope: scope.key() })
@@ -189,7 +244,9 @@ impl Control {
 
     /// DeletePolicy: refused while the policy is active anywhere.
     pub fn delete_policy(&self, req: PolicyRequest) -> Result<PolicyResponse, ControlError> {
-        let id = req.policy.ok_or_else(|| ControlError::invalid("policy", "is required"))?;
+        let id = req
+            .policy
+            .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
         let reg = self.registry()?;
         let described = PolicyDescription::from(reg.show(&id).map_err(policy_error)?);
         reg.remove(&described.sha256).map_err(policy_error)?;
@@ -204,26 +261,46 @@ impl Control {
         service: Option<&str>,
         tags: &[berth_core::model::Tag],
     ) -> Result<Option<(std::sync::Arc<berth_policy::LoadedPolicy>, Fallback)>, ControlError> {
-        let call = tags.iter().find(|t| t.key == POLICY_TAG).map(|t| t.value.as_str());
+        let call = tags
+            .iter()
+            .find(|t| t.key == POLICY_TAG)
+            .map(|t| t.value.as_str());
         let Some(reg) = self.policies.as_deref() else {
             return match call {
-                Some(_) => Err(ControlError::invalid("tags", format!("{POLICY_TAG}: placement policies are not enabled on this server"))),
+                Some(_) => Err(ControlError::invalid(
+                    "tags",
+                    format!("{POLICY_TAG}: placement policies are not enabled on this server"),
+                )),
                 None => Ok(None),
             };
         };
-        reg.resolve_with_fallback(cluster, service, call).map_err(|e| match e {
-            RegistryError::NotFound(p) => ControlError::invalid("tags", format!("{POLICY_TAG}: no installed policy `{p}`")),
-            other => policy_error(other),
-        })
+        reg.resolve_with_fallback(cluster, service, call)
+            .map_err(|e| match e {
+                RegistryError::NotFound(p) => ControlError::invalid(
+                    "tags",
+                    format!("{POLICY_TAG}: no installed policy `{p}`"),
+                ),
+                other => policy_error(other),
+            })
     }
 }
 
 impl Control {
     /// Binds `policy` (None: unbinds) to a service, for CreateService's tag
     /// and DeleteService.
-    pub(super) fn bind_service_policy(&self, cluster: &str, service: &str, policy: Option<&str>) -> Result<(), ControlError> {
-        let Some(reg) = self.policies.as_deref() else { return Ok(()) };
-        let scope = Scope::Service { cluster: cluster.to_owned(), service: service.to_owned() };
+    pub(super) fn bind_service_policy(
+        &self,
+        cluster: &str,
+        service: &str,
+        policy: Option<&str>,
+    ) -> Result<(), ControlError> {
+        let Some(reg) = self.policies.as_deref() else {
+            return Ok(());
+        };
+        let scope = Scope::Service {
+            cluster: cluster.to_owned(),
+            service: service.to_owned(),
+        };
         match policy {
             Some(p) => reg.activate(&scope, p).map_err(policy_error),
             None => reg.deactivate(&scope).map_err(policy_error),
@@ -233,9 +310,13 @@ impl Control {
 
 fn policy_error(e: RegistryError) -> ControlError {
     match e {
-        RegistryError::NotFound(p) => ControlError::PolicyNotFound(format!("no installed policy `{p}` (give its sha256, a prefix of 8 or more characters, or its name)")),
+        RegistryError::NotFound(p) => ControlError::PolicyNotFound(format!(
+            "no installed policy `{p}` (give its sha256, a prefix of 8 or more characters, or its name)"
+        )),
         e @ RegistryError::InUse { .. } => ControlError::PolicyInUse(e.to_string()),
-        RegistryError::Install(e @ (berth_policy::InstallError::Store(_) | berth_policy::InstallError::Engine(_))) => ControlError::Server(e.to_string()),
+        RegistryError::Install(
+            e @ (berth_policy::InstallError::Store(_) | berth_policy::InstallError::Engine(_)),
+        ) => ControlError::Server(e.to_string()),
         RegistryError::Install(e) => ControlError::InvalidPolicy(e.to_string()),
         e => ControlError::Server(e.to_string()),
     }

@@ -14,13 +14,25 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Runs until `shutdown` resolves.
 pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
     let wake = Arc::clone(&control.service_wake);
-    super::scheduler::passes(control, wake, TICK, shutdown, "the service scheduler pass", |c| {
-        let p = c.services_pass()?;
-        if p.started > 0 || p.stopped > 0 {
-            tracing::info!(started = p.started, stopped = p.stopped, conflicts = p.conflicts, "service scheduler pass");
-            c.announce_tasks();
-        }
-        Ok(())
-    })
+    super::scheduler::passes(
+        control,
+        wake,
+        TICK,
+        shutdown,
+        "the service scheduler pass",
+        |c| {
+            let p = c.services_pass()?;
+            if p.started > 0 || p.stopped > 0 {
+                tracing::info!(
+                    started = p.started,
+                    stopped = p.stopped,
+                    conflicts = p.conflicts,
+                    "service scheduler pass"
+                );
+                c.announce_tasks();
+            }
+            Ok(())
+        },
+    )
     .await;
 }

@@ -333,9 +333,14 @@ impl Control {
         }
         // A policy named by the tag must exist now; it is bound to the
         // service once the service exists.
-        let cluster_name = berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")).to_owned();
+        let cluster_name =
+            berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")).to_owned();
         let tagged = req.tags.iter().any(|t| t.key == super::POLICY_TAG);
-        let policy = if tagged { self.policy_for(&cluster_name, None, &req.tags)? } else { None };
+        let policy = if tagged {
+            self.policy_for(&cluster_name, None, &req.tags)?
+        } else {
+            None
+        };
         // The service scheduler places under the placement turn: holding it
         // until the policy is bound means the first tasks are placed by it.
         let _turn = policy.as_ref().map(|_| self.placement_turn());
@@ -410,7 +415,11 @@ impl Control {
         })?;
         if let Some((p, _)) = policy {
             let svc = &up.value;
-            self.bind_service_policy(berth_core::arn::cluster_name(&svc.cluster_arn), &svc.service_name, Some(&p.compiled.sha256))?;
+            self.bind_service_policy(
+                berth_core::arn::cluster_name(&svc.cluster_arn),
+                &svc.service_name,
+                Some(&p.compiled.sha256),
+            )?;
         }
         self.wake_services();
         Ok(ServiceResponse { service: up.value })
@@ -574,7 +583,11 @@ impl Control {
         })?;
         // A deleted service places nothing more; its policy binding goes.
         let svc = &up.value;
-        self.bind_service_policy(berth_core::arn::cluster_name(&svc.cluster_arn), &svc.service_name, None)?;
+        self.bind_service_policy(
+            berth_core::arn::cluster_name(&svc.cluster_arn),
+            &svc.service_name,
+            None,
+        )?;
         self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
@@ -1318,7 +1331,13 @@ mod tests {
     /// The stored service, with the INACTIVE deployments DescribeServices hides.
     fn describe(c: &Control, name: &str) -> Service {
         let arn = c.service_arn_of("default", name);
-        c.store.begin().unwrap().get::<Service>(&arn).unwrap().unwrap().value
+        c.store
+            .begin()
+            .unwrap()
+            .get::<Service>(&arn)
+            .unwrap()
+            .unwrap()
+            .value
     }
 
     fn tasks(c: &Control, name: &str) -> Vec<Task> {

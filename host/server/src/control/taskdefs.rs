@@ -14,111 +14,199 @@ use super::{Control, ControlError, all_with_prefix, now, paginate};
 
 /// Every revision of `family`, oldest first.
 fn revisions(txn: &Txn, family: &str) -> Result<Vec<TaskDefinition>, ControlError> {
-    Ok(all_with_prefix::<TaskDefinition>(txn, &format!("{family}:"))?.into_iter().map(|v| v.value).collect())
+    Ok(
+        all_with_prefix::<TaskDefinition>(txn, &format!("{family}:"))?
+            .into_iter()
+            .map(|v| v.value)
+            .collect(),
+    )
 }
 
 /// The task definition `family`, `family:revision` or ARN names: with no
 /// revision, the latest ACTIVE one.
-pub(super) fn resolve(txn: &mut Txn, reference: &str, field: &str) -> Result<TaskDefinition, ControlError> {
-    let (family, revision) = arn::task_definition_ref(reference).map_err(|e| ControlError::invalid(field, e))?;
+pub(super) fn resolve(
+    txn: &mut Txn,
+    reference: &str,
+    field: &str,
+) -> Result<TaskDefinition, ControlError> {
+    let (family, revision) =
+        arn::task_definition_ref(reference).map_err(|e| ControlError::invalid(field, e))?;
     let found = match revision {
-        Some(r) => txn.get::<TaskDefinition>(&task_definition_key(family, r))?.map(|v| v.value),
-        None => revisions(txn, family)?.into_iter().rev().find(|t| t.status == "ACTIVE"),
+        Some(r) => txn
+            .get::<TaskDefinition>(&task_definition_key(family, r))?
+            .map(|v| v.value),
+        None => revisions(txn, family)?
+            .into_iter()
+            .rev()
+            .find(|t| t.status == "ACTIVE"),
     };
-    found.ok_or_else(|| ControlError::Client(format!("{field}: task definition `{reference}` not found")))
+    found.ok_or_else(|| {
+        ControlError::Client(format!("{field}: task definition `{reference}` not found"))
+    })
 }
 
 impl Control {
     /// RegisterTaskDefinition: validated, then the family's next revision.
-    pub fn register_task_definition(&self, req: RegisterTaskDefinitionRequest) -> Result<TaskDefinitionResponse, ControlError> {
+    pub fn register_task_definition(
+        &self,
+        req: RegisterTaskDefinitionRequest,
+    ) -> Result<TaskDefinitionResponse, ControlError> {
         validate::task_definition(&req)?;
-        let up = self.store.update(|txn| -> Result<TaskDefinition, ControlError> {
-            let last = revisions(txn, &req.family)?.last().map_or(0, |t| t.revision);
-            let revision = last + 1;
-            // Read the new key too, so two registrations racing for the same
-            // revision conflict instead of one overwriting the other.
-            if txn.get::<TaskDefinition>(&task_definition_key(&req.family, revision))?.is_some() {
-                return Err(ControlError::Server("revision taken concurrently".into()));
-            }
-            let td = TaskDefinition {
-                task_definition_arn: self.arn.task_definition(&req.family, revision),
-                family: req.family.clone(),
-                revision,
-                container_definitions: req.container_definitions.clone(),
-                network_mode: req.network_mode.unwrap_or_default(),
-                cpu: req.cpu.clone(),
-                memory: req.memory.clone(),
-                placement_constraints: req.placement_constraints.clone(),
-                volumes: req.volumes.clone(),
-                status: "ACTIVE".into(),
-                registered_at: Some(now()),
-                deregistered_at: None,
-                tags: req.tags.clone(),
-            };
-            txn.put(&td)?;
-            Ok(td)
-        })?;
+        let up = self
+            .store
+            .update(|txn| -> Result<TaskDefinition, ControlError> {
+                let last = revisions(txn, &req.family)?
+                    .last()
+                    .map_or(0, |t| t.revision);
+                let revision = last + 1;
+                // Read the new key too, so two registrations racing for the same
+                // revision conflict instead of one overwriting the other.
+                if txn
+                    .get::<TaskDefinition>(&task_definition_key(&req.family, revision))?
+                    .is_some()
+                {
+                    return Err(ControlError::Server("revision taken concurrently".into()));
+                }
+                let td = TaskDefinition {
+                    task_definition_arn: self.arn.task_definition(&req.family, revision),
+                    family: req.family.clone(),
+                    revision,
+                    container_definitions: req.container_definitions.clone(),
+                    network_mode: req.network_mode.unwrap_or_default(),
+                    cpu: req.cpu.clone(),
+                    memory: req.memory.clone(),
+                    placement_constraints: req.placement_constraints.clone(),
+                    volumes: req.volumes.clone(),
+                    status: "ACTIVE".into(),
+                    registered_at: Some(now()),
+                    deregistered_at: None,
+                    tags: req.tags.clone(),
+                };
+                txn.put(&td)?;
+                Ok(td)
+            })?;
         let tags = up.value.tags.clone();
-        Ok(TaskDefinitionResponse { task_definition: up.value, tags })
+        Ok(TaskDefinitionResponse {
+            task_definition: up.value,
+            tags,
+        })
     }
 
     /// DescribeTaskDefinition by `family`, `family:revision` or ARN.
-    pub fn describe_task_definition(&self, req: TaskDefinitionRequest) -> Result<TaskDefinitionResponse, ControlError> {
-        let r = req.task_definition.ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+    pub fn describe_task_definition(
+        &self,
+        req: TaskDefinitionRequest,
+    ) -> Result<TaskDefinitionResponse, ControlError> {
+        let r = req
+            .task_definition
+            .ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
         let mut txn = self.store.begin()?;
         let td = resolve(&mut txn, &r, "taskDefinition")?;
-        let tags = if req.include.iter().any(|i| i == "TAGS") { td.tags.clone() } else { Vec::new() };
-        Ok(TaskDefinitionResponse { task_definition: td, tags })
+        let tags = if req.include.iter().any(|i| i == "TAGS") {
+            td.tags.clone()
+        } else {
+            Vec::new()
+        };
+        Ok(TaskDefinitionResponse {
+            task_definition: td,
+            tags,
+        })
     }
 
     /// ListTaskDefinitions: by family then revision, ASC or DESC.
-    pub fn list_task_definitions(&self, req: ListTaskDefinitionsRequest) -> Result<ListTaskDefinitionsResponse, ControlError> {
+    pub fn list_task_definitions(
+        &self,
+        req: ListTaskDefinitionsRequest,
+    ) -> Result<ListTaskDefinitionsResponse, ControlError> {
         let status = req.status.as_deref().unwrap_or("ACTIVE");
         if !matches!(status, "ACTIVE" | "INACTIVE" | "DELETE_IN_PROGRESS") {
-            return Err(ControlError::invalid("status", format!("`{status}` is not one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS")));
+            return Err(ControlError::invalid(
+                "status",
+                format!("`{status}` is not one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS"),
+            ));
         }
         let descending = match req.sort.as_deref() {
             None | Some("ASC") => false,
             Some("DESC") => true,
-            Some(s) => return Err(ControlError::invalid("sort", format!("`{s}` is not one of ASC, DESC"))),
+            Some(s) => {
+                return Err(ControlError::invalid(
+                    "sort",
+                    format!("`{s}` is not one of ASC, DESC"),
+                ));
+            }
         };
         let txn = self.store.begin()?;
         // With a prefix, ECS matches the whole family name.
-        let prefix = req.family_prefix.as_deref().map(|f| format!("{f}:")).unwrap_or_default();
+        let prefix = req
+            .family_prefix
+            .as_deref()
+            .map(|f| format!("{f}:"))
+            .unwrap_or_default();
         let mut items: Vec<(String, String)> = all_with_prefix::<TaskDefinition>(&txn, &prefix)?
             .into_iter()
             .filter(|t| t.value.status == status)
-            .map(|t| (task_definition_key(&t.value.family, t.value.revision), t.value.task_definition_arn))
+            .map(|t| {
+                (
+                    task_definition_key(&t.value.family, t.value.revision),
+                    t.value.task_definition_arn,
+                )
+            })
             .collect();
         if descending {
             items.reverse();
         }
-        let (task_definition_arns, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, descending)?;
-        Ok(ListTaskDefinitionsResponse { task_definition_arns, next_token })
+        let (task_definition_arns, next_token) = paginate(
+            items,
+            req.next_token.as_deref(),
+            req.max_results,
+            descending,
+        )?;
+        Ok(ListTaskDefinitionsResponse {
+            task_definition_arns,
+            next_token,
+        })
     }
 
     /// DeregisterTaskDefinition: the revision becomes INACTIVE; its running
     /// tasks are not touched.
-    pub fn deregister_task_definition(&self, req: TaskDefinitionRequest) -> Result<TaskDefinitionResponse, ControlError> {
-        let r = req.task_definition.ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
-        let (family, revision) = arn::task_definition_ref(&r).map_err(|e| ControlError::invalid("taskDefinition", e))?;
+    pub fn deregister_task_definition(
+        &self,
+        req: TaskDefinitionRequest,
+    ) -> Result<TaskDefinitionResponse, ControlError> {
+        let r = req
+            .task_definition
+            .ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+        let (family, revision) =
+            arn::task_definition_ref(&r).map_err(|e| ControlError::invalid("taskDefinition", e))?;
         let Some(revision) = revision else {
-            return Err(ControlError::invalid("taskDefinition", format!("`{r}` names no revision (family:revision or an ARN)")));
+            return Err(ControlError::invalid(
+                "taskDefinition",
+                format!("`{r}` names no revision (family:revision or an ARN)"),
+            ));
         };
         let key = task_definition_key(family, revision);
-        let up = self.store.update(|txn| -> Result<TaskDefinition, ControlError> {
-            let mut td = txn
-                .get::<TaskDefinition>(&key)?
-                .ok_or_else(|| ControlError::Client(format!("taskDefinition: task definition `{r}` not found")))?
-                .value;
-            if td.status == "ACTIVE" {
-                td.status = "INACTIVE".into();
-                td.deregistered_at = Some(now());
-                txn.put(&td)?;
-            }
-            Ok(td)
-        })?;
-        Ok(TaskDefinitionResponse { task_definition: up.value, tags: Vec::new() })
+        let up = self
+            .store
+            .update(|txn| -> Result<TaskDefinition, ControlError> {
+                let mut td = txn
+                    .get::<TaskDefinition>(&key)?
+                    .ok_or_else(|| {
+                        ControlError::Client(format!(
+                            "taskDefinition: task definition `{r}` not found"
+                        ))
+                    })?
+                    .value;
+                if td.status == "ACTIVE" {
+                    td.status = "INACTIVE".into();
+                    td.deregistered_at = Some(now());
+                    txn.put(&td)?;
+                }
+                Ok(td)
+            })?;
+        Ok(TaskDefinitionResponse {
+            task_definition: up.value,
+            tags: Vec::new(),
+        })
     }
 
     /// ListTaskDefinitionFamilies: ACTIVE (a revision is ACTIVE), INACTIVE
@@ -129,7 +217,10 @@ impl Control {
     ) -> Result<ListTaskDefinitionFamiliesResponse, ControlError> {
         let status = req.status.as_deref().unwrap_or("ACTIVE");
         if !matches!(status, "ACTIVE" | "INACTIVE" | "ALL") {
-            return Err(ControlError::invalid("status", format!("`{status}` is not one of ACTIVE, INACTIVE, ALL")));
+            return Err(ControlError::invalid(
+                "status",
+                format!("`{status}` is not one of ACTIVE, INACTIVE, ALL"),
+            ));
         }
         let txn = self.store.begin()?;
         let prefix = req.family_prefix.clone().unwrap_or_default();
@@ -146,7 +237,11 @@ impl Control {
             })
             .map(|(f, _)| (f.clone(), f))
             .collect();
-        let (families, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
-        Ok(ListTaskDefinitionFamiliesResponse { families, next_token })
+        let (families, next_token) =
+            paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListTaskDefinitionFamiliesResponse {
+            families,
+            next_token,
+        })
     }
 }

@@ -10,7 +10,10 @@
 use std::collections::BTreeSet;
 
 use berth_core::arn;
-use berth_core::model::{Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task, TaskDefinition};
+use berth_core::model::{
+    Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task,
+    TaskDefinition,
+};
 use berth_core::placement::{Placement, PlacementRequest, Placer, TaskSpec};
 use berth_store::Record;
 use berth_store::Txn;
@@ -69,11 +72,20 @@ impl Record for ClientTokenRecord {
 
 /// The instance's counts and remaining resources recomputed from the tasks
 /// it holds in `txn`'s view (buffered writes included), so they stay true.
-pub(super) fn recount(txn: &Txn, mut ci: ContainerInstance) -> Result<ContainerInstance, ControlError> {
+pub(super) fn recount(
+    txn: &Txn,
+    mut ci: ContainerInstance,
+) -> Result<ContainerInstance, ControlError> {
     let tasks = tasks_on(txn, &ci.container_instance_arn)?;
     let reg = &ci.registered_resources;
-    let cpu: i64 = tasks.iter().map(|t| i64::from(parse_units(t.cpu.as_deref()))).sum();
-    let mem: i64 = tasks.iter().map(|t| i64::from(parse_units(t.memory.as_deref()))).sum();
+    let cpu: i64 = tasks
+        .iter()
+        .map(|t| i64::from(parse_units(t.cpu.as_deref())))
+        .sum();
+    let mem: i64 = tasks
+        .iter()
+        .map(|t| i64::from(parse_units(t.memory.as_deref())))
+        .sum();
     let mut tcp: BTreeSet<u16> = ports_of(reg, "PORTS").into_iter().collect();
     let mut udp: BTreeSet<u16> = ports_of(reg, "PORTS_UDP").into_iter().collect();
     for t in &tasks {
@@ -86,19 +98,35 @@ pub(super) fn recount(txn: &Txn, mut ci: ContainerInstance) -> Result<ContainerI
     }
     let strs = |s: BTreeSet<u16>| s.into_iter().map(|p| p.to_string()).collect();
     ci.remaining_resources = vec![
-        Resource::integer("CPU", (integer_resource(reg, "CPU").unwrap_or(0) - cpu).max(0)),
-        Resource::integer("MEMORY", (integer_resource(reg, "MEMORY").unwrap_or(0) - mem).max(0)),
+        Resource::integer(
+            "CPU",
+            (integer_resource(reg, "CPU").unwrap_or(0) - cpu).max(0),
+        ),
+        Resource::integer(
+            "MEMORY",
+            (integer_resource(reg, "MEMORY").unwrap_or(0) - mem).max(0),
+        ),
         Resource::string_set("PORTS", strs(tcp)),
         Resource::string_set("PORTS_UDP", strs(udp)),
     ];
-    ci.running_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status == "RUNNING").count()).unwrap_or(u32::MAX);
-    ci.pending_tasks_count = u32::try_from(tasks.iter().filter(|t| t.last_status != "RUNNING").count()).unwrap_or(u32::MAX);
+    ci.running_tasks_count =
+        u32::try_from(tasks.iter().filter(|t| t.last_status == "RUNNING").count())
+            .unwrap_or(u32::MAX);
+    ci.pending_tasks_count =
+        u32::try_from(tasks.iter().filter(|t| t.last_status != "RUNNING").count())
+            .unwrap_or(u32::MAX);
     Ok(ci)
 }
 
 /// The containers of a task of `td`, with network bindings when placed
 /// (`dynamic`: the host ports chosen for the dynamic mappings, in order).
-fn containers_for(ctx: &arn::ArnContext, cluster: &str, task_id: &str, td: &TaskDefinition, dynamic: Option<&[u16]>) -> Vec<Container> {
+fn containers_for(
+    ctx: &arn::ArnContext,
+    cluster: &str,
+    task_id: &str,
+    td: &TaskDefinition,
+    dynamic: Option<&[u16]>,
+) -> Vec<Container> {
     let mut dynamic = dynamic.map(|d| d.iter());
     td.container_definitions
         .iter()
@@ -109,7 +137,9 @@ fn containers_for(ctx: &arn::ArnContext, cluster: &str, task_id: &str, td: &Task
                     let host = match td.network_mode {
                         NetworkMode::None => continue,
                         NetworkMode::Host => Some(pm.container_port),
-                        NetworkMode::Bridge => pm.static_host_port().filter(|p| u16::try_from(*p).is_ok()),
+                        NetworkMode::Bridge => {
+                            pm.static_host_port().filter(|p| u16::try_from(*p).is_ok())
+                        }
                     };
                     let host = match host {
                         Some(p) => p,
@@ -189,7 +219,10 @@ fn check_started_by(s: Option<&str>) -> Result<(), ControlError> {
     if let Some(s) = s
         && s.len() > 128
     {
-        return Err(ControlError::invalid("startedBy", "is longer than 128 characters"));
+        return Err(ControlError::invalid(
+            "startedBy",
+            "is longer than 128 characters",
+        ));
     }
     Ok(())
 }
@@ -206,7 +239,11 @@ struct Unplaced {
 
 impl Control {
     fn task_arn_of(&self, cluster_name: &str, id_or_arn: &str) -> String {
-        if id_or_arn.starts_with("arn:") { id_or_arn.to_owned() } else { self.arn.task(cluster_name, id_or_arn) }
+        if id_or_arn.starts_with("arn:") {
+            id_or_arn.to_owned()
+        } else {
+            self.arn.task(cluster_name, id_or_arn)
+        }
     }
 
     /// RunTask: places `count` tasks with the engine. Tasks that do not fit
@@ -215,54 +252,81 @@ impl Control {
     pub fn run_task(&self, req: RunTaskRequest) -> Result<TasksResponse, ControlError> {
         let count = req.count.unwrap_or(1);
         if !(1..=10).contains(&count) {
-            return Err(ControlError::invalid("count", format!("{count} is out of range 1-10")));
+            return Err(ControlError::invalid(
+                "count",
+                format!("{count} is out of range 1-10"),
+            ));
         }
         if req.task_definition.is_none() {
             return Err(ControlError::invalid("taskDefinition", "is required"));
         }
         check_started_by(req.started_by.as_deref())?;
-        if let Some(v) = req.tags.iter().find(|t| t.key == QUEUE_TAG).map(|t| t.value.as_str())
+        if let Some(v) = req
+            .tags
+            .iter()
+            .find(|t| t.key == QUEUE_TAG)
+            .map(|t| t.value.as_str())
             && !matches!(v, "true" | "false")
         {
-            return Err(ControlError::invalid("tags", format!("{QUEUE_TAG}: `{v}` is not true or false")));
+            return Err(ControlError::invalid(
+                "tags",
+                format!("{QUEUE_TAG}: `{v}` is not true or false"),
+            ));
         }
         if let Some(t) = &req.client_token
             && (t.is_empty() || t.len() > 64)
         {
-            return Err(ControlError::invalid("clientToken", "must be 1-64 characters"));
+            return Err(ControlError::invalid(
+                "clientToken",
+                "must be 1-64 characters",
+            ));
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        self.run_queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((req, tx));
+        self.run_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((req, tx));
         // Group commit: whoever gets the placement turn places every RunTask
         // queued so far in one transaction, so concurrent calls share one
         // commit (and its fsync) instead of waiting for one each.
         {
             let _turn = self.placement_turn();
-            let batch = std::mem::take(&mut *self.run_queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let batch = std::mem::take(
+                &mut *self
+                    .run_queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             if !batch.is_empty() {
                 self.run_batch(batch);
             }
         }
-        rx.recv().unwrap_or_else(|_| Err(ControlError::Server("the RunTask batch ended without an answer".into())))
+        rx.recv().unwrap_or_else(|_| {
+            Err(ControlError::Server(
+                "the RunTask batch ended without an answer".into(),
+            ))
+        })
     }
 
     /// Places a batch of RunTask calls in one transaction and answers each.
     fn run_batch(&self, batch: Vec<(RunTaskRequest, RunReply)>) {
-        let up = self.placing(|txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
-            let mut out = Vec::with_capacity(batch.len());
-            // One view per cluster for the whole batch: each placement
-            // reserves in it, so the next call sees what the earlier took.
-            for (req, _) in &batch {
-                match self.run_in(txn, req, None) {
-                    Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
-                    // The store failed: the whole attempt is void.
-                    Err(e @ ControlError::Server(_)) => return Err(e),
-                    // This call's own mistake: checked before it wrote anything.
-                    Err(e) => out.push(Err(e)),
+        let up = self.placing(
+            |txn| -> Result<Vec<Result<TasksResponse, ControlError>>, ControlError> {
+                let mut out = Vec::with_capacity(batch.len());
+                // One view per cluster for the whole batch: each placement
+                // reserves in it, so the next call sees what the earlier took.
+                for (req, _) in &batch {
+                    match self.run_in(txn, req, None) {
+                        Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
+                        // The store failed: the whole attempt is void.
+                        Err(e @ ControlError::Server(_)) => return Err(e),
+                        // This call's own mistake: checked before it wrote anything.
+                        Err(e) => out.push(Err(e)),
+                    }
                 }
-            }
-            Ok(out)
-        });
+                Ok(out)
+            },
+        );
         match up {
             Ok(up) => {
                 self.announce_tasks();
@@ -290,9 +354,18 @@ impl Control {
         instance_arn: &str,
         req: &RunTaskRequest,
     ) -> Result<Result<Task, String>, ControlError> {
-        let td = resolve(txn, req.task_definition.as_deref().unwrap_or_default(), "taskDefinition")?;
+        let td = resolve(
+            txn,
+            req.task_definition.as_deref().unwrap_or_default(),
+            "taskDefinition",
+        )?;
         let spec = TaskSpec::from_definition(&td, None, req.group.clone().unwrap_or_default());
-        let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &[])?;
+        let preq = PlacementRequest::compile(
+            spec,
+            &td.placement_constraints,
+            &req.placement_constraints,
+            &[],
+        )?;
         let mut view = self.views.take(txn, cluster_arn)?;
         let out = match view.place_on_arn(&preq, instance_arn) {
             None => Ok(Err("MISSING".to_owned())),
@@ -308,7 +381,9 @@ impl Control {
                     tags: &[],
                 };
                 let task = new.mint(&self.arn, Some(instance_arn), Some(&p.dynamic_host_ports));
-                txn.put(&task).map(|()| Ok(task)).map_err(ControlError::from)
+                txn.put(&task)
+                    .map(|()| Ok(task))
+                    .map_err(ControlError::from)
             }
         };
         self.views.lend(cluster_arn, view);
@@ -317,7 +392,13 @@ impl Control {
 
     /// Places `count` tasks of `preq` in `view`: through the chosen policy
     /// (its answers checked by the native engine), or natively.
-    fn decide(&self, view: &mut ClusterView, policy: &ChosenPolicy, preq: &PlacementRequest, count: usize) -> Vec<Result<Placement, Unplaced>> {
+    fn decide(
+        &self,
+        view: &mut ClusterView,
+        policy: &ChosenPolicy,
+        preq: &PlacementRequest,
+        count: usize,
+    ) -> Vec<Result<Placement, Unplaced>> {
         let native = |view: &mut ClusterView| -> Vec<Result<Placement, Unplaced>> {
             Placer::new(seed())
                 .place(&mut view.state, preq, count)
@@ -327,7 +408,11 @@ impl Control {
                         view.placed(preq, &p, None);
                         Ok(p)
                     }
-                    Err(f) => Err(Unplaced { reason: f.reason.reason().to_owned(), detail: f.to_string(), queue: false }),
+                    Err(f) => Err(Unplaced {
+                        reason: f.reason.reason().to_owned(),
+                        detail: f.to_string(),
+                        queue: false,
+                    }),
                 })
                 .collect()
         };
@@ -337,7 +422,13 @@ impl Control {
         match view.place_with_policy(reg.host(), policy, preq, count) {
             Ok(answers) => answers
                 .into_iter()
-                .map(|a| a.map_err(|why| Unplaced { reason: "POLICY".into(), detail: format!("policy {}: {why}", policy.name), queue: false }))
+                .map(|a| {
+                    a.map_err(|why| Unplaced {
+                        reason: "POLICY".into(),
+                        detail: format!("policy {}: {why}", policy.name),
+                        queue: false,
+                    })
+                })
                 .collect(),
             Err(e) => match fallback {
                 berth_policy::Fallback::Native => {
@@ -346,7 +437,15 @@ impl Control {
                 }
                 berth_policy::Fallback::Pending => {
                     tracing::warn!(error = %e, "placement policy failed; leaving the tasks PENDING");
-                    (0..count).map(|_| Err(Unplaced { reason: "POLICY".into(), detail: e.to_string(), queue: true })).collect()
+                    (0..count)
+                        .map(|_| {
+                            Err(Unplaced {
+                                reason: "POLICY".into(),
+                                detail: e.to_string(),
+                                queue: true,
+                            })
+                        })
+                        .collect()
                 }
             },
         }
@@ -356,17 +455,31 @@ impl Control {
     /// validated already: places and writes the tasks; the instances they
     /// landed on are written when the transaction ends. `service` names the
     /// service placing (the service scheduler's path), for its policy.
-    pub(super) fn run_in(&self, txn: &mut Txn, req: &RunTaskRequest, service: Option<&str>) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+    pub(super) fn run_in(
+        &self,
+        txn: &mut Txn,
+        req: &RunTaskRequest,
+        service: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
-        let queue = req.tags.iter().any(|t| t.key == QUEUE_TAG && t.value == "true");
+        let queue = req
+            .tags
+            .iter()
+            .any(|t| t.key == QUEUE_TAG && t.value == "true");
         let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-        let token_key = req.client_token.as_ref().map(|t| format!("{} {t}", cluster.cluster_arn));
+        let token_key = req
+            .client_token
+            .as_ref()
+            .map(|t| format!("{} {t}", cluster.cluster_arn));
         if let Some(k) = &token_key
             && let Some(prior) = txn.get::<ClientTokenRecord>(k)?
         {
             if prior.value.request != *req {
-                return Err(ControlError::invalid("clientToken", "was used before with a different request"));
+                return Err(ControlError::invalid(
+                    "clientToken",
+                    "was used before with a different request",
+                ));
             }
             let mut tasks = Vec::new();
             for a in &prior.value.task_arns {
@@ -378,11 +491,21 @@ impl Control {
         }
         let td = resolve(txn, &td_ref, "taskDefinition")?;
         if td.status != "ACTIVE" {
-            return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+            return Err(ControlError::Client(format!(
+                "taskDefinition: `{td_ref}` is INACTIVE"
+            )));
         }
-        let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+        let group = req
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", td.family));
         let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
-        let preq = PlacementRequest::compile(spec, &td.placement_constraints, &req.placement_constraints, &req.placement_strategy)?;
+        let preq = PlacementRequest::compile(
+            spec,
+            &td.placement_constraints,
+            &req.placement_constraints,
+            &req.placement_strategy,
+        )?;
         let policy = self.policy_for(&cluster.cluster_name, service, &req.tags)?;
         let mut view = self.views.take(txn, &cluster.cluster_arn)?;
         let results = self.decide(&mut view, &policy, &preq, count as usize);
@@ -417,7 +540,11 @@ impl Control {
                     });
                     tasks.push(t);
                 }
-                Err(u) => failures.push(Failure { arn: Some(cluster.cluster_arn.clone()), reason: u.reason, detail: Some(u.detail) }),
+                Err(u) => failures.push(Failure {
+                    arn: Some(cluster.cluster_arn.clone()),
+                    reason: u.reason,
+                    detail: Some(u.detail),
+                }),
             }
         }
         self.views.lend(&cluster.cluster_arn, view);
@@ -442,18 +569,29 @@ impl Control {
     /// rules as the engine's own placements (`place_on`).
     pub fn start_task(&self, req: StartTaskRequest) -> Result<TasksResponse, ControlError> {
         if req.container_instances.is_empty() || req.container_instances.len() > 10 {
-            return Err(ControlError::invalid("containerInstances", "give 1-10 container instances"));
+            return Err(ControlError::invalid(
+                "containerInstances",
+                "give 1-10 container instances",
+            ));
         }
-        let td_ref = req.task_definition.clone().ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
+        let td_ref = req
+            .task_definition
+            .clone()
+            .ok_or_else(|| ControlError::invalid("taskDefinition", "is required"))?;
         check_started_by(req.started_by.as_deref())?;
         let _turn = self.placement_turn();
         let up = self.placing(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
             if td.status != "ACTIVE" {
-                return Err(ControlError::Client(format!("taskDefinition: `{td_ref}` is INACTIVE")));
+                return Err(ControlError::Client(format!(
+                    "taskDefinition: `{td_ref}` is INACTIVE"
+                )));
             }
-            let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+            let group = req
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("family:{}", td.family));
             let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
             let preq = PlacementRequest::compile(spec, &td.placement_constraints, &[], &[])?;
             let mut view = self.views.take(txn, &cluster.cluster_arn)?;
@@ -472,12 +610,23 @@ impl Control {
                 let arn = if id.starts_with("arn:") {
                     id.clone()
                 } else {
-                    self.arn.container_instance(&cluster.cluster_name, arn::last_segment(id))
+                    self.arn
+                        .container_instance(&cluster.cluster_name, arn::last_segment(id))
                 };
                 match view.place_on_arn(&preq, &arn) {
-                    None => failures.push(Failure { arn: Some(id.clone()), reason: "MISSING".into(), detail: None }),
-                    Some(Ok(p)) => tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports))),
-                    Some(Err(c)) => failures.push(Failure { arn: Some(arn), reason: c.reason().to_owned(), detail: None }),
+                    None => failures.push(Failure {
+                        arn: Some(id.clone()),
+                        reason: "MISSING".into(),
+                        detail: None,
+                    }),
+                    Some(Ok(p)) => {
+                        tasks.push(new.mint(&self.arn, Some(&arn), Some(&p.dynamic_host_ports)))
+                    }
+                    Some(Err(c)) => failures.push(Failure {
+                        arn: Some(arn),
+                        reason: c.reason().to_owned(),
+                        detail: None,
+                    }),
                 }
             }
             self.views.lend(&cluster.cluster_arn, view);
@@ -494,9 +643,15 @@ impl Control {
     /// StopTask: desired STOPPED (stopCode UserInitiated). Its resources are
     /// free for placement at once; a queued task stops on the spot.
     pub fn stop_task(&self, req: StopTaskRequest) -> Result<TaskResponse, ControlError> {
-        let id = req.task.clone().ok_or_else(|| ControlError::invalid("task", "is required"))?;
+        let id = req
+            .task
+            .clone()
+            .ok_or_else(|| ControlError::invalid("task", "is required"))?;
         if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
-            return Err(ControlError::invalid("reason", "is longer than 255 characters"));
+            return Err(ControlError::invalid(
+                "reason",
+                "is longer than 255 characters",
+            ));
         }
         let up = self.store.update(|txn| -> Result<Task, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
@@ -505,14 +660,23 @@ impl Control {
                 .get::<Task>(&arn)?
                 .map(|t| t.value)
                 .filter(|t| t.cluster_arn == cluster.cluster_arn)
-                .ok_or_else(|| ControlError::InvalidParameter(format!("task: `{id}` not found in cluster `{}`", cluster.cluster_name)))?;
+                .ok_or_else(|| {
+                    ControlError::InvalidParameter(format!(
+                        "task: `{id}` not found in cluster `{}`",
+                        cluster.cluster_name
+                    ))
+                })?;
             if task.desired_status == "STOPPED" {
                 return Ok(task);
             }
             let t = now();
             task.desired_status = "STOPPED".into();
             task.stop_code = Some("UserInitiated".into());
-            task.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+            task.stopped_reason = Some(
+                req.reason
+                    .clone()
+                    .unwrap_or_else(|| "Task stopped by user".into()),
+            );
             task.stopping_at = Some(t);
             task.version += 1;
             match task.container_instance_arn.clone() {
@@ -544,7 +708,10 @@ impl Control {
     /// DescribeTasks: up to 100; unknown ones come back as MISSING.
     pub fn describe_tasks(&self, req: DescribeTasksRequest) -> Result<TasksResponse, ControlError> {
         if req.tasks.is_empty() || req.tasks.len() > 100 {
-            return Err(ControlError::invalid("tasks", format!("{} tasks given; give 1-100", req.tasks.len())));
+            return Err(ControlError::invalid(
+                "tasks",
+                format!("{} tasks given; give 1-100", req.tasks.len()),
+            ));
         }
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
@@ -552,9 +719,16 @@ impl Control {
         let mut failures = Vec::new();
         for id in &req.tasks {
             let arn = self.task_arn_of(&cluster.cluster_name, id);
-            match txn.get::<Task>(&arn)?.filter(|t| t.value.cluster_arn == cluster.cluster_arn) {
+            match txn
+                .get::<Task>(&arn)?
+                .filter(|t| t.value.cluster_arn == cluster.cluster_arn)
+            {
                 Some(t) => tasks.push(t.value),
-                None => failures.push(Failure { arn: Some(arn), reason: "MISSING".into(), detail: None }),
+                None => failures.push(Failure {
+                    arn: Some(arn),
+                    reason: "MISSING".into(),
+                    detail: None,
+                }),
             }
         }
         Ok(TasksResponse { tasks, failures })
@@ -564,7 +738,10 @@ impl Control {
     pub fn list_tasks(&self, req: ListTasksRequest) -> Result<ListTasksResponse, ControlError> {
         let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
         if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
-            return Err(ControlError::invalid("desiredStatus", format!("`{desired}` is not one of RUNNING, PENDING, STOPPED")));
+            return Err(ControlError::invalid(
+                "desiredStatus",
+                format!("`{desired}` is not one of RUNNING, PENDING, STOPPED"),
+            ));
         }
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
@@ -573,13 +750,17 @@ impl Control {
                 let arn = if ci.starts_with("arn:") {
                     ci.clone()
                 } else {
-                    self.arn.container_instance(&cluster.cluster_name, arn::last_segment(ci))
+                    self.arn
+                        .container_instance(&cluster.cluster_name, arn::last_segment(ci))
                 };
                 all_by_index::<Task>(&txn, "instance", &arn)?
             }
             None => all_by_index::<Task>(&txn, "cluster", &cluster.cluster_arn)?,
         };
-        let service_group = req.service_name.as_deref().map(|s| format!("service:{}", arn::last_segment(s)));
+        let service_group = req
+            .service_name
+            .as_deref()
+            .map(|s| format!("service:{}", arn::last_segment(s)));
         let items: Vec<(String, String)> = candidates
             .into_iter()
             .map(|t| t.value)
@@ -590,14 +771,28 @@ impl Control {
                 d => t.desired_status == d,
             })
             .filter(|t| {
-                req.family.as_deref().is_none_or(|f| arn::task_definition_ref(&t.task_definition_arn).is_ok_and(|(fam, _)| fam == f))
+                req.family.as_deref().is_none_or(|f| {
+                    arn::task_definition_ref(&t.task_definition_arn).is_ok_and(|(fam, _)| fam == f)
+                })
             })
-            .filter(|t| req.started_by.as_deref().is_none_or(|s| t.started_by.as_deref() == Some(s)))
-            .filter(|t| service_group.as_deref().is_none_or(|g| t.group.as_deref() == Some(g)))
+            .filter(|t| {
+                req.started_by
+                    .as_deref()
+                    .is_none_or(|s| t.started_by.as_deref() == Some(s))
+            })
+            .filter(|t| {
+                service_group
+                    .as_deref()
+                    .is_none_or(|g| t.group.as_deref() == Some(g))
+            })
             .map(|t| (t.task_arn.clone(), t.task_arn))
             .collect();
-        let (task_arns, next_token) = paginate(items, req.next_token.as_deref(), req.max_results, false)?;
-        Ok(ListTasksResponse { task_arns, next_token })
+        let (task_arns, next_token) =
+            paginate(items, req.next_token.as_deref(), req.max_results, false)?;
+        Ok(ListTasksResponse {
+            task_arns,
+            next_token,
+        })
     }
 
     /// The batch scheduler's pass: in every cluster, places queued tasks
@@ -607,8 +802,10 @@ impl Control {
     pub fn place_queued(&self) -> Result<usize, ControlError> {
         let clusters: Vec<String> = {
             let txn = self.store.begin()?;
-            let mut v: Vec<String> =
-                super::collect_pages(|p| txn.list::<QueuedTask>(p))?.into_iter().map(|q| q.value.cluster_arn).collect();
+            let mut v: Vec<String> = super::collect_pages(|p| txn.list::<QueuedTask>(p))?
+                .into_iter()
+                .map(|q| q.value.cluster_arn)
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -682,10 +879,19 @@ impl Control {
     /// service's tasks slows down with the history.
     pub fn collect_stopped_tasks(&self, ttl: std::time::Duration) -> Result<usize, ControlError> {
         let cutoff = now() - ttl.as_secs_f64();
-        let old = |t: &Task| t.desired_status == "STOPPED" && t.last_status == "STOPPED" && t.stopped_at.is_some_and(|s| s < cutoff);
+        let old = |t: &Task| {
+            t.desired_status == "STOPPED"
+                && t.last_status == "STOPPED"
+                && t.stopped_at.is_some_and(|s| s < cutoff)
+        };
         let doomed: Vec<String> = {
             let txn = self.store.begin()?;
-            super::collect_pages(|p| txn.list::<Task>(p))?.into_iter().map(|t| t.value).filter(|t| old(t)).map(|t| t.task_arn).collect()
+            super::collect_pages(|p| txn.list::<Task>(p))?
+                .into_iter()
+                .map(|t| t.value)
+                .filter(|t| old(t))
+                .map(|t| t.task_arn)
+                .collect()
         };
         let mut gone = 0;
         for chunk in doomed.chunks(500) {
@@ -710,4 +916,3 @@ impl Control {
         Ok(gone)
     }
 }
-

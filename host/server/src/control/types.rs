@@ -2,8 +2,8 @@
 //! (camelCase; absent optional fields omitted).
 
 use berth_core::model::{
-    Attribute, Cluster, ContainerInstance, PlacementConstraint, PlacementStrategy, RegisterTaskDefinition, Resource, Tag, Task,
-    TaskDefinition, TaskOverride, VersionInfo,
+    Attribute, Cluster, ContainerInstance, PlacementConstraint, PlacementStrategy,
+    RegisterTaskDefinition, Resource, Tag, Task, TaskDefinition, TaskOverride, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
 

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::model::{ContainerInstance, Protocol, Resource, Task};
-use berth_core::placement::{Check, ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec, place_on};
+use berth_core::placement::{
+    Check, ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec, place_on,
+};
 use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
 use berth_store::Txn;
 
@@ -50,13 +52,20 @@ pub(super) struct ClusterView {
 
 impl std::fmt::Debug for ClusterView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterView").field("instances", &self.instances.len()).field("sessions", &self.sessions.len()).finish()
+        f.debug_struct("ClusterView")
+            .field("instances", &self.instances.len())
+            .field("sessions", &self.sessions.len())
+            .finish()
     }
 }
 
 /// The ports of a string-set resource (`PORTS`, `PORTS_UDP`).
 pub(super) fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
-    r.iter().filter(|x| x.name == name).flat_map(|x| x.string_set_value.iter().flatten()).filter_map(|p| p.parse().ok()).collect()
+    r.iter()
+        .filter(|x| x.name == name)
+        .flat_map(|x| x.string_set_value.iter().flatten())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// A task's `cpu` or `memory` string as units (0 when absent).
@@ -69,7 +78,11 @@ pub(super) fn host_ports(t: &Task) -> Vec<(u16, Protocol)> {
     t.containers
         .iter()
         .flat_map(|c| &c.network_bindings)
-        .filter_map(|b| u16::try_from(b.host_port).ok().map(|p| (p, b.protocol.unwrap_or_default())))
+        .filter_map(|b| {
+            u16::try_from(b.host_port)
+                .ok()
+                .map(|p| (p, b.protocol.unwrap_or_default()))
+        })
         .collect()
 }
 
@@ -80,9 +93,16 @@ fn spec_of(ci: &ContainerInstance) -> InstanceSpec {
         host_id: ci.ec2_instance_id.clone(),
         active: ci.status == "ACTIVE",
         agent_connected: ci.agent_connected,
-        agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+        agent_version: ci
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone()),
         registered_at: ci.registered_at.unwrap_or(0.0),
-        attributes: ci.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+        attributes: ci
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.value.clone()))
+            .collect(),
         cpu: u32::try_from(integer_resource(reg, "CPU").unwrap_or(0)).unwrap_or(0),
         memory: u32::try_from(integer_resource(reg, "MEMORY").unwrap_or(0)).unwrap_or(0),
         reserved_tcp: ports_of(reg, "PORTS"),
@@ -139,7 +159,10 @@ impl ClusterView {
     fn refresh(mut self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
         let current = read_instances(txn, cluster_arn)?;
         let same_set = current.len() == self.instances.len()
-            && current.iter().zip(&self.instances).all(|((_, c), v)| c.container_instance_arn == v.container_instance_arn);
+            && current
+                .iter()
+                .zip(&self.instances)
+                .all(|((_, c), v)| c.container_instance_arn == v.container_instance_arn);
         if !same_set {
             return self.rebuild(txn, cluster_arn);
         }
@@ -150,7 +173,12 @@ impl ClusterView {
             let spec = spec_of(&ci);
             let old = &self.state.instance(i).spec;
             let resources_same = (old.cpu, old.memory, &old.reserved_tcp, &old.reserved_udp)
-                == (spec.cpu, spec.memory, &spec.reserved_tcp, &spec.reserved_udp);
+                == (
+                    spec.cpu,
+                    spec.memory,
+                    &spec.reserved_tcp,
+                    &spec.reserved_udp,
+                );
             if !resources_same {
                 // Registered resources are fixed at registration; a change
                 // means something unusual: start over.
@@ -159,7 +187,8 @@ impl ClusterView {
             for (spec, ports) in std::mem::take(&mut self.held[i]) {
                 self.state.remove_task(i, &spec, &ports);
             }
-            self.state.update_instance(i, spec.active, spec.agent_connected, spec.attributes);
+            self.state
+                .update_instance(i, spec.active, spec.agent_connected, spec.attributes);
             let held = held_on(txn, &ci.container_instance_arn)?;
             for (spec, ports) in &held {
                 self.state.add_task(i, spec, ports);
@@ -202,7 +231,11 @@ impl ClusterView {
     /// Places one task of `req` on the instance `arn` if it passes every
     /// check (`place_on`) and records it; None when `arn` is not an
     /// instance of the cluster.
-    pub fn place_on_arn(&mut self, req: &PlacementRequest, arn: &str) -> Option<Result<Placement, Check>> {
+    pub fn place_on_arn(
+        &mut self,
+        req: &PlacementRequest,
+        arn: &str,
+    ) -> Option<Result<Placement, Check>> {
         let i = self.state.index_of(arn)?;
         let placed = place_on(&mut self.state, req, i);
         if let Ok(p) = &placed {
@@ -223,8 +256,12 @@ impl ClusterView {
     ) -> Result<Vec<Result<Placement, String>>, berth_policy::DecisionError> {
         let sha = policy.compiled.sha256.clone();
         let now = Instant::now();
-        let (session, used) =
-            self.sessions.entry(sha.clone()).or_insert_with(|| (PolicySession::new(Arc::clone(host), Arc::clone(policy)), now));
+        let (session, used) = self.sessions.entry(sha.clone()).or_insert_with(|| {
+            (
+                PolicySession::new(Arc::clone(host), Arc::clone(policy)),
+                now,
+            )
+        });
         *used = now;
         let answers = session.place(&mut self.state, req, count)?;
         for p in answers.iter().flatten() {
@@ -241,7 +278,8 @@ impl ClusterView {
         // each time it writes the whole count from the record as read.
         for (&i, &(n, before)) in &self.touched {
             let inst = self.state.instance(i);
-            let strs = |s: &berth_core::placement::PortSet| s.iter().map(|p| p.to_string()).collect();
+            let strs =
+                |s: &berth_core::placement::PortSet| s.iter().map(|p| p.to_string()).collect();
             let remaining = vec![
                 Resource::integer("CPU", i64::from(self.state.cpu_free(i))),
                 Resource::integer("MEMORY", i64::from(self.state.mem_free(i))),
@@ -265,7 +303,9 @@ impl ClusterView {
         let mut txn = store.begin().ok();
         for &i in self.touched.keys() {
             let arn = &self.instances[i].container_instance_arn;
-            let read = txn.as_mut().and_then(|t| t.get::<ContainerInstance>(arn).ok().flatten());
+            let read = txn
+                .as_mut()
+                .and_then(|t| t.get::<ContainerInstance>(arn).ok().flatten());
             self.versions[i] = match read {
                 Some(r) if same_record(&r.value, &self.instances[i]) => r.version,
                 _ => 0,
@@ -281,7 +321,10 @@ fn same_record(a: &ContainerInstance, b: &ContainerInstance) -> bool {
 
 /// The cluster's instances that are not INACTIVE, each read with CAS, in
 /// a stable order, with their store versions.
-fn read_instances(txn: &mut Txn, cluster_arn: &str) -> Result<Vec<(u64, ContainerInstance)>, ControlError> {
+fn read_instances(
+    txn: &mut Txn,
+    cluster_arn: &str,
+) -> Result<Vec<(u64, ContainerInstance)>, ControlError> {
     let arns: Vec<String> = all_by_index::<ContainerInstance>(txn, "cluster", cluster_arn)?
         .into_iter()
         .filter(|c| c.value.status != "INACTIVE")
@@ -348,7 +391,8 @@ impl Views {
     pub fn drop_idle_sessions(&self) {
         let now = Instant::now();
         for v in lock(&self.kept).values_mut() {
-            v.sessions.retain(|_, (_, used)| now.duration_since(*used) < SESSION_IDLE);
+            v.sessions
+                .retain(|_, (_, used)| now.duration_since(*used) < SESSION_IDLE);
         }
     }
 

@@ -1,7 +1,7 @@
 //! A hostile test policy (log-flood): behaves like binpack, except on tasks of
 //! family `attack`, where it misbehaves. The host must fail only that
 //! decision and stay healthy.
-use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+use berth_sdk::{Cluster, Info, Policy, Task, export_policy};
 
 #[derive(Default)]
 struct Hostile;
@@ -19,7 +19,9 @@ impl Policy for Hostile {
                 i += 1;
             }
         }
-        cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+        cluster
+            .candidates(task)
+            .min_by_key(|&i| cluster.memory_free(i) - task.memory)
     }
 }
 

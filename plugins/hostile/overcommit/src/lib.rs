@@ -1,7 +1,7 @@
 //! A hostile test policy (overcommit): behaves like binpack, except on tasks of
 //! family `attack`, where it misbehaves. The host must fail only that
 //! decision and stay healthy.
-use berth_sdk::{export_policy, Cluster, Info, Policy, Task};
+use berth_sdk::{Cluster, Info, Policy, Task, export_policy};
 
 #[derive(Default)]
 struct Hostile;
@@ -13,9 +13,13 @@ impl Policy for Hostile {
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<u32> {
         if task.family == "attack" {
             // The instance with the least memory free, whether the task fits or not.
-            return (0..cluster.len() as u32).filter(|&i| cluster.schedulable(i)).min_by_key(|&i| cluster.memory_free(i));
+            return (0..cluster.len() as u32)
+                .filter(|&i| cluster.schedulable(i))
+                .min_by_key(|&i| cluster.memory_free(i));
         }
-        cluster.candidates(task).min_by_key(|&i| cluster.memory_free(i) - task.memory)
+        cluster
+            .candidates(task)
+            .min_by_key(|&i| cluster.memory_free(i) - task.memory)
     }
 }
 

@@ -79,11 +79,19 @@ pub async fn run(args: LogsArgs) -> Result<()> {
     let refused = matches!(tokio::net::TcpStream::connect(&host).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
     if args.docker || refused {
         if args.since.is_some() || args.timestamps || args.conn.json() {
-            let why = if args.docker { "--docker".to_owned() } else { format!("berth up does not answer at http://{host}, so reading Docker directly") };
-            return Err(CliError::Usage(format!("{why}: --since, --timestamps and --output json need the API")));
+            let why = if args.docker {
+                "--docker".to_owned()
+            } else {
+                format!("berth up does not answer at http://{host}, so reading Docker directly")
+            };
+            return Err(CliError::Usage(format!(
+                "{why}: --since, --timestamps and --output json need the API"
+            )));
         }
         if !args.docker {
-            eprintln!("berth: berth up does not answer at http://{host}; reading this host's Docker directly");
+            eprintln!(
+                "berth: berth up does not answer at http://{host}; reading this host's Docker directly"
+            );
         }
         return crate::logs::from_docker(&args.task, args.container.as_deref(), args.follow)
             .await
@@ -93,11 +101,14 @@ pub async fn run(args: LogsArgs) -> Result<()> {
     let cluster = args.conn.cluster();
     // More than one container: each line says whose it is.
     let prefix = args.container.is_none()
-        && c.ecs("DescribeTasks", json!({"cluster": cluster, "tasks": [args.task]}))
-            .await?
-            .pointer("/tasks/0/containers")
-            .and_then(Value::as_array)
-            .is_some_and(|cs| cs.len() > 1);
+        && c.ecs(
+            "DescribeTasks",
+            json!({"cluster": cluster, "tasks": [args.task]}),
+        )
+        .await?
+        .pointer("/tasks/0/containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.len() > 1);
     let mut start = args.since;
     let mut first = true;
     loop {
@@ -112,8 +123,15 @@ pub async fn run(args: LogsArgs) -> Result<()> {
             Ok(v) => v,
             // Following a task that stopped: its containers (and logs) are gone now.
             Err(e @ CliError::Api { .. }) if args.follow && !first => {
-                let t = c.ecs("DescribeTasks", json!({"cluster": cluster, "tasks": [args.task]})).await?;
-                if t.pointer("/tasks/0/desiredStatus").is_some_and(|d| d == "STOPPED") {
+                let t = c
+                    .ecs(
+                        "DescribeTasks",
+                        json!({"cluster": cluster, "tasks": [args.task]}),
+                    )
+                    .await?;
+                if t.pointer("/tasks/0/desiredStatus")
+                    .is_some_and(|d| d == "STOPPED")
+                {
                     return Ok(());
                 }
                 return Err(e);
@@ -142,8 +160,12 @@ fn print_events(events: &[Value], prefix: bool, timestamps: bool, json_out: bool
         } else {
             let mut line = String::new();
             if timestamps {
-                let t = e["timestamp"].as_f64().and_then(|t| chrono::DateTime::from_timestamp_micros((t * 1e6).round() as i64));
-                line.push_str(&t.map_or("-".into(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+                let t = e["timestamp"].as_f64().and_then(|t| {
+                    chrono::DateTime::from_timestamp_micros((t * 1e6).round() as i64)
+                });
+                line.push_str(&t.map_or("-".into(), |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                }));
                 line.push(' ');
             }
             if prefix {
@@ -167,7 +189,9 @@ mod tests {
 
     #[test]
     fn since_takes_durations_times_and_epoch_seconds() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
         let t = now.timestamp() as f64;
         assert_eq!(since_at("90s", now), Ok(t - 90.0));
         assert_eq!(since_at("10m", now), Ok(t - 600.0));

@@ -78,7 +78,12 @@ type Result<T, E = CliError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
     /// The API of a running `berth up`.
-    #[arg(long, env = "BERTH_ENDPOINT", default_value = "http://127.0.0.1:7171", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_ENDPOINT",
+        default_value = "http://127.0.0.1:7171",
+        global = true
+    )]
     endpoint: String,
     /// Where `berth up` keeps its state (read for its credentials when
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set).
@@ -225,7 +230,12 @@ fn endpoint_host(endpoint: &str) -> Result<String> {
 impl Client {
     fn new(conn: &Conn) -> Result<Client> {
         let host = endpoint_host(&conn.endpoint)?;
-        let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok().filter(|s| !s.is_empty());
+        let env = |a: &str, b: &str| {
+            std::env::var(a)
+                .or_else(|_| std::env::var(b))
+                .ok()
+                .filter(|s| !s.is_empty())
+        };
         let creds = match (env("AWS_ACCESS_KEY_ID", "BERTH_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY", "BERTH_SECRET_ACCESS_KEY")) {
             (Some(access_key_id), Some(secret_access_key)) => Credentials { access_key_id, secret_access_key },
             _ => Credentials::read(&conn.data_dir).map_err(|e| {
@@ -265,13 +275,22 @@ impl Client {
     async fn call_once(&self, prefix: &str, op: &str, body: Value) -> Result<Value> {
         let unreachable = |what: String| CliError::Unreachable(what);
         let target = format!("{prefix}.{op}");
-        let body = serde_json::to_vec(&body).map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| CliError::Usage(format!("encoding the request: {e}")))?;
         let headers = vec![
             ("content-type".to_owned(), JSON.to_owned()),
             ("host".to_owned(), self.host.clone()),
             ("x-amz-target".to_owned(), target),
         ];
-        let signed = sigv4::sign(&self.creds, "local", "ecs", "/", &headers, &body, chrono::Utc::now());
+        let signed = sigv4::sign(
+            &self.creds,
+            "local",
+            "ecs",
+            "/",
+            &headers,
+            &body,
+            chrono::Utc::now(),
+        );
         let stream = tokio::net::TcpStream::connect(&self.host).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                 unreachable(format!(
@@ -283,9 +302,10 @@ impl Client {
                 unreachable(format!("connecting to http://{}: {e}", self.host))
             }
         })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(format!("http://{}: HTTP handshake: {e}", self.host)))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(format!("http://{}: HTTP handshake: {e}", self.host)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "client connection");
@@ -295,12 +315,25 @@ impl Client {
         for (n, v) in headers.iter().chain(&signed) {
             req = req.header(n, v);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| CliError::Usage(format!("building the request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| unreachable(format!("{op} on http://{}: {e}", self.host)))?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CliError::Usage(format!("building the request: {e}")))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(format!("{op} on http://{}: {e}", self.host)))?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| unreachable(format!("{op}: reading the answer: {e}")))?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("{op}: reading the answer: {e}")))?
+            .to_bytes();
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-            unreachable(format!("{op}: http://{} answered HTTP {status} without berth's JSON; is it berth up?", self.host))
+            unreachable(format!(
+                "{op}: http://{} answered HTTP {status} without berth's JSON; is it berth up?",
+                self.host
+            ))
         })?;
         if !status.is_success() {
             return Err(CliError::Api {
@@ -339,14 +372,20 @@ fn short(arn: &Value) -> String {
 }
 
 fn resource(rs: &Value, name: &str) -> String {
-    rs.as_array().and_then(|a| a.iter().find(|r| r["name"] == name)).map_or("-".into(), |r| s(&r["integerValue"]))
+    rs.as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name))
+        .map_or("-".into(), |r| s(&r["integerValue"]))
 }
 
 /// An epoch-seconds value as local time, for people.
 fn when(v: &Value) -> String {
     v.as_f64()
         .and_then(|t| chrono::DateTime::from_timestamp_micros((t * 1e6).round() as i64))
-        .map_or("-".into(), |t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map_or("-".into(), |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
 }
 
 /// Prints rows as columns padded to their widest cell.
@@ -358,7 +397,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
@@ -369,7 +412,15 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
 
 fn print_failures(v: &Value) {
     for f in v["failures"].as_array().into_iter().flatten() {
-        eprintln!("failure: {} {}{}", s(&f["arn"]), s(&f["reason"]), f["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default());
+        eprintln!(
+            "failure: {} {}{}",
+            s(&f["arn"]),
+            s(&f["reason"]),
+            f["detail"]
+                .as_str()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -385,17 +436,34 @@ struct Progress {
 
 impl Progress {
     fn new(json_out: bool) -> Progress {
-        let tty = if json_out { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
-        Progress { started: Instant::now(), stderr: json_out, tty, last: String::new() }
+        let tty = if json_out {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        Progress {
+            started: Instant::now(),
+            stderr: json_out,
+            tty,
+            last: String::new(),
+        }
     }
 
     fn show(&mut self, line: &str) {
         let secs = self.started.elapsed().as_secs();
         let text = format!("[{secs:>4}s] {line}");
-        let out: &mut dyn Write = if self.stderr { &mut std::io::stderr() } else { &mut std::io::stdout() };
+        let out: &mut dyn Write = if self.stderr {
+            &mut std::io::stderr()
+        } else {
+            &mut std::io::stdout()
+        };
         if self.tty {
             // Kept within the terminal's width, or the redraw would scroll.
-            let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok()).unwrap_or(100).max(20);
+            let width = std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(100)
+                .max(20);
             let cut: String = text.chars().take(width - 1).collect();
             let _ = write!(out, "\r\x1b[2K{cut}");
             let _ = out.flush();
@@ -408,7 +476,11 @@ impl Progress {
     /// Ends the redrawn line so what follows starts on its own.
     fn finish(&mut self) {
         if self.tty && !self.last.is_empty() {
-            let out: &mut dyn Write = if self.stderr { &mut std::io::stderr() } else { &mut std::io::stdout() };
+            let out: &mut dyn Write = if self.stderr {
+                &mut std::io::stderr()
+            } else {
+                &mut std::io::stdout()
+            };
             let _ = writeln!(out);
         }
         self.last.clear();
@@ -420,7 +492,9 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Runs one client command.
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(cmd)).map_err(anyhow::Error::from)
 }
 
@@ -444,9 +518,16 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
     let cluster = json!(conn.cluster());
     let print_json = |v: &Value| println!("{v}");
     match cmd {
-        ClientCommand::Clusters { what: ClustersCommand::Ls, .. } => {
+        ClientCommand::Clusters {
+            what: ClustersCommand::Ls,
+            ..
+        } => {
             let arns = c.all("ListClusters", json!({}), "clusterArns").await?;
-            let v = if arns.is_empty() { json!({"clusters": []}) } else { c.ecs("DescribeClusters", json!({"clusters": arns})).await? };
+            let v = if arns.is_empty() {
+                json!({"clusters": []})
+            } else {
+                c.ecs("DescribeClusters", json!({"clusters": arns})).await?
+            };
             if json_out {
                 print_json(&v);
                 return Ok(());
@@ -466,11 +547,23 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
                     ]
                 })
                 .collect();
-            table(&["NAME", "STATUS", "INSTANCES", "SERVICES", "RUNNING", "PENDING"], rows);
+            table(
+                &[
+                    "NAME",
+                    "STATUS",
+                    "INSTANCES",
+                    "SERVICES",
+                    "RUNNING",
+                    "PENDING",
+                ],
+                rows,
+            );
         }
         ClientCommand::Register { file, .. } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| CliError::Usage(format!("reading {}: {e}", file.display())))?;
-            let body: Value = serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::Usage(format!("reading {}: {e}", file.display())))?;
+            let body: Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
             let v = c.ecs("RegisterTaskDefinition", body).await?;
             if json_out {
                 print_json(&v);
@@ -479,13 +572,24 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
             println!("{}", s(&v["taskDefinition"]["taskDefinitionArn"]));
         }
         ClientCommand::Ps { all, .. } => {
-            let mut arns = c.all("ListTasks", json!({"cluster": cluster}), "taskArns").await?;
+            let mut arns = c
+                .all("ListTasks", json!({"cluster": cluster}), "taskArns")
+                .await?;
             if all {
-                arns.extend(c.all("ListTasks", json!({"cluster": cluster, "desiredStatus": "STOPPED"}), "taskArns").await?);
+                arns.extend(
+                    c.all(
+                        "ListTasks",
+                        json!({"cluster": cluster, "desiredStatus": "STOPPED"}),
+                        "taskArns",
+                    )
+                    .await?,
+                );
             }
             let mut found = Vec::new();
             for chunk in arns.chunks(100) {
-                let v = c.ecs("DescribeTasks", json!({"cluster": cluster, "tasks": chunk})).await?;
+                let v = c
+                    .ecs("DescribeTasks", json!({"cluster": cluster, "tasks": chunk}))
+                    .await?;
                 found.extend(v["tasks"].as_array().cloned().unwrap_or_default());
             }
             if json_out {
@@ -513,11 +617,23 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
                     if let Some(f) = filter {
                         body["filter"] = json!(f);
                     }
-                    let arns = c.all("ListContainerInstances", body, "containerInstanceArns").await?;
+                    let arns = c
+                        .all("ListContainerInstances", body, "containerInstanceArns")
+                        .await?;
                     let mut out = Vec::new();
                     for chunk in arns.chunks(100) {
-                        let v = c.ecs("DescribeContainerInstances", json!({"cluster": cluster, "containerInstances": chunk})).await?;
-                        out.extend(v["containerInstances"].as_array().cloned().unwrap_or_default());
+                        let v = c
+                            .ecs(
+                                "DescribeContainerInstances",
+                                json!({"cluster": cluster, "containerInstances": chunk}),
+                            )
+                            .await?;
+                        out.extend(
+                            v["containerInstances"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default(),
+                        );
                     }
                     json!({"containerInstances": out})
                 }
@@ -542,14 +658,33 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
                         short(&i["containerInstanceArn"]),
                         s(&i["ec2InstanceId"]),
                         s(&i["status"]),
-                        format!("{}/{}", resource(&i["remainingResources"], "CPU"), resource(&i["registeredResources"], "CPU")),
-                        format!("{}/{}", resource(&i["remainingResources"], "MEMORY"), resource(&i["registeredResources"], "MEMORY")),
+                        format!(
+                            "{}/{}",
+                            resource(&i["remainingResources"], "CPU"),
+                            resource(&i["registeredResources"], "CPU")
+                        ),
+                        format!(
+                            "{}/{}",
+                            resource(&i["remainingResources"], "MEMORY"),
+                            resource(&i["registeredResources"], "MEMORY")
+                        ),
                         s(&i["runningTasksCount"]),
                         s(&i["pendingTasksCount"]),
                     ]
                 })
                 .collect();
-            table(&["INSTANCE", "HOST", "STATUS", "CPU FREE", "MEMORY FREE", "RUNNING", "PENDING"], rows);
+            table(
+                &[
+                    "INSTANCE",
+                    "HOST",
+                    "STATUS",
+                    "CPU FREE",
+                    "MEMORY FREE",
+                    "RUNNING",
+                    "PENDING",
+                ],
+                rows,
+            );
         }
         ClientCommand::Run(args) => return tasks::run(&c, args).await,
         ClientCommand::Logs(args) => return logs::run(args).await,
@@ -565,15 +700,23 @@ mod tests {
 
     #[test]
     fn endpoints_are_http_host_port() {
-        assert_eq!(endpoint_host("http://127.0.0.1:7171/").unwrap(), "127.0.0.1:7171");
-        assert!(matches!(endpoint_host("https://x:1"), Err(CliError::Usage(m)) if m.contains("only http://")));
+        assert_eq!(
+            endpoint_host("http://127.0.0.1:7171/").unwrap(),
+            "127.0.0.1:7171"
+        );
+        assert!(
+            matches!(endpoint_host("https://x:1"), Err(CliError::Usage(m)) if m.contains("only http://"))
+        );
         assert!(endpoint_host("http://x:1/path").is_err());
     }
 
     #[test]
     fn exit_codes_follow_the_kind() {
         let codes: Vec<u8> = [
-            CliError::Api { code: "X".into(), message: String::new() },
+            CliError::Api {
+                code: "X".into(),
+                message: String::new(),
+            },
             CliError::Usage(String::new()),
             CliError::Unreachable(String::new()),
             CliError::Failed(String::new()),
@@ -583,6 +726,13 @@ mod tests {
         .map(CliError::exit_code)
         .collect();
         assert_eq!(codes, vec![1, 2, 3, 4, 5]);
-        assert_eq!(CliError::Api { code: "ClusterNotFoundException".into(), message: "m".into() }.to_string(), "ClusterNotFoundException: m");
+        assert_eq!(
+            CliError::Api {
+                code: "ClusterNotFoundException".into(),
+                message: "m".into()
+            }
+            .to_string(),
+            "ClusterNotFoundException: m"
+        );
     }
 }

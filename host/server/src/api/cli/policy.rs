@@ -65,8 +65,14 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
     let cluster = conn.cluster();
     let v = match what {
         PolicyCommand::Install { file } => {
-            let bytes = std::fs::read(&file).map_err(|e| CliError::Usage(format!("reading {}: {e}", file.display())))?;
-            let v = c.berth("InstallPolicy", json!({"wasm": base64::engine::general_purpose::STANDARD.encode(&bytes)})).await?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Usage(format!("reading {}: {e}", file.display())))?;
+            let v = c
+                .berth(
+                    "InstallPolicy",
+                    json!({"wasm": base64::engine::general_purpose::STANDARD.encode(&bytes)}),
+                )
+                .await?;
             if !json_out {
                 list(std::slice::from_ref(&v["policy"]));
             }
@@ -86,7 +92,11 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             }
             v
         }
-        PolicyCommand::Activate { id, service, fallback } => {
+        PolicyCommand::Activate {
+            id,
+            service,
+            fallback,
+        } => {
             let mut body = json!({"policy": id, "cluster": cluster});
             if let Some(svc) = service {
                 body["service"] = json!(svc);
@@ -97,7 +107,13 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             let v = c.berth("ActivatePolicy", body).await?;
             if !json_out {
                 let p = &v["policy"];
-                println!("{} {} ({}) is active in {}", s(&p["name"]), s(&p["version"]), id12(p), s(&v["scope"]));
+                println!(
+                    "{} {} ({}) is active in {}",
+                    s(&p["name"]),
+                    s(&p["version"]),
+                    id12(p),
+                    s(&v["scope"])
+                );
             }
             v
         }
@@ -116,7 +132,12 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             let v = c.berth("DeletePolicy", json!({"policy": id})).await?;
             if !json_out {
                 let p = &v["policy"];
-                println!("removed {} {} ({})", s(&p["name"]), s(&p["version"]), id12(p));
+                println!(
+                    "removed {} {} ({})",
+                    s(&p["name"]),
+                    s(&p["version"]),
+                    id12(p)
+                );
             }
             v
         }
@@ -133,12 +154,23 @@ fn id12(p: &Value) -> String {
 }
 
 fn failures(p: &Value) -> u64 {
-    p["stats"]["failures"].as_object().map_or(0, |f| f.values().filter_map(Value::as_u64).sum())
+    p["stats"]["failures"]
+        .as_object()
+        .map_or(0, |f| f.values().filter_map(Value::as_u64).sum())
 }
 
 fn active_in(p: &Value) -> String {
-    let scopes: Vec<String> = p["activeIn"].as_array().into_iter().flatten().map(s).collect();
-    if scopes.is_empty() { "-".into() } else { scopes.join(",") }
+    let scopes: Vec<String> = p["activeIn"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    if scopes.is_empty() {
+        "-".into()
+    } else {
+        scopes.join(",")
+    }
 }
 
 fn list(policies: &[Value]) {
@@ -149,7 +181,9 @@ fn list(policies: &[Value]) {
                 id12(p),
                 s(&p["name"]),
                 s(&p["version"]),
-                p["size"].as_u64().map_or("-".into(), |b| format!("{} KiB", b.div_ceil(1024))),
+                p["size"]
+                    .as_u64()
+                    .map_or("-".into(), |b| format!("{} KiB", b.div_ceil(1024))),
                 active_in(p),
                 s(&p["stats"]["decisions"]),
                 failures(p).to_string(),
@@ -157,7 +191,19 @@ fn list(policies: &[Value]) {
             ]
         })
         .collect();
-    table(&["ID", "NAME", "VERSION", "SIZE", "ACTIVE IN", "DECISIONS", "FAILURES", "P99 µs"], rows);
+    table(
+        &[
+            "ID",
+            "NAME",
+            "VERSION",
+            "SIZE",
+            "ACTIVE IN",
+            "DECISIONS",
+            "FAILURES",
+            "P99 µs",
+        ],
+        rows,
+    );
 }
 
 fn show(p: &Value) {
@@ -168,15 +214,32 @@ fn show(p: &Value) {
     println!("size        {} bytes", s(&p["size"]));
     println!("active in   {}", active_in(p));
     println!("decisions   {}", s(&st["decisions"]));
-    let kinds: Vec<String> = st["failures"].as_object().into_iter().flatten().map(|(k, v)| format!("{k} {}", s(v))).collect();
+    let kinds: Vec<String> = st["failures"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k} {}", s(v)))
+        .collect();
     println!("failures    {} ({})", failures(p), kinds.join(", "));
     println!("instances   {} created", s(&st["instancesCreated"]));
     println!("logs        {} dropped", s(&st["logsDropped"]));
     let l = &st["latencyMicros"];
-    println!("latency µs  p50 {} p90 {} p99 {} max {}", s(&l["p50"]), s(&l["p90"]), s(&l["p99"]), s(&l["max"]));
+    println!(
+        "latency µs  p50 {} p90 {} p99 {} max {}",
+        s(&l["p50"]),
+        s(&l["p90"]),
+        s(&l["p99"]),
+        s(&l["max"])
+    );
     let params = p["parameters"].as_array().cloned().unwrap_or_default();
     if !params.is_empty() {
         println!();
-        table(&["PARAMETER", "DESCRIPTION"], params.iter().map(|x| vec![s(&x["name"]), s(&x["description"])]).collect());
+        table(
+            &["PARAMETER", "DESCRIPTION"],
+            params
+                .iter()
+                .map(|x| vec![s(&x["name"]), s(&x["description"])])
+                .collect(),
+        );
     }
 }

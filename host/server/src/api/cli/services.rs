@@ -93,7 +93,10 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                 dc.insert("maximumPercent".into(), json!(p));
             }
             if a.circuit_breaker {
-                dc.insert("deploymentCircuitBreaker".into(), json!({"enable": true, "rollback": true}));
+                dc.insert(
+                    "deploymentCircuitBreaker".into(),
+                    json!({"enable": true, "rollback": true}),
+                );
             }
             if !dc.is_empty() {
                 body["deploymentConfiguration"] = Value::Object(dc);
@@ -122,24 +125,45 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
             finish(c, &cluster, v, &a.wait, json_out).await
         }
         ServicesCommand::Scale { name, count, wait } => {
-            let v = c.ecs("UpdateService", json!({"cluster": cluster, "service": name, "desiredCount": count})).await?;
+            let v = c
+                .ecs(
+                    "UpdateService",
+                    json!({"cluster": cluster, "service": name, "desiredCount": count}),
+                )
+                .await?;
             finish(c, &cluster, v, &wait, json_out).await
         }
         ServicesCommand::Rm { name, force } => {
-            let v = c.ecs("DeleteService", json!({"cluster": cluster, "service": name, "force": force})).await?;
+            let v = c
+                .ecs(
+                    "DeleteService",
+                    json!({"cluster": cluster, "service": name, "force": force}),
+                )
+                .await?;
             if json_out {
                 println!("{v}");
             } else {
                 let svc = &v["service"];
-                println!("service {} is {}: its tasks are stopping", s(&svc["serviceName"]), s(&svc["status"]));
+                println!(
+                    "service {} is {}: its tasks are stopping",
+                    s(&svc["serviceName"]),
+                    s(&svc["status"])
+                );
             }
             Ok(())
         }
         ServicesCommand::Ls => {
-            let arns = c.all("ListServices", json!({"cluster": cluster}), "serviceArns").await?;
+            let arns = c
+                .all("ListServices", json!({"cluster": cluster}), "serviceArns")
+                .await?;
             let mut services = Vec::new();
             for chunk in arns.chunks(10) {
-                let v = c.ecs("DescribeServices", json!({"cluster": cluster, "services": chunk})).await?;
+                let v = c
+                    .ecs(
+                        "DescribeServices",
+                        json!({"cluster": cluster, "services": chunk}),
+                    )
+                    .await?;
                 services.extend(v["services"].as_array().cloned().unwrap_or_default());
             }
             if json_out {
@@ -158,11 +182,26 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                         s(&svc["runningCount"]),
                         s(&svc["pendingCount"]),
                         primary.map_or("-".into(), |d| s(&d["rolloutState"])),
-                        deployments(svc).filter(|d| d["status"] != "INACTIVE").count().to_string(),
+                        deployments(svc)
+                            .filter(|d| d["status"] != "INACTIVE")
+                            .count()
+                            .to_string(),
                     ]
                 })
                 .collect();
-            table(&["NAME", "STATUS", "TASK DEFINITION", "DESIRED", "RUNNING", "PENDING", "ROLLOUT", "DEPLOYMENTS"], rows);
+            table(
+                &[
+                    "NAME",
+                    "STATUS",
+                    "TASK DEFINITION",
+                    "DESIRED",
+                    "RUNNING",
+                    "PENDING",
+                    "ROLLOUT",
+                    "DEPLOYMENTS",
+                ],
+                rows,
+            );
             Ok(())
         }
         ServicesCommand::Show { name, events } => {
@@ -188,7 +227,12 @@ fn primary(svc: &Value) -> Option<&Value> {
 
 /// The service, or ServiceNotFoundException when DescribeServices has it MISSING.
 async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Value> {
-    let v = c.ecs("DescribeServices", json!({"cluster": cluster, "services": [name]})).await?;
+    let v = c
+        .ecs(
+            "DescribeServices",
+            json!({"cluster": cluster, "services": [name]}),
+        )
+        .await?;
     match v["services"].get(0) {
         Some(svc) => Ok(svc.clone()),
         None => Err(CliError::Api {
@@ -202,14 +246,23 @@ async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Value> {
 /// policies are active: its own binding, else its cluster's.
 async fn placement_policy(c: &Client, svc: &Value) -> String {
     // A server without policies answers an error: it places natively.
-    let Ok(v) = c.berth("ListPolicies", json!({})).await else { return "native".into() };
+    let Ok(v) = c.berth("ListPolicies", json!({})).await else {
+        return "native".into();
+    };
     let cluster = short(&svc["clusterArn"]);
     let policies = v["policies"].as_array().cloned().unwrap_or_default();
     let active = |scope: &str| {
-        policies.iter().find(|p| p["activeIn"].as_array().is_some_and(|a| a.iter().any(|x| x == scope))).map(|p| {
-            let id: String = s(&p["sha256"]).chars().take(12).collect();
-            format!("{} {} ({id})", s(&p["name"]), s(&p["version"]))
-        })
+        policies
+            .iter()
+            .find(|p| {
+                p["activeIn"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == scope))
+            })
+            .map(|p| {
+                let id: String = s(&p["sha256"]).chars().take(12).collect();
+                format!("{} {} ({id})", s(&p["name"]), s(&p["version"]))
+            })
     };
     if let Some(p) = active(&format!("service/{cluster}/{}", s(&svc["serviceName"]))) {
         return p;
@@ -219,26 +272,49 @@ async fn placement_policy(c: &Client, svc: &Value) -> String {
 
 fn show(svc: &Value, policy: &str, events: usize) {
     let dc = &svc["deploymentConfiguration"];
-    let breaker = match (&dc["deploymentCircuitBreaker"]["enable"], &dc["deploymentCircuitBreaker"]["rollback"]) {
+    let breaker = match (
+        &dc["deploymentCircuitBreaker"]["enable"],
+        &dc["deploymentCircuitBreaker"]["rollback"],
+    ) {
         (Value::Bool(true), Value::Bool(true)) => "on, rolls back",
         (Value::Bool(true), _) => "on",
         _ => "off",
     };
-    println!("service          {} ({})", s(&svc["serviceName"]), s(&svc["status"]));
+    println!(
+        "service          {} ({})",
+        s(&svc["serviceName"]),
+        s(&svc["status"])
+    );
     println!("arn              {}", s(&svc["serviceArn"]));
     println!("task definition  {}", short(&svc["taskDefinition"]));
-    println!("tasks            {} desired, {} running, {} pending", s(&svc["desiredCount"]), s(&svc["runningCount"]), s(&svc["pendingCount"]));
+    println!(
+        "tasks            {} desired, {} running, {} pending",
+        s(&svc["desiredCount"]),
+        s(&svc["runningCount"]),
+        s(&svc["pendingCount"])
+    );
     println!("scheduling       {}", s(&svc["schedulingStrategy"]));
     // Unset percentages are the server's defaults (ECS's), which depend on the scheduling.
     let daemon = svc["schedulingStrategy"] == "DAEMON";
     let pct = |v: &Value, replica: u32, daemon_default: u32| match v.as_u64() {
         Some(p) => format!("{p}%"),
-        None => format!("{}% (default)", if daemon { daemon_default } else { replica }),
+        None => format!(
+            "{}% (default)",
+            if daemon { daemon_default } else { replica }
+        ),
     };
     println!(
         "deployments      minimum healthy {}, maximum {}, circuit breaker {breaker}",
-        pct(&dc["minimumHealthyPercent"], berth_core::deployment::DEFAULT_MINIMUM_HEALTHY_PERCENT, 0),
-        pct(&dc["maximumPercent"], berth_core::deployment::DEFAULT_MAXIMUM_PERCENT, 100)
+        pct(
+            &dc["minimumHealthyPercent"],
+            berth_core::deployment::DEFAULT_MINIMUM_HEALTHY_PERCENT,
+            0
+        ),
+        pct(
+            &dc["maximumPercent"],
+            berth_core::deployment::DEFAULT_MAXIMUM_PERCENT,
+            100
+        )
     );
     println!("placement policy {policy}");
     println!("created          {}", when(&svc["createdAt"]));
@@ -258,21 +334,48 @@ fn show(svc: &Value, policy: &str, events: usize) {
             ]
         })
         .collect();
-    table(&["DEPLOYMENT", "STATUS", "TASK DEFINITION", "DESIRED", "RUNNING", "PENDING", "FAILED", "ROLLOUT", "UPDATED"], rows);
+    table(
+        &[
+            "DEPLOYMENT",
+            "STATUS",
+            "TASK DEFINITION",
+            "DESIRED",
+            "RUNNING",
+            "PENDING",
+            "FAILED",
+            "ROLLOUT",
+            "UPDATED",
+        ],
+        rows,
+    );
     println!();
-    let rows = svc["events"].as_array().into_iter().flatten().take(events).map(|e| vec![when(&e["createdAt"]), s(&e["message"])]).collect();
+    let rows = svc["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(events)
+        .map(|e| vec![when(&e["createdAt"]), s(&e["message"])])
+        .collect();
     table(&["TIME", "EVENT"], rows);
 }
 
 /// Prints the answer of a create/update/scale, after waiting for the
 /// deployment it started (or the PRIMARY one) to be steady when asked.
-async fn finish(c: &Client, cluster: &str, v: Value, wait: &WaitArgs, json_out: bool) -> Result<()> {
+async fn finish(
+    c: &Client,
+    cluster: &str,
+    v: Value,
+    wait: &WaitArgs,
+    json_out: bool,
+) -> Result<()> {
     let mut svc = v["service"].clone();
     let mut outcome = Ok(());
     if wait.wait {
         let name = s(&svc["serviceName"]);
         let Some(id) = primary(&svc).map(|d| s(&d["id"])) else {
-            return Err(CliError::Failed(format!("service {name} has no PRIMARY deployment to wait for")));
+            return Err(CliError::Failed(format!(
+                "service {name} has no PRIMARY deployment to wait for"
+            )));
         };
         match wait_steady(c, cluster, &name, &id, wait, json_out).await {
             Ok(last) => svc = last,
@@ -292,7 +395,16 @@ async fn finish(c: &Client, cluster: &str, v: Value, wait: &WaitArgs, json_out: 
 
 fn summary(svc: &Value) {
     table(
-        &["NAME", "STATUS", "TASK DEFINITION", "DESIRED", "RUNNING", "PENDING", "DEPLOYMENT", "ROLLOUT"],
+        &[
+            "NAME",
+            "STATUS",
+            "TASK DEFINITION",
+            "DESIRED",
+            "RUNNING",
+            "PENDING",
+            "DEPLOYMENT",
+            "ROLLOUT",
+        ],
         vec![vec![
             s(&svc["serviceName"]),
             s(&svc["status"]),
@@ -336,7 +448,14 @@ fn progress_line(svc: &Value) -> String {
 /// desired task running and no other deployment left. It FAILED (the
 /// circuit breaker), replaced by another, or the service deleted: exit 4;
 /// past the deadline: exit 5. The last view comes back either way.
-async fn wait_steady(c: &Client, cluster: &str, name: &str, id: &str, wait: &WaitArgs, json_out: bool) -> Result<Value, (Option<Value>, CliError)> {
+async fn wait_steady(
+    c: &Client,
+    cluster: &str,
+    name: &str,
+    id: &str,
+    wait: &WaitArgs,
+    json_out: bool,
+) -> Result<Value, (Option<Value>, CliError)> {
     let deadline = wait.deadline();
     let mut progress = Progress::new(json_out);
     let mut last: Option<Value> = None;
@@ -353,47 +472,80 @@ async fn wait_steady(c: &Client, cluster: &str, name: &str, id: &str, wait: &Wai
         let fail = |why: String| Err((Some(svc.clone()), CliError::Failed(why)));
         // A failed deployment can leave the list once the rollback completes;
         // its event stays.
-        let failed_event = svc["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["message"].as_str().is_some_and(|m| m.contains(&format!("deployment {id} deployment failed"))));
+        let failed_event = svc["events"].as_array().into_iter().flatten().find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("deployment {id} deployment failed")))
+        });
         if ours.as_ref().is_some_and(|d| d["rolloutState"] == "FAILED") || failed_event.is_some() {
             progress.finish();
             let why = match (&ours, failed_event) {
-                (Some(d), _) if d["rolloutStateReason"].is_string() => s(&d["rolloutStateReason"]).trim_end_matches('.').to_owned(),
+                (Some(d), _) if d["rolloutStateReason"].is_string() => {
+                    s(&d["rolloutStateReason"]).trim_end_matches('.').to_owned()
+                }
                 // The event: `(service NAME) deployment ID deployment failed: WHY`.
                 (_, Some(e)) => {
                     let m = s(&e["message"]);
-                    m.split_once("deployment failed: ").map_or(m.clone(), |(_, why)| why.trim_end_matches('.').to_owned())
+                    m.split_once("deployment failed: ")
+                        .map_or(m.clone(), |(_, why)| why.trim_end_matches('.').to_owned())
                 }
                 _ => "the circuit breaker tripped".into(),
             };
-            let back = primary(&svc).map(|p| format!("; deployment {} ({}) is PRIMARY now", s(&p["id"]), short(&p["taskDefinition"]))).unwrap_or_default();
-            return fail(format!("service {name}: deployment {id} FAILED: {why}{back}"));
+            let back = primary(&svc)
+                .map(|p| {
+                    format!(
+                        "; deployment {} ({}) is PRIMARY now",
+                        s(&p["id"]),
+                        short(&p["taskDefinition"])
+                    )
+                })
+                .unwrap_or_default();
+            return fail(format!(
+                "service {name}: deployment {id} FAILED: {why}{back}"
+            ));
         }
         let Some(d) = ours else {
             progress.finish();
-            return fail(format!("service {name}: deployment {id} is gone (replaced by later ones)"));
+            return fail(format!(
+                "service {name}: deployment {id} is gone (replaced by later ones)"
+            ));
         };
         if svc["status"] != "ACTIVE" {
             progress.finish();
-            return fail(format!("service {name} is {} (deleted while waiting)", s(&svc["status"])));
+            return fail(format!(
+                "service {name} is {} (deleted while waiting)",
+                s(&svc["status"])
+            ));
         }
         if d["status"] != "PRIMARY" {
             progress.finish();
-            let by = primary(&svc).map(|p| s(&p["id"])).unwrap_or_else(|| "-".into());
-            return fail(format!("service {name}: deployment {id} was replaced by deployment {by} (another update)"));
+            let by = primary(&svc)
+                .map(|p| s(&p["id"]))
+                .unwrap_or_else(|| "-".into());
+            return fail(format!(
+                "service {name}: deployment {id} was replaced by deployment {by} (another update)"
+            ));
         }
-        let others = deployments(&svc).filter(|o| o["id"] != id && o["status"] != "INACTIVE").count();
-        if d["rolloutState"] == "COMPLETED" && svc["runningCount"] == svc["desiredCount"] && others == 0 {
+        let others = deployments(&svc)
+            .filter(|o| o["id"] != id && o["status"] != "INACTIVE")
+            .count();
+        if d["rolloutState"] == "COMPLETED"
+            && svc["runningCount"] == svc["desiredCount"]
+            && others == 0
+        {
             progress.finish();
             return Ok(svc);
         }
         if std::time::Instant::now() >= deadline {
             progress.finish();
             let line = progress_line(&svc);
-            return Err((Some(svc), CliError::Timeout(format!("service {name} not steady after {}s (--timeout): {line}", wait.timeout))));
+            return Err((
+                Some(svc),
+                CliError::Timeout(format!(
+                    "service {name} not steady after {}s (--timeout): {line}",
+                    wait.timeout
+                )),
+            ));
         }
         last = Some(svc);
         tokio::time::sleep(POLL).await;

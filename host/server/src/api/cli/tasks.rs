@@ -4,7 +4,9 @@
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{CliError, Client, Conn, POLL, Progress, Result, WaitArgs, print_failures, s, short, table};
+use super::{
+    CliError, Client, Conn, POLL, Progress, Result, WaitArgs, print_failures, s, short, table,
+};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -44,7 +46,11 @@ pub fn task_rows(tasks: &[Value]) -> Vec<Vec<String>> {
                 s(&t["lastStatus"]),
                 s(&t["desiredStatus"]),
                 short(&t["containerInstanceArn"]),
-                if ports.is_empty() { "-".into() } else { ports.join(",") },
+                if ports.is_empty() {
+                    "-".into()
+                } else {
+                    ports.join(",")
+                },
             ]
         })
         .collect()
@@ -53,7 +59,8 @@ pub fn task_rows(tasks: &[Value]) -> Vec<Vec<String>> {
 /// `berth run`.
 pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
     let cluster = args.conn.cluster();
-    let mut body = json!({"cluster": cluster, "taskDefinition": args.task_definition, "count": args.count});
+    let mut body =
+        json!({"cluster": cluster, "taskDefinition": args.task_definition, "count": args.count});
     let mut tags = Vec::new();
     if args.queue {
         tags.push(json!({"key": crate::control::QUEUE_TAG, "value": "true"}));
@@ -85,7 +92,10 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
             message: format!(
                 "{missing} of {} tasks not started{}",
                 args.count,
-                f["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default()
+                f["detail"]
+                    .as_str()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -104,12 +114,21 @@ fn print_tasks(v: &Value, json_out: bool) {
 
 /// Polls the tasks until every one is RUNNING. A task that stops instead
 /// fails the wait with its stoppedReason; the last view comes back either way.
-async fn wait_running(c: &Client, cluster: &str, arns: &[Value], wait: &WaitArgs, json_out: bool) -> Result<Vec<Value>, (Vec<Value>, CliError)> {
+async fn wait_running(
+    c: &Client,
+    cluster: &str,
+    arns: &[Value],
+    wait: &WaitArgs,
+    json_out: bool,
+) -> Result<Vec<Value>, (Vec<Value>, CliError)> {
     let deadline = wait.deadline();
     let mut progress = Progress::new(json_out);
     let mut last = Vec::new();
     loop {
-        let v = match c.ecs("DescribeTasks", json!({"cluster": cluster, "tasks": arns})).await {
+        let v = match c
+            .ecs("DescribeTasks", json!({"cluster": cluster, "tasks": arns}))
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 progress.finish();
@@ -123,13 +142,26 @@ async fn wait_running(c: &Client, cluster: &str, arns: &[Value], wait: &WaitArgs
             "{running}/{} RUNNING, {} PENDING{}",
             arns.len(),
             count("PENDING") + count("PROVISIONING") + count("ACTIVATING"),
-            if stopped > 0 { format!(", {stopped} STOPPED") } else { String::new() }
+            if stopped > 0 {
+                format!(", {stopped} STOPPED")
+            } else {
+                String::new()
+            }
         ));
         if let Some(t) = last.iter().find(|t| t["lastStatus"] == "STOPPED") {
             progress.finish();
             let why = t["stoppedReason"].as_str().unwrap_or("no reason given");
-            let code = t["stopCode"].as_str().map(|c| format!(" ({c})")).unwrap_or_default();
-            return Err((last.clone(), CliError::Failed(format!("task {} stopped instead of running{code}: {why}", short(&t["taskArn"])))));
+            let code = t["stopCode"]
+                .as_str()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            return Err((
+                last.clone(),
+                CliError::Failed(format!(
+                    "task {} stopped instead of running{code}: {why}",
+                    short(&t["taskArn"])
+                )),
+            ));
         }
         if running == arns.len() {
             progress.finish();
