@@ -40,10 +40,7 @@ pub fn run(
         .build()
         .context("starting the runtime")?;
     // The Docker agents of this host; without a daemon they keep retrying.
-    let agents = {
-        let _rt = rt.enter();
-        crate::agent::spawn(&store, data_dir, agent)?
-    };
+    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent))?;
     // The ECS API and the batch scheduler; they print the "running" line.
     // The control layer wakes the agents when it places or stops tasks.
     let tasks_changed = std::sync::Arc::clone(&agents.notifier);
@@ -52,6 +49,7 @@ pub fn run(
         data_dir,
         listen,
         tasks_changed,
+        std::sync::Arc::clone(&agents.log_readers),
         stopped_task_ttl,
         async {
             if let Err(e) = shutdown_signal().await {

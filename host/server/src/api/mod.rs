@@ -397,6 +397,7 @@ pub async fn run(
     data_dir: &std::path::Path,
     listen: SocketAddr,
     tasks_changed: Arc<tokio::sync::Notify>,
+    log_readers: Arc<crate::control::agents::AgentLogReaders>,
     stopped_task_ttl: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -424,6 +425,7 @@ pub async fn run(
     let control = Arc::new(
         Control::new(store, arn)
             .with_tasks_changed(tasks_changed)
+            .with_log_readers(log_readers)
             .with_policies(Arc::new(policies))
             .with_stopped_task_ttl(stopped_task_ttl),
     );
