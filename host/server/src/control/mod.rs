@@ -6,6 +6,7 @@
 //! code. Operations block on the store; async callers run them on a blocking
 //! thread.
 
+pub mod agents;
 mod clusters;
 mod instances;
 pub mod policies;
@@ -142,6 +143,8 @@ pub struct Control {
     stopped_task_ttl: std::time::Duration,
     /// When stopped tasks were last collected (seconds since the epoch).
     last_collect: std::sync::Mutex<f64>,
+    /// The log-read side of the agents this server reaches, by instance.
+    log_readers: Arc<agents::AgentLogReaders>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -170,7 +173,19 @@ impl Control {
             views: view::Views::default(),
             stopped_task_ttl: STOPPED_TASK_TTL,
             last_collect: std::sync::Mutex::new(0.0),
+            log_readers: Arc::default(),
         }
+    }
+
+    /// Reads task logs through the agents registered in `readers`.
+    pub fn with_log_readers(mut self, readers: Arc<agents::AgentLogReaders>) -> Self {
+        self.log_readers = readers;
+        self
+    }
+
+    /// The log-read side of the agents this server reaches, by instance.
+    pub fn log_readers(&self) -> &agents::AgentLogReaders {
+        &self.log_readers
     }
 
     /// Places through the policies of `registry` where one is active or asked for.
@@ -261,20 +276,11 @@ impl Control {
         self.tasks_changed.notify_one();
     }
 
-    /// Creates the `default` cluster when it does not exist yet.
+    /// Creates the `default` cluster when it does not exist yet (or
+    /// reactivates it).
     pub fn ensure_default_cluster(&self) -> Result<(), ControlError> {
-        let mut txn = self.store.begin()?;
-        if txn
-            .get::<Cluster>("default")?
-            .is_some_and(|c| c.value.status == "ACTIVE")
-        {
-            return Ok(());
-        }
-        drop(txn);
-        self.create_cluster(types::CreateClusterRequest {
-            cluster_name: Some("default".into()),
-            tags: Vec::new(),
-        })?;
+        self.store
+            .update(|txn| clusters::ensure_cluster(txn, &self.arn, "default"))?;
         Ok(())
     }
 
