@@ -33,11 +33,6 @@ const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[
         "becomes a pure reconciler in issue 11 item 2",
     ),
     (
-        "host/server/src/api/cli/mod.rs",
-        "run_async",
-        "the CLI leaves the API module in issue 11 item 4",
-    ),
-    (
         "host/server/src/api/logs.rs",
         "get_task_logs",
         "log reads go through the agent protocol in issue 11 item 1",
