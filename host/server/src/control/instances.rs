@@ -240,7 +240,6 @@ impl Control {
                 txn.put(&ci)?;
                 Ok(ci)
             })?;
-        self.wake_scheduler();
         Ok(ContainerInstanceResponse {
             container_instance: up.value,
         })
@@ -435,7 +434,6 @@ impl Control {
                     failures,
                 })
             })?;
-        self.wake_scheduler();
         Ok(up.value)
     }
 
@@ -497,7 +495,6 @@ impl Control {
             }
             Ok(out)
         })?;
-        self.wake_scheduler();
         Ok(AttributesResponse {
             attributes: up.value,
         })
