@@ -234,7 +234,6 @@ impl Control {
                 // Re-registration keeps the tasks: their usage is recomputed.
                 put_registration(txn, &self.arn, &registration, true)
             })?;
-        self.wake_scheduler();
         Ok(ContainerInstanceResponse {
             container_instance: up.value,
         })
@@ -429,7 +428,6 @@ impl Control {
                     failures,
                 })
             })?;
-        self.wake_scheduler();
         Ok(up.value)
     }
 
@@ -491,7 +489,6 @@ impl Control {
             }
             Ok(out)
         })?;
-        self.wake_scheduler();
         Ok(AttributesResponse {
             attributes: up.value,
         })

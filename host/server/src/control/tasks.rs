@@ -290,7 +290,6 @@ impl Control {
         );
         match up {
             Ok(up) => {
-                self.announce_tasks();
                 for ((_, reply), answer) in batch.into_iter().zip(up.value) {
                     let _ = reply.send(answer);
                 }
@@ -597,7 +596,6 @@ impl Control {
             Ok((tasks, failures))
         })?;
         let (tasks, failures) = up.value;
-        self.announce_tasks();
         Ok(TasksResponse { tasks, failures })
     }
 
@@ -661,8 +659,6 @@ impl Control {
             }
             Ok(task)
         })?;
-        self.wake_scheduler();
-        self.announce_tasks();
         Ok(TaskResponse { task: up.value })
     }
 

@@ -9,6 +9,9 @@
 //! and reloads the tasks of only those whose version moved. A view is taken
 //! out for one transaction and put back only when it committed, so a
 //! conflict or an error never leaves reservations that did not happen.
+//! The check is against the store, so it needs no in-process invalidation:
+//! a placement committed by another control plane over the same store
+//! rewrote the instance's record, and the next placement here reloads it.
 //!
 //! The view also holds the live policy sessions of the cluster: their
 //! mirrors follow the view's state by deltas, so a warm policy instance
