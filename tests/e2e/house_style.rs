@@ -32,11 +32,6 @@ const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[
         "service_step_in",
         "becomes a pure reconciler in issue 11 item 2",
     ),
-    (
-        "host/server/src/api/logs.rs",
-        "get_task_logs",
-        "log reads go through the agent protocol in issue 11 item 1",
-    ),
 ];
 
 /// Source files under `dir` (relative to the repository), build output skipped.
