@@ -26,13 +26,11 @@ const KNOWN_LONG_FILES: &[(&str, &str)] = &[(
 )];
 
 /// Functions (`path`, name) over the limit, with who splits them.
-const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[
-    (
-        "host/server/src/control/services.rs",
-        "service_step_in",
-        "becomes a pure reconciler in issue 11 item 2",
-    ),
-];
+const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[(
+    "host/server/src/control/services.rs",
+    "service_step_in",
+    "becomes a pure reconciler in issue 11 item 2",
+)];
 
 /// Source files under `dir` (relative to the repository), build output skipped.
 fn sources(root: &Path, dir: &str, out: &mut Vec<PathBuf>) {
