@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::super::tasks::recount;
 use super::super::types::*;
+use super::scheduler::PassStats;
 use super::*;
 
 fn control() -> (tempfile::TempDir, Control) {
