@@ -8,5 +8,6 @@ pub mod deployment;
 pub mod model;
 pub mod placement;
 pub mod query;
+pub mod reconcile;
 pub mod usage;
 pub mod validate;
