@@ -92,12 +92,7 @@ impl LocalControlPlane {
                 && ci.value.status != "INACTIVE"
             {
                 let mut ci = ci.value;
-                ci.status = "INACTIVE".to_owned();
-                ci.agent_connected = false;
-                ci.running_tasks_count = 0;
-                ci.pending_tasks_count = 0;
-                ci.remaining_resources = ci.registered_resources.clone();
-                ci.version += 1;
+                super::instances::mark_inactive(&mut ci);
                 txn.put(&ci)?;
             }
             Ok(0)
