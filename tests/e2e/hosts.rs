@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use berth_agent::testing::TEST_IMAGE;
 
+mod failures;
+mod fleet;
 mod lab;
+mod restarts;
+mod story;
 
 use lab::{Host, hosts_ready};
 

@@ -11,6 +11,7 @@
 //! also on a panic; slots whose owning process is gone (a run that was
 //! killed) are swept before the first slot is claimed.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -209,6 +210,17 @@ impl Host {
         }
     }
 
+    /// `kill -9` of dockerd; it is started again (same data, same socket)
+    /// after `down`, and answers when this returns.
+    pub fn kill_and_restart_dockerd(&mut self, down: Duration) {
+        if let Some(mut dockerd) = self.dockerd.take() {
+            let _ = dockerd.kill();
+            let _ = dockerd.wait();
+        }
+        std::thread::sleep(down);
+        self.start_dockerd();
+    }
+
     /// `docker save IMAGE` from the root daemon into this host's dockerd.
     fn load_image(&self, image: &str) {
         let mut save = Command::new("docker")
@@ -247,6 +259,30 @@ impl Host {
         let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Starts `program args` inside the namespace as the host's agent
+    /// process, its output in `agent.log` (appended across restarts).
+    pub fn start_agent(&mut self, program: &Path, args: &[String], env: &[(&str, &str)]) {
+        assert!(self.agent.is_none(), "host {} runs an agent", self.n);
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .expect("agent log");
+        let _ = writeln!(log, "--- start: {args:?}");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the agent starts");
+        std::fs::write(self.dir.join("agent.pid"), child.id().to_string()).expect("agent.pid");
+        self.agent = Some(child);
     }
 
     /// `kill -9` of the agent (nothing of it runs after this returns).
