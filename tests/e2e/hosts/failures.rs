@@ -14,11 +14,12 @@ use super::lab::{Host, hosts_ready, until};
 /// ECS's spread over zones, as the AWS CLI takes it.
 pub const SPREAD_BY_ZONE: &str = r#"[{"type":"spread","field":"attribute:ecs.availability-zone"}]"#;
 
-/// Seconds of silence after which the server marks an agent disconnected,
-/// and after which it replaces a disconnected agent's tasks: short, to keep
-/// the tests fast.
-const AGENT_TIMEOUT: u64 = 3;
-const LOST_TASK_GRACE: u64 = 3;
+/// Seconds of silence after which the server marks an agent disconnected
+/// (two of the agents' 5 s heartbeat intervals, the least the server
+/// advises), and after which it stops a disconnected agent's tasks: short,
+/// to keep the tests fast.
+const AGENT_TIMEOUT: u64 = 10;
+const LOST_TASK_GRACE: u64 = 2;
 
 /// `maximumPercent` 100 of 3 tasks: at no moment may more than 3 containers
 /// of the service run on the hosts the server can reach, nor, once the cut

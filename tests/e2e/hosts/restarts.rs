@@ -38,7 +38,7 @@ fn a_server_restarted_under_connected_agents_costs_no_task() {
         return;
     }
     let cluster = format!("restart-{}", std::process::id());
-    let mut fleet = Fleet::start(&["--agent-timeout", "5"], &cluster, &["zone-a", "zone-b"]);
+    let mut fleet = Fleet::start(&["--agent-timeout", "10"], &cluster, &["zone-a", "zone-b"]);
     sleeper_service(&fleet, "steady", 2);
     let tasks = fleet.running_tasks("steady");
     let before = fleet.containers();
@@ -78,7 +78,7 @@ fn a_hosts_dockerd_killed_and_restarted_converges_back() {
         return;
     }
     let cluster = format!("dockerd-{}", std::process::id());
-    let mut fleet = Fleet::start(&["--agent-timeout", "5"], &cluster, &["zone-a", "zone-b"]);
+    let mut fleet = Fleet::start(&["--agent-timeout", "10"], &cluster, &["zone-a", "zone-b"]);
     sleeper_service(&fleet, "steady", 2);
 
     fleet.hosts[0].kill_and_restart_dockerd(Duration::from_secs(2));
