@@ -141,19 +141,19 @@ fn a_killed_agent_restarted_readopts_its_containers() {
         "--placement-strategy",
         SPREAD_BY_ZONE,
     ]);
+    let tasks = fleet.until_running("web", 2, Duration::from_secs(60), |_| true);
     // A batch task on host 0 too.
     let batch = fleet.aws(&[
         "run-task",
         "--task-definition",
         &family,
         "--placement-constraints",
-        "type=memberOf,expression=attribute:e2e.host == 0",
+        r#"[{"type":"memberOf","expression":"attribute:e2e.host == 0"}]"#,
     ]);
     let batch = batch["tasks"][0]["taskArn"]
         .as_str()
         .unwrap_or_else(|| panic!("run-task placed nothing: {batch}"))
         .to_owned();
-    let tasks = fleet.until_running("web", 2, Duration::from_secs(60), |_| true);
     until(Duration::from_secs(30), "the batch task RUNNING", || {
         (fleet.describe_tasks(std::slice::from_ref(&batch))[0]["lastStatus"] == "RUNNING")
             .then_some(())

@@ -72,7 +72,8 @@ impl Server {
         std::fs::write(self.dir.join("server.pid"), child.id().to_string()).expect("server.pid");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut said = Vec::new();
-        while self.port == 0 || self.key.is_empty() || self.secret.is_empty() {
+        let (mut port, mut key, mut secret) = (None, None, None);
+        while port.is_none() || key.is_none() || secret.is_none() {
             let Some(Ok(line)) = lines.next() else {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -87,17 +88,23 @@ impl Server {
                 .filter(|_| line.contains("running"))
             {
                 let addr = rest.split([';', ' ']).next().unwrap_or_default();
-                let port = addr.rsplit(':').next().unwrap_or_default();
-                self.port = port.parse().expect("the port berth server announced");
+                let p = addr.rsplit(':').next().unwrap_or_default();
+                port = Some(p.parse().expect("the port berth server announced"));
             }
-            if let Some(k) = line.trim().strip_prefix("export AWS_ACCESS_KEY_ID=") {
-                self.key = k.to_owned();
+            let line = line.trim();
+            if let Some(k) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
+                key = Some(k.to_owned());
             }
-            if let Some(s) = line.trim().strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
-                self.secret = s.to_owned();
+            if let Some(s) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
+                secret = Some(s.to_owned());
             }
-            said.push(line);
+            said.push(line.to_owned());
         }
+        (self.port, self.key, self.secret) = (
+            port.unwrap_or_default(),
+            key.unwrap_or_default(),
+            secret.unwrap_or_default(),
+        );
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
     }

@@ -178,7 +178,12 @@ fn the_aws_cli_story_runs_across_two_hosts() {
     until(
         Duration::from_secs(30),
         "the old version's containers gone",
-        || (fleet.container_counts() == vec![1, 1]).then_some(()),
+        || {
+            let on_hosts = fleet.containers().into_iter().flatten();
+            let arns: Vec<String> = on_hosts.map(|c| c.task_arn).collect();
+            let new = |a: &String| updated.iter().any(|t| t["taskArn"] == a.as_str());
+            (arns.len() == 2 && arns.iter().all(new)).then_some(())
+        },
     );
     for t in &updated {
         assert_logs_contain(&fleet, t["taskArn"].as_str().expect("arn"), "hello-two");
