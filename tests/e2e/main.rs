@@ -6,6 +6,7 @@ mod docker;
 mod harness;
 mod house_style;
 mod policies;
+mod remote;
 mod services;
 mod story;
 

@@ -10,6 +10,7 @@ pub mod agents;
 mod clusters;
 mod instances;
 pub mod policies;
+mod remote_logs;
 pub mod scheduler;
 pub mod service_scheduler;
 pub mod services;
@@ -188,6 +189,12 @@ impl Control {
     pub fn with_policies(mut self, registry: Arc<berth_policy::Registry>) -> Self {
         self.policies = Some(registry);
         self
+    }
+
+    /// The agent protocol over this control plane's store, for the agents
+    /// that reach it over HTTP.
+    pub fn agent_plane(&self) -> agents::LocalControlPlane {
+        agents::LocalControlPlane::new(Arc::clone(&self.store), self.arn.clone())
     }
 
     /// The ARN context.
