@@ -7,6 +7,7 @@ mod harness;
 mod hosts;
 mod house_style;
 mod policies;
+mod remote;
 mod services;
 mod story;
 
