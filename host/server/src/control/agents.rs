@@ -113,8 +113,11 @@ impl LocalControlPlane {
         let mut watch = self
             .store
             .watch(&[ContainerInstance::TABLE], self.store.revision()?);
+        // The request is what is heard from the agent; the re-reads below
+        // are not: the poll's connection may have died since (a host cut
+        // off), and hearing them would keep a lost agent's tasks forever.
+        let mut manifest = self.manifest(req)?;
         loop {
-            let manifest = self.manifest(req)?;
             if manifest.sequence != known {
                 return Ok(manifest);
             }
@@ -132,6 +135,7 @@ impl LocalControlPlane {
                     break;
                 }
             }
+            manifest = self.read_manifest(req)?;
         }
     }
 
@@ -209,6 +213,11 @@ impl LocalControlPlane {
         if self.hear(&req.container_instance_arn) {
             self.write_back(&req.container_instance_arn)?;
         }
+        self.read_manifest(req)
+    }
+
+    /// The instance's manifest as stored, without hearing from its agent.
+    fn read_manifest(&self, req: &ManifestRequest) -> Result<TaskManifest, ControlError> {
         let mut txn = self.store.begin()?;
         // Read in the same snapshot as the tasks: every change to them that
         // matters to the agent rewrote this record.
