@@ -340,6 +340,25 @@ impl Fleet {
         })
     }
 
+    /// Each host's container instance ARN, by host (one look at the cluster).
+    pub fn instance_arns(&self) -> Vec<String> {
+        let all = self.instances();
+        (0..self.hosts.len())
+            .map(|i| {
+                let ci = all.iter().find(|ci| {
+                    ci["attributes"].as_array().into_iter().flatten().any(|a| {
+                        a["name"] == "e2e.host" && a["value"].as_str() == Some(&i.to_string())
+                    })
+                });
+                let ci = ci.unwrap_or_else(|| panic!("host {i} is not registered: {all:#?}"));
+                ci["containerInstanceArn"]
+                    .as_str()
+                    .expect("containerInstanceArn")
+                    .to_owned()
+            })
+            .collect()
+    }
+
     /// Host `i`'s container instance ARN.
     pub fn instance_arn(&self, i: usize) -> String {
         let ci = self

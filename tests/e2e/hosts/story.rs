@@ -24,8 +24,13 @@ fn a_service_spreads_over_three_hosts_by_zone() {
     let cluster = format!("spread-{}", std::process::id());
     let zones = ["zone-a", "zone-b", "zone-c"];
     let fleet = Fleet::start(&[], &cluster, &zones);
+    let instances = fleet.instance_arns();
+    let described = fleet.instances();
     for (i, zone) in zones.iter().enumerate() {
-        let ci = fleet.instance_of(i).expect("registered");
+        let ci = described
+            .iter()
+            .find(|ci| ci["containerInstanceArn"] == instances[i].as_str())
+            .expect("registered");
         let attrs = ci["attributes"].as_array().expect("attributes");
         assert!(
             attrs
@@ -37,7 +42,7 @@ fn a_service_spreads_over_three_hosts_by_zone() {
         let found = fleet.aws(&["list-container-instances", "--filter", &query]);
         assert_eq!(
             arns(&found, "containerInstanceArns"),
-            vec![fleet.instance_arn(i)],
+            vec![instances[i].clone()],
             "{query}"
         );
     }
@@ -57,10 +62,9 @@ fn a_service_spreads_over_three_hosts_by_zone() {
     let tasks = fleet.until_running("spread", 6, Duration::from_secs(90), |_| true);
     let per_host: Vec<usize> = (0..zones.len())
         .map(|i| {
-            let arn = fleet.instance_arn(i);
             tasks
                 .iter()
-                .filter(|t| t["containerInstanceArn"] == arn.as_str())
+                .filter(|t| t["containerInstanceArn"] == instances[i].as_str())
                 .count()
         })
         .collect();
@@ -74,7 +78,7 @@ fn a_service_spreads_over_three_hosts_by_zone() {
         for c in running_containers(host) {
             let t = tasks.iter().find(|t| t["taskArn"] == c.task_arn.as_str());
             let t = t.unwrap_or_else(|| panic!("host {i} runs {c:?}, not a task of the service"));
-            assert_eq!(t["containerInstanceArn"], fleet.instance_arn(i).as_str());
+            assert_eq!(t["containerInstanceArn"], instances[i].as_str());
         }
     }
 }
