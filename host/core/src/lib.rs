@@ -8,4 +8,5 @@ pub mod deployment;
 pub mod model;
 pub mod placement;
 pub mod query;
+pub mod status;
 pub mod validate;
