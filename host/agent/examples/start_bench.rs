@@ -10,21 +10,21 @@ use std::time::{Duration, Instant};
 use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
 use berth_agent::{Agent, AgentConfig, LABEL_INSTANCE};
 use berth_core::arn::ArnContext;
-use berth_core::model::{Task, TaskDefinition};
+use berth_core::model::{DesiredStatus, Task, TaskDefinition, TaskStatus};
 use berth_store::{Store, StoreError};
 use serde_json::json;
 
 const N: usize = 10;
 const LOOP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
-fn count(store: &Store, arns: &[String], status: &str) -> usize {
+fn count(store: &Store, arns: &[String], status: TaskStatus) -> usize {
     let Ok(mut txn) = store.begin() else { return 0 };
     arns.iter()
         .filter(|a| matches!(txn.get::<Task>(a), Ok(Some(t)) if t.value.last_status == status))
         .count()
 }
 
-async fn wait_all(store: &Store, arns: &[String], status: &str) {
+async fn wait_all(store: &Store, arns: &[String], status: TaskStatus) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(store, arns, status) < arns.len() {
         assert!(Instant::now() < deadline, "tasks never all {status}");
@@ -105,7 +105,7 @@ async fn main() {
             })
             .expect("tasks");
         handle.wake();
-        wait_all(&store, &arns, "RUNNING").await;
+        wait_all(&store, &arns, TaskStatus::Running).await;
         let berth_start = t0.elapsed();
 
         let t0 = Instant::now();
@@ -113,7 +113,7 @@ async fn main() {
             .update(|txn| -> Result<(), StoreError> {
                 for a in &arns {
                     if let Some(mut t) = txn.get::<Task>(a)? {
-                        t.value.desired_status = "STOPPED".into();
+                        t.value.desired_status = DesiredStatus::Stopped;
                         txn.put(&t.value)?;
                     }
                 }
@@ -121,7 +121,7 @@ async fn main() {
             })
             .expect("stop");
         handle.wake();
-        wait_all(&store, &arns, "STOPPED").await;
+        wait_all(&store, &arns, TaskStatus::Stopped).await;
         let berth_stop = t0.elapsed();
 
         // docker: the same containers, one CLI call after the other.

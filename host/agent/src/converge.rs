@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::model::{ContainerDefinition, Task};
+use berth_core::model::{
+    ContainerDefinition, ContainerStatus, DesiredStatus, HealthStatus, StopCode, Task, TaskStatus,
+};
 use berth_store::StoreError;
 use bollard::Docker;
 use bollard::models::ContainerSummary;
@@ -51,7 +53,7 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
     }
     let live: HashSet<&str> = tasks
         .iter()
-        .filter(|t| t.last_status != "STOPPED")
+        .filter(|t| t.last_status != TaskStatus::Stopped)
         .map(|t| t.task_arn.as_str())
         .collect();
     // Containers of tasks that are stopped or unknown to the store: leaked, remove them.
@@ -66,18 +68,21 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
             }
         }
     }
-    for t in tasks.into_iter().filter(|t| t.last_status != "STOPPED") {
+    for t in tasks
+        .into_iter()
+        .filter(|t| t.last_status != TaskStatus::Stopped)
+    {
         if busy(&t.task_arn) {
             continue;
         }
         let arn = t.task_arn.clone();
-        if t.desired_status == "STOPPED" || t.last_status == "STOPPING" {
+        if t.desired_status == DesiredStatus::Stopped || t.last_status == TaskStatus::Stopping {
             spawn_job(
                 inner,
                 arn.clone(),
                 stop_task(Arc::clone(inner), docker.clone(), arn),
             );
-        } else if t.last_status == "RUNNING" {
+        } else if t.last_status == TaskStatus::Running {
             let cs = by_task.remove(&arn).unwrap_or_default();
             if check_running(inner, docker, &t, &cs).await? {
                 spawn_job(
@@ -129,7 +134,7 @@ fn spawn_job(
 
 /// Task health from its essential containers that have health checks:
 /// any UNHEALTHY -> UNHEALTHY, all HEALTHY -> HEALTHY, else UNKNOWN.
-pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
+pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> HealthStatus {
     let mut statuses = t
         .containers
         .iter()
@@ -137,18 +142,18 @@ pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
             defs.iter()
                 .any(|d| d.name == c.name && d.essential() && d.health_check.is_some())
         })
-        .map(|c| c.health_status.as_deref().unwrap_or("UNKNOWN"))
+        .map(|c| c.health_status.unwrap_or(HealthStatus::Unknown))
         .peekable();
     if statuses.peek().is_none() {
-        return "UNKNOWN".to_owned();
+        return HealthStatus::Unknown;
     }
-    let all: Vec<&str> = statuses.collect();
-    if all.contains(&"UNHEALTHY") {
-        "UNHEALTHY".to_owned()
-    } else if all.iter().all(|s| *s == "HEALTHY") {
-        "HEALTHY".to_owned()
+    let all: Vec<HealthStatus> = statuses.collect();
+    if all.contains(&HealthStatus::Unhealthy) {
+        HealthStatus::Unhealthy
+    } else if all.iter().all(|s| *s == HealthStatus::Healthy) {
+        HealthStatus::Healthy
     } else {
-        "UNKNOWN".to_owned()
+        HealthStatus::Unknown
     }
 }
 
@@ -182,18 +187,18 @@ async fn check_running(
     let mut updated = t.clone();
     for d in &defs {
         let c = container_entry(&mut updated, &d.name, &d.image);
-        if c.last_status == "STOPPED" {
+        if c.last_status == ContainerStatus::Stopped {
             continue;
         }
         match seen.get(&d.name).cloned().flatten() {
             None => {
-                c.last_status = "STOPPED".to_owned();
+                c.last_status = ContainerStatus::Stopped;
                 c.reason = Some("container removed outside berth".to_owned());
             }
             Some(o) => {
-                c.health_status = o.health.as_ref().map(|h| ecs_health(h).to_owned());
+                c.health_status = o.health.as_ref().map(ecs_health);
                 if o.exited {
-                    c.last_status = "STOPPED".to_owned();
+                    c.last_status = ContainerStatus::Stopped;
                     c.exit_code = o.exit_code;
                     let code = o.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
                     c.reason = Some(format!("exited with code {code}"));
@@ -204,7 +209,7 @@ async fn check_running(
     // An essential container that is not running (exited, or gone) stops the task.
     let stop = defs.iter().filter(|d| d.essential()).find_map(|d| {
         let c = updated.containers.iter().find(|c| c.name == d.name)?;
-        if c.last_status != "STOPPED" {
+        if c.last_status != ContainerStatus::Stopped {
             return None;
         }
         Some(match c.exit_code {
@@ -227,7 +232,7 @@ async fn check_running(
         return Ok(false);
     }
     let containers = updated.containers.clone();
-    let health = updated.health_status.clone();
+    let health = updated.health_status;
     let wrote_stop = inner
         .store
         .update(|txn| -> Result<bool, StoreError> {
@@ -235,24 +240,24 @@ async fn check_running(
                 return Ok(false);
             };
             let cur = &mut cur.value;
-            if cur.last_status != "RUNNING" {
+            if cur.last_status != TaskStatus::Running {
                 return Ok(false);
             }
             cur.containers = containers.clone();
-            cur.health_status = health.clone();
+            cur.health_status = health;
             let mut stopping = false;
             if let Some(reason) = &stop
-                && cur.desired_status != "STOPPED"
+                && cur.desired_status != DesiredStatus::Stopped
             {
-                cur.desired_status = "STOPPED".to_owned();
-                cur.stop_code = Some("EssentialContainerExited".to_owned());
+                cur.desired_status = DesiredStatus::Stopped;
+                cur.stop_code = Some(StopCode::EssentialContainerExited);
                 cur.stopped_reason = Some(reason.clone());
                 cur.stopping_at.get_or_insert(now());
                 stopping = true;
             }
             cur.version += 1;
             txn.put(cur)?;
-            let stopped = cur.desired_status == "STOPPED";
+            let stopped = cur.desired_status == DesiredStatus::Stopped;
             if stopping {
                 // Desired STOPPED frees the task's resources: the instance
                 // record says so in the same transaction, as every change
@@ -281,11 +286,11 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
                 return Ok(None);
             };
             let t = &mut t.value;
-            if t.last_status == "STOPPED" {
+            if t.last_status == TaskStatus::Stopped {
                 return Ok(None);
             }
-            if t.last_status != "STOPPING" {
-                t.last_status = "STOPPING".to_owned();
+            if t.last_status != TaskStatus::Stopping {
+                t.last_status = TaskStatus::Stopping;
                 t.stopping_at.get_or_insert(now());
                 t.version += 1;
                 txn.put(t)?;
@@ -342,21 +347,21 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
             return Ok(());
         };
         let t = &mut t.value;
-        if t.last_status == "STOPPED" {
+        if t.last_status == TaskStatus::Stopped {
             return Ok(());
         }
         for c in &mut t.containers {
             // Keep an exit code recorded earlier (the container's own exit).
             if let Some(code) = exits.get(&c.name)
-                && (c.last_status != "STOPPED" || c.exit_code.is_none())
+                && (c.last_status != ContainerStatus::Stopped || c.exit_code.is_none())
             {
                 c.exit_code = *code;
             }
-            c.last_status = "STOPPED".to_owned();
+            c.last_status = ContainerStatus::Stopped;
         }
         let ts = now();
-        t.last_status = "STOPPED".to_owned();
-        t.desired_status = "STOPPED".to_owned();
+        t.last_status = TaskStatus::Stopped;
+        t.desired_status = DesiredStatus::Stopped;
         t.stopping_at.get_or_insert(ts);
         t.stopped_at = Some(ts);
         t.version += 1;
@@ -390,12 +395,12 @@ mod tests {
         d
     }
 
-    fn task(health: &[(&str, Option<&str>)]) -> Task {
+    fn task(health: &[(&str, Option<HealthStatus>)]) -> Task {
         let mut t: Task = serde_json::from_value(serde_json::json!({
             "taskArn": "arn:aws:ecs:local:000000000000:task/default/t1", "clusterArn": "c", "taskDefinitionArn": "td:1",
             "lastStatus": "RUNNING", "desiredStatus": "RUNNING"})).expect("task");
         for (name, h) in health {
-            container_entry(&mut t, name, "i").health_status = h.map(str::to_owned);
+            container_entry(&mut t, name, "i").health_status = *h;
         }
         t
     }
@@ -411,28 +416,34 @@ mod tests {
         assert_eq!(
             task_health(
                 &task(&[
-                    ("app", Some("HEALTHY")),
-                    ("db", Some("HEALTHY")),
-                    ("side", Some("UNHEALTHY"))
+                    ("app", Some(HealthStatus::Healthy)),
+                    ("db", Some(HealthStatus::Healthy)),
+                    ("side", Some(HealthStatus::Unhealthy))
                 ]),
                 &defs
             ),
-            "HEALTHY"
+            HealthStatus::Healthy
         );
         assert_eq!(
             task_health(
-                &task(&[("app", Some("HEALTHY")), ("db", Some("UNHEALTHY"))]),
+                &task(&[
+                    ("app", Some(HealthStatus::Healthy)),
+                    ("db", Some(HealthStatus::Unhealthy))
+                ]),
                 &defs
             ),
-            "UNHEALTHY"
+            HealthStatus::Unhealthy
         );
         assert_eq!(
-            task_health(&task(&[("app", Some("HEALTHY")), ("db", None)]), &defs),
-            "UNKNOWN"
+            task_health(
+                &task(&[("app", Some(HealthStatus::Healthy)), ("db", None)]),
+                &defs
+            ),
+            HealthStatus::Unknown
         );
         assert_eq!(
             task_health(&task(&[("plain", None)]), &[def("plain", true, false)]),
-            "UNKNOWN"
+            HealthStatus::Unknown
         );
     }
 }

@@ -5,10 +5,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use berth_core::model::{
-    Attribute, Cluster, ContainerInstance, Protocol, Resource, Task, TaskDefinition, VersionInfo,
+    Attribute, Cluster, ClusterStatus, ContainerInstance, DesiredStatus, InstanceStatus, Protocol,
+    Resource, Task, TaskDefinition, TaskStatus, VersionInfo,
 };
 use berth_core::placement::TaskSpec;
-use berth_store::tables::task_definition_key;
+use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
 use berth_store::{PageRequest, StoreError, Txn};
 use bollard::Docker;
 
@@ -57,7 +58,7 @@ pub fn ensure_cluster(
             txn.put(&Cluster {
                 cluster_arn: arn.cluster(name),
                 cluster_name: name.to_owned(),
-                status: "ACTIVE".to_owned(),
+                status: ClusterStatus::Active,
                 registered_container_instances_count: 0,
                 running_tasks_count: 0,
                 pending_tasks_count: 0,
@@ -125,7 +126,7 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
                 ContainerInstance {
                     container_instance_arn: inner.instance_arn.clone(),
                     ec2_instance_id: inner.instance_id.clone(),
-                    status: "ACTIVE".to_owned(),
+                    status: InstanceStatus::Active,
                     agent_connected: true,
                     running_tasks_count: 0,
                     pending_tasks_count: 0,
@@ -175,7 +176,7 @@ pub(crate) fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
                 txn.put(&ContainerInstance {
                     container_instance_arn: inner.instance_arn.clone(),
                     ec2_instance_id: inner.instance_id.clone(),
-                    status: "ACTIVE".to_owned(),
+                    status: InstanceStatus::Active,
                     agent_connected: false,
                     running_tasks_count: 0,
                     pending_tasks_count: 0,
@@ -211,15 +212,15 @@ pub(crate) fn retire(inner: &Inner) -> Result<usize, AgentError> {
         .update(|txn| -> Result<usize, StoreError> {
             let busy = tasks_of(txn, &inner.instance_arn)?
                 .iter()
-                .filter(|t| t.last_status != "STOPPED")
+                .filter(|t| t.last_status != TaskStatus::Stopped)
                 .count();
             if busy > 0 {
                 return Ok(busy);
             }
             if let Some(mut ci) = txn.get::<ContainerInstance>(&inner.instance_arn)?
-                && ci.value.status != "INACTIVE"
+                && ci.value.status != InstanceStatus::Inactive
             {
-                ci.value.status = "INACTIVE".to_owned();
+                ci.value.status = InstanceStatus::Inactive;
                 ci.value.agent_connected = false;
                 ci.value.running_tasks_count = 0;
                 ci.value.pending_tasks_count = 0;
@@ -245,7 +246,7 @@ pub(crate) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, Store
     let mut out = Vec::new();
     let mut page = PageRequest::first(500);
     loop {
-        let p = txn.by_index::<Task>("instance", instance_arn, page)?;
+        let p = txn.by_index(TASKS_BY_INSTANCE, instance_arn, page)?;
         out.extend(p.items.into_iter().map(|v| v.value));
         match p.next_token {
             Some(t) => {
@@ -337,8 +338,11 @@ pub(crate) fn recompute(txn: &mut Txn, ci: &mut ContainerInstance) -> Result<(),
     // As the control layer counts (control/instances.rs `tasks_on`): a task
     // holds its resources while its desired status is RUNNING, so StopTask
     // frees them at once; the two must agree or they would overwrite each other.
-    for t in tasks.iter().filter(|t| t.desired_status == "RUNNING") {
-        if t.last_status == "RUNNING" {
+    for t in tasks
+        .iter()
+        .filter(|t| t.desired_status == DesiredStatus::Running)
+    {
+        if t.last_status == TaskStatus::Running {
             running += 1;
         } else {
             pending += 1;

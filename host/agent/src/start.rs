@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::model::{
-    Container, ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol,
-    Task, TaskDefinition,
+    Container, ContainerDefinition, ContainerStatus, DependencyCondition, DesiredStatus,
+    HealthStatus, NetworkBinding, NetworkMode, Protocol, StopCode, Task, TaskDefinition,
+    TaskStatus,
 };
 use berth_store::StoreError;
 use berth_store::tables::task_definition_key;
@@ -98,11 +99,11 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
 }
 
 /// ECS's spelling of a Docker health status.
-pub(crate) fn ecs_health(h: &HealthStatusEnum) -> &'static str {
+pub(crate) fn ecs_health(h: &HealthStatusEnum) -> HealthStatus {
     match h {
-        HealthStatusEnum::HEALTHY => "HEALTHY",
-        HealthStatusEnum::UNHEALTHY => "UNHEALTHY",
-        _ => "UNKNOWN",
+        HealthStatusEnum::HEALTHY => HealthStatus::Healthy,
+        HealthStatusEnum::UNHEALTHY => HealthStatus::Unhealthy,
+        _ => HealthStatus::Unknown,
     }
 }
 
@@ -512,7 +513,7 @@ fn stop_requested(inner: &Inner, task_arn: &str) -> bool {
             .store
             .begin()?
             .get::<Task>(task_arn)?
-            .is_none_or(|t| t.value.desired_status == "STOPPED"))
+            .is_none_or(|t| t.value.desired_status == DesiredStatus::Stopped))
     };
     read().unwrap_or(false)
 }
@@ -543,7 +544,7 @@ pub(crate) fn container_entry<'a>(
                 task_arn: Some(task.task_arn.clone()),
                 name: name.to_owned(),
                 image: image.to_owned(),
-                last_status: "PENDING".to_owned(),
+                last_status: ContainerStatus::Pending,
                 exit_code: None,
                 reason: None,
                 health_status: None,
@@ -570,7 +571,7 @@ fn commit_running(inner: &Inner, snapshot: &Task, started: &[Started]) -> Result
             return Ok(());
         };
         let t = &mut t.value;
-        if t.last_status == "STOPPED" {
+        if t.last_status == TaskStatus::Stopped {
             return Ok(());
         }
         for s in started {
@@ -583,15 +584,15 @@ fn commit_running(inner: &Inner, snapshot: &Task, started: &[Started]) -> Result
             let c = container_entry(t, &s.name, image);
             c.runtime_id = Some(s.id.clone());
             c.network_bindings = s.seen.bindings.clone();
-            c.health_status = s.seen.health.as_ref().map(|h| ecs_health(h).to_owned());
+            c.health_status = s.seen.health.as_ref().map(ecs_health);
             if s.seen.exited {
-                c.last_status = "STOPPED".to_owned();
+                c.last_status = ContainerStatus::Stopped;
                 c.exit_code = s.seen.exit_code;
             } else {
-                c.last_status = "RUNNING".to_owned();
+                c.last_status = ContainerStatus::Running;
             }
         }
-        t.last_status = "RUNNING".to_owned();
+        t.last_status = TaskStatus::Running;
         t.started_at = Some(now());
         t.health_status = Some(crate::converge::task_health(t, &defs));
         t.version += 1;
@@ -609,14 +610,14 @@ fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<(), Agen
         };
         let t = &mut t.value;
         let ts = now();
-        t.desired_status = "STOPPED".to_owned();
-        t.last_status = "STOPPED".to_owned();
-        t.stop_code = Some("TaskFailedToStart".to_owned());
+        t.desired_status = DesiredStatus::Stopped;
+        t.last_status = TaskStatus::Stopped;
+        t.stop_code = Some(StopCode::TaskFailedToStart);
         t.stopped_reason = Some(reason.to_owned());
         t.stopping_at.get_or_insert(ts);
         t.stopped_at = Some(ts);
         for c in &mut t.containers {
-            c.last_status = "STOPPED".to_owned();
+            c.last_status = ContainerStatus::Stopped;
             c.runtime_id = None;
         }
         t.version += 1;

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use berth_core::status::{DesiredStatus, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, decode};
@@ -45,8 +46,8 @@ struct LogEvent {
 struct GetTaskLogsResponse {
     events: Vec<LogEvent>,
     next_start_time: f64,
-    last_status: String,
-    desired_status: String,
+    last_status: TaskStatus,
+    desired_status: DesiredStatus,
 }
 
 /// One entry, its time in epoch nanoseconds.
@@ -134,12 +135,13 @@ pub(super) async fn get_task_logs(
             names.join(", ")
         )));
     }
-    let stopped = task.last_status == "STOPPED" || task.desired_status == "STOPPED";
+    let stopped =
+        task.last_status == TaskStatus::Stopped || task.desired_status == DesiredStatus::Stopped;
     let answer = |events: Vec<LogEvent>, next: f64| GetTaskLogsResponse {
         events,
         next_start_time: next,
-        last_status: task.last_status.clone(),
-        desired_status: task.desired_status.clone(),
+        last_status: task.last_status,
+        desired_status: task.desired_status,
     };
     let no_start = req.start_time.unwrap_or(0.0);
 
@@ -156,7 +158,7 @@ pub(super) async fn get_task_logs(
         Err(
             berth_agent::AgentError::NoSuchTask(_)
             | berth_agent::AgentError::NoSuchContainer { .. },
-        ) if task.last_status == "PENDING" && !stopped => {
+        ) if task.last_status == TaskStatus::Pending && !stopped => {
             return encode(&answer(Vec::new(), no_start));
         }
         Err(

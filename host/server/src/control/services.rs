@@ -18,12 +18,17 @@ use berth_core::model::{
     ContainerInstance, Deployment, DeploymentConfiguration, PlacementConstraint, PlacementStrategy,
     SchedulingStrategy, Service, ServiceEvent, Tag, Task,
 };
-use berth_store::tables::in_cluster;
+use berth_core::placement::Check;
+use berth_core::status::{
+    DeploymentStatus, DesiredStatus, HealthStatus, InstanceStatus, RolloutState, ServiceStatus,
+    StopCode, TaskDefinitionStatus, TaskStatus,
+};
+use berth_store::tables::{INSTANCES_BY_CLUSTER, SERVICES_BY_CLUSTER, TASKS_BY_GROUP, in_cluster};
 use berth_store::{Record, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::taskdefs::resolve;
-use super::tasks::recount;
+use super::tasks::{NotStarted, recount};
 use super::types::{Failure, RunTaskRequest};
 use super::{Control, ControlError, all_by_index, now, paginate};
 
@@ -182,7 +187,8 @@ fn push_event(s: &mut Service, message: String) {
 /// steady service has exactly one deployment, which is what
 /// `aws ecs wait services-stable` waits for.
 fn shown(mut s: Service) -> Service {
-    s.deployments.retain(|d| d.status != "INACTIVE");
+    s.deployments
+        .retain(|d| d.status != DeploymentStatus::Inactive);
     s
 }
 
@@ -347,7 +353,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
-            if td.status != "ACTIVE" {
+            if td.status != TaskDefinitionStatus::Active {
                 return Err(ControlError::Client(format!(
                     "taskDefinition: `{td_ref}` is INACTIVE"
                 )));
@@ -362,7 +368,7 @@ impl Control {
             )?;
             let arn = self.arn.service(&cluster.cluster_name, &name);
             if let Some(old) = txn.get::<Service>(&arn)?
-                && old.value.status != "INACTIVE"
+                && old.value.status != ServiceStatus::Inactive
             {
                 return Err(ControlError::invalid(
                     "serviceName",
@@ -377,7 +383,7 @@ impl Control {
                 service_arn: arn.clone(),
                 service_name: name.clone(),
                 cluster_arn: cluster.cluster_arn.clone(),
-                status: "ACTIVE".into(),
+                status: ServiceStatus::Active,
                 desired_count: desired,
                 running_count: 0,
                 pending_count: 0,
@@ -387,13 +393,13 @@ impl Control {
                 deployment_configuration: req.deployment_configuration.clone(),
                 deployments: vec![Deployment {
                     id: new_deployment_id(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: td.task_definition_arn.clone(),
                     desired_count: desired,
                     pending_count: 0,
                     running_count: 0,
                     failed_tasks: 0,
-                    rollout_state: Some("IN_PROGRESS".into()),
+                    rollout_state: Some(RolloutState::InProgress),
                     rollout_state_reason: Some("ECS deployment in progress.".into()),
                     created_at: t,
                     updated_at: t,
@@ -450,7 +456,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != "ACTIVE" {
+            if s.status != ServiceStatus::Active {
                 return Err(ControlError::ServiceNotActive(format!(
                     "service `{}` is {}",
                     s.service_name, s.status
@@ -475,7 +481,7 @@ impl Control {
             let mut td_arn = s.task_definition.clone();
             if let Some(r) = &req.task_definition {
                 let td = resolve(txn, r, "taskDefinition")?;
-                if td.status != "ACTIVE" {
+                if td.status != TaskDefinitionStatus::Active {
                     return Err(ControlError::Client(format!(
                         "taskDefinition: `{r}` is INACTIVE"
                     )));
@@ -508,8 +514,8 @@ impl Control {
             let t = now();
             if new_deployment {
                 for d in &mut s.deployments {
-                    if d.status == "PRIMARY" {
-                        d.status = "ACTIVE".into();
+                    if d.status == DeploymentStatus::Primary {
+                        d.status = DeploymentStatus::Active;
                         d.updated_at = t;
                     }
                 }
@@ -517,13 +523,13 @@ impl Control {
                     0,
                     Deployment {
                         id: new_deployment_id(),
-                        status: "PRIMARY".into(),
+                        status: DeploymentStatus::Primary,
                         task_definition: td_arn.clone(),
                         desired_count: s.desired_count,
                         pending_count: 0,
                         running_count: 0,
                         failed_tasks: 0,
-                        rollout_state: Some("IN_PROGRESS".into()),
+                        rollout_state: Some(RolloutState::InProgress),
                         rollout_state_reason: Some("ECS deployment in progress.".into()),
                         created_at: t,
                         updated_at: t,
@@ -535,14 +541,17 @@ impl Control {
                     s.service_name, s.deployments[0].id
                 );
                 push_event(&mut s, m);
-            } else if let Some(p) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY")
+            } else if let Some(p) = s
+                .deployments
+                .iter_mut()
+                .find(|d| d.status == DeploymentStatus::Primary)
                 && p.desired_count != s.desired_count
             {
                 p.desired_count = s.desired_count;
                 p.updated_at = t;
                 // A scale is a change to reach again: report it in progress.
-                if p.rollout_state.as_deref() == Some("COMPLETED") {
-                    p.rollout_state = Some("IN_PROGRESS".into());
+                if p.rollout_state == Some(RolloutState::Completed) {
+                    p.rollout_state = Some(RolloutState::InProgress);
                 }
             }
             txn.put(&s)?;
@@ -565,7 +574,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != "ACTIVE" {
+            if s.status != ServiceStatus::Active {
                 return Err(ControlError::ServiceNotActive(format!("service `{}` is {}", s.service_name, s.status)));
             }
             if s.desired_count > 0 && s.scheduling_strategy == SchedulingStrategy::Replica && !req.force.unwrap_or(false) {
@@ -574,7 +583,7 @@ impl Control {
                     format!("The service `{}` cannot be stopped while it is scaled above 0 (desiredCount {}); scale it to 0 or pass force", s.service_name, s.desired_count),
                 ));
             }
-            s.status = "DRAINING".into();
+            s.status = ServiceStatus::Draining;
             s.desired_count = 0;
             let m = format!("(service {}) is being deleted.", s.service_name);
             push_event(&mut s, m);
@@ -637,10 +646,10 @@ impl Control {
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
         let items: Vec<(String, String)> =
-            all_by_index::<Service>(&txn, "cluster", &cluster.cluster_arn)?
+            all_by_index(&txn, SERVICES_BY_CLUSTER, &cluster.cluster_arn)?
                 .into_iter()
                 .map(|s| s.value)
-                .filter(|s| s.status != "INACTIVE")
+                .filter(|s| s.status != ServiceStatus::Inactive)
                 .filter(|s| {
                     req.scheduling_strategy
                         .is_none_or(|k| k == s.scheduling_strategy)
@@ -661,7 +670,7 @@ impl Control {
             let txn = self.store.begin()?;
             super::collect_pages(|p| txn.list::<Service>(p))?
                 .into_iter()
-                .filter(|s| s.value.status != "INACTIVE")
+                .filter(|s| s.value.status != ServiceStatus::Inactive)
                 .map(|s| s.value.service_arn)
                 .collect()
         };
@@ -693,7 +702,7 @@ impl Control {
         let Some(orig) = txn.get::<Service>(service_arn)?.map(|s| s.value) else {
             return Ok((0, 0));
         };
-        if orig.status == "INACTIVE" {
+        if orig.status == ServiceStatus::Inactive {
             return Ok((0, 0));
         }
         let mut s = orig.clone();
@@ -707,16 +716,21 @@ impl Control {
         let mut state = orig_state.clone();
         let t = now();
         let name = s.service_name.clone();
-        let tasks: Vec<Task> =
-            all_by_index::<Task>(txn, "group", &in_cluster(&s.cluster_arn, &group_of(&name)))?
-                .into_iter()
-                .map(|v| v.value)
-                .collect();
+        let tasks: Vec<Task> = all_by_index(
+            txn,
+            TASKS_BY_GROUP,
+            &in_cluster(&s.cluster_arn, &group_of(&name)),
+        )?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
 
         // Tasks that stopped since the last pass: failures and the back-off.
         state.seen_stopped.retain(|_, at| *at > t - SEEN_FOR);
         for task in &tasks {
-            if task.last_status != "STOPPED" || state.seen_stopped.contains_key(&task.task_arn) {
+            if task.last_status != TaskStatus::Stopped
+                || state.seen_stopped.contains_key(&task.task_arn)
+            {
                 continue;
             }
             let at = task.stopped_at.unwrap_or(t);
@@ -726,8 +740,8 @@ impl Control {
             }
             state.seen_stopped.insert(task.task_arn.clone(), at);
             if matches!(
-                task.stop_code.as_deref(),
-                Some("ServiceSchedulerInitiated" | "UserInitiated")
+                task.stop_code,
+                Some(StopCode::ServiceSchedulerInitiated | StopCode::UserInitiated)
             ) {
                 continue;
             }
@@ -758,13 +772,13 @@ impl Control {
         if tasks.iter().any(|x| {
             x.started_at
                 .is_some_and(|a| a > state.last_start_failure_at)
-                && x.last_status != "STOPPED"
+                && x.last_status != TaskStatus::Stopped
         }) {
             state.start_failures = 0;
         }
 
         // The circuit breaker.
-        let mut desired = if s.status == "ACTIVE" {
+        let mut desired = if s.status == ServiceStatus::Active {
             s.desired_count
         } else {
             0
@@ -776,12 +790,15 @@ impl Control {
             .and_then(|c| c.deployment_circuit_breaker)
             .filter(|b| b.enable);
         if let Some(b) = breaker
-            && let Some(pi) = s.deployments.iter().position(|d| d.status == "PRIMARY")
-            && s.deployments[pi].rollout_state.as_deref() == Some("IN_PROGRESS")
+            && let Some(pi) = s
+                .deployments
+                .iter()
+                .position(|d| d.status == DeploymentStatus::Primary)
+            && s.deployments[pi].rollout_state == Some(RolloutState::InProgress)
             && s.deployments[pi].failed_tasks >= deployment::circuit_breaker_threshold(desired)
         {
             let id = s.deployments[pi].id.clone();
-            s.deployments[pi].rollout_state = Some("FAILED".into());
+            s.deployments[pi].rollout_state = Some(RolloutState::Failed);
             s.deployments[pi].rollout_state_reason =
                 Some("ECS deployment circuit breaker: tasks failed to start.".into());
             s.deployments[pi].updated_at = t;
@@ -795,16 +812,16 @@ impl Control {
                 .deployments
                 .iter()
                 .enumerate()
-                .filter(|(i, d)| *i != pi && d.rollout_state.as_deref() == Some("COMPLETED"))
+                .filter(|(i, d)| *i != pi && d.rollout_state == Some(RolloutState::Completed))
                 .max_by(|a, b| a.1.created_at.total_cmp(&b.1.created_at))
                 .map(|(i, _)| i);
             if b.rollback
                 && let Some(bi) = back
             {
-                s.deployments[pi].status = "ACTIVE".into();
+                s.deployments[pi].status = DeploymentStatus::Active;
                 let d = &mut s.deployments[bi];
-                d.status = "PRIMARY".into();
-                d.rollout_state = Some("IN_PROGRESS".into());
+                d.status = DeploymentStatus::Primary;
+                d.rollout_state = Some(RolloutState::InProgress);
                 d.rollout_state_reason = Some(format!(
                     "ECS deployment circuit breaker: rolling back to deploymentId {}.",
                     d.id
@@ -826,21 +843,20 @@ impl Control {
         let primary_id = s
             .deployments
             .iter()
-            .find(|d| d.status == "PRIMARY")
+            .find(|d| d.status == DeploymentStatus::Primary)
             .map(|d| d.id.clone());
         let grace = f64::from(s.health_check_grace_period_seconds.unwrap_or(0));
         let draining: std::collections::BTreeSet<String> =
-            all_by_index::<ContainerInstance>(txn, "cluster", &s.cluster_arn)?
+            all_by_index(txn, INSTANCES_BY_CLUSTER, &s.cluster_arn)?
                 .into_iter()
-                .filter(|c| c.value.status != "ACTIVE")
+                .filter(|c| c.value.status != InstanceStatus::Active)
                 .map(|c| c.value.container_instance_arn)
                 .collect();
-        let active: Vec<String> =
-            all_by_index::<ContainerInstance>(txn, "cluster", &s.cluster_arn)?
-                .into_iter()
-                .filter(|c| c.value.status == "ACTIVE")
-                .map(|c| c.value.container_instance_arn)
-                .collect();
+        let active: Vec<String> = all_by_index(txn, INSTANCES_BY_CLUSTER, &s.cluster_arn)?
+            .into_iter()
+            .filter(|c| c.value.status == InstanceStatus::Active)
+            .map(|c| c.value.container_instance_arn)
+            .collect();
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         enum Kind {
             Pending,
@@ -848,12 +864,12 @@ impl Control {
             Healthy,
         }
         let kind = |x: &Task| -> Kind {
-            if x.last_status != "RUNNING" {
+            if x.last_status != TaskStatus::Running {
                 return Kind::Pending;
             }
             let has_check = x.containers.iter().any(|c| c.health_status.is_some());
             let healthy = if has_check {
-                x.health_status.as_deref() == Some("HEALTHY")
+                x.health_status == Some(HealthStatus::Healthy)
             } else {
                 x.started_at.is_some_and(|a| t >= a + grace)
             };
@@ -865,7 +881,9 @@ impl Control {
         };
         let live: Vec<&Task> = tasks
             .iter()
-            .filter(|x| x.desired_status == "RUNNING" && x.last_status != "STOPPED")
+            .filter(|x| {
+                x.desired_status == DesiredStatus::Running && x.last_status != TaskStatus::Stopped
+            })
             .collect();
         let is_primary = |x: &Task| {
             primary_id.is_some()
@@ -895,16 +913,18 @@ impl Control {
         // no start until the room is really free.
         let stopping = tasks
             .iter()
-            .filter(|x| x.desired_status == "STOPPED" && x.last_status != "STOPPED")
+            .filter(|x| {
+                x.desired_status == DesiredStatus::Stopped && x.last_status != TaskStatus::Stopped
+            })
             .count();
         let upper = deployment::bounds(desired, min_pct, max_pct).1.max(desired);
         let busy = primary.total() + old.total() + u32::try_from(stopping).unwrap_or(u32::MAX);
         step.start = step.start.min(upper.saturating_sub(busy));
-        let primary_failed = s
-            .deployments
-            .iter()
-            .any(|d| d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("FAILED"));
-        let mut may_start = !(primary_failed || primary_id.is_none() || s.status != "ACTIVE");
+        let primary_failed = s.deployments.iter().any(|d| {
+            d.status == DeploymentStatus::Primary && d.rollout_state == Some(RolloutState::Failed)
+        });
+        let mut may_start =
+            !(primary_failed || primary_id.is_none() || s.status != ServiceStatus::Active);
         if may_start && (step.start > 0 || daemon) && state.start_failures > 0 {
             let until = state.last_start_failure_at
                 + deployment::restart_delay(state.start_failures).as_secs_f64();
@@ -953,8 +973,8 @@ impl Control {
         // nobody: it is replaced, and counts as a failed task.
         let mut sick = std::collections::BTreeSet::new();
         for x in &live {
-            if x.last_status == "RUNNING"
-                && x.health_status.as_deref() == Some("UNHEALTHY")
+            if x.last_status == TaskStatus::Running
+                && x.health_status == Some(HealthStatus::Unhealthy)
                 && x.started_at.is_some_and(|a| t >= a + grace)
                 && !to_stop.iter().any(|y| y.task_arn == x.task_arn)
             {
@@ -974,8 +994,8 @@ impl Control {
         let mut touched = std::collections::BTreeSet::new();
         for x in &to_stop {
             let mut x = (*x).clone();
-            x.desired_status = "STOPPED".into();
-            x.stop_code = Some("ServiceSchedulerInitiated".into());
+            x.desired_status = DesiredStatus::Stopped;
+            x.stop_code = Some(StopCode::ServiceSchedulerInitiated);
             x.stopped_reason = Some(if sick.contains(&x.task_arn) {
                 "Task failed container health checks".to_owned()
             } else {
@@ -987,7 +1007,7 @@ impl Control {
             x.stopping_at = Some(t);
             x.version += 1;
             if x.container_instance_arn.is_none() {
-                x.last_status = "STOPPED".into();
+                x.last_status = TaskStatus::Stopped;
                 x.stopped_at = Some(t);
             }
             stopped_ids.push(arn::last_segment(&x.task_arn).to_owned());
@@ -1027,7 +1047,9 @@ impl Control {
                     .any(|x| on(x) && !to_stop.iter().any(|y| y.task_arn == x.task_arn));
                 let leaving = to_stop.iter().any(|x| on(x))
                     || tasks.iter().any(|x| {
-                        on(x) && x.desired_status == "STOPPED" && x.last_status != "STOPPED"
+                        on(x)
+                            && x.desired_status == DesiredStatus::Stopped
+                            && x.last_status != TaskStatus::Stopped
                     });
                 if kept || leaving {
                     eligible += 1;
@@ -1050,7 +1072,7 @@ impl Control {
                         started.push(arn::last_segment(&x.task_arn).to_owned());
                     }
                     // Not for this instance: DAEMON follows the constraints.
-                    Err(reason) if reason == "ATTRIBUTE" => {}
+                    Err(NotStarted::Unfit(Check::Attribute)) => {}
                     Err(reason) => {
                         eligible += 1;
                         push_event(
@@ -1062,7 +1084,7 @@ impl Control {
                     }
                 }
             }
-            if s.status == "ACTIVE" {
+            if s.status == ServiceStatus::Active {
                 desired = eligible;
                 s.desired_count = eligible;
             }
@@ -1145,8 +1167,12 @@ impl Control {
                 .iter()
                 .filter(|x| x.started_by.as_ref() == Some(&d.id))
                 .collect();
-            let r = u32::try_from(mine.iter().filter(|x| x.last_status == "RUNNING").count())
-                .unwrap_or(u32::MAX);
+            let r = u32::try_from(
+                mine.iter()
+                    .filter(|x| x.last_status == TaskStatus::Running)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX);
             let mut p = u32::try_from(mine.len()).unwrap_or(u32::MAX) - r;
             if Some(&d.id) == primary_id.as_ref() {
                 p += started_n;
@@ -1163,16 +1189,20 @@ impl Control {
         s.pending_count = pending;
         let old_left = still.iter().any(|x| !is_primary(x));
         let mut steady = false;
-        if let Some(p) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+        if let Some(p) = s
+            .deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        {
             p.desired_count = desired;
-            if p.rollout_state.as_deref() == Some("IN_PROGRESS")
+            if p.rollout_state == Some(RolloutState::InProgress)
                 && primary.healthy == desired
                 && primary.total() == desired
                 && !old_left
                 && started.is_empty()
                 && to_stop.is_empty()
             {
-                p.rollout_state = Some("COMPLETED".into());
+                p.rollout_state = Some(RolloutState::Completed);
                 p.rollout_state_reason = Some("ECS deployment completed.".into());
                 p.updated_at = t;
                 steady = true;
@@ -1180,15 +1210,15 @@ impl Control {
         }
         if steady {
             for d in &mut s.deployments {
-                if d.status == "ACTIVE" {
-                    d.status = "INACTIVE".into();
+                if d.status == DeploymentStatus::Active {
+                    d.status = DeploymentStatus::Inactive;
                     d.updated_at = t;
                 }
             }
             let id = s
                 .deployments
                 .iter()
-                .find(|d| d.status == "PRIMARY")
+                .find(|d| d.status == DeploymentStatus::Primary)
                 .map(|d| d.id.clone())
                 .unwrap_or_default();
             push_event(
@@ -1201,7 +1231,11 @@ impl Control {
             );
         }
         while s.deployments.len() > MAX_DEPLOYMENTS {
-            match s.deployments.iter().rposition(|d| d.status == "INACTIVE") {
+            match s
+                .deployments
+                .iter()
+                .rposition(|d| d.status == DeploymentStatus::Inactive)
+            {
                 Some(i) => {
                     s.deployments.remove(i);
                 }
@@ -1209,15 +1243,15 @@ impl Control {
             }
         }
         // INACTIVE once every task has really stopped.
-        if s.status == "DRAINING"
+        if s.status == ServiceStatus::Draining
             && still.is_empty()
             && started.is_empty()
             && to_stop.is_empty()
             && stopping == 0
         {
-            s.status = "INACTIVE".into();
+            s.status = ServiceStatus::Inactive;
             for d in &mut s.deployments {
-                d.status = "INACTIVE".into();
+                d.status = DeploymentStatus::Inactive;
             }
             push_event(&mut s, format!("(service {name}) has been deleted."));
         }
@@ -1343,7 +1377,7 @@ mod tests {
     fn tasks(c: &Control, name: &str) -> Vec<Task> {
         let txn = c.store.begin().unwrap();
         let cluster = c.arn.cluster("default");
-        all_by_index::<Task>(&txn, "group", &in_cluster(&cluster, &group_of(name)))
+        all_by_index(&txn, TASKS_BY_GROUP, &in_cluster(&cluster, &group_of(name)))
             .unwrap()
             .into_iter()
             .map(|t| t.value)
@@ -1359,19 +1393,23 @@ mod tests {
                 for t in all {
                     let mut t = t.value;
                     let t0 = now();
-                    if t.desired_status == "RUNNING" && t.last_status == "PENDING" {
+                    if t.desired_status == DesiredStatus::Running
+                        && t.last_status == TaskStatus::Pending
+                    {
                         if t.containers.iter().any(|c| c.image == "crash") {
-                            t.last_status = "STOPPED".into();
-                            t.desired_status = "STOPPED".into();
-                            t.stop_code = Some("TaskFailedToStart".into());
+                            t.last_status = TaskStatus::Stopped;
+                            t.desired_status = DesiredStatus::Stopped;
+                            t.stop_code = Some(StopCode::TaskFailedToStart);
                             t.stopped_reason = Some("CannotStartContainerError".into());
                             t.stopped_at = Some(t0);
                         } else {
-                            t.last_status = "RUNNING".into();
+                            t.last_status = TaskStatus::Running;
                             t.started_at = Some(t0);
                         }
-                    } else if t.desired_status == "STOPPED" && t.last_status != "STOPPED" {
-                        t.last_status = "STOPPED".into();
+                    } else if t.desired_status == DesiredStatus::Stopped
+                        && t.last_status != TaskStatus::Stopped
+                    {
+                        t.last_status = TaskStatus::Stopped;
                         t.stopped_at = Some(t0);
                     } else {
                         continue;
@@ -1395,9 +1433,14 @@ mod tests {
         let ts = tasks(c, name);
         let running = ts
             .iter()
-            .filter(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING")
+            .filter(|t| {
+                t.last_status == TaskStatus::Running && t.desired_status == DesiredStatus::Running
+            })
             .count();
-        let busy = ts.iter().filter(|t| t.last_status != "STOPPED").count();
+        let busy = ts
+            .iter()
+            .filter(|t| t.last_status != TaskStatus::Stopped)
+            .count();
         (running as u32, busy as u32)
     }
 
@@ -1420,10 +1463,10 @@ mod tests {
                 );
             }
             let s = describe(c, name);
-            if s.deployments
-                .iter()
-                .any(|d| d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("COMPLETED"))
-            {
+            if s.deployments.iter().any(|d| {
+                d.status == DeploymentStatus::Primary
+                    && d.rollout_state == Some(RolloutState::Completed)
+            }) {
                 return s;
             }
         }
@@ -1436,9 +1479,9 @@ mod tests {
         let td = register(&c, "web", "busybox");
         for n in ["a", "b", "c"] {
             let s = create(&c, n, &td, 0, None);
-            assert_eq!(s.status, "ACTIVE");
+            assert_eq!(s.status, ServiceStatus::Active);
             assert_eq!(s.deployments.len(), 1);
-            assert_eq!(s.deployments[0].status, "PRIMARY");
+            assert_eq!(s.deployments[0].status, DeploymentStatus::Primary);
             assert!(s.deployments[0].id.starts_with("ecs-svc/"));
         }
         let again = c.create_service(CreateServiceRequest {
@@ -1542,7 +1585,7 @@ mod tests {
             })
             .unwrap()
             .service;
-        assert_eq!(s.status, "DRAINING");
+        assert_eq!(s.status, ServiceStatus::Draining);
         let late = c.update_service(UpdateServiceRequest {
             service: Some("a".into()),
             desired_count: Some(1),
@@ -1550,7 +1593,7 @@ mod tests {
         });
         assert!(matches!(late, Err(ControlError::ServiceNotActive(_))));
         c.services_pass().unwrap();
-        assert_eq!(describe(&c, "a").status, "INACTIVE");
+        assert_eq!(describe(&c, "a").status, ServiceStatus::Inactive);
         let left = c.list_services(ListServicesRequest::default()).unwrap();
         assert_eq!(left.service_arns.len(), 2);
     }
@@ -1592,26 +1635,26 @@ mod tests {
         assert_eq!(s.running_count, 1);
         let stopped: Vec<Task> = tasks(&c, "web")
             .into_iter()
-            .filter(|t| t.desired_status == "STOPPED")
+            .filter(|t| t.desired_status == DesiredStatus::Stopped)
             .collect();
         assert_eq!(stopped.len(), 4);
         assert!(
             stopped
                 .iter()
-                .all(|t| t.stop_code.as_deref() == Some("ServiceSchedulerInitiated"))
+                .all(|t| t.stop_code == Some(StopCode::ServiceSchedulerInitiated))
         );
 
         // The container dies: the scheduler starts another.
         let victim = tasks(&c, "web")
             .into_iter()
-            .find(|t| t.desired_status == "RUNNING")
+            .find(|t| t.desired_status == DesiredStatus::Running)
             .unwrap();
         c.store
             .update(|txn| -> Result<(), ControlError> {
                 let mut t = txn.get::<Task>(&victim.task_arn)?.unwrap().value;
-                t.last_status = "STOPPED".into();
-                t.desired_status = "STOPPED".into();
-                t.stop_code = Some("EssentialContainerExited".into());
+                t.last_status = TaskStatus::Stopped;
+                t.desired_status = DesiredStatus::Stopped;
+                t.stop_code = Some(StopCode::EssentialContainerExited);
                 t.stopped_at = Some(now());
                 txn.put(&t)?;
                 Ok(())
@@ -1621,7 +1664,7 @@ mod tests {
         agent(&c);
         let live: Vec<Task> = tasks(&c, "web")
             .into_iter()
-            .filter(|t| t.last_status == "RUNNING")
+            .filter(|t| t.last_status == TaskStatus::Running)
             .collect();
         assert_eq!(live.len(), 1);
         assert_ne!(live[0].task_arn, victim.task_arn);
@@ -1652,11 +1695,11 @@ mod tests {
                 .unwrap()
                 .service;
             assert_eq!(s.deployments.len(), 2);
-            assert_eq!(s.deployments[1].status, "ACTIVE");
+            assert_eq!(s.deployments[1].status, DeploymentStatus::Active);
             let (lo, hi) = deployment::bounds(4, min, max);
             let s = converge(&c, "web", Some((lo, hi)));
             assert_eq!(s.task_definition, v2);
-            assert_eq!(s.deployments[1].status, "INACTIVE");
+            assert_eq!(s.deployments[1].status, DeploymentStatus::Inactive);
             // DescribeServices shows only the PRIMARY one now, as ECS does.
             let shown = c
                 .describe_services(DescribeServicesRequest {
@@ -1667,10 +1710,10 @@ mod tests {
                 .services
                 .remove(0);
             assert_eq!(shown.deployments.len(), 1, "{:#?}", shown.deployments);
-            assert_eq!(shown.deployments[0].status, "PRIMARY");
+            assert_eq!(shown.deployments[0].status, DeploymentStatus::Primary);
             let live: Vec<Task> = tasks(&c, "web")
                 .into_iter()
-                .filter(|t| t.last_status == "RUNNING")
+                .filter(|t| t.last_status == TaskStatus::Running)
                 .collect();
             assert_eq!(live.len(), 4, "min {min} max {max}");
             assert!(live.iter().all(|t| t.task_definition_arn == v2));
@@ -1709,7 +1752,7 @@ mod tests {
             saw_backoff |= s.events.iter().any(|e| e.message == unable_to_start("web"));
             if s.deployments
                 .iter()
-                .any(|d| d.rollout_state.as_deref() == Some("FAILED"))
+                .any(|d| d.rollout_state == Some(RolloutState::Failed))
             {
                 break;
             }
@@ -1732,7 +1775,7 @@ mod tests {
         let failed = s
             .deployments
             .iter()
-            .find(|d| d.rollout_state.as_deref() == Some("FAILED"))
+            .find(|d| d.rollout_state == Some(RolloutState::Failed))
             .expect("the breaker tripped");
         // Two start at once, so two fail at once: the breaker trips on the pass that reaches the threshold.
         assert!(
@@ -1743,7 +1786,7 @@ mod tests {
         assert_eq!(
             s.deployments
                 .iter()
-                .find(|d| d.status == "PRIMARY")
+                .find(|d| d.status == DeploymentStatus::Primary)
                 .unwrap()
                 .id,
             first
@@ -1782,7 +1825,7 @@ mod tests {
         }
         let live: Vec<Task> = tasks(&c, "web")
             .into_iter()
-            .filter(|t| t.last_status == "RUNNING")
+            .filter(|t| t.last_status == TaskStatus::Running)
             .collect();
         assert_eq!(live.len(), 4);
         assert!(
@@ -1894,15 +1937,18 @@ mod tests {
                     agent(&a);
                     let batch: Vec<Task> = {
                         let txn = a.store.begin().unwrap();
-                        all_by_index::<Task>(
+                        all_by_index(
                             &txn,
-                            "group",
+                            TASKS_BY_GROUP,
                             &in_cluster(&a.arn.cluster("default"), "family:batch"),
                         )
                         .unwrap()
                         .into_iter()
                         .map(|t| t.value)
-                        .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+                        .filter(|t| {
+                            t.desired_status == DesiredStatus::Running
+                                && t.last_status == TaskStatus::Running
+                        })
                         .collect()
                     };
                     for t in batch.iter().take(2) {
@@ -1930,15 +1976,15 @@ mod tests {
         // The batch work finishes; the service gets its 12.
         let left: Vec<Task> = {
             let txn = a.store.begin().unwrap();
-            all_by_index::<Task>(
+            all_by_index(
                 &txn,
-                "group",
+                TASKS_BY_GROUP,
                 &in_cluster(&a.arn.cluster("default"), "family:batch"),
             )
             .unwrap()
             .into_iter()
             .map(|t| t.value)
-            .filter(|t| t.desired_status == "RUNNING")
+            .filter(|t| t.desired_status == DesiredStatus::Running)
             .collect()
         };
         for t in left {
@@ -1978,12 +2024,12 @@ mod tests {
         agent(&c);
         let mid = describe(&c, "web");
         assert_eq!(
-            mid.deployments[0].rollout_state.as_deref(),
-            Some("IN_PROGRESS")
+            mid.deployments[0].rollout_state,
+            Some(RolloutState::InProgress)
         );
         let live: Vec<Task> = tasks(&c, "web")
             .into_iter()
-            .filter(|t| t.last_status == "RUNNING")
+            .filter(|t| t.last_status == TaskStatus::Running)
             .collect();
         let new = live.iter().filter(|t| t.task_definition_arn == v2).count();
         assert!(
@@ -1998,7 +2044,7 @@ mod tests {
         assert_eq!(
             s.deployments
                 .iter()
-                .filter(|d| d.status == "PRIMARY")
+                .filter(|d| d.status == DeploymentStatus::Primary)
                 .count(),
             1
         );
@@ -2028,7 +2074,7 @@ mod tests {
         let mut m = BTreeMap::new();
         for t in tasks(c, name)
             .into_iter()
-            .filter(|t| t.desired_status == "RUNNING")
+            .filter(|t| t.desired_status == DesiredStatus::Running)
         {
             *m.entry(t.container_instance_arn.unwrap_or_default())
                 .or_insert(0) += 1;
@@ -2137,14 +2183,14 @@ mod tests {
         }
         let s = describe(&c, "d");
         assert_eq!(
-            s.deployments[0].rollout_state.as_deref(),
-            Some("COMPLETED"),
+            s.deployments[0].rollout_state,
+            Some(RolloutState::Completed),
             "{:#?}",
             s.deployments
         );
         let live: Vec<Task> = tasks(&c, "d")
             .into_iter()
-            .filter(|t| t.last_status == "RUNNING")
+            .filter(|t| t.last_status == TaskStatus::Running)
             .collect();
         assert_eq!(live.len(), 2);
         assert!(live.iter().all(|t| t.task_definition_arn == v2));
@@ -2161,7 +2207,7 @@ mod tests {
         c.store
             .update(|txn| -> Result<(), ControlError> {
                 let mut t = txn.get::<Task>(&sick.task_arn)?.unwrap().value;
-                t.health_status = Some("UNHEALTHY".into());
+                t.health_status = Some(HealthStatus::Unhealthy);
                 txn.put(&t)?;
                 Ok(())
             })
@@ -2171,7 +2217,7 @@ mod tests {
             .into_iter()
             .find(|t| t.task_arn == sick.task_arn)
             .unwrap();
-        assert_eq!(t.desired_status, "STOPPED");
+        assert_eq!(t.desired_status, DesiredStatus::Stopped);
         assert_eq!(
             t.stopped_reason.as_deref(),
             Some("Task failed container health checks")
