@@ -7,23 +7,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 
-/// An access key id and its secret.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    // The secret never goes to a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
+use berth_client::CREDENTIALS_FILE as FILE;
+pub use berth_client::Credentials;
 
 /// Where the credentials came from, for the startup message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,77 +19,63 @@ pub enum Source {
     File,
 }
 
-const FILE: &str = "credentials";
-
-impl Credentials {
-    /// Fresh random credentials (from the OS's random source, via UUID v4).
-    pub fn generate() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        Credentials {
-            access_key_id: format!("BKIA{}", &id[..16]),
-            secret_access_key: secret,
-        }
+/// Fresh random credentials (from the OS's random source, via UUID v4).
+pub fn generate() -> Credentials {
+    let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    Credentials {
+        access_key_id: format!("BKIA{}", &id[..16]),
+        secret_access_key: secret,
     }
+}
 
-    /// The data directory's credentials file, which must exist (clients).
-    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(FILE);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("reading credentials from {}", path.display()))
+/// The environment's, else the data directory's (created when missing).
+pub fn load(data_dir: &Path) -> anyhow::Result<(Credentials, Source)> {
+    let id = std::env::var("BERTH_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = std::env::var("BERTH_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            return Ok((
+                Credentials {
+                    access_key_id,
+                    secret_access_key,
+                },
+                Source::Environment,
+            ));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("set both BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY, or neither"),
     }
-
-    /// The environment's, else the data directory's (created when missing).
-    pub fn load(data_dir: &Path) -> anyhow::Result<(Self, Source)> {
-        let id = std::env::var("BERTH_ACCESS_KEY_ID")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let secret = std::env::var("BERTH_SECRET_ACCESS_KEY")
-            .ok()
-            .filter(|s| !s.is_empty());
-        match (id, secret) {
-            (Some(access_key_id), Some(secret_access_key)) => {
-                return Ok((
-                    Credentials {
-                        access_key_id,
-                        secret_access_key,
-                    },
-                    Source::Environment,
-                ));
-            }
-            (None, None) => {}
-            _ => anyhow::bail!(
-                "set both BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY, or neither"
-            ),
+    let path = data_dir.join(FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let c: Credentials = serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading credentials from {}", path.display()))?;
+            Ok((c, Source::File))
         }
-        let path = data_dir.join(FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let c: Credentials = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading credentials from {}", path.display()))?;
-                Ok((c, Source::File))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let c = Credentials::generate();
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
-                let json = serde_json::to_vec_pretty(&c).context("encoding credentials")?;
-                f.write_all(&json)
-                    .and_then(|()| f.sync_all())
-                    .with_context(|| format!("writing {}", path.display()))?;
-                Ok((c, Source::Created))
-            }
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let c = generate();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let json = serde_json::to_vec_pretty(&c).context("encoding credentials")?;
+            f.write_all(&json)
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok((c, Source::Created))
         }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
@@ -120,7 +92,7 @@ mod tests {
             panic!("unset BERTH_ACCESS_KEY_ID to run the unit tests");
         }
         let dir = tempfile::tempdir().unwrap();
-        let (a, s) = Credentials::load(dir.path()).unwrap();
+        let (a, s) = load(dir.path()).unwrap();
         assert_eq!(s, Source::Created);
         let mode = std::fs::metadata(dir.path().join(FILE))
             .unwrap()
@@ -128,9 +100,9 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let (b, s) = Credentials::load(dir.path()).unwrap();
+        let (b, s) = load(dir.path()).unwrap();
         assert_eq!(s, Source::File);
         assert_eq!(a, b);
-        assert_ne!(a, Credentials::generate());
+        assert_ne!(a, generate());
     }
 }

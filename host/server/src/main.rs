@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod bench;
+mod cli;
 mod control;
 mod credentials;
 mod logs;
@@ -12,12 +13,12 @@ mod up;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// berth: a container orchestrator after Amazon ECS, with placement policies
 /// as WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, long_about = None, after_help = api::cli::EXIT_CODES)]
+#[command(name = "berth", version, about, long_about = None, after_help = cli::EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,33 +57,12 @@ enum Command {
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
-    Client(api::cli::ClientCommand),
+    Client(cli::ClientCommand),
     /// Measure berth's own speed on this machine.
     Bench {
         #[command(subcommand)]
-        what: BenchCommand,
+        what: bench::BenchCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Placement decisions per second on a synthetic cluster (three zones,
-    /// four instance types, a tenth of the instances nearly full, a memberOf
-    /// and a distinctInstance constraint on every task). With `--policy
-    /// FILE.wasm`, also through a policy component.
-    Placement(bench::PlacementArgs),
-    /// Requests per second and latency of a running `berth up`'s ECS API,
-    /// from signed requests on concurrent connections.
-    Api(api::load::LoadArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-enum Output {
-    /// Tables for people.
-    #[default]
-    Table,
-    /// One JSON object per line, for scripts.
-    Json,
 }
 
 fn main() -> ExitCode {
@@ -114,13 +94,8 @@ fn main() -> ExitCode {
             },
             std::time::Duration::from_secs(stopped_task_ttl),
         ),
-        Command::Bench {
-            what: BenchCommand::Placement(args),
-        } => bench::placement(&args),
-        Command::Client(cmd) => api::cli::run(cmd),
-        Command::Bench {
-            what: BenchCommand::Api(args),
-        } => api::load::run(&args),
+        Command::Bench { what } => bench::run(what),
+        Command::Client(cmd) => cli::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,8 +103,8 @@ fn main() -> ExitCode {
             eprintln!("berth: {e:#}");
             // A client command's failure says which kind it is (`--help` lists them).
             ExitCode::from(
-                e.downcast_ref::<api::cli::CliError>()
-                    .map_or(1, api::cli::CliError::exit_code),
+                e.downcast_ref::<cli::CliError>()
+                    .map_or(1, cli::CliError::exit_code),
             )
         }
     }

@@ -1,8 +1,21 @@
-//! `berth up`: start everything on one machine.
+//! `berth up`: start everything on one machine. This is where the server is
+//! composed: the store, the policy registry, the control plane, the
+//! schedulers and the agents are built here and handed to what runs them;
+//! the API only serves what it is given.
 
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use berth_core::arn::ArnContext;
+
+use crate::api::{self, Api};
+use crate::control::Control;
+use crate::credentials::{self, Credentials, Source};
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
 pub fn default_data_dir() -> PathBuf {
@@ -20,9 +33,9 @@ pub fn default_data_dir() -> PathBuf {
 pub fn run(
     data_dir: &Path,
     check: bool,
-    listen: std::net::SocketAddr,
+    listen: SocketAddr,
     agent: &crate::agent::AgentOptions,
-    stopped_task_ttl: std::time::Duration,
+    stopped_task_ttl: Duration,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -34,7 +47,7 @@ pub fn run(
     if check {
         return Ok(());
     }
-    let store = std::sync::Arc::new(store);
+    let store = Arc::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,25 +57,180 @@ pub fn run(
         let _rt = rt.enter();
         crate::agent::spawn(&store, data_dir, agent)?
     };
-    // The ECS API and the batch scheduler; they print the "running" line.
     // The control layer wakes the agents when it places or stops tasks.
-    let tasks_changed = std::sync::Arc::clone(&agents.notifier);
-    rt.block_on(crate::api::run(
-        std::sync::Arc::clone(&store),
+    let server = Server {
+        store: Arc::clone(&store),
         data_dir,
-        listen,
-        tasks_changed,
+        tasks_changed: Arc::clone(&agents.notifier),
         stopped_task_ttl,
-        async {
-            if let Err(e) = shutdown_signal().await {
-                tracing::error!(error = %e, "waiting for a signal failed; stopping");
-            }
-        },
-    ))?;
+    };
+    rt.block_on(server.run(listen, async {
+        if let Err(e) = shutdown_signal().await {
+            tracing::error!(error = %e, "waiting for a signal failed; stopping");
+        }
+    }))?;
     rt.block_on(agents.stop());
     drop(store);
     println!("berth: stopped");
     Ok(())
+}
+
+/// What the server is built from; [`Server::run`] builds and runs it.
+struct Server<'a> {
+    store: Arc<berth_store::Store>,
+    data_dir: &'a Path,
+    tasks_changed: Arc<tokio::sync::Notify>,
+    stopped_task_ttl: Duration,
+}
+
+impl Server<'_> {
+    /// Builds the control plane (credentials, the policy registry, the
+    /// `default` cluster), serves the API on `listen` with the schedulers
+    /// beside it, until `shutdown` resolves.
+    async fn run(
+        self,
+        listen: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (credentials, source) = credentials::load(self.data_dir)?;
+        let control = self.control().await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the listening address")?;
+        // Poll the shutdown future once so its signal handlers are installed
+        // before the "running" line: whoever reads it may signal at once.
+        let mut shutdown = Box::pin(shutdown);
+        if poll_once(shutdown.as_mut()).await {
+            return Ok(());
+        }
+        announce(
+            addr,
+            &credentials,
+            source,
+            self.data_dir,
+            &control.arn().region,
+        );
+        let schedulers = Schedulers::spawn(&control);
+        let api = Arc::new(Api::new(control, credentials));
+        let served = api::serve(api::router(api), listener, shutdown).await;
+        schedulers.stop().await;
+        served
+    }
+
+    /// The control plane over the store, with the installed policies, and
+    /// the `default` cluster made sure of.
+    async fn control(&self) -> anyhow::Result<Arc<Control>> {
+        // The policy registry loads (and compiles) every installed policy.
+        let policies = {
+            let store = Arc::clone(&self.store);
+            let config = berth_policy::HostConfig {
+                cache_dir: Some(self.data_dir.join("policy-cache")),
+                ..berth_policy::HostConfig::default()
+            };
+            tokio::task::spawn_blocking(move || -> anyhow::Result<berth_policy::Registry> {
+                let host = Arc::new(
+                    berth_policy::PolicyHost::new(config).context("starting the policy engine")?,
+                );
+                berth_policy::Registry::open(host, (*store).clone())
+                    .context("loading the installed placement policies")
+            })
+            .await
+            .context("loading the placement policies")??
+        };
+        let control = Arc::new(
+            Control::new(Arc::clone(&self.store), ArnContext::default())
+                .with_tasks_changed(Arc::clone(&self.tasks_changed))
+                .with_policies(Arc::new(policies))
+                .with_stopped_task_ttl(self.stopped_task_ttl),
+        );
+        let c = Arc::clone(&control);
+        tokio::task::spawn_blocking(move || c.ensure_default_cluster())
+            .await
+            .context("creating the default cluster")?
+            .context("creating the default cluster")?;
+        Ok(control)
+    }
+}
+
+/// The "running" lines: where the API is, and the key to call it with.
+fn announce(
+    addr: SocketAddr,
+    credentials: &Credentials,
+    source: Source,
+    data_dir: &Path,
+    region: &str,
+) {
+    println!("berth: running; ECS API on http://{addr}; stop with Ctrl-C");
+    let from = match source {
+        Source::Environment => "from BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY".to_owned(),
+        Source::Created => format!("created in {}", data_dir.join("credentials").display()),
+        Source::File => format!("from {}", data_dir.join("credentials").display()),
+    };
+    println!("berth: credentials {from}; to use the AWS CLI or boto3:");
+    println!("  export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
+    println!(
+        "  export AWS_SECRET_ACCESS_KEY={}",
+        credentials.secret_access_key
+    );
+    println!("  export AWS_DEFAULT_REGION={region}");
+    println!("  aws ecs --endpoint-url http://{addr} list-clusters");
+    let _ = std::io::stdout().flush();
+}
+
+/// The batch and service schedulers, running until [`Schedulers::stop`].
+struct Schedulers {
+    stop: tokio::sync::watch::Sender<bool>,
+    batch: tokio::task::JoinHandle<()>,
+    services: tokio::task::JoinHandle<()>,
+}
+
+impl Schedulers {
+    fn spawn(control: &Arc<Control>) -> Self {
+        // A watch, not a Notify: a scheduler busy when stop is sent still
+        // sees it when it next waits.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let batch = tokio::spawn(crate::control::scheduler::run(
+            Arc::clone(control),
+            until_stopped(),
+        ));
+        let services = tokio::spawn(crate::control::service_scheduler::run(
+            Arc::clone(control),
+            until_stopped(),
+        ));
+        Schedulers {
+            stop,
+            batch,
+            services,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.services.await {
+            tracing::error!(error = %e, "the service scheduler panicked");
+        }
+        if let Err(e) = self.batch.await {
+            tracing::error!(error = %e, "the batch scheduler panicked");
+        }
+    }
+}
+
+/// Polls `f` once: true when it completed.
+async fn poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = f => true,
+        () = std::future::ready(()) => false,
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

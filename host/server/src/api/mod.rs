@@ -1,50 +1,53 @@
-//! The ECS API over HTTP (awsJson1_1), the only module that knows HTTP.
+//! The ECS API over HTTP (awsJson1_1), the only module that serves HTTP. It
+//! serves what `up.rs` composed: it builds nothing itself.
 //!
-//! Every call is `POST /` with `X-Amz-Target: <prefix>.<Operation>`, signed
-//! with SigV4. [`Api::call`] answers one buffered request, so tests drive it
-//! without a socket; [`serve`] puts it on a listener with hyper.
+//! [`router`] routes by method and path: `POST /` is the awsJson endpoint
+//! (`X-Amz-Target: <prefix>.<Operation>`), behind the SigV4 check; other
+//! endpoints (metrics, the console) get their own routes beside it. Tests
+//! drive the router without a socket (`oneshot`); [`serve`] puts it on a
+//! listener.
 
-pub mod cli;
-pub mod load;
 mod logs;
+mod operations;
 pub mod sigv4;
 
-use std::future::Future;
-use std::net::SocketAddr;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
+
+pub use berth_client::{BERTH_PREFIX, ECS_PREFIX, JSON};
 
 use crate::control::{Control, ControlError};
 use crate::credentials::Credentials;
 
-/// ECS's target prefix.
-pub const ECS_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
-/// berth's own operations.
-pub const BERTH_PREFIX: &str = "Berth_20261125";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest body of `InstallPolicy`, whose component travels base64 inside.
 pub const MAX_POLICY_BODY: usize = 16 * 1024 * 1024;
+/// How long requests in flight may take to finish once shutdown begins.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// The body limit of a request, by its target.
-fn body_limit(headers: &hyper::HeaderMap) -> usize {
+fn body_limit(headers: &HeaderMap) -> usize {
     let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok())
         == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
     if install { MAX_POLICY_BODY } else { MAX_BODY }
 }
-const JSON: &str = "application/x-amz-json-1.1";
 
 /// An error answer: AWS code, HTTP status, message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ApiError {
     code: &'static str,
     status: u16,
@@ -68,11 +71,16 @@ impl From<ControlError> for ApiError {
     }
 }
 
-/// The API: the control plane behind SigV4.
-#[derive(Debug)]
-pub struct Api {
-    control: Arc<Control>,
-    credentials: Credentials,
+impl IntoResponse for ApiError {
+    /// `{"__type", "message"}` with its status; the error rides along in the
+    /// response's extensions so [`request_id`] logs it with the request id.
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"__type": self.code, "message": self.message}).to_string();
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, [(CONTENT_TYPE, JSON)], body).into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
 }
 
 /// Decodes a request body: not JSON at all, or a field of the wrong type,
@@ -104,35 +112,11 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new("SerializationException", 400, e.to_string()))
 }
 
-/// Decodes, runs `op` on a blocking thread (the store blocks), encodes.
-async fn dispatch<Q, A>(
-    control: &Arc<Control>,
-    body: &[u8],
-    op: fn(&Control, Q) -> Result<A, ControlError>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Q: DeserializeOwned + Send + 'static,
-    A: Serialize + Send + 'static,
-{
-    let req: Q = decode(body)?;
-    let c = Arc::clone(control);
-    let answer = tokio::task::spawn_blocking(move || op(&c, req))
-        .await
-        .map_err(|e| {
-            ApiError::new("ServerException", 500, format!("the operation failed: {e}"))
-        })??;
-    serde_json::to_vec(&answer)
-        .map_err(|e| ApiError::new("ServerException", 500, format!("encoding the answer: {e}")))
-}
-
-/// berth's own DescribeServer answer.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerInfo {
-    version: &'static str,
-    region: String,
-    account: String,
-    queue_tag: &'static str,
+/// What the API serves: the control plane, behind the one access key.
+#[derive(Debug)]
+pub struct Api {
+    control: Arc<Control>,
+    credentials: Credentials,
 }
 
 impl Api {
@@ -143,162 +127,98 @@ impl Api {
             credentials,
         }
     }
+}
 
-    /// Answers one request. Every answer carries `x-amzn-RequestId`.
-    pub async fn call(&self, req: Request<Bytes>) -> Response<Full<Bytes>> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let (status, body) = match self.answer(req).await {
-            Ok(body) => (StatusCode::OK, body),
-            Err(e) => {
-                if e.status >= 500 {
-                    tracing::error!(code = e.code, message = %e.message, request_id = %id, "request failed");
-                } else {
-                    tracing::debug!(code = e.code, message = %e.message, request_id = %id, "request refused");
-                }
-                let body = serde_json::json!({"__type": e.code, "message": e.message})
-                    .to_string()
-                    .into_bytes();
-                (
-                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    body,
-                )
-            }
-        };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = status;
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            h.insert("x-amzn-requestid", v);
-        }
-        resp
-    }
+/// The routes: `POST /` (awsJson, signed), and a named refusal for anything
+/// else. Every answer carries `x-amzn-RequestId`.
+pub fn router(api: Arc<Api>) -> Router {
+    let aws_json = post(aws_json)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&api),
+            signed_body,
+        ))
+        .fallback(not_post);
+    Router::new()
+        .route("/", aws_json)
+        .fallback(no_route)
+        .with_state(api)
+        // signed_body reads the body within the target's own limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+}
 
-    async fn answer(&self, req: Request<Bytes>) -> Result<Vec<u8>, ApiError> {
-        let (parts, body) = req.into_parts();
-        if body.len() > body_limit(&parts.headers) {
-            return Err(too_large(body_limit(&parts.headers)));
-        }
-        if parts.method != Method::POST {
-            return Err(ApiError::new(
-                "UnknownOperationException",
-                404,
-                format!("{} is not supported; every call is POST /", parts.method),
-            ));
-        }
-        sigv4::verify(
-            &self.credentials,
-            parts.method.as_str(),
-            parts.uri.path(),
-            parts.uri.query().unwrap_or(""),
-            &parts.headers,
-            &body,
-            chrono::Utc::now(),
-        )
-        .map_err(|e| {
-            let (code, status) = e.code_and_status();
-            ApiError::new(code, status, e.to_string())
-        })?;
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let Some((prefix, op)) = target.split_once('.') else {
-            return Err(ApiError::new(
-                "UnknownOperationException",
-                400,
-                format!("X-Amz-Target `{target}` is not <prefix>.<Operation>"),
-            ));
-        };
-        let c = &self.control;
-        let b = &body[..];
-        match (prefix, op) {
-            (ECS_PREFIX, "CreateCluster") => dispatch(c, b, Control::create_cluster).await,
-            (ECS_PREFIX, "DescribeClusters") => dispatch(c, b, Control::describe_clusters).await,
-            (ECS_PREFIX, "ListClusters") => dispatch(c, b, Control::list_clusters).await,
-            (ECS_PREFIX, "DeleteCluster") => dispatch(c, b, Control::delete_cluster).await,
-            (ECS_PREFIX, "RegisterTaskDefinition") => {
-                dispatch(c, b, Control::register_task_definition).await
-            }
-            (ECS_PREFIX, "DescribeTaskDefinition") => {
-                dispatch(c, b, Control::describe_task_definition).await
-            }
-            (ECS_PREFIX, "ListTaskDefinitions") => {
-                dispatch(c, b, Control::list_task_definitions).await
-            }
-            (ECS_PREFIX, "DeregisterTaskDefinition") => {
-                dispatch(c, b, Control::deregister_task_definition).await
-            }
-            (ECS_PREFIX, "ListTaskDefinitionFamilies") => {
-                dispatch(c, b, Control::list_task_definition_families).await
-            }
-            (ECS_PREFIX, "RegisterContainerInstance") => {
-                dispatch(c, b, Control::register_container_instance).await
-            }
-            (ECS_PREFIX, "DescribeContainerInstances") => {
-                dispatch(c, b, Control::describe_container_instances).await
-            }
-            (ECS_PREFIX, "ListContainerInstances") => {
-                dispatch(c, b, Control::list_container_instances).await
-            }
-            (ECS_PREFIX, "DeregisterContainerInstance") => {
-                dispatch(c, b, Control::deregister_container_instance).await
-            }
-            (ECS_PREFIX, "UpdateContainerInstancesState") => {
-                dispatch(c, b, Control::update_container_instances_state).await
-            }
-            (ECS_PREFIX, "PutAttributes") => {
-                dispatch(c, b, |c, r| c.change_attributes(r, true)).await
-            }
-            (ECS_PREFIX, "DeleteAttributes") => {
-                dispatch(c, b, |c, r| c.change_attributes(r, false)).await
-            }
-            (ECS_PREFIX, "ListAttributes") => dispatch(c, b, Control::list_attributes).await,
-            (ECS_PREFIX, "RunTask") => dispatch(c, b, Control::run_task).await,
-            (ECS_PREFIX, "StartTask") => dispatch(c, b, Control::start_task).await,
-            (ECS_PREFIX, "StopTask") => dispatch(c, b, Control::stop_task).await,
-            (ECS_PREFIX, "DescribeTasks") => dispatch(c, b, Control::describe_tasks).await,
-            (ECS_PREFIX, "ListTasks") => dispatch(c, b, Control::list_tasks).await,
-            (ECS_PREFIX, "CreateService") => dispatch(c, b, Control::create_service).await,
-            (ECS_PREFIX, "UpdateService") => dispatch(c, b, Control::update_service).await,
-            (ECS_PREFIX, "DeleteService") => dispatch(c, b, Control::delete_service).await,
-            (ECS_PREFIX, "DescribeServices") => dispatch(c, b, Control::describe_services).await,
-            (ECS_PREFIX, "ListServices") => dispatch(c, b, Control::list_services).await,
-            (BERTH_PREFIX, "InstallPolicy") => dispatch(c, b, Control::install_policy).await,
-            (BERTH_PREFIX, "ListPolicies") => dispatch(c, b, Control::list_policies).await,
-            (BERTH_PREFIX, "DescribePolicy") => dispatch(c, b, Control::describe_policy).await,
-            (BERTH_PREFIX, "ActivatePolicy") => dispatch(c, b, Control::activate_policy).await,
-            (BERTH_PREFIX, "DeactivatePolicy") => dispatch(c, b, Control::deactivate_policy).await,
-            (BERTH_PREFIX, "DeletePolicy") => dispatch(c, b, Control::delete_policy).await,
-            (BERTH_PREFIX, "GetTaskLogs") => logs::get_task_logs(c, b).await,
-            (BERTH_PREFIX, "DescribeServer") => {
-                let _: serde_json::Value = decode(b)?;
-                let info = ServerInfo {
-                    version: env!("CARGO_PKG_VERSION"),
-                    region: c.arn().region.clone(),
-                    account: c.arn().account.clone(),
-                    queue_tag: crate::control::QUEUE_TAG,
-                };
-                serde_json::to_vec(&info)
-                    .map_err(|e| ApiError::new("ServerException", 500, e.to_string()))
-            }
-            _ => Err(ApiError::new(
-                "UnknownOperationException",
-                400,
-                format!("X-Amz-Target `{target}`: berth does not know this operation"),
-            )),
-        }
+/// The awsJson endpoint: the operation named by `X-Amz-Target`.
+async fn aws_json(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match operations::answer(&api.control, target, &body).await {
+        Ok(answer) => ([(CONTENT_TYPE, JSON)], answer).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
-/// Polls `f` once: true when it completed.
-async fn futures_poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
-    tokio::select! {
-        biased;
-        () = f => true,
-        () = std::future::ready(()) => false,
+/// Reads the body (up to the target's limit) and checks its SigV4 signature
+/// before the endpoint runs; the endpoint gets the body read.
+async fn signed_body(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, body_limit(&parts.headers)).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let verified = sigv4::verify(
+        &api.credentials,
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+        &parts.headers,
+        &body,
+        chrono::Utc::now(),
+    );
+    if let Err(e) = verified {
+        let (code, status) = e.code_and_status();
+        return ApiError::new(code, status, e.to_string()).into_response();
     }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// Any method but POST on `/`.
+async fn not_post(method: Method) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        404,
+        format!("{method} is not supported; every call is POST /"),
+    )
+}
+
+/// A path nothing is served on.
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        404,
+        format!(
+            "{method} {}: nothing is served there; every call is POST /",
+            uri.path()
+        ),
+    )
+}
+
+/// Gives every answer an `x-amzn-RequestId`, and logs the errors with it.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut resp = next.run(req).await;
+    if let Some(e) = resp.extensions_mut().remove::<ApiError>() {
+        if e.status >= 500 {
+            tracing::error!(code = e.code, message = %e.message, request_id = %id, "request failed");
+        } else {
+            tracing::debug!(code = e.code, message = %e.message, request_id = %id, "request refused");
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -310,7 +230,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Reads a body up to `limit` bytes.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
@@ -327,168 +247,28 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Serves `api` on `listener` until `shutdown` resolves, then lets requests
-/// in flight finish (up to ten seconds).
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish (up to ten seconds).
 pub async fn serve(
-    api: Arc<Api>,
+    router: Router,
     listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let api = Arc::clone(&api);
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let api = Arc::clone(&api);
-            async move {
-                let (parts, body) = req.into_parts();
-                let resp = match read_body(body, body_limit(&parts.headers)).await {
-                    Ok(bytes) => api.call(Request::from_parts(parts, bytes)).await,
-                    Err(e) => {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        let mut r = Response::new(Full::new(Bytes::from(
-                            serde_json::json!({"__type": e.code, "message": e.message}).to_string(),
-                        )));
-                        *r.status_mut() =
-                            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-                        r.headers_mut()
-                            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-                        if let Ok(v) = HeaderValue::from_str(&id) {
-                            r.headers_mut().insert("x-amzn-requestid", v);
-                        }
-                        r
-                    }
-                };
-                Ok::<_, std::convert::Infallible>(resp)
-            }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .context("requests still in flight after 10s")?;
-    Ok(())
-}
-
-/// `berth up`'s API side: credentials, the `default` cluster, the batch
-/// scheduler and the server on `listen`, until `shutdown` resolves.
-pub async fn run(
-    store: Arc<berth_store::Store>,
-    data_dir: &std::path::Path,
-    listen: SocketAddr,
-    tasks_changed: Arc<tokio::sync::Notify>,
-    stopped_task_ttl: Duration,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    use crate::credentials::Source;
-    let (credentials, source) = Credentials::load(data_dir)?;
-    let arn = berth_core::arn::ArnContext::default();
-    let region = arn.region.clone();
-    // The policy registry loads (and compiles) every installed policy.
-    let policies = {
-        let store = Arc::clone(&store);
-        let config = berth_policy::HostConfig {
-            cache_dir: Some(data_dir.join("policy-cache")),
-            ..berth_policy::HostConfig::default()
-        };
-        tokio::task::spawn_blocking(move || -> anyhow::Result<berth_policy::Registry> {
-            let host = Arc::new(
-                berth_policy::PolicyHost::new(config).context("starting the policy engine")?,
-            );
-            berth_policy::Registry::open(host, (*store).clone())
-                .context("loading the installed placement policies")
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(());
         })
-        .await
-        .context("loading the placement policies")??
-    };
-    let control = Arc::new(
-        Control::new(store, arn)
-            .with_tasks_changed(tasks_changed)
-            .with_policies(Arc::new(policies))
-            .with_stopped_task_ttl(stopped_task_ttl),
-    );
-    let c = Arc::clone(&control);
-    tokio::task::spawn_blocking(move || c.ensure_default_cluster())
-        .await
-        .context("creating the default cluster")?
-        .context("creating the default cluster")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the listening address")?;
-    // Poll the shutdown future once so its signal handlers are installed
-    // before the "running" line: whoever reads it may signal at once.
-    let mut shutdown = std::pin::pin!(shutdown);
-    if futures_poll_once(shutdown.as_mut()).await {
-        return Ok(());
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("serving the API"),
+        Ok(()) = stopped => tokio::time::timeout(DRAIN, server)
+            .await
+            .context("requests still in flight after 10s")?
+            .context("serving the API"),
     }
-    println!("berth: running; ECS API on http://{addr}; stop with Ctrl-C");
-    let from = match source {
-        Source::Environment => "from BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY".to_owned(),
-        Source::Created => format!("created in {}", data_dir.join("credentials").display()),
-        Source::File => format!("from {}", data_dir.join("credentials").display()),
-    };
-    println!("berth: credentials {from}; to use the AWS CLI or boto3:");
-    println!("  export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
-    println!(
-        "  export AWS_SECRET_ACCESS_KEY={}",
-        credentials.secret_access_key
-    );
-    println!("  export AWS_DEFAULT_REGION={region}");
-    println!("  aws ecs --endpoint-url http://{addr} list-clusters");
-    {
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-    }
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let scheduler = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(crate::control::scheduler::run(
-            Arc::clone(&control),
-            async move { stop.notified().await },
-        ))
-    };
-    let stop_services = Arc::new(tokio::sync::Notify::new());
-    let services = {
-        let stop = Arc::clone(&stop_services);
-        tokio::spawn(crate::control::service_scheduler::run(
-            Arc::clone(&control),
-            async move { stop.notified().await },
-        ))
-    };
-    let api = Arc::new(Api::new(control, credentials));
-    let served = serve(api, listener, shutdown).await;
-    stop.notify_one();
-    stop_services.notify_one();
-    if let Err(e) = services.await {
-        tracing::error!(error = %e, "the service scheduler panicked");
-    }
-    if let Err(e) = scheduler.await {
-        tracing::error!(error = %e, "the batch scheduler panicked");
-    }
-    served
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! AWS Signature Version 4: verifying the requests clients sign, and signing
-//! requests (berth's own CLI and tests).
+//! AWS Signature Version 4: verifying the requests clients sign. The
+//! canonical request and the signing key are berth-client's, which signs.
 
+use axum::http::HeaderMap;
+use berth_client::sigv4::{
+    AMZ_DATE_FORMAT, canonical_request, sha256_hex, signing_key, string_to_sign,
+};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
-use hyper::HeaderMap;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::credentials::Credentials;
 
@@ -41,84 +44,6 @@ impl AuthError {
             AuthError::Expired(_) => ("InvalidSignatureException", 403),
         }
     }
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// hex(sha256(data)).
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// The signing key: HMAC chain over date, region, service, `aws4_request`.
-pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    let k_region = hmac(&k_date, region.as_bytes());
-    let k_service = hmac(&k_region, service.as_bytes());
-    hmac(&k_service, b"aws4_request")
-}
-
-/// A header value as SigV4 canonicalises it: trimmed, inner runs of spaces
-/// collapsed to one.
-fn canonical_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The canonical query string: parameters sorted by name, then value.
-fn canonical_query(q: &str) -> String {
-    let mut parts: Vec<(&str, &str)> = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect();
-    parts.sort();
-    parts
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The canonical request over `signed` headers (lowercase names, sorted as given).
-pub fn canonical_request(
-    method: &str,
-    path: &str,
-    query: &str,
-    headers: &[(String, String)],
-    signed: &[String],
-    payload_hash: &str,
-) -> String {
-    let mut s = format!(
-        "{method}\n{}\n{}\n",
-        if path.is_empty() { "/" } else { path },
-        canonical_query(query)
-    );
-    for name in signed {
-        let values: Vec<String> = headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| canonical_value(v))
-            .collect();
-        s.push_str(&format!("{name}:{}\n", values.join(",")));
-    }
-    s.push('\n');
-    s.push_str(&signed.join(";"));
-    s.push('\n');
-    s.push_str(payload_hash);
-    s
-}
-
-/// The string to sign for a canonical request.
-pub fn string_to_sign(amz_date: &str, scope: &str, canonical: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical.as_bytes())
-    )
 }
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
@@ -203,7 +128,7 @@ pub fn verify(
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| AuthError::Incomplete("no X-Amz-Date header".into()))?;
-    let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
+    let when = NaiveDateTime::parse_from_str(amz_date, AMZ_DATE_FORMAT)
         .map_err(|_| {
             AuthError::Incomplete(format!("X-Amz-Date `{amz_date}` is not YYYYMMDDTHHMMSSZ"))
         })?
@@ -227,7 +152,7 @@ pub fn verify(
         return Err(AuthError::Expired(format!(
             "request time {amz_date} is {}s from the server's time {}; at most {MAX_SKEW_SECS}s are allowed",
             skew.abs(),
-            now.format("%Y%m%dT%H%M%SZ")
+            now.format(AMZ_DATE_FORMAT)
         )));
     }
     let payload_hash = sha256_hex(body);
@@ -266,50 +191,11 @@ pub fn verify(
         .map_err(|_| AuthError::BadSignature)
 }
 
-/// Signs a POST with a JSON body for `service` in `region`: returns the
-/// headers to add (`x-amz-date`, `authorization`). `headers` are the other
-/// headers to sign, host included, lowercase names.
-pub fn sign(
-    creds: &Credentials,
-    region: &str,
-    service: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    now: DateTime<Utc>,
-) -> Vec<(String, String)> {
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let date = &amz_date[..8];
-    let mut all = headers.to_vec();
-    all.push(("x-amz-date".into(), amz_date.clone()));
-    let mut signed: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
-    signed.sort();
-    signed.dedup();
-    let canonical = canonical_request("POST", path, "", &all, &signed, &sha256_hex(body));
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sts = string_to_sign(&amz_date, &scope, &canonical);
-    let sig = hex::encode(hmac(
-        &signing_key(&creds.secret_access_key, date, region, service),
-        sts.as_bytes(),
-    ));
-    vec![
-        ("x-amz-date".into(), amz_date),
-        (
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
-                creds.access_key_id,
-                signed.join(";")
-            ),
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::{HeaderName, HeaderValue};
     use chrono::TimeZone;
-    use hyper::header::{HeaderName, HeaderValue};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -407,32 +293,6 @@ mod tests {
         assert_eq!(
             verify(&example_creds(), "POST", "/", "", &h2, b"{}", now),
             Err(AuthError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn sign_reproduces_botocore() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 1, 4).unwrap();
-        let out = sign(
-            &example_creds(),
-            "us-east-1",
-            "ecs",
-            "/",
-            &[
-                ("content-type".into(), "application/x-amz-json-1.1".into()),
-                ("host".into(), "127.0.0.1:7171".into()),
-                (
-                    "x-amz-target".into(),
-                    "AmazonEC2ContainerServiceV20141113.ListClusters".into(),
-                ),
-            ],
-            b"{}",
-            now,
-        );
-        let expected = botocore_list_clusters();
-        assert_eq!(
-            out[1].1,
-            expected.get("authorization").unwrap().to_str().unwrap()
         );
     }
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::Request;
 use berth_core::arn::ArnContext;
-use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::Request;
 use proptest::prelude::*;
+use tower::ServiceExt;
 
 use super::*;
 
@@ -17,15 +17,15 @@ fn creds() -> Credentials {
     }
 }
 
-fn api() -> (tempfile::TempDir, Api) {
+fn api() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let store = berth_store::Store::open(dir.path().join("berth.redb")).unwrap();
     let control = Arc::new(Control::new(Arc::new(store), ArnContext::default()));
     control.ensure_default_cluster().unwrap();
-    (dir, Api::new(control, creds()))
+    (dir, router(Arc::new(Api::new(control, creds()))))
 }
 
-fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<Bytes> {
+fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<Body> {
     let base = vec![
         ("content-type".to_owned(), JSON.to_owned()),
         ("host".to_owned(), "localhost".to_owned()),
@@ -36,19 +36,29 @@ fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<B
         b = b.header(n, v);
     }
     if let Some(c) = signer {
-        for (n, v) in sigv4::sign(c, "us-east-1", "ecs", "/", &base, body, chrono::Utc::now()) {
+        for (n, v) in
+            berth_client::sigv4::sign(c, "us-east-1", "ecs", "/", &base, body, chrono::Utc::now())
+        {
             b = b.header(n, v);
         }
     }
-    b.body(Bytes::copy_from_slice(body)).unwrap()
+    b.body(Body::from(body.to_vec())).unwrap()
 }
 
-async fn call(api: &Api, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    let resp = api.call(request(target, body, Some(&creds()))).await;
+/// The router's answer to one request, without a socket.
+async fn send(api: &Router, req: Request<Body>) -> (u16, serde_json::Value) {
+    let resp = api.clone().oneshot(req).await.unwrap();
     assert!(resp.headers().contains_key("x-amzn-requestid"));
+    assert_eq!(resp.headers()["content-type"], JSON);
     let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+async fn call(api: &Router, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    send(api, request(target, body, Some(&creds()))).await
 }
 
 fn ecs(op: &str) -> String {
@@ -139,14 +149,15 @@ async fn bad_requests_are_named_and_change_nothing() {
 #[tokio::test]
 async fn signatures_are_checked() {
     let (_d, api) = api();
-    let status_code = |r: Response<Full<Bytes>>| async move {
-        let s = r.status().as_u16();
-        let v: serde_json::Value =
-            serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        (s, v["__type"].as_str().unwrap().to_owned())
+    let status_code = |r: Request<Body>| {
+        let api = api.clone();
+        async move {
+            let (s, v) = send(&api, r).await;
+            (s, v["__type"].as_str().unwrap().to_owned())
+        }
     };
     let body = br#"{"clusterName": "x"}"#;
-    let unsigned = api.call(request(&ecs("CreateCluster"), body, None)).await;
+    let unsigned = request(&ecs("CreateCluster"), body, None);
     assert_eq!(
         status_code(unsigned).await,
         (403, "MissingAuthenticationTokenException".into())
@@ -155,9 +166,7 @@ async fn signatures_are_checked() {
         secret_access_key: "other".into(),
         ..creds()
     };
-    let r = api
-        .call(request(&ecs("CreateCluster"), body, Some(&wrong_secret)))
-        .await;
+    let r = request(&ecs("CreateCluster"), body, Some(&wrong_secret));
     assert_eq!(
         status_code(r).await,
         (403, "InvalidSignatureException".into())
@@ -166,18 +175,16 @@ async fn signatures_are_checked() {
         access_key_id: "AKIDOTHER".into(),
         ..creds()
     };
-    let r = api
-        .call(request(&ecs("CreateCluster"), body, Some(&wrong_key)))
-        .await;
+    let r = request(&ecs("CreateCluster"), body, Some(&wrong_key));
     assert_eq!(
         status_code(r).await,
         (403, "UnrecognizedClientException".into())
     );
     // Signed for one body, sent with another.
     let mut tampered = request(&ecs("CreateCluster"), body, Some(&creds()));
-    *tampered.body_mut() = Bytes::from_static(br#"{"clusterName": "y"}"#);
+    *tampered.body_mut() = Body::from(&br#"{"clusterName": "y"}"#[..]);
     assert_eq!(
-        status_code(api.call(tampered).await).await,
+        status_code(tampered).await,
         (403, "InvalidSignatureException".into())
     );
     let (_, v) = call(&api, &ecs("ListClusters"), b"{}").await;
@@ -197,6 +204,53 @@ async fn oversized_body_is_refused() {
         (s, v["__type"].as_str().unwrap()),
         (413, "RequestEntityTooLargeException")
     );
+}
+
+#[tokio::test]
+async fn install_policy_has_the_larger_limit() {
+    let (_d, api) = api();
+    let target = format!("{BERTH_PREFIX}.InstallPolicy");
+    // Past the general limit, within InstallPolicy's: read, signed, decoded.
+    let (s, v) = call(&api, &target, &vec![b' '; MAX_BODY + 1]).await;
+    assert_ne!(s, 413, "{v}");
+    let (s, v) = call(&api, &target, &vec![b' '; MAX_POLICY_BODY + 1]).await;
+    assert_eq!(
+        (s, v["__type"].as_str().unwrap()),
+        (413, "RequestEntityTooLargeException")
+    );
+}
+
+#[tokio::test]
+async fn only_post_on_the_root_is_served() {
+    let (_d, api) = api();
+    let get = Request::builder()
+        .method("GET")
+        .uri("/")
+        .body(Body::empty())
+        .unwrap();
+    let (s, v) = send(&api, get).await;
+    assert_eq!(
+        (s, v["__type"].as_str().unwrap()),
+        (404, "UnknownOperationException")
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("every call is POST /"),
+        "{v}"
+    );
+    let elsewhere = Request::builder()
+        .method("POST")
+        .uri("/elsewhere")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (s, v) = send(&api, elsewhere).await;
+    assert_eq!(
+        (s, v["__type"].as_str().unwrap()),
+        (404, "UnknownOperationException")
+    );
+    assert!(v["message"].as_str().unwrap().contains("/elsewhere"), "{v}");
 }
 
 proptest! {

@@ -1,10 +1,12 @@
 //! `berth services create|update|scale|rm|ls|show`, and `--wait` until a
 //! deployment is steady.
 
+use berth_core::model::{Deployment, SchedulingStrategy, Service};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliError, Client, Conn, POLL, Progress, Result, WaitArgs, s, short, table, when};
+use super::answers::{self, read};
+use super::{CliError, Client, Conn, POLL, Progress, Result, WaitArgs, dash, short, table, when};
 
 #[derive(Debug, Subcommand)]
 pub enum ServicesCommand {
@@ -105,7 +107,7 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                 body["tags"] = json!([{"key": crate::control::POLICY_TAG, "value": p}]);
             }
             let v = c.ecs("CreateService", body).await?;
-            finish(c, &cluster, v, &a.wait, json_out).await
+            finish(c, &cluster, read("CreateService", &v)?, &a.wait, json_out).await
         }
         ServicesCommand::Update(a) => {
             let mut body = json!({"cluster": cluster, "service": a.name});
@@ -122,7 +124,7 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                 return Err(CliError::Usage("services update: nothing to change; give --task-definition, --count or --force-new-deployment".into()));
             }
             let v = c.ecs("UpdateService", body).await?;
-            finish(c, &cluster, v, &a.wait, json_out).await
+            finish(c, &cluster, read("UpdateService", &v)?, &a.wait, json_out).await
         }
         ServicesCommand::Scale { name, count, wait } => {
             let v = c
@@ -131,7 +133,7 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
                     json!({"cluster": cluster, "service": name, "desiredCount": count}),
                 )
                 .await?;
-            finish(c, &cluster, v, &wait, json_out).await
+            finish(c, &cluster, read("UpdateService", &v)?, &wait, json_out).await
         }
         ServicesCommand::Rm { name, force } => {
             let v = c
@@ -143,67 +145,15 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
             if json_out {
                 println!("{v}");
             } else {
-                let svc = &v["service"];
+                let svc = read::<answers::OneService>("DeleteService", &v)?.service;
                 println!(
                     "service {} is {}: its tasks are stopping",
-                    s(&svc["serviceName"]),
-                    s(&svc["status"])
+                    svc.service_name, svc.status
                 );
             }
             Ok(())
         }
-        ServicesCommand::Ls => {
-            let arns = c
-                .all("ListServices", json!({"cluster": cluster}), "serviceArns")
-                .await?;
-            let mut services = Vec::new();
-            for chunk in arns.chunks(10) {
-                let v = c
-                    .ecs(
-                        "DescribeServices",
-                        json!({"cluster": cluster, "services": chunk}),
-                    )
-                    .await?;
-                services.extend(v["services"].as_array().cloned().unwrap_or_default());
-            }
-            if json_out {
-                println!("{}", json!({"services": services}));
-                return Ok(());
-            }
-            let rows = services
-                .iter()
-                .map(|svc| {
-                    let primary = primary(svc);
-                    vec![
-                        s(&svc["serviceName"]),
-                        s(&svc["status"]),
-                        short(&svc["taskDefinition"]),
-                        s(&svc["desiredCount"]),
-                        s(&svc["runningCount"]),
-                        s(&svc["pendingCount"]),
-                        primary.map_or("-".into(), |d| s(&d["rolloutState"])),
-                        deployments(svc)
-                            .filter(|d| d["status"] != "INACTIVE")
-                            .count()
-                            .to_string(),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "NAME",
-                    "STATUS",
-                    "TASK DEFINITION",
-                    "DESIRED",
-                    "RUNNING",
-                    "PENDING",
-                    "ROLLOUT",
-                    "DEPLOYMENTS",
-                ],
-                rows,
-            );
-            Ok(())
-        }
+        ServicesCommand::Ls => ls(c, &cluster, json_out).await,
         ServicesCommand::Show { name, events } => {
             let svc = describe(c, &cluster, &name).await?;
             if json_out {
@@ -217,24 +167,77 @@ pub async fn run(c: &Client, what: ServicesCommand, conn: &Conn) -> Result<()> {
     }
 }
 
-fn deployments(svc: &Value) -> impl Iterator<Item = &Value> {
-    svc["deployments"].as_array().into_iter().flatten()
+/// `berth services ls`.
+async fn ls(c: &Client, cluster: &str, json_out: bool) -> Result<()> {
+    let arns = c.all("ListServices", json!({"cluster": cluster})).await?;
+    let mut services = Vec::new();
+    for chunk in arns.chunks(10) {
+        let v = c
+            .ecs(
+                "DescribeServices",
+                json!({"cluster": cluster, "services": chunk}),
+            )
+            .await?;
+        services.extend(read::<answers::Services>("DescribeServices", &v)?.services);
+    }
+    if json_out {
+        println!("{}", json!({"services": services}));
+        return Ok(());
+    }
+    let rows = services
+        .iter()
+        .map(|svc| {
+            vec![
+                svc.service_name.clone(),
+                svc.status.to_string(),
+                short(&svc.task_definition),
+                svc.desired_count.to_string(),
+                svc.running_count.to_string(),
+                svc.pending_count.to_string(),
+                dash(primary(svc).and_then(|d| d.rollout_state.as_ref())),
+                live(svc).count().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "STATUS",
+            "TASK DEFINITION",
+            "DESIRED",
+            "RUNNING",
+            "PENDING",
+            "ROLLOUT",
+            "DEPLOYMENTS",
+        ],
+        rows,
+    );
+    Ok(())
 }
 
-fn primary(svc: &Value) -> Option<&Value> {
-    deployments(svc).find(|d| d["status"] == "PRIMARY")
+/// The deployments not yet INACTIVE.
+fn live(svc: &Service) -> impl Iterator<Item = &Deployment> {
+    svc.deployments.iter().filter(|d| d.status != "INACTIVE")
+}
+
+fn primary(svc: &Service) -> Option<&Deployment> {
+    svc.deployments.iter().find(|d| d.status == "PRIMARY")
 }
 
 /// The service, or ServiceNotFoundException when DescribeServices has it MISSING.
-async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Value> {
+async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Service> {
     let v = c
         .ecs(
             "DescribeServices",
             json!({"cluster": cluster, "services": [name]}),
         )
         .await?;
-    match v["services"].get(0) {
-        Some(svc) => Ok(svc.clone()),
+    match read::<answers::Services>("DescribeServices", &v)?
+        .services
+        .into_iter()
+        .next()
+    {
+        Some(svc) => Ok(svc),
         None => Err(CliError::Api {
             code: "ServiceNotFoundException".into(),
             message: format!("service `{name}` not found in cluster `{cluster}`"),
@@ -244,59 +247,56 @@ async fn describe(c: &Client, cluster: &str, name: &str) -> Result<Value> {
 
 /// Which policy places the service's tasks, from where the installed
 /// policies are active: its own binding, else its cluster's.
-async fn placement_policy(c: &Client, svc: &Value) -> String {
+async fn placement_policy(c: &Client, svc: &Service) -> String {
     // A server without policies answers an error: it places natively.
     let Ok(v) = c.berth("ListPolicies", json!({})).await else {
         return "native".into();
     };
-    let cluster = short(&svc["clusterArn"]);
-    let policies = v["policies"].as_array().cloned().unwrap_or_default();
+    let Ok(answers::Policies { policies }) = read("ListPolicies", &v) else {
+        return "native".into();
+    };
+    let cluster = short(&svc.cluster_arn);
     let active = |scope: &str| {
         policies
             .iter()
-            .find(|p| {
-                p["activeIn"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == scope))
-            })
+            .find(|p| p.active_in.iter().any(|x| x == scope))
             .map(|p| {
-                let id: String = s(&p["sha256"]).chars().take(12).collect();
-                format!("{} {} ({id})", s(&p["name"]), s(&p["version"]))
+                let id: String = p.sha256.chars().take(12).collect();
+                format!("{} {} ({id})", p.name, p.version)
             })
     };
-    if let Some(p) = active(&format!("service/{cluster}/{}", s(&svc["serviceName"]))) {
+    if let Some(p) = active(&format!("service/{cluster}/{}", svc.service_name)) {
         return p;
     }
     active(&format!("cluster/{cluster}")).map_or("native".into(), |p| format!("{p}, the cluster's"))
 }
 
-fn show(svc: &Value, policy: &str, events: usize) {
-    let dc = &svc["deploymentConfiguration"];
-    let breaker = match (
-        &dc["deploymentCircuitBreaker"]["enable"],
-        &dc["deploymentCircuitBreaker"]["rollback"],
-    ) {
-        (Value::Bool(true), Value::Bool(true)) => "on, rolls back",
-        (Value::Bool(true), _) => "on",
+/// The scheduling strategy as ECS names it.
+fn scheduling(s: SchedulingStrategy) -> &'static str {
+    match s {
+        SchedulingStrategy::Replica => "REPLICA",
+        SchedulingStrategy::Daemon => "DAEMON",
+    }
+}
+
+fn show(svc: &Service, policy: &str, events: usize) {
+    let dc = svc.deployment_configuration.clone().unwrap_or_default();
+    let breaker = match dc.deployment_circuit_breaker {
+        Some(b) if b.enable && b.rollback => "on, rolls back",
+        Some(b) if b.enable => "on",
         _ => "off",
     };
-    println!(
-        "service          {} ({})",
-        s(&svc["serviceName"]),
-        s(&svc["status"])
-    );
-    println!("arn              {}", s(&svc["serviceArn"]));
-    println!("task definition  {}", short(&svc["taskDefinition"]));
+    println!("service          {} ({})", svc.service_name, svc.status);
+    println!("arn              {}", svc.service_arn);
+    println!("task definition  {}", short(&svc.task_definition));
     println!(
         "tasks            {} desired, {} running, {} pending",
-        s(&svc["desiredCount"]),
-        s(&svc["runningCount"]),
-        s(&svc["pendingCount"])
+        svc.desired_count, svc.running_count, svc.pending_count
     );
-    println!("scheduling       {}", s(&svc["schedulingStrategy"]));
+    println!("scheduling       {}", scheduling(svc.scheduling_strategy));
     // Unset percentages are the server's defaults (ECS's), which depend on the scheduling.
-    let daemon = svc["schedulingStrategy"] == "DAEMON";
-    let pct = |v: &Value, replica: u32, daemon_default: u32| match v.as_u64() {
+    let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
+    let pct = |v: Option<u32>, replica: u32, daemon_default: u32| match v {
         Some(p) => format!("{p}%"),
         None => format!(
             "{}% (default)",
@@ -306,31 +306,33 @@ fn show(svc: &Value, policy: &str, events: usize) {
     println!(
         "deployments      minimum healthy {}, maximum {}, circuit breaker {breaker}",
         pct(
-            &dc["minimumHealthyPercent"],
+            dc.minimum_healthy_percent,
             berth_core::deployment::DEFAULT_MINIMUM_HEALTHY_PERCENT,
             0
         ),
         pct(
-            &dc["maximumPercent"],
+            dc.maximum_percent,
             berth_core::deployment::DEFAULT_MAXIMUM_PERCENT,
             100
         )
     );
     println!("placement policy {policy}");
-    println!("created          {}", when(&svc["createdAt"]));
+    println!("created          {}", when(svc.created_at));
     println!();
-    let rows = deployments(svc)
+    let rows = svc
+        .deployments
+        .iter()
         .map(|d| {
             vec![
-                s(&d["id"]),
-                s(&d["status"]),
-                short(&d["taskDefinition"]),
-                s(&d["desiredCount"]),
-                s(&d["runningCount"]),
-                s(&d["pendingCount"]),
-                s(&d["failedTasks"]),
-                s(&d["rolloutState"]),
-                when(&d["updatedAt"]),
+                d.id.clone(),
+                d.status.to_string(),
+                short(&d.task_definition),
+                d.desired_count.to_string(),
+                d.running_count.to_string(),
+                d.pending_count.to_string(),
+                d.failed_tasks.to_string(),
+                dash(d.rollout_state.as_ref()),
+                when(Some(d.updated_at)),
             ]
         })
         .collect();
@@ -349,12 +351,11 @@ fn show(svc: &Value, policy: &str, events: usize) {
         rows,
     );
     println!();
-    let rows = svc["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = svc
+        .events
+        .iter()
         .take(events)
-        .map(|e| vec![when(&e["createdAt"]), s(&e["message"])])
+        .map(|e| vec![when(Some(e.created_at)), e.message.clone()])
         .collect();
     table(&["TIME", "EVENT"], rows);
 }
@@ -364,15 +365,15 @@ fn show(svc: &Value, policy: &str, events: usize) {
 async fn finish(
     c: &Client,
     cluster: &str,
-    v: Value,
+    answer: answers::OneService,
     wait: &WaitArgs,
     json_out: bool,
 ) -> Result<()> {
-    let mut svc = v["service"].clone();
+    let mut svc = answer.service;
     let mut outcome = Ok(());
     if wait.wait {
-        let name = s(&svc["serviceName"]);
-        let Some(id) = primary(&svc).map(|d| s(&d["id"])) else {
+        let name = svc.service_name.clone();
+        let Some(id) = primary(&svc).map(|d| d.id.clone()) else {
             return Err(CliError::Failed(format!(
                 "service {name} has no PRIMARY deployment to wait for"
             )));
@@ -393,7 +394,7 @@ async fn finish(
     outcome
 }
 
-fn summary(svc: &Value) {
+fn summary(svc: &Service) {
     table(
         &[
             "NAME",
@@ -406,42 +407,76 @@ fn summary(svc: &Value) {
             "ROLLOUT",
         ],
         vec![vec![
-            s(&svc["serviceName"]),
-            s(&svc["status"]),
-            short(&svc["taskDefinition"]),
-            s(&svc["desiredCount"]),
-            s(&svc["runningCount"]),
-            s(&svc["pendingCount"]),
-            primary(svc).map_or("-".into(), |d| s(&d["id"])),
-            primary(svc).map_or("-".into(), |d| s(&d["rolloutState"])),
+            svc.service_name.clone(),
+            svc.status.to_string(),
+            short(&svc.task_definition),
+            svc.desired_count.to_string(),
+            svc.running_count.to_string(),
+            svc.pending_count.to_string(),
+            dash(primary(svc).map(|d| &d.id)),
+            dash(primary(svc).and_then(|d| d.rollout_state.as_ref())),
         ]],
     );
 }
 
 /// One line of progress: every deployment not yet INACTIVE (status, task
 /// definition, counts, rollout state), and the newest event.
-fn progress_line(svc: &Value) -> String {
-    let mut parts: Vec<String> = deployments(svc)
-        .filter(|d| d["status"] != "INACTIVE")
+fn progress_line(svc: &Service) -> String {
+    let mut parts: Vec<String> = live(svc)
         .map(|d| {
             format!(
                 "{} {} {}/{} running, {} pending, {}",
-                s(&d["status"]),
-                short(&d["taskDefinition"]),
-                s(&d["runningCount"]),
-                s(&d["desiredCount"]),
-                s(&d["pendingCount"]),
-                s(&d["rolloutState"])
+                d.status,
+                short(&d.task_definition),
+                d.running_count,
+                d.desired_count,
+                d.pending_count,
+                dash(d.rollout_state.as_ref())
             )
         })
         .collect();
-    if let Some(e) = svc["events"].get(0) {
+    if let Some(e) = svc.events.first() {
         // Without the `(service NAME) ` every event starts with.
-        let m = s(&e["message"]);
-        let prefix = format!("(service {}) ", s(&svc["serviceName"]));
-        parts.push(m.strip_prefix(&prefix).unwrap_or(&m).to_owned());
+        let prefix = format!("(service {}) ", svc.service_name);
+        parts.push(
+            e.message
+                .strip_prefix(&prefix)
+                .unwrap_or(&e.message)
+                .to_owned(),
+        );
     }
     parts.join(" | ")
+}
+
+/// Why deployment `id` failed, when it did: its rolloutStateReason, else the
+/// event the failure left (a failed deployment can leave the list once the
+/// rollback completes; its event stays).
+fn failure(svc: &Service, id: &str) -> Option<String> {
+    let ours = svc.deployments.iter().find(|d| d.id == id);
+    let failed_event = svc.events.iter().find(|e| {
+        e.message
+            .contains(&format!("deployment {id} deployment failed"))
+    });
+    let failed = ours.is_some_and(|d| d.rollout_state.as_deref() == Some("FAILED"));
+    if !failed && failed_event.is_none() {
+        return None;
+    }
+    Some(
+        match (
+            ours.and_then(|d| d.rollout_state_reason.as_deref()),
+            failed_event,
+        ) {
+            (Some(why), _) => why.trim_end_matches('.').to_owned(),
+            // The event: `(service NAME) deployment ID deployment failed: WHY`.
+            (None, Some(e)) => e
+                .message
+                .split_once("deployment failed: ")
+                .map_or(e.message.clone(), |(_, why)| {
+                    why.trim_end_matches('.').to_owned()
+                }),
+            (None, None) => "the circuit breaker tripped".into(),
+        },
+    )
 }
 
 /// Polls until deployment `id` is the PRIMARY, COMPLETED, with every
@@ -455,10 +490,10 @@ async fn wait_steady(
     id: &str,
     wait: &WaitArgs,
     json_out: bool,
-) -> Result<Value, (Option<Value>, CliError)> {
+) -> Result<Service, (Option<Service>, CliError)> {
     let deadline = wait.deadline();
     let mut progress = Progress::new(json_out);
-    let mut last: Option<Value> = None;
+    let mut last: Option<Service> = None;
     loop {
         let svc = match describe(c, cluster, name).await {
             Ok(v) => v,
@@ -468,71 +503,47 @@ async fn wait_steady(
             }
         };
         progress.show(&progress_line(&svc));
-        let ours = deployments(&svc).find(|d| d["id"] == id).cloned();
-        let fail = |why: String| Err((Some(svc.clone()), CliError::Failed(why)));
-        // A failed deployment can leave the list once the rollback completes;
-        // its event stays.
-        let failed_event = svc["events"].as_array().into_iter().flatten().find(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(&format!("deployment {id} deployment failed")))
-        });
-        if ours.as_ref().is_some_and(|d| d["rolloutState"] == "FAILED") || failed_event.is_some() {
-            progress.finish();
-            let why = match (&ours, failed_event) {
-                (Some(d), _) if d["rolloutStateReason"].is_string() => {
-                    s(&d["rolloutStateReason"]).trim_end_matches('.').to_owned()
-                }
-                // The event: `(service NAME) deployment ID deployment failed: WHY`.
-                (_, Some(e)) => {
-                    let m = s(&e["message"]);
-                    m.split_once("deployment failed: ")
-                        .map_or(m.clone(), |(_, why)| why.trim_end_matches('.').to_owned())
-                }
-                _ => "the circuit breaker tripped".into(),
-            };
-            let back = primary(&svc)
-                .map(|p| {
-                    format!(
-                        "; deployment {} ({}) is PRIMARY now",
-                        s(&p["id"]),
-                        short(&p["taskDefinition"])
-                    )
-                })
-                .unwrap_or_default();
-            return fail(format!(
-                "service {name}: deployment {id} FAILED: {why}{back}"
-            ));
-        }
-        let Some(d) = ours else {
-            progress.finish();
-            return fail(format!(
+        let failed = match (
+            failure(&svc, id),
+            svc.deployments.iter().find(|d| d.id == id),
+        ) {
+            (Some(why), _) => {
+                let back = primary(&svc)
+                    .map(|p| {
+                        format!(
+                            "; deployment {} ({}) is PRIMARY now",
+                            p.id,
+                            short(&p.task_definition)
+                        )
+                    })
+                    .unwrap_or_default();
+                Some(format!(
+                    "service {name}: deployment {id} FAILED: {why}{back}"
+                ))
+            }
+            (None, None) => Some(format!(
                 "service {name}: deployment {id} is gone (replaced by later ones)"
-            ));
-        };
-        if svc["status"] != "ACTIVE" {
-            progress.finish();
-            return fail(format!(
+            )),
+            (None, Some(_)) if svc.status != "ACTIVE" => Some(format!(
                 "service {name} is {} (deleted while waiting)",
-                s(&svc["status"])
-            ));
-        }
-        if d["status"] != "PRIMARY" {
+                svc.status
+            )),
+            (None, Some(d)) if d.status != "PRIMARY" => Some(format!(
+                "service {name}: deployment {id} was replaced by deployment {} (another update)",
+                dash(primary(&svc).map(|p| &p.id))
+            )),
+            (None, Some(_)) => None,
+        };
+        if let Some(why) = failed {
             progress.finish();
-            let by = primary(&svc)
-                .map(|p| s(&p["id"]))
-                .unwrap_or_else(|| "-".into());
-            return fail(format!(
-                "service {name}: deployment {id} was replaced by deployment {by} (another update)"
-            ));
+            return Err((Some(svc), CliError::Failed(why)));
         }
-        let others = deployments(&svc)
-            .filter(|o| o["id"] != id && o["status"] != "INACTIVE")
-            .count();
-        if d["rolloutState"] == "COMPLETED"
-            && svc["runningCount"] == svc["desiredCount"]
-            && others == 0
-        {
+        let ours_done = svc
+            .deployments
+            .iter()
+            .any(|d| d.id == id && d.rollout_state.as_deref() == Some("COMPLETED"));
+        let others = live(&svc).filter(|o| o.id != id).count();
+        if ours_done && svc.running_count == svc.desired_count && others == 0 {
             progress.finish();
             return Ok(svc);
         }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use clap::{Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{CliError, Client, Conn, Result, s, table};
+use super::answers::{self, Policy, read};
+use super::{CliError, Client, Conn, Result, table};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -74,21 +75,21 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
                 )
                 .await?;
             if !json_out {
-                list(std::slice::from_ref(&v["policy"]));
+                list(&[read::<answers::OnePolicy>("InstallPolicy", &v)?.policy]);
             }
             v
         }
         PolicyCommand::Ls => {
             let v = c.berth("ListPolicies", json!({})).await?;
             if !json_out {
-                list(v["policies"].as_array().map_or(&[][..], Vec::as_slice));
+                list(&read::<answers::Policies>("ListPolicies", &v)?.policies);
             }
             v
         }
         PolicyCommand::Show { id } => {
             let v = c.berth("DescribePolicy", json!({"policy": id})).await?;
             if !json_out {
-                show(&v["policy"]);
+                show(&read::<answers::OnePolicy>("DescribePolicy", &v)?.policy);
             }
             v
         }
@@ -106,13 +107,14 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             }
             let v = c.berth("ActivatePolicy", body).await?;
             if !json_out {
-                let p = &v["policy"];
+                let a: answers::Activated = read("ActivatePolicy", &v)?;
+                let p = &a.policy;
                 println!(
                     "{} {} ({}) is active in {}",
-                    s(&p["name"]),
-                    s(&p["version"]),
+                    p.name,
+                    p.version,
                     id12(p),
-                    s(&v["scope"])
+                    a.scope
                 );
             }
             v
@@ -124,20 +126,16 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             }
             let v = c.berth("DeactivatePolicy", body).await?;
             if !json_out {
-                println!("no policy is active in {} now", s(&v["scope"]));
+                let a: answers::Deactivated = read("DeactivatePolicy", &v)?;
+                println!("no policy is active in {} now", a.scope);
             }
             v
         }
         PolicyCommand::Rm { id } => {
             let v = c.berth("DeletePolicy", json!({"policy": id})).await?;
             if !json_out {
-                let p = &v["policy"];
-                println!(
-                    "removed {} {} ({})",
-                    s(&p["name"]),
-                    s(&p["version"]),
-                    id12(p)
-                );
+                let p = read::<answers::OnePolicy>("DeletePolicy", &v)?.policy;
+                println!("removed {} {} ({})", p.name, p.version, id12(&p));
             }
             v
         }
@@ -149,45 +147,40 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
 }
 
 /// The first 12 hex digits of the sha256, enough to name a policy.
-fn id12(p: &Value) -> String {
-    s(&p["sha256"]).chars().take(12).collect()
+fn id12(p: &Policy) -> String {
+    p.sha256.chars().take(12).collect()
 }
 
-fn failures(p: &Value) -> u64 {
-    p["stats"]["failures"]
-        .as_object()
-        .map_or(0, |f| f.values().filter_map(Value::as_u64).sum())
+fn failures(p: &Policy) -> u64 {
+    p.stats.failures.values().sum()
 }
 
-fn active_in(p: &Value) -> String {
-    let scopes: Vec<String> = p["activeIn"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
-    if scopes.is_empty() {
+fn active_in(p: &Policy) -> String {
+    if p.active_in.is_empty() {
         "-".into()
     } else {
-        scopes.join(",")
+        p.active_in.join(",")
     }
 }
 
-fn list(policies: &[Value]) {
+/// A latency as the API's JSON writes it (`12.0`, not `12`).
+fn micros(v: f64) -> String {
+    serde_json::Value::from(v).to_string()
+}
+
+fn list(policies: &[Policy]) {
     let rows = policies
         .iter()
         .map(|p| {
             vec![
                 id12(p),
-                s(&p["name"]),
-                s(&p["version"]),
-                p["size"]
-                    .as_u64()
-                    .map_or("-".into(), |b| format!("{} KiB", b.div_ceil(1024))),
+                p.name.clone(),
+                p.version.clone(),
+                format!("{} KiB", p.size.div_ceil(1024)),
                 active_in(p),
-                s(&p["stats"]["decisions"]),
+                p.stats.decisions.to_string(),
                 failures(p).to_string(),
-                s(&p["stats"]["latencyMicros"]["p99"]),
+                micros(p.stats.latency_micros.p99),
             ]
         })
         .collect();
@@ -206,39 +199,37 @@ fn list(policies: &[Value]) {
     );
 }
 
-fn show(p: &Value) {
-    let st = &p["stats"];
-    println!("name        {} {}", s(&p["name"]), s(&p["version"]));
-    println!("sha256      {}", s(&p["sha256"]));
-    println!("world       {}", s(&p["world"]));
-    println!("size        {} bytes", s(&p["size"]));
+fn show(p: &Policy) {
+    let st = &p.stats;
+    println!("name        {} {}", p.name, p.version);
+    println!("sha256      {}", p.sha256);
+    println!("world       {}", p.world);
+    println!("size        {} bytes", p.size);
     println!("active in   {}", active_in(p));
-    println!("decisions   {}", s(&st["decisions"]));
-    let kinds: Vec<String> = st["failures"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k} {}", s(v)))
+    println!("decisions   {}", st.decisions);
+    let kinds: Vec<String> = st
+        .failures
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
         .collect();
     println!("failures    {} ({})", failures(p), kinds.join(", "));
-    println!("instances   {} created", s(&st["instancesCreated"]));
-    println!("logs        {} dropped", s(&st["logsDropped"]));
-    let l = &st["latencyMicros"];
+    println!("instances   {} created", st.instances_created);
+    println!("logs        {} dropped", st.logs_dropped);
+    let l = &st.latency_micros;
     println!(
         "latency µs  p50 {} p90 {} p99 {} max {}",
-        s(&l["p50"]),
-        s(&l["p90"]),
-        s(&l["p99"]),
-        s(&l["max"])
+        micros(l.p50),
+        micros(l.p90),
+        micros(l.p99),
+        micros(l.max)
     );
-    let params = p["parameters"].as_array().cloned().unwrap_or_default();
-    if !params.is_empty() {
+    if !p.parameters.is_empty() {
         println!();
         table(
             &["PARAMETER", "DESCRIPTION"],
-            params
+            p.parameters
                 .iter()
-                .map(|x| vec![s(&x["name"]), s(&x["description"])])
+                .map(|x| vec![x.name.clone(), x.description.clone()])
                 .collect(),
         );
     }

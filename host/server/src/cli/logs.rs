@@ -7,9 +7,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{CliError, Client, Conn, Result, endpoint_host, s};
+use super::answers::{self, LogEvent, read};
+use super::{CliError, Client, Conn, Result, endpoint_host};
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -99,16 +100,21 @@ pub async fn run(args: LogsArgs) -> Result<()> {
     }
     let c = Client::new(&args.conn)?;
     let cluster = args.conn.cluster();
+    let describe = async || -> Result<Option<berth_core::model::Task>> {
+        let v = c
+            .ecs(
+                "DescribeTasks",
+                json!({"cluster": cluster, "tasks": [args.task]}),
+            )
+            .await?;
+        Ok(read::<answers::Tasks>("DescribeTasks", &v)?
+            .tasks
+            .into_iter()
+            .next())
+    };
     // More than one container: each line says whose it is.
-    let prefix = args.container.is_none()
-        && c.ecs(
-            "DescribeTasks",
-            json!({"cluster": cluster, "tasks": [args.task]}),
-        )
-        .await?
-        .pointer("/tasks/0/containers")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.len() > 1);
+    let prefix =
+        args.container.is_none() && describe().await?.is_some_and(|t| t.containers.len() > 1);
     let mut start = args.since;
     let mut first = true;
     loop {
@@ -119,18 +125,13 @@ pub async fn run(args: LogsArgs) -> Result<()> {
         if let Some(t) = start {
             body["startTime"] = json!(t);
         }
-        let v = match c.berth("GetTaskLogs", body).await {
-            Ok(v) => v,
+        let page = match c.berth("GetTaskLogs", body).await {
+            Ok(v) => read::<answers::LogPage>("GetTaskLogs", &v)?,
             // Following a task that stopped: its containers (and logs) are gone now.
             Err(e @ CliError::Api { .. }) if args.follow && !first => {
-                let t = c
-                    .ecs(
-                        "DescribeTasks",
-                        json!({"cluster": cluster, "tasks": [args.task]}),
-                    )
-                    .await?;
-                if t.pointer("/tasks/0/desiredStatus")
-                    .is_some_and(|d| d == "STOPPED")
+                if describe()
+                    .await?
+                    .is_some_and(|t| t.desired_status == "STOPPED")
                 {
                     return Ok(());
                 }
@@ -139,40 +140,38 @@ pub async fn run(args: LogsArgs) -> Result<()> {
             Err(e) => return Err(e),
         };
         first = false;
-        let events = v["events"].as_array().cloned().unwrap_or_default();
-        print_events(&events, prefix, args.timestamps, args.conn.json());
-        start = v["nextStartTime"].as_f64().or(start);
-        if events.len() >= PAGE {
+        print_events(&page.events, prefix, args.timestamps, args.conn.json());
+        start = page.next_start_time.or(start);
+        if page.events.len() >= PAGE {
             continue;
         }
-        if !args.follow || v["lastStatus"] == "STOPPED" {
+        if !args.follow || page.last_status.as_deref() == Some("STOPPED") {
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
 }
 
-fn print_events(events: &[Value], prefix: bool, timestamps: bool, json_out: bool) {
+fn print_events(events: &[LogEvent], prefix: bool, timestamps: bool, json_out: bool) {
     let mut out = std::io::stdout().lock();
     for e in events {
         let line = if json_out {
-            e.to_string()
+            // Through a JSON value: its keys come out sorted, as the API's did.
+            json!(e).to_string()
         } else {
             let mut line = String::new();
             if timestamps {
-                let t = e["timestamp"].as_f64().and_then(|t| {
-                    chrono::DateTime::from_timestamp_micros((t * 1e6).round() as i64)
-                });
+                let t = chrono::DateTime::from_timestamp_micros((e.timestamp * 1e6).round() as i64);
                 line.push_str(&t.map_or("-".into(), |t| {
                     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 }));
                 line.push(' ');
             }
             if prefix {
-                line.push_str(&s(&e["container"]));
+                line.push_str(&e.container);
                 line.push_str(" | ");
             }
-            line.push_str(e["message"].as_str().unwrap_or(""));
+            line.push_str(&e.message);
             line
         };
         if writeln!(out, "{line}").is_err() {

@@ -6,13 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
+use berth_client::{Connection, Credentials, ECS_PREFIX};
 use clap::{Args, ValueEnum};
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-
-use super::{ECS_PREFIX, JSON, sigv4};
-use crate::credentials::Credentials;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Op {
@@ -39,59 +35,19 @@ pub struct LoadArgs {
     json: bool,
 }
 
-struct Conn {
-    host: String,
-    creds: Credentials,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
+/// One kept-alive connection calling ECS operations.
+struct Conn(Connection);
 
 impl Conn {
     async fn open(host: &str, creds: &Credentials) -> anyhow::Result<Conn> {
-        let stream = tokio::net::TcpStream::connect(host)
-            .await
-            .with_context(|| format!("connecting to {host}"))?;
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Conn {
-            host: host.to_owned(),
-            creds: creds.clone(),
-            sender,
-        })
+        Ok(Conn(Connection::open(host, creds).await?))
     }
 
     async fn call(&mut self, op: &str, body: &Value) -> anyhow::Result<Value> {
-        let body = serde_json::to_vec(body)?;
-        let headers = vec![
-            ("content-type".to_owned(), JSON.to_owned()),
-            ("host".to_owned(), self.host.clone()),
-            ("x-amz-target".to_owned(), format!("{ECS_PREFIX}.{op}")),
-        ];
-        let signed = sigv4::sign(
-            &self.creds,
-            "local",
-            "ecs",
-            "/",
-            &headers,
-            &body,
-            chrono::Utc::now(),
-        );
-        let mut req = hyper::Request::builder().method("POST").uri("/");
-        for (n, v) in headers.iter().chain(&signed) {
-            req = req.header(n, v);
-        }
-        self.sender.ready().await?;
-        let resp = self
-            .sender
-            .send_request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let ok = resp.status().is_success();
-        let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
-        anyhow::ensure!(ok, "{op}: {v}");
-        Ok(v)
+        self.0
+            .call(ECS_PREFIX, op, body)
+            .await
+            .with_context(|| op.to_owned())
     }
 }
 
@@ -111,24 +67,8 @@ async fn run_async(args: &LoadArgs) -> anyhow::Result<()> {
         .context("--endpoint: only http:// is supported")?
         .trim_end_matches('/')
         .to_owned();
-    let env = |a: &str, b: &str| {
-        std::env::var(a)
-            .or_else(|_| std::env::var(b))
-            .ok()
-            .filter(|s| !s.is_empty())
-    };
-    let creds = match (
-        env("AWS_ACCESS_KEY_ID", "BERTH_ACCESS_KEY_ID"),
-        env("AWS_SECRET_ACCESS_KEY", "BERTH_SECRET_ACCESS_KEY"),
-    ) {
-        (Some(access_key_id), Some(secret_access_key)) => Credentials {
-            access_key_id,
-            secret_access_key,
-        },
-        _ => anyhow::bail!(
-            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the key `berth up` printed"
-        ),
-    };
+    let creds = Credentials::from_env()
+        .context("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the key `berth up` printed")?;
     // A cluster of its own with room for every task the run can start.
     let mut setup = Conn::open(&host, &creds).await?;
     let cluster = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

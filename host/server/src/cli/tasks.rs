@@ -1,11 +1,14 @@
 //! `berth run` (and `--wait` until the tasks run), and the task table
 //! `berth ps` and `berth stop` print.
 
+use berth_core::model::Task;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::answers::{self, read};
 use super::{
-    CliError, Client, Conn, POLL, Progress, Result, WaitArgs, print_failures, s, short, table,
+    CliError, Client, Conn, POLL, Progress, Result, WaitArgs, print_failures, short, short_or_dash,
+    table,
 };
 
 #[derive(Debug, Args)]
@@ -29,23 +32,22 @@ pub struct RunArgs {
 
 pub const TASK_HEADER: [&str; 6] = ["TASK", "DEFINITION", "LAST", "DESIRED", "INSTANCE", "PORTS"];
 
-pub fn task_rows(tasks: &[Value]) -> Vec<Vec<String>> {
+pub fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
     tasks
         .iter()
         .map(|t| {
-            let ports: Vec<String> = t["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|c| c["networkBindings"].as_array().cloned().unwrap_or_default())
-                .map(|b| format!("{}->{}", s(&b["hostPort"]), s(&b["containerPort"])))
+            let ports: Vec<String> = t
+                .containers
+                .iter()
+                .flat_map(|c| &c.network_bindings)
+                .map(|b| format!("{}->{}", b.host_port, b.container_port))
                 .collect();
             vec![
-                short(&t["taskArn"]),
-                short(&t["taskDefinitionArn"]),
-                s(&t["lastStatus"]),
-                s(&t["desiredStatus"]),
-                short(&t["containerInstanceArn"]),
+                short(&t.task_arn),
+                short(&t.task_definition_arn),
+                t.last_status.to_string(),
+                t.desired_status.to_string(),
+                short_or_dash(t.container_instance_arn.as_deref()),
                 if ports.is_empty() {
                     "-".into()
                 } else {
@@ -54,6 +56,50 @@ pub fn task_rows(tasks: &[Value]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// `berth ps`: the tasks that should run (`--all`: and the stopped ones).
+pub async fn ps(c: &Client, conn: &Conn, all: bool) -> Result<()> {
+    let cluster = conn.cluster();
+    let mut arns = c.all("ListTasks", json!({"cluster": cluster})).await?;
+    if all {
+        arns.extend(
+            c.all(
+                "ListTasks",
+                json!({"cluster": cluster, "desiredStatus": "STOPPED"}),
+            )
+            .await?,
+        );
+    }
+    let mut found = Vec::new();
+    for chunk in arns.chunks(100) {
+        let v = c
+            .ecs("DescribeTasks", json!({"cluster": cluster, "tasks": chunk}))
+            .await?;
+        found.extend(read::<answers::Tasks>("DescribeTasks", &v)?.tasks);
+    }
+    if conn.json() {
+        println!("{}", json!({"tasks": found}));
+        return Ok(());
+    }
+    table(&TASK_HEADER, task_rows(&found));
+    Ok(())
+}
+
+/// `berth stop TASK`.
+pub async fn stop(c: &Client, conn: &Conn, task: String, reason: Option<String>) -> Result<()> {
+    let mut body = json!({"cluster": conn.cluster(), "task": task});
+    if let Some(r) = reason {
+        body["reason"] = json!(r);
+    }
+    let v = c.ecs("StopTask", body).await?;
+    if conn.json() {
+        println!("{v}");
+        return Ok(());
+    }
+    let stopped: answers::Stopped = read("StopTask", &v)?;
+    table(&TASK_HEADER, task_rows(&[stopped.task]));
+    Ok(())
 }
 
 /// `berth run`.
@@ -72,28 +118,29 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
         body["tags"] = json!(tags);
     }
     let mut v = c.ecs("RunTask", body).await?;
-    let started = v["tasks"].as_array().cloned().unwrap_or_default();
+    let started = read::<answers::Tasks>("RunTask", &v)?.tasks;
     let mut outcome = Ok(());
     if args.wait.wait && !started.is_empty() {
-        let arns: Vec<Value> = started.iter().map(|t| t["taskArn"].clone()).collect();
+        let arns: Vec<&str> = started.iter().map(|t| t.task_arn.as_str()).collect();
         let waited = wait_running(c, &cluster, &arns, &args.wait, args.conn.json()).await;
         let (Ok(tasks) | Err((tasks, _))) = &waited;
         v["tasks"] = json!(tasks);
         outcome = waited.map(|_| ()).map_err(|(_, e)| e);
     }
-    print_tasks(&v, args.conn.json());
+    let answer: answers::Tasks = read("RunTask", &v)?;
+    print_tasks(&v, &answer, args.conn.json());
     outcome?;
     // Fewer tasks than asked for fails too: the server's reason for the first
     // one it could not place (the others are listed above).
-    if let Some(f) = v["failures"].get(0) {
-        let missing = v["failures"].as_array().map_or(0, Vec::len);
+    if let Some(f) = answer.failures.first() {
         return Err(CliError::Api {
-            code: f["reason"].as_str().unwrap_or("NoTaskStarted").to_owned(),
+            code: f.reason.clone().unwrap_or_else(|| "NoTaskStarted".into()),
             message: format!(
-                "{missing} of {} tasks not started{}",
+                "{} of {} tasks not started{}",
+                answer.failures.len(),
                 args.count,
-                f["detail"]
-                    .as_str()
+                f.detail
+                    .as_deref()
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default()
             ),
@@ -102,14 +149,14 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_tasks(v: &Value, json_out: bool) {
+/// RunTask's answer: as it came (`--output json`), else its table and failures.
+fn print_tasks(v: &Value, answer: &answers::Tasks, json_out: bool) {
     if json_out {
         println!("{v}");
         return;
     }
-    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
-    table(&TASK_HEADER, task_rows(&tasks));
-    print_failures(v);
+    table(&TASK_HEADER, task_rows(&answer.tasks));
+    print_failures(&answer.failures);
 }
 
 /// Polls the tasks until every one is RUNNING. A task that stops instead
@@ -117,26 +164,27 @@ fn print_tasks(v: &Value, json_out: bool) {
 async fn wait_running(
     c: &Client,
     cluster: &str,
-    arns: &[Value],
+    arns: &[&str],
     wait: &WaitArgs,
     json_out: bool,
-) -> Result<Vec<Value>, (Vec<Value>, CliError)> {
+) -> Result<Vec<Task>, (Vec<Task>, CliError)> {
     let deadline = wait.deadline();
     let mut progress = Progress::new(json_out);
     let mut last = Vec::new();
     loop {
-        let v = match c
+        let described = match c
             .ecs("DescribeTasks", json!({"cluster": cluster, "tasks": arns}))
             .await
+            .and_then(|v| read::<answers::Tasks>("DescribeTasks", &v))
         {
-            Ok(v) => v,
+            Ok(a) => a,
             Err(e) => {
                 progress.finish();
                 return Err((last, e));
             }
         };
-        last = v["tasks"].as_array().cloned().unwrap_or_default();
-        let count = |st: &str| last.iter().filter(|t| t["lastStatus"] == st).count();
+        last = described.tasks;
+        let count = |st: &str| last.iter().filter(|t| t.last_status == st).count();
         let (running, stopped) = (count("RUNNING"), count("STOPPED"));
         progress.show(&format!(
             "{running}/{} RUNNING, {} PENDING{}",
@@ -148,20 +196,19 @@ async fn wait_running(
                 String::new()
             }
         ));
-        if let Some(t) = last.iter().find(|t| t["lastStatus"] == "STOPPED") {
+        if let Some(t) = last.iter().find(|t| t.last_status == "STOPPED") {
             progress.finish();
-            let why = t["stoppedReason"].as_str().unwrap_or("no reason given");
-            let code = t["stopCode"]
-                .as_str()
+            let why = t.stopped_reason.as_deref().unwrap_or("no reason given");
+            let code = t
+                .stop_code
+                .as_ref()
                 .map(|c| format!(" ({c})"))
                 .unwrap_or_default();
-            return Err((
-                last.clone(),
-                CliError::Failed(format!(
-                    "task {} stopped instead of running{code}: {why}",
-                    short(&t["taskArn"])
-                )),
+            let failed = CliError::Failed(format!(
+                "task {} stopped instead of running{code}: {why}",
+                short(&t.task_arn)
             ));
+            return Err((last, failed));
         }
         if running == arns.len() {
             progress.finish();

@@ -1,5 +1,5 @@
-//! `berth bench`: berth's speed measured by berth, so operators can compare
-//! machines and (later) policies in one run.
+//! `berth bench placement`: placement decisions per second on a synthetic
+//! cluster, natively and through a policy component.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use berth_core::placement::{ClusterState, PlacementRequest, Placer, synthetic};
 use clap::Args;
 use serde::Serialize;
 
-use crate::Output;
+use super::Output;
 
 #[derive(Debug, Args)]
 pub struct PlacementArgs {
@@ -60,7 +60,7 @@ struct PlacementCase<'a> {
     cold_start_ms: Option<f64>,
 }
 
-pub fn placement(args: &PlacementArgs) -> anyhow::Result<()> {
+pub fn run(args: &PlacementArgs) -> anyhow::Result<()> {
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
         bail!("--seconds must be a positive number, not {}", args.seconds);
     }

@@ -1,0 +1,38 @@
+//! `berth bench`: berth's speed measured by berth, so operators can compare
+//! machines and (later) policies in one run.
+
+pub mod api;
+pub mod placement;
+
+use clap::{Subcommand, ValueEnum};
+
+/// What `berth bench` measures.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Placement decisions per second on a synthetic cluster (three zones,
+    /// four instance types, a tenth of the instances nearly full, a memberOf
+    /// and a distinctInstance constraint on every task). With `--policy
+    /// FILE.wasm`, also through a policy component.
+    Placement(placement::PlacementArgs),
+    /// Requests per second and latency of a running `berth up`'s ECS API,
+    /// from signed requests on concurrent connections.
+    Api(api::LoadArgs),
+}
+
+/// How a bench prints its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Tables for people.
+    #[default]
+    Table,
+    /// One JSON object per line, for scripts.
+    Json,
+}
+
+/// Runs one bench.
+pub fn run(what: BenchCommand) -> anyhow::Result<()> {
+    match what {
+        BenchCommand::Placement(args) => placement::run(&args),
+        BenchCommand::Api(args) => api::run(&args),
+    }
+}
