@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod docker;
 mod harness;
+mod house_style;
 mod policies;
 mod services;
 mod story;

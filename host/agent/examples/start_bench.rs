@@ -3,30 +3,39 @@
 //! same run. Prints both times and their ratio (berth / docker) per round.
 //!
 //! `cargo run --release -p berth-agent --example start_bench [ROUNDS]`
+//!
+//! The agent reports to the tests' control plane in memory, so the times
+//! are the agent's and Docker's, without the store.
+
+// Shared with the tests, which use more of it.
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
 use berth_agent::{Agent, AgentConfig, LABEL_INSTANCE};
 use berth_core::arn::ArnContext;
-use berth_core::model::{DesiredStatus, Task, TaskDefinition, TaskStatus};
-use berth_store::{Store, StoreError};
+use berth_core::model::{Task, TaskDefinition};
+use berth_core::status::TaskStatus;
 use serde_json::json;
+use support::FakeControlPlane;
 
 const N: usize = 10;
 const LOOP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
-fn count(store: &Store, arns: &[String], status: TaskStatus) -> usize {
-    let Ok(mut txn) = store.begin() else { return 0 };
+fn count(plane: &FakeControlPlane, arns: &[String], status: TaskStatus) -> usize {
     arns.iter()
-        .filter(|a| matches!(txn.get::<Task>(a), Ok(Some(t)) if t.value.last_status == status))
+        .filter(|a| plane.task(a).last_status == status)
         .count()
 }
 
-async fn wait_all(store: &Store, arns: &[String], status: TaskStatus) {
+async fn wait_all(plane: &FakeControlPlane, arns: &[String], status: TaskStatus) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count(store, arns, status) < arns.len() {
+    while count(plane, arns, status) < arns.len() {
         assert!(Instant::now() < deadline, "tasks never all {status}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -56,8 +65,8 @@ async fn main() {
     };
     ensure_test_image(&d).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("berth.redb")).expect("store");
-    let agent = Agent::new(store.clone(), AgentConfig::new("default", dir.path())).expect("agent");
+    let plane = Arc::new(FakeControlPlane::default());
+    let agent = Agent::new(plane.clone(), AgentConfig::new("default", dir.path())).expect("agent");
     let _guard = CleanupGuard::new(LABEL_INSTANCE, agent.instance_arn());
     let bench_label = format!("berth.bench={}", std::process::id());
     let _guard2 = CleanupGuard::new("berth.bench", std::process::id().to_string());
@@ -76,7 +85,6 @@ async fn main() {
         "containerDefinitions": [{"name": "app", "image": TEST_IMAGE, "memory": 16, "command": ["sh", "-c", LOOP]}],
     }))
     .expect("td");
-    store.update(|txn| txn.put(&td)).expect("td");
 
     println!(
         "round  berth_start_ms  docker_start_ms  start_ratio  berth_stop_ms  docker_stop_ms  stop_ratio"
@@ -96,32 +104,19 @@ async fn main() {
             .collect();
         let arns: Vec<String> = tasks.iter().map(|t| t.task_arn.clone()).collect();
         let t0 = Instant::now();
-        store
-            .update(|txn| -> Result<(), StoreError> {
-                for t in &tasks {
-                    txn.put(t)?;
-                }
-                Ok(())
-            })
-            .expect("tasks");
+        for t in tasks {
+            plane.place(td.clone(), t);
+        }
         handle.wake();
-        wait_all(&store, &arns, TaskStatus::Running).await;
+        wait_all(&plane, &arns, TaskStatus::Running).await;
         let berth_start = t0.elapsed();
 
         let t0 = Instant::now();
-        store
-            .update(|txn| -> Result<(), StoreError> {
-                for a in &arns {
-                    if let Some(mut t) = txn.get::<Task>(a)? {
-                        t.value.desired_status = DesiredStatus::Stopped;
-                        txn.put(&t.value)?;
-                    }
-                }
-                Ok(())
-            })
-            .expect("stop");
+        for a in &arns {
+            plane.stop(a);
+        }
         handle.wake();
-        wait_all(&store, &arns, TaskStatus::Stopped).await;
+        wait_all(&plane, &arns, TaskStatus::Stopped).await;
         let berth_stop = t0.elapsed();
 
         // docker: the same containers, one CLI call after the other.

@@ -1,5 +1,6 @@
-//! The reconcile pass: compare the tasks the store assigns to this instance
-//! with the containers Docker has, and converge.
+//! The reconcile pass: compare the tasks the control plane assigns to this
+//! instance (its task manifest) with the containers Docker has, and converge;
+//! what happened goes back as task state changes.
 //!
 //! Task lifecycle as berth runs it: PENDING (placed, containers not yet
 //! running) -> RUNNING (every container started) -> STOPPING (stop under way)
@@ -10,35 +11,31 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::model::{
-    ContainerDefinition, ContainerStatus, DesiredStatus, HealthStatus, StopCode, Task, TaskStatus,
+use berth_core::model::{ContainerDefinition, Task};
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
+use berth_protocol::{
+    AssignedTask, ContainerStateChange, ManifestRequest, TaskManifest, TaskStateChange,
+    apply_task_state_change,
 };
-use berth_store::StoreError;
 use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::StopContainerOptionsBuilder;
 
 use crate::docker::{containers_with_label, task_containers};
-use crate::register::{refresh_instance, tasks_of};
-use crate::start::{
-    Observed, container_entry, definitions, ecs_health, observe, remove, start_task,
-};
+use crate::start::{Observed, definitions, ecs_health, observe, remove, start_task};
 use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
 
 /// One pass. Start and stop work is spawned as jobs (one per task) so slow
 /// containers never hold up the others.
 pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(), AgentError> {
     // A job running now may commit and leave `busy` while this pass still
-    // works from the store snapshot read below, taken before that commit:
+    // works from the manifest read below, taken before that commit:
     // its task counts as busy for the whole pass, so a stale status never
     // starts (or stops) a task a second time.
     let busy_at_start: HashSet<String> =
         inner.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let busy = |arn: &str| busy_at_start.contains(arn) || is_busy(inner, arn);
-    let tasks = {
-        let txn = inner.store.begin()?;
-        tasks_of(&txn, &inner.instance_arn)?
-    };
+    let tasks = manifest(inner).await?.tasks;
     let containers = containers_with_label(docker, LABEL_INSTANCE, &inner.instance_arn).await?;
     let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
     for c in containers {
@@ -53,10 +50,11 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
     }
     let live: HashSet<&str> = tasks
         .iter()
+        .map(|a| &a.task)
         .filter(|t| t.last_status != TaskStatus::Stopped)
         .map(|t| t.task_arn.as_str())
         .collect();
-    // Containers of tasks that are stopped or unknown to the store: leaked, remove them.
+    // Containers of tasks that are stopped or unknown to the control plane: leaked, remove them.
     for (arn, cs) in &by_task {
         if live.contains(arn.as_str()) || busy(arn) {
             continue;
@@ -68,34 +66,46 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
             }
         }
     }
-    for t in tasks
+    for a in tasks
         .into_iter()
-        .filter(|t| t.last_status != TaskStatus::Stopped)
+        .filter(|a| a.task.last_status != TaskStatus::Stopped)
     {
+        let t = &a.task;
         if busy(&t.task_arn) {
             continue;
         }
         let arn = t.task_arn.clone();
         if t.desired_status == DesiredStatus::Stopped || t.last_status == TaskStatus::Stopping {
-            spawn_job(
-                inner,
-                arn.clone(),
-                stop_task(Arc::clone(inner), docker.clone(), arn),
-            );
+            spawn_job(inner, arn, stop_task(Arc::clone(inner), docker.clone(), a));
         } else if t.last_status == TaskStatus::Running {
             let cs = by_task.remove(&arn).unwrap_or_default();
-            if check_running(inner, docker, &t, &cs).await? {
-                spawn_job(
-                    inner,
-                    arn.clone(),
-                    stop_task(Arc::clone(inner), docker.clone(), arn),
-                );
+            if check_running(inner, docker, &a, &cs).await? {
+                spawn_job(inner, arn, stop_task(Arc::clone(inner), docker.clone(), a));
             }
         } else {
-            spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), t));
+            spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), a));
         }
     }
     Ok(())
+}
+
+/// The tasks the control plane assigns to this instance now.
+pub(crate) async fn manifest(inner: &Inner) -> Result<TaskManifest, AgentError> {
+    let req = ManifestRequest {
+        cluster: inner.cfg.cluster.clone(),
+        container_instance_arn: inner.instance_arn.clone(),
+    };
+    Ok(inner.plane.task_manifest(req).await?)
+}
+
+/// A state change of task `arn` seen now, with nothing changed yet.
+pub(crate) fn change_of(inner: &Inner, arn: &str) -> TaskStateChange {
+    TaskStateChange {
+        cluster: inner.cfg.cluster.clone(),
+        task: arn.to_owned(),
+        at: now(),
+        ..TaskStateChange::default()
+    }
 }
 
 fn is_busy(inner: &Inner, arn: &str) -> bool {
@@ -162,10 +172,11 @@ pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> HealthStatu
 async fn check_running(
     inner: &Inner,
     docker: &Docker,
-    t: &Task,
+    a: &AssignedTask,
     cs: &[ContainerSummary],
 ) -> Result<bool, AgentError> {
-    let defs = match definitions(inner, t) {
+    let t = &a.task;
+    let defs = match definitions(t, a.task_definition.as_ref()) {
         Ok((_, d)) => d,
         Err(e) => {
             tracing::warn!(task = %t.task_arn, "{e}");
@@ -184,31 +195,65 @@ async fn check_running(
         };
         seen.insert(d.name.clone(), o);
     }
-    let mut updated = t.clone();
+    let mut change = change_of(inner, &t.task_arn);
+    // Still RUNNING: a change seen after the task moved on is out of date.
+    change.status = Some(TaskStatus::Running);
     for d in &defs {
-        let c = container_entry(&mut updated, &d.name, &d.image);
-        if c.last_status == ContainerStatus::Stopped {
+        if t.containers
+            .iter()
+            .any(|c| c.name == d.name && c.last_status == ContainerStatus::Stopped)
+        {
             continue;
         }
+        let mut c = ContainerStateChange {
+            container_name: d.name.clone(),
+            image: Some(d.image.clone()),
+            ..ContainerStateChange::default()
+        };
         match seen.get(&d.name).cloned().flatten() {
             None => {
-                c.last_status = ContainerStatus::Stopped;
+                c.status = Some(ContainerStatus::Stopped);
                 c.reason = Some("container removed outside berth".to_owned());
             }
             Some(o) => {
                 c.health_status = o.health.as_ref().map(ecs_health);
                 if o.exited {
-                    c.last_status = ContainerStatus::Stopped;
+                    c.status = Some(ContainerStatus::Stopped);
                     c.exit_code = o.exit_code;
                     let code = o.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
                     c.reason = Some(format!("exited with code {code}"));
                 }
             }
         }
+        change.containers.push(c);
     }
-    // An essential container that is not running (exited, or gone) stops the task.
-    let stop = defs.iter().filter(|d| d.essential()).find_map(|d| {
-        let c = updated.containers.iter().find(|c| c.name == d.name)?;
+    // What the task would look like, to tell whether anything changed and
+    // whether an essential container is down.
+    let mut updated = t.clone();
+    apply_task_state_change(&mut updated, &change);
+    let stop = essential_exit(&updated, &defs);
+    let health = task_health(&updated, &defs);
+    if stop.is_none() && updated.containers == t.containers && t.health_status == Some(health) {
+        return Ok(false);
+    }
+    change.health_status = Some(health);
+    if let Some(reason) = stop {
+        // The agent stops the task; a stop asked for earlier keeps its reason.
+        change.stop_code = Some(StopCode::EssentialContainerExited);
+        change.reason = Some(reason);
+    }
+    let ack = inner.plane.submit_task_state_change(change).await?;
+    Ok(ack.applied
+        && ack.task.is_some_and(|t| {
+            t.desired_status == DesiredStatus::Stopped && t.last_status != TaskStatus::Stopped
+        }))
+}
+
+/// Why the task must stop: an essential container that is not running
+/// (exited, or gone), if any.
+fn essential_exit(t: &Task, defs: &[ContainerDefinition]) -> Option<String> {
+    defs.iter().filter(|d| d.essential()).find_map(|d| {
+        let c = t.containers.iter().find(|c| c.name == d.name)?;
         if c.last_status != ContainerStatus::Stopped {
             return None;
         }
@@ -223,84 +268,27 @@ async fn check_running(
                 c.reason.as_deref().unwrap_or("stopped")
             ),
         })
-    });
-    updated.health_status = Some(task_health(&updated, &defs));
-    if stop.is_none()
-        && updated.containers == t.containers
-        && updated.health_status == t.health_status
-    {
-        return Ok(false);
-    }
-    let containers = updated.containers.clone();
-    let health = updated.health_status;
-    let wrote_stop = inner
-        .store
-        .update(|txn| -> Result<bool, StoreError> {
-            let Some(mut cur) = txn.get::<Task>(&t.task_arn)? else {
-                return Ok(false);
-            };
-            let cur = &mut cur.value;
-            if cur.last_status != TaskStatus::Running {
-                return Ok(false);
-            }
-            cur.containers = containers.clone();
-            cur.health_status = health;
-            let mut stopping = false;
-            if let Some(reason) = &stop
-                && cur.desired_status != DesiredStatus::Stopped
-            {
-                cur.desired_status = DesiredStatus::Stopped;
-                cur.stop_code = Some(StopCode::EssentialContainerExited);
-                cur.stopped_reason = Some(reason.clone());
-                cur.stopping_at.get_or_insert(now());
-                stopping = true;
-            }
-            cur.version += 1;
-            txn.put(cur)?;
-            let stopped = cur.desired_status == DesiredStatus::Stopped;
-            if stopping {
-                // Desired STOPPED frees the task's resources: the instance
-                // record says so in the same transaction, as every change
-                // to what an instance holds does.
-                refresh_instance(txn, &inner.instance_arn)?;
-            }
-            Ok(stopping || stopped)
-        })?
-        .value;
-    Ok(wrote_stop)
+    })
 }
 
 /// The stop job: SIGTERM, SIGKILL after the container's stopTimeout (or the
 /// configured default), record exit codes, remove the containers, STOPPED.
-pub(crate) async fn stop_task(inner: Arc<Inner>, docker: Docker, arn: String) {
-    if let Err(e) = try_stop(&inner, &docker, &arn).await {
+pub(crate) async fn stop_task(inner: Arc<Inner>, docker: Docker, a: AssignedTask) {
+    let arn = a.task.task_arn.clone();
+    if let Err(e) = try_stop(&inner, &docker, &a).await {
         tracing::warn!(task = %arn, "stopping the task: {e}");
     }
 }
 
-async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), AgentError> {
-    let task = inner
-        .store
-        .update(|txn| -> Result<Option<Task>, StoreError> {
-            let Some(mut t) = txn.get::<Task>(arn)? else {
-                return Ok(None);
-            };
-            let t = &mut t.value;
-            if t.last_status == TaskStatus::Stopped {
-                return Ok(None);
-            }
-            if t.last_status != TaskStatus::Stopping {
-                t.last_status = TaskStatus::Stopping;
-                t.stopping_at.get_or_insert(now());
-                t.version += 1;
-                txn.put(t)?;
-            }
-            Ok(Some(t.clone()))
-        })?;
-    let Some(task) = task.value else {
+async fn try_stop(inner: &Inner, docker: &Docker, a: &AssignedTask) -> Result<(), AgentError> {
+    let arn = a.task.task_arn.as_str();
+    let mut stopping = change_of(inner, arn);
+    stopping.status = Some(TaskStatus::Stopping);
+    let ack = inner.plane.submit_task_state_change(stopping).await?;
+    let Some(task) = ack.task.filter(|t| t.last_status != TaskStatus::Stopped) else {
         return Ok(());
     };
-    let defs = definitions(inner, &task)
+    let defs = definitions(&task, a.task_definition.as_ref())
         .map(|(_, d)| d)
         .unwrap_or_default();
     let containers = task_containers(docker, &inner.instance_arn, arn).await?;
@@ -337,38 +325,21 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
         })
     });
     let results = futures_util::future::join_all(stops).await;
-    let mut exits: HashMap<String, Option<i64>> = HashMap::new();
+    let mut stopped = change_of(inner, arn);
+    stopped.status = Some(TaskStatus::Stopped);
     for r in results {
         let (name, o) = r?;
-        exits.insert(name, o.and_then(|o| o.exit_code));
+        // Only the task's own containers; an exit recorded earlier (the
+        // container's own) stands.
+        if task.containers.iter().any(|c| c.name == name) {
+            stopped.containers.push(ContainerStateChange {
+                container_name: name,
+                exit_code: o.and_then(|o| o.exit_code),
+                ..ContainerStateChange::default()
+            });
+        }
     }
-    inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(arn)? else {
-            return Ok(());
-        };
-        let t = &mut t.value;
-        if t.last_status == TaskStatus::Stopped {
-            return Ok(());
-        }
-        for c in &mut t.containers {
-            // Keep an exit code recorded earlier (the container's own exit).
-            if let Some(code) = exits.get(&c.name)
-                && (c.last_status != ContainerStatus::Stopped || c.exit_code.is_none())
-            {
-                c.exit_code = *code;
-            }
-            c.last_status = ContainerStatus::Stopped;
-        }
-        let ts = now();
-        t.last_status = TaskStatus::Stopped;
-        t.desired_status = DesiredStatus::Stopped;
-        t.stopping_at.get_or_insert(ts);
-        t.stopped_at = Some(ts);
-        t.version += 1;
-        txn.put(t)?;
-        refresh_instance(txn, &inner.instance_arn)?;
-        Ok(())
-    })?;
+    inner.plane.submit_task_state_change(stopped).await?;
     tracing::info!(task = %arn, "task stopped");
     Ok(())
 }
@@ -377,6 +348,7 @@ async fn try_stop(inner: &Inner, docker: &Docker, arn: &str) -> Result<(), Agent
 mod tests {
     use super::*;
     use berth_core::model::HealthCheck;
+    use berth_protocol::container_entry;
 
     fn def(name: &str, essential: bool, health: bool) -> ContainerDefinition {
         let mut d: ContainerDefinition = serde_json::from_value(

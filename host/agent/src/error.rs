@@ -1,6 +1,6 @@
 //! The agent's errors.
 
-use berth_store::{StoreError, UpdateError};
+use berth_protocol::ProtocolError;
 
 /// What can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
@@ -9,12 +9,9 @@ pub enum AgentError {
     /// Docker did not answer, or refused a request.
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
-    /// The store failed.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// A store update kept conflicting or failed.
-    #[error("store update: {0}")]
-    Update(String),
+    /// The control plane refused or could not be reached.
+    #[error("control plane: {0}")]
+    Control(#[from] ProtocolError),
     /// The instance id file in the data directory could not be read or written.
     #[error("instance id file {path}: {source}")]
     InstanceId {
@@ -37,13 +34,4 @@ pub enum AgentError {
     /// Writing log output failed.
     #[error("writing logs: {0}")]
     Io(#[from] std::io::Error),
-}
-
-impl<E: std::fmt::Display> From<UpdateError<E>> for AgentError {
-    fn from(e: UpdateError<E>) -> Self {
-        match e {
-            UpdateError::Store(s) => AgentError::Store(s),
-            other => AgentError::Update(other.to_string()),
-        }
-    }
 }

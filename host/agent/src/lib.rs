@@ -1,10 +1,13 @@
 //! berth's Docker agent: the only crate that talks to Docker (through bollard).
 //!
 //! An [`Agent`] registers this host as a container instance of a cluster and
-//! converges Docker to the tasks the store assigns to that instance: it
-//! creates and starts their containers, follows them through Docker's event
-//! stream and a reconcile timer, and stops and removes them when a task's
-//! desired status becomes STOPPED. Every task change is a CAS transaction.
+//! converges Docker to the tasks the control plane assigns to that instance:
+//! it creates and starts their containers, follows them through Docker's
+//! event stream and a reconcile timer, and stops and removes them when a
+//! task's desired status becomes STOPPED. It reaches the control plane only
+//! through `berth_protocol::ControlPlane` (registration, heartbeat, the task
+//! manifest, task state changes) and writes no store itself; it answers log
+//! reads as a `berth_protocol::TaskLogReader` ([`Agent::log_reader`]).
 //!
 //! Containers carry labels (`berth.task-arn`, `berth.cluster`,
 //! `berth.container-name`, `berth.container-instance`), so after any restart
@@ -25,11 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_core::arn::ArnContext;
-use berth_store::Store;
+use berth_protocol::{ControlPlane, TaskLogReader};
 use tokio::sync::Notify;
 
 pub use error::AgentError;
-pub use register::ensure_cluster;
 
 /// Label naming the task a container belongs to.
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
@@ -122,7 +124,8 @@ pub struct Agent {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) store: Store,
+    /// How the agent reaches the control plane.
+    pub(crate) plane: Arc<dyn ControlPlane>,
     pub(crate) cfg: AgentConfig,
     pub(crate) instance_id: String,
     pub(crate) instance_arn: String,
@@ -133,15 +136,15 @@ pub(crate) struct Inner {
 }
 
 impl Agent {
-    /// An agent over `store`; reads (or creates) the stable instance id in the
-    /// data directory, so a restart re-registers the same instance.
-    pub fn new(store: Store, cfg: AgentConfig) -> Result<Agent, AgentError> {
+    /// An agent reporting to `plane`; reads (or creates) the stable instance
+    /// id in the data directory, so a restart re-registers the same instance.
+    pub fn new(plane: Arc<dyn ControlPlane>, cfg: AgentConfig) -> Result<Agent, AgentError> {
         let instance_id = register::instance_id(&cfg.data_dir, cfg.index)?;
         let instance_arn = cfg.arn.container_instance(&cfg.cluster, &instance_id);
         let cluster_arn = cfg.arn.cluster(&cfg.cluster);
         Ok(Agent {
             inner: Arc::new(Inner {
-                store,
+                plane,
                 cfg,
                 instance_id,
                 instance_arn,
@@ -163,15 +166,15 @@ impl Agent {
     /// Shows this agent's instance `agentConnected: false` without running
     /// it, so nothing is placed on it: for an instance of an earlier
     /// `berth up` with more agents than this one runs.
-    pub fn set_disconnected(&self) -> Result<(), AgentError> {
-        register::set_disconnected(&self.inner)
+    pub async fn set_disconnected(&self) -> Result<(), AgentError> {
+        register::set_disconnected(&self.inner).await
     }
 
     /// Retires this agent's instance without running it: deregistered
     /// (INACTIVE) and its id forgotten when it holds no task that is not
     /// STOPPED; otherwise left as it is. Returns how many such tasks it holds.
-    pub fn retire(&self) -> Result<usize, AgentError> {
-        register::retire(&self.inner)
+    pub async fn retire(&self) -> Result<u32, AgentError> {
+        register::retire(&self.inner).await
     }
 
     /// Whether agent `index` has an instance id in `data_dir` (it ran before).
@@ -187,6 +190,12 @@ impl Agent {
     /// The cluster ARN this agent registers in.
     pub fn cluster_arn(&self) -> &str {
         &self.inner.cluster_arn
+    }
+
+    /// This agent's side of log reads: the server asks it for the logs of
+    /// the tasks of its instance (read from this host's Docker).
+    pub fn log_reader(&self) -> Arc<dyn TaskLogReader> {
+        Arc::new(logs::DockerLogReader::default())
     }
 
     /// Runs until `shutdown` resolves: connects to Docker (retrying with
@@ -215,7 +224,7 @@ impl Agent {
                         );
                         said_unreachable = true;
                     }
-                    if let Err(e) = register::set_disconnected(&self.inner) {
+                    if let Err(e) = register::set_disconnected(&self.inner).await {
                         tracing::warn!("marking the instance disconnected: {e}");
                     }
                     tokio::time::sleep(backoff).await;
@@ -227,7 +236,7 @@ impl Agent {
             said_unreachable = false;
             if let Err(e) = self.connected(&docker).await {
                 tracing::warn!("agent lost Docker: {e}");
-                if let Err(e) = register::set_disconnected(&self.inner) {
+                if let Err(e) = register::set_disconnected(&self.inner).await {
                     tracing::warn!("marking the instance disconnected: {e}");
                 }
             }

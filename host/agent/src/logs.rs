@@ -1,10 +1,15 @@
 //! Task logs from Docker, found by the `berth.task-arn` label, without the
-//! store: [`task_logs`] writes them to a stream (`berth logs` when the API is
-//! not reachable), [`task_log_streams`] gives each container's entries with
-//! Docker's timestamps (the API's `GetTaskLogs`).
+//! control plane: [`task_logs`] writes them to a stream (`berth logs` when
+//! the API is not reachable), [`task_log_streams`] gives each container's
+//! entries with Docker's timestamps, and [`DockerLogReader`] answers the
+//! protocol's log reads from them (the API's `GetTaskLogs`).
 
 use std::io::Write;
 
+use async_trait::async_trait;
+use berth_protocol::{
+    ContainerLogs, LogLine, LogReadError, TaskLogReader, TaskLogs, TaskLogsRequest,
+};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::ContainerSummary;
@@ -194,6 +199,77 @@ pub async fn task_log_streams(
             .boxed();
         out.push(ContainerLog {
             name: name_of(c),
+            entries,
+        });
+    }
+    Ok(out)
+}
+
+/// This host's Docker as the log-read side of the agent protocol.
+#[derive(Debug, Default)]
+pub struct DockerLogReader;
+
+#[async_trait]
+impl TaskLogReader for DockerLogReader {
+    async fn read_task_logs(&self, req: TaskLogsRequest) -> Result<TaskLogs, LogReadError> {
+        read_task_logs(&req).await
+    }
+}
+
+fn micros(nanos: i64) -> i64 {
+    nanos.div_euclid(1000)
+}
+
+fn log_read_error(e: AgentError) -> LogReadError {
+    match e {
+        AgentError::NoSuchTask(task) => LogReadError::NoSuchTask { task },
+        AgentError::NoSuchContainer { task, name } => LogReadError::NoSuchContainer { task, name },
+        other => LogReadError::Failed {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Each container's entries of `req.task_arn` from `req.start_micros` on:
+/// the first `req.limit` and the rest of the last one's microsecond (the
+/// caller merges the containers and cuts a page that never splits one).
+pub async fn read_task_logs(req: &TaskLogsRequest) -> Result<TaskLogs, LogReadError> {
+    let since = req.start_micros.map(|m| m.div_euclid(1_000_000));
+    let streams = task_log_streams(&req.task_arn, req.container.as_deref(), since)
+        .await
+        .map_err(log_read_error)?;
+    let from_nanos = req
+        .start_micros
+        .map_or(i64::MIN, |m| m.saturating_mul(1000));
+    let mut out = TaskLogs::default();
+    for mut log in streams {
+        let mut entries: Vec<LogLine> = Vec::new();
+        let mut last_micro = None;
+        while let Some(e) = log.next_entry().await {
+            let e = e.map_err(log_read_error)?;
+            let nanos = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .ok_or_else(|| LogReadError::Failed {
+                    message: format!(
+                        "Docker gave a log timestamp berth cannot read: `{}`",
+                        e.timestamp
+                    ),
+                })?;
+            if nanos < from_nanos {
+                continue;
+            }
+            if entries.len() >= req.limit && last_micro != Some(micros(nanos)) {
+                break;
+            }
+            last_micro = Some(micros(nanos));
+            entries.push(LogLine {
+                nanos,
+                message: String::from_utf8_lossy(&e.message).into_owned(),
+            });
+        }
+        out.containers.push(ContainerLogs {
+            name: log.name.clone(),
             entries,
         });
     }

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::model::{
-    Container, ContainerDefinition, ContainerStatus, DependencyCondition, DesiredStatus,
-    HealthStatus, NetworkBinding, NetworkMode, Protocol, StopCode, Task, TaskDefinition,
-    TaskStatus,
+    ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol, Task,
+    TaskDefinition,
 };
-use berth_store::StoreError;
-use berth_store::tables::task_definition_key;
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
+use berth_protocol::{AssignedTask, ContainerStateChange, apply_task_state_change};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum, HostConfig,
@@ -22,10 +21,10 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use crate::converge::{change_of, manifest};
 use crate::docker::{is_not_found, task_containers};
-use crate::register::{refresh_instance, task_definition_family_revision};
 use crate::{
-    AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now,
+    AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN,
 };
 
 /// How long a start may wait for its dependency conditions.
@@ -108,7 +107,7 @@ pub(crate) fn ecs_health(h: &HealthStatusEnum) -> HealthStatus {
 }
 
 /// The task's id (the last part of its ARN).
-pub(crate) fn task_id(task_arn: &str) -> &str {
+fn task_id(task_arn: &str) -> &str {
     task_arn.rsplit('/').next().unwrap_or(task_arn)
 }
 
@@ -117,26 +116,13 @@ fn docker_name(task_arn: &str, name: &str) -> String {
     format!("berth-{}-{name}", task_id(task_arn))
 }
 
-/// The task's definition and its container definitions with overrides applied.
+/// The task's definition (as the manifest gave it) and its container
+/// definitions with the task's overrides applied.
 pub(crate) fn definitions(
-    inner: &Inner,
     task: &Task,
+    td: Option<&TaskDefinition>,
 ) -> Result<(TaskDefinition, Vec<ContainerDefinition>), String> {
-    let Some((family, rev)) = task_definition_family_revision(&task.task_definition_arn) else {
-        return Err(format!(
-            "task definition {} is not family:revision",
-            task.task_definition_arn
-        ));
-    };
-    let td = (|| -> Result<Option<TaskDefinition>, StoreError> {
-        Ok(inner
-            .store
-            .begin()?
-            .get::<TaskDefinition>(&task_definition_key(family, rev))?
-            .map(|v| v.value))
-    })()
-    .map_err(|e| format!("reading task definition {}: {e}", task.task_definition_arn))?
-    .ok_or_else(|| {
+    let td = td.cloned().ok_or_else(|| {
         format!(
             "task definition {} does not exist",
             task.task_definition_arn
@@ -350,11 +336,12 @@ impl From<AgentError> for StartError {
 }
 
 /// The start job of one task. Runs outside the reconcile pass.
-pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
+pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, a: AssignedTask) {
+    let task = &a.task;
     let arn = task.task_arn.clone();
-    match try_start(&inner, &docker, &task).await {
+    match try_start(&inner, &docker, &a).await {
         Ok(started) => {
-            if let Err(e) = commit_running(&inner, &task, &started) {
+            if let Err(e) = commit_running(&inner, &a, &started).await {
                 tracing::warn!(task = %arn, "recording the started task: {e}");
             }
         }
@@ -367,7 +354,7 @@ pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
                 tracing::warn!(task = %arn, "removing the containers of a failed start: {e}");
                 return;
             }
-            if let Err(e) = commit_failed(&inner, &arn, &reason) {
+            if let Err(e) = commit_failed(&inner, &arn, &reason).await {
                 tracing::warn!(task = %arn, "recording the failed start: {e}");
             }
         }
@@ -381,9 +368,10 @@ pub(crate) async fn start_task(inner: Arc<Inner>, docker: Docker, task: Task) {
 async fn try_start(
     inner: &Inner,
     docker: &Docker,
-    task: &Task,
+    a: &AssignedTask,
 ) -> Result<Vec<Started>, StartError> {
-    let (td, defs) = definitions(inner, task).map_err(StartError::Failed)?;
+    let task = &a.task;
+    let (td, defs) = definitions(task, a.task_definition.as_ref()).map_err(StartError::Failed)?;
     // Leftovers of an interrupted start go first, so a retry starts clean.
     remove_task_containers(inner, docker, &task.task_arn).await?;
     for d in &defs {
@@ -497,7 +485,7 @@ async fn try_start(
             }
             rounds += 1;
             // Every second or so, give up if the task was stopped meanwhile.
-            if rounds.is_multiple_of(10) && stop_requested(inner, &task.task_arn) {
+            if rounds.is_multiple_of(10) && stop_requested(inner, &task.task_arn).await {
                 remove_task_containers(inner, docker, &task.task_arn).await?;
                 return Err(StartError::Abandoned);
             }
@@ -507,123 +495,80 @@ async fn try_start(
     Ok(started)
 }
 
-fn stop_requested(inner: &Inner, task_arn: &str) -> bool {
-    let read = || -> Result<bool, StoreError> {
-        Ok(inner
-            .store
-            .begin()?
-            .get::<Task>(task_arn)?
-            .is_none_or(|t| t.value.desired_status == DesiredStatus::Stopped))
-    };
-    read().unwrap_or(false)
+/// Whether the control plane asks the task to stop (or knows it no more);
+/// false when it cannot tell now.
+async fn stop_requested(inner: &Inner, task_arn: &str) -> bool {
+    match manifest(inner).await {
+        Ok(m) => m
+            .task(task_arn)
+            .is_none_or(|a| a.task.desired_status == DesiredStatus::Stopped),
+        Err(_) => false,
+    }
 }
 
-/// The task's container record for `name`, created when the control layer made none.
-pub(crate) fn container_entry<'a>(
-    task: &'a mut Task,
-    name: &str,
-    image: &str,
-) -> &'a mut Container {
-    let pos = match task.containers.iter().position(|c| c.name == name) {
-        Some(p) => p,
-        None => {
-            let arn = berth_core::arn::ArnContext::default();
-            let cluster = berth_core::arn::cluster_name(&task.cluster_arn).to_owned();
-            let prefix = task.task_arn.split(":task/").next().unwrap_or("");
-            // Keep the region and account of the task's own ARN.
-            let container_arn = if prefix.is_empty() {
-                arn.container(&cluster, task_id(&task.task_arn), name)
-            } else {
-                format!(
-                    "{prefix}:container/{cluster}/{}/{name}",
-                    task_id(&task.task_arn)
-                )
-            };
-            task.containers.push(Container {
-                container_arn,
-                task_arn: Some(task.task_arn.clone()),
-                name: name.to_owned(),
-                image: image.to_owned(),
-                last_status: ContainerStatus::Pending,
-                exit_code: None,
-                reason: None,
-                health_status: None,
-                network_bindings: Vec::new(),
-                runtime_id: None,
+/// The started containers as a RUNNING task state change, its health from
+/// the essential containers' checks.
+fn running_change(
+    inner: &Inner,
+    a: &AssignedTask,
+    defs: &[ContainerDefinition],
+    started: &[Started],
+) -> berth_protocol::TaskStateChange {
+    let mut change = change_of(inner, &a.task.task_arn);
+    change.status = Some(TaskStatus::Running);
+    for s in started {
+        let image = defs
+            .iter()
+            .find(|d| d.name == s.name)
+            .map(|d| d.image.clone())
+            .or_else(|| {
+                a.task
+                    .containers
+                    .iter()
+                    .find(|c| c.name == s.name)
+                    .map(|c| c.image.clone())
             });
-            task.containers.len() - 1
-        }
-    };
-    &mut task.containers[pos]
+        let exited = s.seen.exited;
+        change.containers.push(ContainerStateChange {
+            container_name: s.name.clone(),
+            image,
+            runtime_id: Some(s.id.clone()),
+            status: Some(if exited {
+                ContainerStatus::Stopped
+            } else {
+                ContainerStatus::Running
+            }),
+            exit_code: if exited { s.seen.exit_code } else { None },
+            reason: None,
+            network_bindings: Some(s.seen.bindings.clone()),
+            health_status: s.seen.health.as_ref().map(ecs_health),
+        });
+    }
+    // The health of the task as it will be once the change applies.
+    let mut after = a.task.clone();
+    apply_task_state_change(&mut after, &change);
+    change.health_status = Some(crate::converge::task_health(&after, defs));
+    change
 }
 
-fn commit_running(inner: &Inner, snapshot: &Task, started: &[Started]) -> Result<(), AgentError> {
-    let images: HashMap<&str, &str> = snapshot
-        .containers
-        .iter()
-        .map(|c| (c.name.as_str(), c.image.as_str()))
-        .collect();
-    let defs = definitions(inner, snapshot)
+async fn commit_running(
+    inner: &Inner,
+    a: &AssignedTask,
+    started: &[Started],
+) -> Result<(), AgentError> {
+    let defs = definitions(&a.task, a.task_definition.as_ref())
         .map(|(_, d)| d)
         .unwrap_or_default();
-    inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(&snapshot.task_arn)? else {
-            return Ok(());
-        };
-        let t = &mut t.value;
-        if t.last_status == TaskStatus::Stopped {
-            return Ok(());
-        }
-        for s in started {
-            let image = defs
-                .iter()
-                .find(|d| d.name == s.name)
-                .map(|d| d.image.as_str())
-                .or(images.get(s.name.as_str()).copied())
-                .unwrap_or("");
-            let c = container_entry(t, &s.name, image);
-            c.runtime_id = Some(s.id.clone());
-            c.network_bindings = s.seen.bindings.clone();
-            c.health_status = s.seen.health.as_ref().map(ecs_health);
-            if s.seen.exited {
-                c.last_status = ContainerStatus::Stopped;
-                c.exit_code = s.seen.exit_code;
-            } else {
-                c.last_status = ContainerStatus::Running;
-            }
-        }
-        t.last_status = TaskStatus::Running;
-        t.started_at = Some(now());
-        t.health_status = Some(crate::converge::task_health(t, &defs));
-        t.version += 1;
-        txn.put(t)?;
-        refresh_instance(txn, &inner.instance_arn)?;
-        Ok(())
-    })?;
+    let change = running_change(inner, a, &defs, started);
+    inner.plane.submit_task_state_change(change).await?;
     Ok(())
 }
 
-fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<(), AgentError> {
-    inner.store.update(|txn| -> Result<(), StoreError> {
-        let Some(mut t) = txn.get::<Task>(task_arn)? else {
-            return Ok(());
-        };
-        let t = &mut t.value;
-        let ts = now();
-        t.desired_status = DesiredStatus::Stopped;
-        t.last_status = TaskStatus::Stopped;
-        t.stop_code = Some(StopCode::TaskFailedToStart);
-        t.stopped_reason = Some(reason.to_owned());
-        t.stopping_at.get_or_insert(ts);
-        t.stopped_at = Some(ts);
-        for c in &mut t.containers {
-            c.last_status = ContainerStatus::Stopped;
-            c.runtime_id = None;
-        }
-        t.version += 1;
-        txn.put(t)?;
-        refresh_instance(txn, &inner.instance_arn)?;
-        Ok(())
-    })?;
+async fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<(), AgentError> {
+    let mut change = change_of(inner, task_arn);
+    change.status = Some(TaskStatus::Stopped);
+    change.stop_code = Some(StopCode::TaskFailedToStart);
+    change.reason = Some(reason.to_owned());
+    inner.plane.submit_task_state_change(change).await?;
     Ok(())
 }

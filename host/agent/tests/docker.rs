@@ -1,17 +1,19 @@
 //! The agent against the real Docker daemon, with a tiny image built locally.
-//! Each test plays the control layer (writes Task records), drives the agent
-//! pass by pass, and removes what it created through a guard, also on failure.
+//! Each test plays the control layer (places tasks on a control plane in
+//! memory, `support::FakeControlPlane`), drives the agent pass by pass, and
+//! removes what it created through a guard, also on failure.
 
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test_image};
 use berth_agent::{Agent, AgentConfig, LABEL_INSTANCE, LABEL_TASK_ARN};
 use berth_core::arn::ArnContext;
-use berth_core::model::{
-    ContainerInstance, ContainerStatus, DesiredStatus, HealthStatus, StopCode, Task,
-    TaskDefinition, TaskStatus,
-};
-use berth_store::Store;
+use berth_core::model::{ContainerInstance, Task, TaskDefinition};
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
+use berth_protocol::TaskLogsRequest;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use serde_json::json;
@@ -19,7 +21,7 @@ use serde_json::json;
 struct Fixture {
     docker: Docker,
     dir: tempfile::TempDir,
-    store: Store,
+    plane: Arc<support::FakeControlPlane>,
     agent: Agent,
     // Last, so containers go before the store and directory.
     _guard: CleanupGuard,
@@ -29,24 +31,24 @@ async fn fixture() -> Option<Fixture> {
     let docker = docker_or_skip().await?;
     ensure_test_image(&docker).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("berth.redb")).expect("store");
+    let plane = Arc::new(support::FakeControlPlane::default());
     let mut cfg = AgentConfig::new("default", dir.path());
     cfg.default_stop_timeout = Duration::from_secs(5);
-    let agent = Agent::new(store.clone(), cfg).expect("agent");
+    let agent = Agent::new(plane.clone(), cfg).expect("agent");
     let guard = CleanupGuard::new(LABEL_INSTANCE, agent.instance_arn());
     agent.register().await.expect("register");
     Some(Fixture {
         docker,
         dir,
-        store,
+        plane,
         agent,
         _guard: guard,
     })
 }
 
 impl Fixture {
-    /// Registers `containers` as task definition `family:1` and writes a PENDING
-    /// task of it on this instance, as the control layer does.
+    /// Registers `containers` as task definition `family:1` and places a
+    /// PENDING task of it on this instance, as the control layer does.
     fn run_task(&self, family: &str, containers: serde_json::Value) -> String {
         let arn = ArnContext::default();
         let td: TaskDefinition = serde_json::from_value(json!({
@@ -65,43 +67,21 @@ impl Fixture {
             "createdAt": 1.0, "version": 1, "launchType": "EC2",
         }))
         .expect("task");
-        let mut txn = self.store.begin().expect("begin");
-        txn.put(&td).expect("put td");
-        txn.put(&task).expect("put task");
-        txn.commit().expect("commit");
-        task.task_arn
+        let arn = task.task_arn.clone();
+        self.plane.place(td, task);
+        arn
     }
 
     fn task(&self, arn: &str) -> Task {
-        self.store
-            .begin()
-            .expect("begin")
-            .get::<Task>(arn)
-            .expect("get")
-            .expect("task exists")
-            .value
+        self.plane.task(arn)
     }
 
     fn instance(&self) -> ContainerInstance {
-        self.store
-            .begin()
-            .expect("begin")
-            .get::<ContainerInstance>(self.agent.instance_arn())
-            .expect("get")
-            .expect("instance")
-            .value
+        self.plane.instance(self.agent.instance_arn())
     }
 
     fn stop_task(&self, arn: &str) {
-        self.store
-            .update(|txn| -> Result<(), berth_store::StoreError> {
-                let mut t = txn.get::<Task>(arn)?.expect("task").value;
-                t.desired_status = DesiredStatus::Stopped;
-                t.stop_code = Some(StopCode::UserInitiated);
-                t.version += 1;
-                txn.put(&t)
-            })
-            .expect("stop");
+        self.plane.stop(arn);
     }
 
     /// Reconciles until `done(task)` holds; panics with the task after 90 s.
@@ -376,7 +356,7 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
     // A new agent on the same data directory: the same instance, the same containers.
     let mut cfg = AgentConfig::new("default", f.dir.path());
     cfg.default_stop_timeout = Duration::from_secs(5);
-    let again = Agent::new(f.store.clone(), cfg).expect("agent");
+    let again = Agent::new(f.plane.clone(), cfg).expect("agent");
     assert_eq!(again.instance_arn(), f.agent.instance_arn());
     again.register().await.expect("re-register");
     for _ in 0..5 {
@@ -461,6 +441,27 @@ async fn logs_come_from_docker() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The log-read side of the protocol reads the same output, timestamped.
+    let logs = f
+        .agent
+        .log_reader()
+        .read_task_logs(TaskLogsRequest {
+            task_arn: arn.clone(),
+            container: None,
+            start_micros: None,
+            limit: 100,
+        })
+        .await
+        .expect("log read");
+    assert_eq!(logs.containers.len(), 1);
+    assert_eq!(logs.containers[0].name, "app");
+    let lines: Vec<&str> = logs.containers[0]
+        .entries
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(lines.contains(&"hello-from-berth"), "{lines:?}");
+    assert!(logs.containers[0].entries.iter().all(|e| e.nanos > 0));
     let mut out = Vec::new();
     let err = berth_agent::logs::task_logs(&id, Some("nope"), false, &mut out)
         .await

@@ -9,4 +9,5 @@ pub mod model;
 pub mod placement;
 pub mod query;
 pub mod status;
+pub mod usage;
 pub mod validate;

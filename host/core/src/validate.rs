@@ -262,6 +262,19 @@ fn container(
     host_ports: &mut HashMap<(u32, crate::model::Protocol), String>,
 ) {
     let p = format!("containerDefinitions[{i}]");
+    container_basics(c, &p, d);
+    container_ports(c, &p, d, network, host_ports);
+    container_environment(c, &p, d);
+    if let Some(hc) = &d.health_check {
+        container_health_check(c, &p, hc);
+    }
+    container_dependencies(c, &p, i, d, defs, names);
+    container_mounts(c, &p, d, names, volumes);
+    container_ulimits(c, &p, d);
+}
+
+/// Name, image, memory limits and stop timeout of container `p`.
+fn container_basics(c: &mut Check, p: &str, d: &ContainerDefinition) {
     if !valid_name(&d.name) {
         c.err(
             format!("{p}.name"),
@@ -297,6 +310,17 @@ fn container(
         );
     }
     c.range(&format!("{p}.stopTimeout"), d.stop_timeout, 0, 120);
+}
+
+/// Port mappings of container `p`: port numbers, what the network mode
+/// allows, and host ports claimed twice within the task.
+fn container_ports(
+    c: &mut Check,
+    p: &str,
+    d: &ContainerDefinition,
+    network: NetworkMode,
+    host_ports: &mut HashMap<(u32, crate::model::Protocol), String>,
+) {
     for (j, pm) in d.port_mappings.iter().enumerate() {
         let pp = format!("{p}.portMappings[{j}]");
         if pm.container_port == 0 || pm.container_port > 65535 {
@@ -347,6 +371,9 @@ fn container(
             );
         }
     }
+}
+
+fn container_environment(c: &mut Check, p: &str, d: &ContainerDefinition) {
     for (j, e) in d.environment.iter().enumerate() {
         if e.name.is_empty() || e.name.contains('=') {
             c.err(
@@ -355,24 +382,37 @@ fn container(
             );
         }
     }
-    if let Some(hc) = &d.health_check {
-        let hp = format!("{p}.healthCheck");
-        match hc.command.first().map(String::as_str) {
-            Some("CMD") | Some("CMD-SHELL") if hc.command.len() >= 2 => {}
-            Some("NONE") => {}
-            _ => c.err(
-                format!("{hp}.command"),
-                format!(
-                    "{:?} must start with \"CMD\" or \"CMD-SHELL\" followed by the command",
-                    hc.command
-                ),
+}
+
+fn container_health_check(c: &mut Check, p: &str, hc: &crate::model::HealthCheck) {
+    let hp = format!("{p}.healthCheck");
+    match hc.command.first().map(String::as_str) {
+        Some("CMD") | Some("CMD-SHELL") if hc.command.len() >= 2 => {}
+        Some("NONE") => {}
+        _ => c.err(
+            format!("{hp}.command"),
+            format!(
+                "{:?} must start with \"CMD\" or \"CMD-SHELL\" followed by the command",
+                hc.command
             ),
-        }
-        c.range(&format!("{hp}.interval"), hc.interval, 5, 300);
-        c.range(&format!("{hp}.timeout"), hc.timeout, 2, 60);
-        c.range(&format!("{hp}.retries"), hc.retries, 1, 10);
-        c.range(&format!("{hp}.startPeriod"), hc.start_period, 0, 300);
+        ),
     }
+    c.range(&format!("{hp}.interval"), hc.interval, 5, 300);
+    c.range(&format!("{hp}.timeout"), hc.timeout, 2, 60);
+    c.range(&format!("{hp}.retries"), hc.retries, 1, 10);
+    c.range(&format!("{hp}.startPeriod"), hc.start_period, 0, 300);
+}
+
+/// dependsOn of container `i`: targets that exist, conditions they can meet,
+/// no cycle.
+fn container_dependencies(
+    c: &mut Check,
+    p: &str,
+    i: usize,
+    d: &ContainerDefinition,
+    defs: &[ContainerDefinition],
+    names: &HashMap<&str, usize>,
+) {
     for (j, dep) in d.depends_on.iter().enumerate() {
         let dp = format!("{p}.dependsOn[{j}].containerName");
         match names.get(dep.container_name.as_str()) {
@@ -408,6 +448,17 @@ fn container(
             format!("dependency cycle: {cycle}"),
         );
     }
+}
+
+/// mountPoints and volumesFrom of container `p`: their volumes and source
+/// containers exist in the task definition.
+fn container_mounts(
+    c: &mut Check,
+    p: &str,
+    d: &ContainerDefinition,
+    names: &HashMap<&str, usize>,
+    volumes: &BTreeSet<&str>,
+) {
     for (j, m) in d.mount_points.iter().enumerate() {
         match m.source_volume.as_deref() {
             Some(v) if volumes.contains(v) => {}
@@ -440,6 +491,9 @@ fn container(
             );
         }
     }
+}
+
+fn container_ulimits(c: &mut Check, p: &str, d: &ContainerDefinition) {
     for (j, u) in d.ulimits.iter().enumerate() {
         if u.soft_limit > u.hard_limit {
             c.err(
@@ -449,7 +503,6 @@ fn container(
         }
     }
 }
-
 /// A dependsOn cycle through container `start`, printed as `a -> b -> a`.
 /// Only reported from the container that is first in the cycle, so one
 /// cycle gives one error.

@@ -3,11 +3,11 @@
 //! atomic swap of the active version.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwapOption;
 use berth_core::placement::{ClusterState, Placement, PlacementRequest, Placer};
-use berth_store::{Index, PageRequest, Record, Store};
+use berth_store::{Changes, Index, PageRequest, Record, Store, Txn, Watch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DecisionError, InstallError, RegistryError};
@@ -144,6 +144,9 @@ pub struct Registry {
     active: RwLock<HashMap<String, Arc<ArcSwapOption<LoadedPolicy>>>>,
     /// The fallback per scope key (absent: [`Fallback::Native`]).
     fallbacks: RwLock<HashMap<String, Fallback>>,
+    /// The watch of the policies and bindings tables, up to where this
+    /// process has applied them.
+    following: Mutex<Watch>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -160,52 +163,137 @@ fn store_err(e: impl std::fmt::Display) -> RegistryError {
 
 impl Registry {
     /// Opens the registry over `store`, loading every installed policy and
-    /// every binding (so activations survive restart).
+    /// every binding (so activations survive restart), then following the
+    /// store: what another process installs or activates over the same
+    /// store takes effect here at the next decision.
     pub fn open(host: Arc<PolicyHost>, store: Store) -> Result<Registry, RegistryError> {
+        let txn = store.begin().map_err(store_err)?;
+        let from = txn.revision().map_err(store_err)?;
+        let following = store.watch(&[PolicyRecord::TABLE, PolicyBinding::TABLE], from);
         let reg = Registry {
             host,
             store,
             loaded: RwLock::default(),
             active: RwLock::default(),
             fallbacks: RwLock::default(),
+            following: Mutex::new(following),
         };
-        let txn = reg.store.begin().map_err(store_err)?;
+        reg.load_all(&txn)?;
+        Ok(reg)
+    }
+
+    /// Loads every installed policy and applies every binding as `txn`
+    /// reads them; scopes without a binding there go back to native.
+    fn load_all(&self, txn: &Txn) -> Result<(), RegistryError> {
         let mut page = PageRequest::first(256);
         loop {
             let p = txn.list::<PolicyRecord>(page.clone()).map_err(store_err)?;
             for rec in p.items {
                 let bytes = hex::decode(&rec.value.wasm_hex).map_err(store_err)?;
-                reg.load(&bytes)?;
+                self.load(&bytes)?;
             }
             match p.next_token {
                 Some(t) => page.token = Some(t),
                 None => break,
             }
         }
+        let mut bound = Vec::new();
         let mut page = PageRequest::first(256);
         loop {
             let p = txn.list::<PolicyBinding>(page.clone()).map_err(store_err)?;
             for b in p.items {
-                // A binding whose policy is gone (a remove racing an
-                // activate) must not keep berth from starting: that scope
-                // falls back to the native strategies, and says so.
-                let policy = match reg.get(&b.value.sha256) {
-                    Ok(p) => p,
-                    Err(RegistryError::NotFound(_)) => {
-                        tracing::warn!(scope = %b.value.scope, policy = %b.value.sha256, "binding to a policy that is not installed; ignored");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                reg.set_fallback(&b.value.scope, b.value.fallback);
-                reg.slot(&b.value.scope).store(Some(policy));
+                bound.push(b.value.scope.clone());
+                self.apply_binding(&b.value.scope, Some(&b.value))?;
             }
             match p.next_token {
                 Some(t) => page.token = Some(t),
                 None => break,
             }
         }
-        Ok(reg)
+        let known: Vec<String> = match self.active.read() {
+            Ok(a) => a.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for scope in known.iter().filter(|k| !bound.contains(k)) {
+            self.apply_binding(scope, None)?;
+        }
+        Ok(())
+    }
+
+    /// Makes this process's view of one scope what the store holds.
+    fn apply_binding(
+        &self,
+        scope_key: &str,
+        binding: Option<&PolicyBinding>,
+    ) -> Result<(), RegistryError> {
+        let Some(b) = binding else {
+            self.slot(scope_key).store(None);
+            return Ok(());
+        };
+        // A binding whose policy is gone (a remove racing an activate)
+        // must not keep berth from starting: that scope falls back to the
+        // native strategies, and says so.
+        let policy = match self.get(&b.sha256) {
+            Ok(p) => p,
+            Err(RegistryError::NotFound(_)) => {
+                tracing::warn!(scope = %b.scope, policy = %b.sha256, "binding to a policy that is not installed; ignored");
+                self.slot(scope_key).store(None);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.set_fallback(scope_key, b.fallback);
+        self.slot(scope_key).store(Some(policy));
+        Ok(())
+    }
+
+    /// Applies what was committed to the policies and their bindings since
+    /// the last look, by this process or any other over the store. Cheap
+    /// when nothing was committed at all; called at each decision.
+    pub fn follow_store(&self) -> Result<(), RegistryError> {
+        let mut following = self.following.lock().map_err(store_err)?;
+        let changes = following.poll().map_err(store_err)?;
+        let events = match changes {
+            Changes::Events { events, .. } => events,
+            Changes::Compacted { .. } => {
+                let txn = self.store.begin().map_err(store_err)?;
+                return self.load_all(&txn);
+            }
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Apply each changed record as it is now: the latest state wins.
+        let mut txn = self.store.begin().map_err(store_err)?;
+        for e in events.iter().filter(|e| e.table == PolicyRecord::TABLE) {
+            match txn.get::<PolicyRecord>(&e.key).map_err(store_err)? {
+                Some(rec) if !self.is_loaded(&e.key) => {
+                    let bytes = hex::decode(&rec.value.wasm_hex).map_err(store_err)?;
+                    self.load(&bytes)?;
+                }
+                Some(_) => {}
+                None => {
+                    self.loaded.write().map_err(store_err)?.remove(&e.key);
+                }
+            }
+        }
+        for e in events.iter().filter(|e| e.table == PolicyBinding::TABLE) {
+            let b = txn.get::<PolicyBinding>(&e.key).map_err(store_err)?;
+            self.apply_binding(&e.key, b.as_ref().map(|b| &b.value))?;
+        }
+        Ok(())
+    }
+
+    /// [`Registry::follow_store`] where a failure must not stop a decision:
+    /// it is logged, and what this process knows stands.
+    fn follow_store_or_log(&self) {
+        if let Err(e) = self.follow_store() {
+            tracing::warn!(error = %e, "reading policy changes from the store failed");
+        }
+    }
+
+    fn is_loaded(&self, sha256: &str) -> bool {
+        self.loaded.read().is_ok_and(|l| l.contains_key(sha256))
     }
 
     /// The engine host.
@@ -298,6 +386,7 @@ impl Registry {
 
     /// Every installed policy.
     pub fn list(&self) -> Vec<PolicySummary> {
+        self.follow_store_or_log();
         let Ok(loaded) = self.loaded.read() else {
             return Vec::new();
         };
@@ -321,6 +410,7 @@ impl Registry {
 
     /// One policy with its counters.
     pub fn show(&self, id_or_name: &str) -> Result<PolicySummary, RegistryError> {
+        self.follow_store_or_log();
         let p = self.get(id_or_name)?;
         Ok(self.summary(&p))
     }
@@ -352,6 +442,25 @@ impl Registry {
         Ok(p)
     }
 
+    /// Buffers in `txn` the binding that makes `policy` the active one of
+    /// `scope`, so it commits with whatever else `txn` writes (CreateService
+    /// with its policy tag). This process applies it at its next decision
+    /// after the commit, as every other process over the store does.
+    pub fn bind_in(
+        &self,
+        txn: &mut Txn,
+        scope: &Scope,
+        policy: &LoadedPolicy,
+        fallback: Fallback,
+    ) -> Result<(), RegistryError> {
+        txn.put(&PolicyBinding {
+            scope: scope.key(),
+            sha256: policy.compiled.sha256.clone(),
+            fallback,
+        })
+        .map_err(store_err)
+    }
+
     fn set_fallback(&self, scope_key: &str, fallback: Fallback) {
         if let Ok(mut f) = self.fallbacks.write() {
             f.insert(scope_key.to_owned(), fallback);
@@ -378,6 +487,7 @@ impl Registry {
 
     /// Removes an installed policy; refused while it is active anywhere.
     pub fn remove(&self, id_or_name: &str) -> Result<(), RegistryError> {
+        self.follow_store_or_log();
         let p = self.get(id_or_name)?;
         let sha = p.compiled.sha256.clone();
         let scopes = self.scopes_of(&sha);
@@ -432,6 +542,7 @@ impl Registry {
         service: Option<&str>,
         call: Option<&str>,
     ) -> Result<Option<(Arc<LoadedPolicy>, Fallback)>, RegistryError> {
+        self.follow_store_or_log();
         if let Some(c) = call {
             return self.get(c).map(|p| Some((p, Fallback::Native)));
         }
@@ -452,8 +563,11 @@ impl Registry {
             .map(|p| (p, self.fallback_of(&key))))
     }
 
-    /// A runner following the active policy of a scope.
+    /// A runner following the active policy of a scope (as this registry
+    /// knows it: [`Registry::follow_store`] brings in other processes'
+    /// activations).
     pub fn runner(&self, scope: &Scope, fallback: Fallback) -> PolicyRunner {
+        self.follow_store_or_log();
         PolicyRunner {
             host: self.host.clone(),
             slot: self.slot(&scope.key()),

@@ -15,6 +15,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::PlacementPolicy;
 use crate::bindings::berth::placement::types as wit;
+use crate::bindings::exports::berth::placement::policy::Guest as PolicyExports;
 use crate::error::{DecisionError, FailureKind};
 use crate::host::{CompiledPolicy, PolicyHost, StoreData, TICK};
 
@@ -513,110 +514,160 @@ impl PolicySession {
         let p = live.bindings.berth_placement_policy();
         let store = &mut live.store;
         if !self.dirty.is_empty() {
-            let mut dirty = std::mem::take(&mut self.dirty);
-            dirty.sort_unstable();
-            dirty.dedup();
-            let (lo, hi) = state.ephemeral_ports();
-            let range = u32::from(hi - lo) + 1;
-            for i in dirty.into_iter().filter(|&i| i < state.len()) {
-                let inst = state.instance(i);
-                let mut new_names = Vec::new();
-                let attrs = self.intern_attributes(inst, &mut new_names);
-                for (id, name) in &new_names {
-                    p.call_define_attribute(&mut *store, *id, name)?;
-                }
-                let (tcp, udp) = static_ports(inst, lo, hi);
-                if self.ports_sent.len() <= i {
-                    self.ports_sent.resize(i + 1, None);
-                }
-                self.ports_sent[i] = Some((tcp.clone(), udp.clone()));
-                let record = wit::Instance {
-                    id: i as u32,
-                    schedulable: inst.spec.active && inst.spec.agent_connected,
-                    cpu_total: inst.spec.cpu,
-                    memory_total: inst.spec.memory,
-                    cpu_free: state.cpu_free(i),
-                    memory_free: state.mem_free(i),
-                    tcp_ports: tcp,
-                    udp_ports: udp,
-                    ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
-                    ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
-                    running_tasks: inst.running_tasks,
-                    attributes: attrs
-                        .into_iter()
-                        .map(|(name, value)| wit::Attribute { name, value })
-                        .collect(),
-                };
-                let groups: Vec<(u32, u32)> = self
-                    .groups
-                    .iter()
-                    .map(|(g, &id)| (id, state.group_count(g, i)))
-                    .collect();
-                p.call_upsert(&mut *store, &record, &groups)?;
-            }
-            self.synced = state.len();
-            // Attributes may have changed: filters are recomputed on use.
-            self.filters.clear();
+            self.sync_dirty(p, store, state)?;
         }
         // The usage changes ride on the `place` call below.
+        let changes = self.usage_changes(state);
+        let group = self.group_id(p, store, state, &req.task.group)?;
+        let filter = self.filter_id(p, store, state, req)?;
+        let family = self.family_id(p, store, req)?;
+        let strategy = self.strategy_id(p, store, req)?;
+        let task = wit_task(req, group, family, filter, strategy);
+        p.call_place(
+            &mut *store,
+            &changes,
+            &task,
+            u32::try_from(count).unwrap_or(u32::MAX),
+        )
+    }
+
+    /// Sends the instances marked changed in full (attributes, ports,
+    /// resources, group counts), and any instances added since the sync.
+    fn sync_dirty(
+        &mut self,
+        p: &PolicyExports,
+        store: &mut Store<StoreData>,
+        state: &ClusterState,
+    ) -> wasmtime::Result<()> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        let (lo, hi) = state.ephemeral_ports();
+        let range = u32::from(hi - lo) + 1;
+        for i in dirty.into_iter().filter(|&i| i < state.len()) {
+            let inst = state.instance(i);
+            let mut new_names = Vec::new();
+            let attrs = self.intern_attributes(inst, &mut new_names);
+            for (id, name) in &new_names {
+                p.call_define_attribute(&mut *store, *id, name)?;
+            }
+            let (tcp, udp) = static_ports(inst, lo, hi);
+            if self.ports_sent.len() <= i {
+                self.ports_sent.resize(i + 1, None);
+            }
+            self.ports_sent[i] = Some((tcp.clone(), udp.clone()));
+            let record = wit::Instance {
+                id: i as u32,
+                schedulable: inst.spec.active && inst.spec.agent_connected,
+                cpu_total: inst.spec.cpu,
+                memory_total: inst.spec.memory,
+                cpu_free: state.cpu_free(i),
+                memory_free: state.mem_free(i),
+                tcp_ports: tcp,
+                udp_ports: udp,
+                ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
+                ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
+                running_tasks: inst.running_tasks,
+                attributes: attrs
+                    .into_iter()
+                    .map(|(name, value)| wit::Attribute { name, value })
+                    .collect(),
+            };
+            let groups: Vec<(u32, u32)> = self
+                .groups
+                .iter()
+                .map(|(g, &id)| (id, state.group_count(g, i)))
+                .collect();
+            p.call_upsert(&mut *store, &record, &groups)?;
+        }
+        self.synced = state.len();
+        // Attributes may have changed: filters are recomputed on use.
+        self.filters.clear();
+        Ok(())
+    }
+
+    /// The usage of the instances whose tasks changed, and their group
+    /// counts, as changes for the next `place` call.
+    fn usage_changes(&mut self, state: &ClusterState) -> Vec<wit::Change> {
         let mut changes = Vec::new();
-        if !self.usage_dirty.is_empty() {
-            let mut dirty = std::mem::take(&mut self.usage_dirty);
-            dirty.sort_unstable();
-            dirty.dedup();
-            let (lo, hi) = state.ephemeral_ports();
-            let range = u32::from(hi - lo) + 1;
-            changes.reserve(dirty.len() * (1 + self.groups.len()));
-            for i in dirty.into_iter().filter(|&i| i < self.synced) {
-                let inst = state.instance(i);
-                // Static ports cross only when they differ from the mirror's.
-                let unchanged =
-                    self.ports_sent
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|(tcp, udp)| {
-                            static_iter(&inst.ports[0], lo, hi).eq(tcp.iter().copied())
-                                && static_iter(&inst.ports[1], lo, hi).eq(udp.iter().copied())
-                        });
-                let ports = if unchanged {
-                    None
-                } else {
-                    let (tcp, udp) = static_ports(inst, lo, hi);
-                    if let Some(slot) = self.ports_sent.get_mut(i) {
-                        *slot = Some((tcp.clone(), udp.clone()));
-                    }
-                    Some((tcp, udp))
-                };
-                changes.push(wit::Change::Usage(wit::Usage {
-                    id: i as u32,
-                    cpu_free: state.cpu_free(i),
-                    memory_free: state.mem_free(i),
-                    ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
-                    ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
-                    running_tasks: inst.running_tasks,
-                    ports,
-                }));
-                for (g, &id) in &self.groups {
-                    changes.push(wit::Change::GroupCount(wit::GroupCount {
-                        group: id,
-                        instance: i as u32,
-                        count: state.group_count(g, i),
-                    }));
+        let mut dirty = std::mem::take(&mut self.usage_dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        let (lo, hi) = state.ephemeral_ports();
+        let range = u32::from(hi - lo) + 1;
+        changes.reserve(dirty.len() * (1 + self.groups.len()));
+        for i in dirty.into_iter().filter(|&i| i < self.synced) {
+            let inst = state.instance(i);
+            // Static ports cross only when they differ from the mirror's.
+            let unchanged =
+                self.ports_sent
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|(tcp, udp)| {
+                        static_iter(&inst.ports[0], lo, hi).eq(tcp.iter().copied())
+                            && static_iter(&inst.ports[1], lo, hi).eq(udp.iter().copied())
+                    });
+            let ports = if unchanged {
+                None
+            } else {
+                let (tcp, udp) = static_ports(inst, lo, hi);
+                if let Some(slot) = self.ports_sent.get_mut(i) {
+                    *slot = Some((tcp.clone(), udp.clone()));
                 }
+                Some((tcp, udp))
+            };
+            changes.push(wit::Change::Usage(wit::Usage {
+                id: i as u32,
+                cpu_free: state.cpu_free(i),
+                memory_free: state.mem_free(i),
+                ephemeral_tcp_free: range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32),
+                ephemeral_udp_free: range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32),
+                running_tasks: inst.running_tasks,
+                ports,
+            }));
+            for (g, &id) in &self.groups {
+                changes.push(wit::Change::GroupCount(wit::GroupCount {
+                    group: id,
+                    instance: i as u32,
+                    count: state.group_count(g, i),
+                }));
             }
         }
-        let group = match self.groups.get(&req.task.group) {
+        changes
+    }
+
+    /// The policy's id of task group `name`, defined on first use with its
+    /// count on every instance.
+    fn group_id(
+        &mut self,
+        p: &PolicyExports,
+        store: &mut Store<StoreData>,
+        state: &ClusterState,
+        name: &str,
+    ) -> wasmtime::Result<u32> {
+        Ok(match self.groups.get(name) {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
                 let counts: Vec<u32> = (0..state.len())
-                    .map(|i| state.group_count(&req.task.group, i))
+                    .map(|i| state.group_count(name, i))
                     .collect();
-                p.call_define_group(&mut *store, g, &req.task.group, &counts)?;
-                self.groups.insert(req.task.group.clone(), g);
+                p.call_define_group(&mut *store, g, name, &counts)?;
+                self.groups.insert(name.to_owned(), g);
                 g
             }
-        };
+        })
+    }
+
+    /// The filter of the request's static constraints (membership computed
+    /// here, once per distinct set of sources), or None when it has none.
+    fn filter_id(
+        &mut self,
+        p: &PolicyExports,
+        store: &mut Store<StoreData>,
+        state: &ClusterState,
+        req: &PlacementRequest,
+    ) -> wasmtime::Result<Option<u32>> {
         let mut key = std::mem::take(&mut self.key);
         key.clear();
         for c in &req.constraints {
@@ -650,12 +701,23 @@ impl PolicySession {
             self.filters.insert(key.clone(), f);
             Some(f)
         };
+        self.key = key;
+        Ok(filter)
+    }
+
+    /// The policy's id of the request's family, defined on first use.
+    fn family_id(
+        &mut self,
+        p: &PolicyExports,
+        store: &mut Store<StoreData>,
+        req: &PlacementRequest,
+    ) -> wasmtime::Result<u32> {
         let family_name = if req.task.family.is_empty() {
             family_of(&req.task.group)
         } else {
             req.task.family.as_str()
         };
-        let family = match self.families.get(family_name) {
+        Ok(match self.families.get(family_name) {
             Some(&f) => f,
             None => {
                 let f = self.families.len() as u32;
@@ -663,7 +725,17 @@ impl PolicySession {
                 self.families.insert(family_name.to_owned(), f);
                 f
             }
-        };
+        })
+    }
+
+    /// The policy's id of the request's strategies, defined on first use.
+    fn strategy_id(
+        &mut self,
+        p: &PolicyExports,
+        store: &mut Store<StoreData>,
+        req: &PlacementRequest,
+    ) -> wasmtime::Result<u32> {
+        let mut key = std::mem::take(&mut self.key);
         key.clear();
         for s in &req.strategies {
             let (kind, prefix, field) = strategy_parts(s);
@@ -689,42 +761,7 @@ impl PolicySession {
             }
         };
         self.key = key;
-        let (mut dynamic_tcp, mut dynamic_udp) = (0, 0);
-        for p in &req.task.dynamic_ports {
-            match p {
-                Protocol::Tcp => dynamic_tcp += 1,
-                Protocol::Udp => dynamic_udp += 1,
-            }
-        }
-        let task = wit::Task {
-            cpu: req.task.cpu,
-            memory: req.task.memory,
-            static_ports: req
-                .task
-                .static_ports
-                .iter()
-                .map(|&(port, proto)| wit::StaticPort {
-                    port,
-                    udp: proto == Protocol::Udp,
-                })
-                .collect(),
-            dynamic_tcp,
-            dynamic_udp,
-            group,
-            family,
-            distinct_instance: req
-                .constraints
-                .iter()
-                .any(|c| matches!(c, Constraint::DistinctInstance)),
-            filter,
-            strategy,
-        };
-        p.call_place(
-            &mut *store,
-            &changes,
-            &task,
-            u32::try_from(count).unwrap_or(u32::MAX),
-        )
+        Ok(strategy)
     }
 
     /// Invariant 3: every answer is checked by the native engine before it counts.
@@ -791,6 +828,47 @@ pub fn host_ports(req: &PlacementRequest, p: &Placement) -> Vec<(u16, Protocol)>
                 .zip(req.task.dynamic_ports.iter().copied()),
         )
         .collect()
+}
+
+/// The task as the policy sees it, with the ids of its group, family,
+/// filter and strategies.
+fn wit_task(
+    req: &PlacementRequest,
+    group: u32,
+    family: u32,
+    filter: Option<u32>,
+    strategy: u32,
+) -> wit::Task {
+    let (mut dynamic_tcp, mut dynamic_udp) = (0, 0);
+    for p in &req.task.dynamic_ports {
+        match p {
+            Protocol::Tcp => dynamic_tcp += 1,
+            Protocol::Udp => dynamic_udp += 1,
+        }
+    }
+    wit::Task {
+        cpu: req.task.cpu,
+        memory: req.task.memory,
+        static_ports: req
+            .task
+            .static_ports
+            .iter()
+            .map(|&(port, proto)| wit::StaticPort {
+                port,
+                udp: proto == Protocol::Udp,
+            })
+            .collect(),
+        dynamic_tcp,
+        dynamic_udp,
+        group,
+        family,
+        distinct_instance: req
+            .constraints
+            .iter()
+            .any(|c| matches!(c, Constraint::DistinctInstance)),
+        filter,
+        strategy,
+    }
 }
 
 /// The ports of `set` outside the ephemeral range `lo..=hi` (static ports).

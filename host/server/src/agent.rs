@@ -1,10 +1,17 @@
-//! Glue between `berth up` and the Docker agents (crate `berth-agent`).
+//! Glue between `berth up` and the Docker agents (crate `berth-agent`):
+//! they reach the control plane through the in-process implementation of
+//! the agent protocol (`control::agents::LocalControlPlane`), and their
+//! log-read side is registered by instance for GetTaskLogs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use berth_agent::{Agent, AgentConfig, AgentHandle};
+use berth_core::arn::ArnContext;
+use berth_protocol::ControlPlane;
+
+use crate::control::agents::{AgentLogReaders, LocalControlPlane};
 
 /// `berth up`'s agent options.
 #[derive(Debug, Clone)]
@@ -23,6 +30,8 @@ pub struct RunningAgents {
     /// The control layer announces placed and stopping tasks here; every
     /// agent is woken (each also looks at the store every 500 ms).
     pub notifier: Arc<tokio::sync::Notify>,
+    /// The agents' log-read side, by instance, for the API's GetTaskLogs.
+    pub log_readers: Arc<AgentLogReaders>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     fan_out: tokio::task::JoinHandle<()>,
@@ -45,14 +54,19 @@ impl RunningAgents {
 /// instance of the `default` cluster (stable ids in `data_dir`), on the
 /// current runtime. When no Docker daemon answers they say so and keep
 /// retrying, with the instances shown `agentConnected: false`.
-pub fn spawn(
-    store: &berth_store::Store,
+pub async fn spawn(
+    store: &Arc<berth_store::Store>,
     data_dir: &Path,
     opts: &AgentOptions,
 ) -> anyhow::Result<RunningAgents> {
     if opts.instances == 0 {
         anyhow::bail!("--instances 0: berth up needs at least one container instance");
     }
+    let plane: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane::new(
+        Arc::clone(store),
+        ArnContext::default(),
+    ));
+    let log_readers = Arc::new(AgentLogReaders::default());
     // A watch, not a Notify: it holds the stop even for an agent not yet polled.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut handles: Vec<AgentHandle> = Vec::new();
@@ -63,10 +77,9 @@ pub fn spawn(
         cfg.share = opts.instances;
         cfg.availability_zone = opts.availability_zone.clone();
         cfg.memory_reserve_mib = opts.memory_reserve_mib;
-        berth_agent::ensure_cluster(store, &cfg.arn, &cfg.cluster)
-            .context("creating the default cluster")?;
-        let agent = Agent::new(store.clone(), cfg).context("starting the Docker agent")?;
+        let agent = Agent::new(Arc::clone(&plane), cfg).context("starting the Docker agent")?;
         tracing::info!(instance = %agent.instance_arn(), index, "starting the Docker agent");
+        log_readers.register(agent.instance_arn(), agent.log_reader());
         handles.push(agent.handle());
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(agent.run(async move {
@@ -84,10 +97,11 @@ pub fn spawn(
     while Agent::has_instance_id(data_dir, index) {
         let mut cfg = AgentConfig::new("default", data_dir);
         cfg.index = index;
-        let agent =
-            Agent::new(store.clone(), cfg).context("reading an earlier agent's instance id")?;
+        let agent = Agent::new(Arc::clone(&plane), cfg)
+            .context("reading an earlier agent's instance id")?;
         match agent
             .retire()
+            .await
             .context("deregistering an earlier agent's instance")?
         {
             0 => {
@@ -121,6 +135,7 @@ pub fn spawn(
     };
     Ok(RunningAgents {
         notifier,
+        log_readers,
         stop,
         tasks,
         fan_out,

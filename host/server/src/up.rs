@@ -53,15 +53,13 @@ pub fn run(
         .build()
         .context("starting the runtime")?;
     // The Docker agents of this host; without a daemon they keep retrying.
-    let agents = {
-        let _rt = rt.enter();
-        crate::agent::spawn(&store, data_dir, agent)?
-    };
+    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent))?;
     // The control layer wakes the agents when it places or stops tasks.
     let server = Server {
         store: Arc::clone(&store),
         data_dir,
         tasks_changed: Arc::clone(&agents.notifier),
+        log_readers: Arc::clone(&agents.log_readers),
         stopped_task_ttl,
     };
     rt.block_on(server.run(listen, async {
@@ -80,6 +78,7 @@ struct Server<'a> {
     store: Arc<berth_store::Store>,
     data_dir: &'a Path,
     tasks_changed: Arc<tokio::sync::Notify>,
+    log_readers: Arc<crate::control::agents::AgentLogReaders>,
     stopped_task_ttl: Duration,
 }
 
@@ -143,6 +142,7 @@ impl Server<'_> {
         let control = Arc::new(
             Control::new(Arc::clone(&self.store), ArnContext::default())
                 .with_tasks_changed(Arc::clone(&self.tasks_changed))
+                .with_log_readers(Arc::clone(&self.log_readers))
                 .with_policies(Arc::new(policies))
                 .with_stopped_task_ttl(self.stopped_task_ttl),
         );

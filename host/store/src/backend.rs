@@ -1,8 +1,11 @@
 //! The raw-bytes storage interface that [`crate::Store`] is built on.
 //!
 //! Object safe and free of serde types, so another engine (etcd, say) can implement it: it needs
-//! consistent snapshots, ordered key ranges, and an atomic "check these versions, then write"
-//! commit.
+//! consistent snapshots, ordered key ranges, an atomic "check these versions, then write" commit,
+//! and a store-wide revision with a watch of the changes after one. The watch is shaped after
+//! etcd's: a revision is a `u64` every write commit raises by one, changes come as
+//! `(revision, table, key, put/delete)` events after a start revision, and a caller further
+//! behind than the backend keeps history for is told to relist ([`Changes::Compacted`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,10 +64,81 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// What was opened, as established when the backend was opened.
     fn open_report(&self) -> OpenReport;
+
+    /// The revision of the latest commit (0 before the first).
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Without waiting: the changes to `tables` (every table when empty) committed after revision
+    /// `after`, oldest first, or [`Changes::Compacted`] when the history after `after` is no
+    /// longer kept.
+    fn watch(&self, tables: &[&str], after: u64) -> Result<Changes, StoreError>;
+
+    /// The latest revision, updated when a commit lands (in this process for an embedded engine,
+    /// from the server's watch stream for a remote one): await `changed()` on it, then ask
+    /// [`Backend::watch`] what changed.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// What a commit did to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Written; the record's new version (as etcd's `kv.version`: 1 on creation).
+    Put {
+        /// The version the record now has.
+        version: u64,
+    },
+    /// Deleted.
+    Delete,
+}
+
+/// One change to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The revision of the commit that made it.
+    pub revision: u64,
+    /// Record table.
+    pub table: String,
+    /// Primary key.
+    pub key: String,
+    /// Put or delete.
+    pub kind: ChangeKind,
+}
+
+/// The answer of [`Backend::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// Every change after the start revision up to `revision`, oldest first (a commit's changes
+    /// in key order); the next watch starts after `revision`.
+    Events {
+        /// The changes to the tables asked for.
+        events: Vec<Change>,
+        /// The latest revision this answer covers.
+        revision: u64,
+    },
+    /// The history after the start revision is gone: read the state afresh (it is current as of
+    /// at least `revision`) and watch on from `revision`.
+    Compacted {
+        /// The oldest start revision still answered with events.
+        compacted: u64,
+        /// The latest revision.
+        revision: u64,
+    },
+}
+
+impl Changes {
+    /// The latest revision the answer covers: where the next watch starts.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Changes::Events { revision, .. } | Changes::Compacted { revision, .. } => *revision,
+        }
+    }
 }
 
 /// A read-only, point-in-time view.
 pub trait Snapshot: Send + Sync {
+    /// The revision of the latest commit this view holds.
+    fn revision(&self) -> Result<u64, StoreError>;
+
     /// One record, or `None` if absent.
     fn get(&self, table: &str, key: &str) -> Result<Option<RawRecord>, StoreError>;
 

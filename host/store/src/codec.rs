@@ -86,6 +86,43 @@ pub fn decode_version(table: &str, key: &str, bytes: &[u8]) -> Result<u64, Store
     }
 }
 
+/// Encodes one commit's entry of the change log: `[n u32 LE]` then `n` times
+/// `[len u32 LE][table][len u32 LE][key][version u64 LE]`, version 0 meaning a delete.
+pub fn encode_commit_changes(changes: &[(&str, &str, u64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&len_u32(changes.len()).to_le_bytes());
+    for (table, key, version) in changes {
+        out.extend_from_slice(&len_u32(table.len()).to_le_bytes());
+        out.extend_from_slice(table.as_bytes());
+        out.extend_from_slice(&len_u32(key.len()).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a change log entry made by [`encode_commit_changes`]; `revision` labels the error.
+pub fn decode_commit_changes(
+    revision: u64,
+    bytes: &[u8],
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        table: "__changes".to_owned(),
+        key: revision.to_string(),
+        reason: "truncated or non-UTF-8 change log entry".to_owned(),
+    };
+    let mut r = Reader { bytes, pos: 0 };
+    let n = r.u32().ok_or_else(corrupt)?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let table = r.string().ok_or_else(corrupt)?;
+        let key = r.string().ok_or_else(corrupt)?;
+        let version = r.u64().ok_or_else(corrupt)?;
+        out.push((table, key, version));
+    }
+    Ok(out)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -221,6 +258,20 @@ mod tests {
             let bytes = encode_record(7, &idx, b"");
             let cut = cut.min(bytes.len().saturating_sub(1));
             prop_assert!(decode_record("t", "k", &bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn change_log_entries_round_trip(
+            changes in proptest::collection::vec(("[a-z_]{1,8}", ".{1,12}", any::<u64>()), 0..6),
+        ) {
+            let borrowed: Vec<(&str, &str, u64)> =
+                changes.iter().map(|(t, k, v)| (t.as_str(), k.as_str(), *v)).collect();
+            let bytes = encode_commit_changes(&borrowed);
+            let back = decode_commit_changes(1, &bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(back, changes.clone());
+            if !bytes.is_empty() && !changes.is_empty() {
+                prop_assert!(decode_commit_changes(1, &bytes[..bytes.len() - 1]).is_err());
+            }
         }
 
         #[test]

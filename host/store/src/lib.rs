@@ -35,12 +35,14 @@ mod redb_backend;
 mod store;
 pub mod tables;
 
-pub use backend::{Backend, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp};
+pub use backend::{
+    Backend, Change, ChangeKind, Changes, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp,
+};
 pub use codec::RawRecord;
 pub use error::{CommitError, ConflictEntry, OpenError, StoreError, UpdateError};
-pub use redb_backend::{RedbBackend, SCHEMA_VERSION};
+pub use redb_backend::{DEFAULT_CHANGE_LOG_LEN, RedbBackend, SCHEMA_VERSION};
 pub use store::{
-    CommitInfo, DEFAULT_UPDATE_ATTEMPTS, Page, PageRequest, Store, StoreInfo, Txn, Updated,
+    CommitInfo, DEFAULT_UPDATE_ATTEMPTS, Page, PageRequest, Store, StoreInfo, Txn, Updated, Watch,
     WrittenRecord,
 };
 

@@ -2,7 +2,12 @@
 //!
 //! Layout: one table per record type (`&str` key -> record envelope, see [`crate::codec`]), one
 //! index table per record table named `__idx/<table>` whose keys are `index\0value\0primarykey`
-//! (empty values), and `__meta` for the schema version.
+//! (empty values), `__meta` for the schema version and the store's revision, and `__changes`, the
+//! change log: one entry per write commit, keyed by its revision, listing what it wrote, trimmed
+//! to the last [`DEFAULT_CHANGE_LOG_LEN`] commits.
+//!
+//! One process holds the file, so waiters are woken in-process: every commit sends its revision
+//! on a `tokio::sync::watch` channel the backend owns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,7 +19,9 @@ use redb::{
     ReadableTableMetadata, TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
-use crate::backend::{Backend, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp};
+use crate::backend::{
+    Backend, Change, ChangeKind, Changes, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp,
+};
 use crate::codec::{
     self, RESERVED_PREFIX, RawRecord, decode_record, decode_version, index_entry_key,
     index_value_prefix, split_index_entry,
@@ -29,6 +36,11 @@ type IndexTable<'a> = TableDefinition<'a, &'static str, ()>;
 
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("__meta");
 const META_SCHEMA_KEY: &str = "schema_version";
+const META_REVISION_KEY: &str = "revision";
+const CHANGES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("__changes");
+
+/// How many commits the change log keeps by default: a watcher further behind relists.
+pub const DEFAULT_CHANGE_LOG_LEN: u64 = 1024;
 const INDEX_TABLE_PREFIX: &str = "__idx/";
 
 fn record_table(name: &str) -> RecordTable<'_> {
@@ -72,6 +84,10 @@ const MIGRATIONS: &[Migration] = &[];
 pub struct RedbBackend {
     db: Database,
     report: OpenReport,
+    /// Commits kept in the change log.
+    change_log_len: u64,
+    /// The latest revision, sent after each commit lands.
+    revision: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for RedbBackend {
@@ -126,8 +142,81 @@ impl RedbBackend {
             }
             Some(_) => {}
         }
-        Ok(RedbBackend { db, report })
+        let revision = read_revision(&db).map_err(backend_err)?;
+        Ok(RedbBackend {
+            db,
+            report,
+            change_log_len: DEFAULT_CHANGE_LOG_LEN,
+            revision: tokio::sync::watch::Sender::new(revision),
+        })
     }
+
+    /// Keeps the last `n` commits (at least 1) in the change log instead of
+    /// [`DEFAULT_CHANGE_LOG_LEN`]; older entries go at the next commit.
+    pub fn with_change_log_len(mut self, n: u64) -> Self {
+        self.change_log_len = n.max(1);
+        self
+    }
+}
+
+/// The revision stored in `__meta` (0 when none was written yet).
+fn read_revision(db: &Database) -> Result<u64, StoreError> {
+    let rtx = db.begin_read()?;
+    revision_in(&rtx)
+}
+
+fn revision_in(rtx: &ReadTransaction) -> Result<u64, StoreError> {
+    let Some(meta) = open_read(rtx, META)? else {
+        return Ok(0);
+    };
+    let Some(v) = meta.get(META_REVISION_KEY)? else {
+        return Ok(0);
+    };
+    decode_revision(v.value())
+}
+
+fn decode_revision(bytes: &[u8]) -> Result<u64, StoreError> {
+    let fixed: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        table: "__meta".to_owned(),
+        key: META_REVISION_KEY.to_owned(),
+        reason: format!("revision is {} bytes, not 8", bytes.len()),
+    })?;
+    Ok(u64::from_le_bytes(fixed))
+}
+
+/// Within a write commit: raises the revision, logs what `writes` did under it (`versions`
+/// aligned with `writes`, 0 for a delete) and trims the log to its last `keep` entries.
+fn log_commit(
+    wtx: &WriteTransaction,
+    writes: &[WriteOp],
+    versions: &[u64],
+    keep: u64,
+) -> Result<u64, StoreError> {
+    let mut meta = wtx.open_table(META)?;
+    let previous = match meta.get(META_REVISION_KEY)? {
+        Some(v) => decode_revision(v.value())?,
+        None => 0,
+    };
+    let revision = previous + 1;
+    meta.insert(META_REVISION_KEY, revision.to_le_bytes().as_slice())?;
+    let mut log = wtx.open_table(CHANGES)?;
+    let changes: Vec<(&str, &str, u64)> = writes
+        .iter()
+        .zip(versions)
+        .map(|(w, v)| (w.table.as_str(), w.key.as_str(), *v))
+        .collect();
+    log.insert(revision, codec::encode_commit_changes(&changes).as_slice())?;
+    loop {
+        let oldest = match log.first()? {
+            Some((k, _)) => k.value(),
+            None => break,
+        };
+        if oldest + keep > revision {
+            break;
+        }
+        log.pop_first()?;
+    }
+    Ok(revision)
 }
 
 fn read_schema_version(db: &Database, path: &Path) -> Result<Option<u32>, OpenError> {
@@ -204,11 +293,11 @@ fn run_migrations(
     Ok(())
 }
 
-/// Opens a record table of a read transaction; a table never written reads as empty (`None`).
-fn open_read<V: redb::Value + 'static>(
+/// Opens a table of a read transaction; a table never written reads as empty (`None`).
+fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
     rtx: &ReadTransaction,
-    def: TableDefinition<'_, &'static str, V>,
-) -> Result<Option<ReadOnlyTable<&'static str, V>>, StoreError> {
+    def: TableDefinition<'_, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, StoreError> {
     match rtx.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
@@ -229,6 +318,10 @@ struct RedbSnapshot {
 }
 
 impl Snapshot for RedbSnapshot {
+    fn revision(&self) -> Result<u64, StoreError> {
+        revision_in(&self.rtx)
+    }
+
     fn get(&self, table: &str, key: &str) -> Result<Option<RawRecord>, StoreError> {
         let Some(t) = open_read(&self.rtx, record_table(table))? else {
             return Ok(None);
@@ -388,8 +481,18 @@ impl Backend for RedbBackend {
                 }
             }
         }
+        let revision = log_commit(&wtx, writes, &versions, self.change_log_len)?;
         // Durability::Immediate is redb's default: commit returns once the data is fsynced.
         wtx.commit().map_err(StoreError::from)?;
+        // Only now can a watcher read what it is woken for. Concurrent committers may get here
+        // out of order: the revision only moves forward.
+        self.revision.send_if_modified(|latest| {
+            let newer = revision > *latest;
+            if newer {
+                *latest = revision;
+            }
+            newer
+        });
         Ok(versions)
     }
 
@@ -461,6 +564,60 @@ impl Backend for RedbBackend {
 
     fn open_report(&self) -> OpenReport {
         self.report.clone()
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        Ok(*self.revision.borrow())
+    }
+
+    fn watch(&self, tables: &[&str], after: u64) -> Result<Changes, StoreError> {
+        let rtx = self.db.begin_read()?;
+        let revision = revision_in(&rtx)?;
+        if after >= revision {
+            return Ok(Changes::Events {
+                events: Vec::new(),
+                revision,
+            });
+        }
+        let Some(log) = open_read(&rtx, CHANGES)? else {
+            return Ok(Changes::Compacted {
+                compacted: revision,
+                revision,
+            });
+        };
+        // The log holds revisions oldest..=revision, so it answers starts from oldest - 1 on.
+        let oldest = log.first()?.map_or(revision + 1, |(k, _)| k.value());
+        if after + 1 < oldest {
+            return Ok(Changes::Compacted {
+                compacted: oldest - 1,
+                revision,
+            });
+        }
+        let mut events = Vec::new();
+        for entry in log.range((after + 1)..=revision)? {
+            let (rev, bytes) = entry?;
+            let rev = rev.value();
+            for (table, key, version) in codec::decode_commit_changes(rev, bytes.value())? {
+                if !tables.is_empty() && !tables.contains(&table.as_str()) {
+                    continue;
+                }
+                let kind = match version {
+                    0 => ChangeKind::Delete,
+                    version => ChangeKind::Put { version },
+                };
+                events.push(Change {
+                    revision: rev,
+                    table,
+                    key,
+                    kind,
+                });
+            }
+        }
+        Ok(Changes::Events { events, revision })
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::backend::{Backend, NewRecord, ReadEntry, Snapshot, WriteOp};
+use crate::backend::{Backend, Changes, NewRecord, ReadEntry, Snapshot, WriteOp};
 use crate::codec::{self, RawRecord};
 use crate::error::{CommitError, OpenError, StoreError, UpdateError};
 use crate::redb_backend::RedbBackend;
@@ -216,6 +216,82 @@ impl Store {
     pub fn verify_indexes(&self) -> Result<Vec<String>, StoreError> {
         self.backend.verify_indexes()
     }
+
+    /// The revision of the latest commit (every write commit raises it by one; 0 before the
+    /// first).
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        self.backend.revision()
+    }
+
+    /// Without waiting: the changes to `tables` (every table when empty) after revision `after`
+    /// ([`Backend::watch`]).
+    pub fn changes(&self, tables: &[&str], after: u64) -> Result<Changes, StoreError> {
+        self.backend.watch(tables, after)
+    }
+
+    /// Follows the changes to `tables` (every table when empty) committed after revision
+    /// `after`, by any handle over this store. To see every change to some records, read them
+    /// in a transaction and watch from [`Txn::revision`].
+    pub fn watch(&self, tables: &[&str], after: u64) -> Watch {
+        Watch {
+            backend: Arc::clone(&self.backend),
+            tables: tables.iter().map(|t| (*t).to_owned()).collect(),
+            after,
+            latest: self.backend.subscribe(),
+        }
+    }
+}
+
+/// A follower of some tables' changes, from [`Store::watch`]: each answer starts where the
+/// previous one ended.
+#[derive(Debug)]
+pub struct Watch {
+    backend: Arc<dyn Backend>,
+    tables: Vec<String>,
+    /// Changes up to here were answered.
+    after: u64,
+    latest: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Watch {
+    /// The revision the next answer starts after.
+    pub fn revision(&self) -> u64 {
+        self.after
+    }
+
+    /// Without waiting: what changed since the previous answer (perhaps nothing).
+    pub fn poll(&mut self) -> Result<Changes, StoreError> {
+        // Marked seen before reading, so a commit landing after the read still wakes `next`.
+        let latest = *self.latest.borrow_and_update();
+        if latest <= self.after {
+            // Nothing committed since: no need to ask the backend.
+            return Ok(Changes::Events {
+                events: Vec::new(),
+                revision: self.after,
+            });
+        }
+        let tables: Vec<&str> = self.tables.iter().map(String::as_str).collect();
+        let changes = self.backend.watch(&tables, self.after)?;
+        self.after = self.after.max(changes.revision());
+        Ok(changes)
+    }
+
+    /// Waits until a commit changes one of the tables (or the history was compacted) and
+    /// answers what changed since the previous answer.
+    pub async fn next(&mut self) -> Result<Changes, StoreError> {
+        loop {
+            let changes = self.poll()?;
+            match &changes {
+                Changes::Events { events, .. } if events.is_empty() => {}
+                _ => return Ok(changes),
+            }
+            if self.latest.changed().await.is_err() {
+                // The backend outlives every receiver it handed out (this watch holds it), so
+                // a closed channel means the backend is going away.
+                return Err(StoreError::Backend("the store was closed".to_owned()));
+            }
+        }
+    }
 }
 
 fn seeded_rng() -> SmallRng {
@@ -275,6 +351,12 @@ impl Txn {
             .or_insert(raw.as_ref().map_or(0, |r| r.version));
         raw.map(|r| decode_value::<T>(key, r.version, &r.data))
             .transpose()
+    }
+
+    /// The revision of the latest commit this transaction's snapshot holds: watching from it
+    /// sees every change made after what this transaction reads.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        self.snap.revision()
     }
 
     /// Buffers an insert or update of `value` under `value.key()`.

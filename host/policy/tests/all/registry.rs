@@ -160,3 +160,59 @@ fn swapping_policies_under_a_stream_of_decisions_fails_none() {
         assert!(s.failures.iter().all(|(_, n)| *n == 0), "{s:?}");
     }
 }
+
+#[test]
+fn another_registry_over_the_same_store_is_followed_at_the_next_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("berth.redb")).expect("store opens");
+    // Two control planes' registries over one store, sharing nothing else.
+    let here = Registry::open(host(), store.clone()).expect("registry opens");
+    let there = Registry::open(host(), store.clone()).expect("registry opens");
+    let cluster = Scope::Cluster("prod".into());
+    let service = Scope::Service {
+        cluster: "prod".into(),
+        service: "web".into(),
+    };
+    let name_of = |reg: &Registry, service: Option<&str>| {
+        reg.resolve("prod", service, None)
+            .expect("resolve")
+            .map(|p| p.name.clone())
+    };
+    assert_eq!(name_of(&here, None), None);
+
+    // Installed and activated over there: in force here at the next decision.
+    there.install(&plugin("binpack")).expect("install");
+    there
+        .activate_with(&cluster, "binpack", Fallback::Pending)
+        .expect("activate");
+    assert_eq!(name_of(&here, None).as_deref(), Some("binpack"));
+    assert_eq!(
+        here.resolve_with_fallback("prod", None, None)
+            .expect("resolve")
+            .map(|(_, f)| f),
+        Some(Fallback::Pending)
+    );
+    assert_eq!(
+        here.show("binpack").expect("shown").active_in,
+        ["cluster/prod"]
+    );
+
+    // A binding buffered in a caller's transaction commits with it.
+    there.install(&plugin("spread")).expect("install");
+    let spread = there.get("spread").expect("loaded");
+    store
+        .update(|txn| there.bind_in(txn, &service, &spread, Fallback::Native))
+        .expect("commit");
+    assert_eq!(name_of(&here, Some("web")).as_deref(), Some("spread"));
+    assert_eq!(name_of(&there, Some("web")).as_deref(), Some("spread"));
+
+    // Deactivated here: gone over there too, and then removable.
+    here.deactivate(&cluster).expect("deactivate");
+    assert_eq!(name_of(&there, None), None);
+    assert_eq!(name_of(&there, Some("api")), None);
+    there.remove("binpack").expect("removable");
+    assert!(matches!(
+        here.show("binpack"),
+        Err(RegistryError::NotFound(_))
+    ));
+}

@@ -1,6 +1,6 @@
-//! berth's own `GetTaskLogs`: a task's container output, read from this
-//! host's Docker, in pages by time, so `berth logs` works wherever the API
-//! is reachable.
+//! berth's own `GetTaskLogs`: a task's container output, read from the
+//! agent of the task's instance (the log-read side of the agent protocol),
+//! in pages by time, so `berth logs` works wherever the API is reachable.
 //!
 //! `{"cluster", "task", "container"?, "startTime"? (epoch seconds), "limit"?}`
 //! -> `{"events": [{"container", "timestamp", "message"}], "nextStartTime",
@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use berth_core::status::{DesiredStatus, TaskStatus};
 use serde::{Deserialize, Serialize};
+
+use berth_core::model::Task;
+use berth_protocol::{LogReadError, TaskLogs, TaskLogsRequest};
 
 use super::{ApiError, decode};
 use crate::control::Control;
@@ -54,7 +57,7 @@ struct GetTaskLogsResponse {
 struct Entry {
     nanos: i64,
     container: usize,
-    message: Vec<u8>,
+    message: String,
 }
 
 fn micros(nanos: i64) -> i64 {
@@ -69,11 +72,15 @@ fn client(message: String) -> ApiError {
     ApiError::new("ClientException", 400, message)
 }
 
-/// Answers `GetTaskLogs`.
-pub(super) async fn get_task_logs(
-    control: &Arc<Control>,
-    body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
+/// A checked request: the task reference, the page size, where it starts.
+struct Asked {
+    req: GetTaskLogsRequest,
+    task_ref: String,
+    limit: usize,
+    start_micros: Option<i64>,
+}
+
+fn check(body: &[u8]) -> Result<Asked, ApiError> {
     let req: GetTaskLogsRequest = decode(body)?;
     let Some(task_ref) = req.task.clone().filter(|t| !t.is_empty()) else {
         return Err(invalid("task: is required".into()));
@@ -94,11 +101,20 @@ pub(super) async fn get_task_logs(
             )));
         }
     };
+    Ok(Asked {
+        req,
+        task_ref,
+        limit,
+        start_micros,
+    })
+}
 
+/// The task asked for, placed on an instance and with the container asked for.
+async fn placed_task(control: &Arc<Control>, asked: &Asked) -> Result<Task, ApiError> {
     let c = Arc::clone(control);
     let describe = DescribeTasksRequest {
-        cluster: req.cluster.clone(),
-        tasks: vec![task_ref.clone()],
+        cluster: asked.req.cluster.clone(),
+        tasks: vec![asked.task_ref.clone()],
         include: Vec::new(),
     };
     let found = tokio::task::spawn_blocking(move || c.describe_tasks(describe))
@@ -106,27 +122,25 @@ pub(super) async fn get_task_logs(
         .map_err(|e| {
             ApiError::new("ServerException", 500, format!("the operation failed: {e}"))
         })??;
-    let cluster_name = req.cluster.as_deref().unwrap_or("default");
+    let cluster_name = asked.req.cluster.as_deref().unwrap_or("default");
     let Some(task) = found.tasks.into_iter().next() else {
         return Err(ApiError::new(
             "ResourceNotFoundException",
             400,
-            format!("task `{task_ref}` not found in cluster `{cluster_name}`"),
+            format!(
+                "task `{}` not found in cluster `{cluster_name}`",
+                asked.task_ref
+            ),
         ));
     };
-    let id = task
-        .task_arn
-        .rsplit('/')
-        .next()
-        .unwrap_or(&task.task_arn)
-        .to_owned();
+    let id = berth_core::arn::last_segment(&task.task_arn);
     if task.container_instance_arn.is_none() {
         return Err(client(format!(
             "task {id} is not placed on any container instance yet (lastStatus {}); it has no logs until it starts",
             task.last_status
         )));
     }
-    if let Some(want) = &req.container
+    if let Some(want) = &asked.req.container
         && !task.containers.iter().any(|c| &c.name == want)
     {
         let names: Vec<&str> = task.containers.iter().map(|c| c.name.as_str()).collect();
@@ -135,6 +149,18 @@ pub(super) async fn get_task_logs(
             names.join(", ")
         )));
     }
+    Ok(task)
+}
+
+/// Answers `GetTaskLogs`.
+pub(super) async fn get_task_logs(
+    control: &Arc<Control>,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let asked = check(body)?;
+    let task = placed_task(control, &asked).await?;
+    let id = berth_core::arn::last_segment(&task.task_arn).to_owned();
+    let instance = task.container_instance_arn.clone().unwrap_or_default();
     let stopped =
         task.last_status == TaskStatus::Stopped || task.desired_status == DesiredStatus::Stopped;
     let answer = |events: Vec<LogEvent>, next: f64| GetTaskLogsResponse {
@@ -143,39 +169,37 @@ pub(super) async fn get_task_logs(
         last_status: task.last_status,
         desired_status: task.desired_status,
     };
-    let no_start = req.start_time.unwrap_or(0.0);
-
-    let since = start_micros.map(|m| m.div_euclid(1_000_000));
-    let streams = match berth_agent::logs::task_log_streams(
-        &task.task_arn,
-        req.container.as_deref(),
-        since,
-    )
-    .await
-    {
-        Ok(s) => s,
+    let no_start = asked.req.start_time.unwrap_or(0.0);
+    let Some(reader) = control.log_readers().get(&instance) else {
+        return Err(client(format!(
+            "task {id} runs on container instance {instance}, whose agent does not reach this server; its logs cannot be read here"
+        )));
+    };
+    let read = reader
+        .read_task_logs(TaskLogsRequest {
+            task_arn: task.task_arn.clone(),
+            container: asked.req.container.clone(),
+            start_micros: asked.start_micros,
+            limit: asked.limit,
+        })
+        .await;
+    let logs = match read {
+        Ok(logs) => logs,
         // Containers are created when the agent starts the task, and removed once it stops.
-        Err(
-            berth_agent::AgentError::NoSuchTask(_)
-            | berth_agent::AgentError::NoSuchContainer { .. },
-        ) if task.last_status == TaskStatus::Pending && !stopped => {
+        Err(LogReadError::NoSuchTask { .. } | LogReadError::NoSuchContainer { .. })
+            if task.last_status == TaskStatus::Pending && !stopped =>
+        {
             return encode(&answer(Vec::new(), no_start));
         }
-        Err(
-            berth_agent::AgentError::NoSuchTask(_)
-            | berth_agent::AgentError::NoSuchContainer { .. },
-        ) if stopped => {
+        Err(LogReadError::NoSuchTask { .. } | LogReadError::NoSuchContainer { .. }) if stopped => {
             return Err(client(format!(
                 "task {id} has stopped ({}) and its containers were removed, their logs with them",
                 task.last_status
             )));
         }
-        Err(
-            e @ (berth_agent::AgentError::NoSuchTask(_)
-            | berth_agent::AgentError::NoSuchContainer { .. }),
-        ) => {
+        Err(e @ (LogReadError::NoSuchTask { .. } | LogReadError::NoSuchContainer { .. })) => {
             return Err(client(format!(
-                "task {id} (lastStatus {}): {e}, on the host of this API",
+                "task {id} (lastStatus {}): {e}, on the host of its instance",
                 task.last_status
             )));
         }
@@ -187,54 +211,24 @@ pub(super) async fn get_task_logs(
             ));
         }
     };
+    let (events, next) = merge(logs, asked.limit);
+    encode(&answer(events, next.map_or(no_start, |m| m as f64 / 1e6)))
+}
 
-    let from_nanos = start_micros.map_or(i64::MIN, |m| m.saturating_mul(1000));
+/// Every container's entries as one page of events, oldest first, and
+/// the microsecond the next page starts at, if any entry is left.
+fn merge(logs: TaskLogs, limit: usize) -> (Vec<LogEvent>, Option<i64>) {
     let mut names = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
-    for (ci, log) in streams.into_iter().enumerate() {
-        names.push(log.name.clone());
-        // The first `limit` of every container are enough for the merged first
-        // `limit`; past it, only the rest of the last microsecond.
-        let mut taken = 0usize;
-        let mut last_micro = None;
-        let mut log = log;
-        while let Some(e) = log.next_entry().await {
-            let e = e.map_err(|e| {
-                ApiError::new(
-                    "ServerException",
-                    500,
-                    format!("reading the logs of task {id}: {e}"),
-                )
-            })?;
-            let nanos = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
-                .ok()
-                .and_then(|t| t.timestamp_nanos_opt())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        "ServerException",
-                        500,
-                        format!(
-                            "Docker gave a log timestamp berth cannot read: `{}`",
-                            e.timestamp
-                        ),
-                    )
-                })?;
-            if nanos < from_nanos {
-                continue;
-            }
-            if taken >= limit && last_micro != Some(micros(nanos)) {
-                break;
-            }
-            taken += 1;
-            last_micro = Some(micros(nanos));
-            entries.push(Entry {
-                nanos,
-                container: ci,
-                message: e.message,
-            });
-        }
+    for (ci, log) in logs.containers.into_iter().enumerate() {
+        names.push(log.name);
+        entries.extend(log.entries.into_iter().map(|e| Entry {
+            nanos: e.nanos,
+            container: ci,
+            message: e.message,
+        }));
     }
-    let next = page(&mut entries, limit).map_or(no_start, |m| m as f64 / 1e6);
+    let next = page(&mut entries, limit);
     let events = entries
         .into_iter()
         .map(|e| LogEvent {
@@ -242,10 +236,10 @@ pub(super) async fn get_task_logs(
             // In whole microseconds like the paging, so an event's own
             // timestamp given back as startTime includes it.
             timestamp: micros(e.nanos) as f64 / 1e6,
-            message: String::from_utf8_lossy(&e.message).into_owned(),
+            message: e.message,
         })
         .collect();
-    encode(&answer(events, next))
+    (events, next)
 }
 
 /// Sorts the entries of all containers by time and keeps the first `limit`,
@@ -279,7 +273,7 @@ mod tests {
         Entry {
             nanos,
             container,
-            message: nanos.to_string().into_bytes(),
+            message: nanos.to_string(),
         }
     }
 

@@ -45,6 +45,33 @@ pub(super) fn with_counts(txn: &Txn, mut c: Cluster) -> Result<Cluster, StoreErr
     Ok(c)
 }
 
+/// Makes sure cluster `name` exists and is ACTIVE (created, or an INACTIVE
+/// one reactivated), in `txn`: the one "ensure cluster" of berth, for the
+/// `default` cluster at start and for an agent registering in its cluster.
+pub(super) fn ensure_cluster(
+    txn: &mut Txn,
+    arn_ctx: &arn::ArnContext,
+    name: &str,
+) -> Result<Cluster, ControlError> {
+    if let Some(c) = txn.get::<Cluster>(name)?
+        && c.value.status == ClusterStatus::Active
+    {
+        return Ok(c.value);
+    }
+    let c = Cluster {
+        cluster_arn: arn_ctx.cluster(name),
+        cluster_name: name.to_owned(),
+        status: ClusterStatus::Active,
+        registered_container_instances_count: 0,
+        running_tasks_count: 0,
+        pending_tasks_count: 0,
+        active_services_count: 0,
+        tags: Vec::new(),
+    };
+    txn.put(&c)?;
+    Ok(c)
+}
+
 impl Control {
     /// CreateCluster: idempotent for an ACTIVE cluster of that name;
     /// reactivates an INACTIVE one.

@@ -7,33 +7,45 @@ use berth_core::arn;
 use berth_core::model::{Attribute, ContainerInstance, Resource, Task};
 use berth_core::query::{self, QueryTarget};
 use berth_core::status::{DesiredStatus, InstanceStatus, TaskStatus};
+use berth_protocol::{HostFacts, RegisterInstance, builtin_attributes};
 use berth_store::Txn;
 use berth_store::tables::{INSTANCES_BY_CLUSTER, TASKS_BY_INSTANCE};
 
 use super::types::*;
 use super::{Control, ControlError, all_by_index, now, paginate};
 
-/// Attributes berth sets on every instance unless the registration gives them.
-fn builtin_attributes() -> Vec<Attribute> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86_64",
-        "aarch64" => "arm64",
-        other => other,
+/// Records a registration in `txn`, after making sure its cluster exists
+/// (see `clusters::ensure_cluster`): a new instance, or the recorded one
+/// refreshed (`berth_protocol::refresh_instance`; an agent's restart keeps
+/// the status, e.g. DRAINING, and custom attributes; with `replace`, as
+/// RegisterContainerInstance does, the instance is ACTIVE again and the
+/// registration's attributes and host id replace the recorded ones). Either way its usage is recomputed from the tasks it holds and
+/// the record rewritten. The one registration path: the API's
+/// RegisterContainerInstance and the agents' protocol both come here.
+pub(super) fn put_registration(
+    txn: &mut Txn,
+    arn_ctx: &arn::ArnContext,
+    req: &RegisterInstance,
+    replace: bool,
+) -> Result<ContainerInstance, ControlError> {
+    super::clusters::ensure_cluster(txn, arn_ctx, &req.cluster)?;
+    let ci = match txn.get::<ContainerInstance>(&req.container_instance_arn)? {
+        Some(prior) => {
+            let mut ci = prior.value;
+            if replace {
+                ci.attributes.clear();
+                ci.status = InstanceStatus::Active;
+                ci.ec2_instance_id = req.ec2_instance_id.clone();
+            }
+            berth_protocol::refresh_instance(&mut ci, req);
+            ci
+        }
+        None => berth_protocol::new_instance(req, now()),
     };
-    [
-        ("ecs.availability-zone", "local"),
-        ("ecs.instance-type", "berth"),
-        ("ecs.os-type", "linux"),
-        ("ecs.cpu-architecture", arch),
-    ]
-    .into_iter()
-    .map(|(n, v)| Attribute {
-        name: n.into(),
-        value: Some(v.into()),
-        target_type: None,
-        target_id: None,
-    })
-    .collect()
+    let mut ci = super::tasks::recount(txn, ci)?;
+    ci.version += 1;
+    txn.put(&ci)?;
+    Ok(ci)
 }
 
 /// ECS's rule for attribute names and values.
@@ -60,12 +72,7 @@ fn check_attribute(a: &Attribute, path: &str) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// An integer resource of `rs` by name.
-pub(super) fn integer_resource(rs: &[Resource], name: &str) -> Option<i64> {
-    rs.iter()
-        .find(|r| r.name == name)
-        .and_then(|r| r.integer_value.or(r.long_value))
-}
+pub(super) use berth_core::usage::integer_resource;
 
 /// The tasks that hold resources on an instance: desired RUNNING.
 pub(super) fn tasks_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
@@ -195,7 +202,7 @@ impl Control {
             None => format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]),
         };
         let mut attributes = req.attributes.clone();
-        for b in builtin_attributes() {
+        for b in builtin_attributes(&HostFacts::assumed()) {
             if !attributes.iter().any(|a| a.name == b.name) {
                 attributes.push(b);
             }
@@ -217,32 +224,18 @@ impl Control {
                         &uuid::Uuid::new_v4().simple().to_string(),
                     ),
                 };
-                let prior = txn.get::<ContainerInstance>(&arn)?.map(|v| v.value);
-                let ci = ContainerInstance {
+                let registration = RegisterInstance {
+                    cluster: cluster.cluster_name.clone(),
                     container_instance_arn: arn,
                     ec2_instance_id: host_id.clone(),
-                    status: InstanceStatus::Active,
                     agent_connected: true,
-                    running_tasks_count: prior.as_ref().map_or(0, |p| p.running_tasks_count),
-                    pending_tasks_count: prior.as_ref().map_or(0, |p| p.pending_tasks_count),
-                    registered_resources: registered.clone(),
-                    remaining_resources: registered.clone(),
+                    total_resources: registered.clone(),
                     attributes: attributes.clone(),
-                    registered_at: Some(
-                        prior
-                            .as_ref()
-                            .and_then(|p| p.registered_at)
-                            .unwrap_or_else(now),
-                    ),
-                    version_info: Some(req.version_info.clone().unwrap_or_default()),
-                    version: prior.as_ref().map_or(1, |p| p.version + 1),
+                    version_info: req.version_info.clone().unwrap_or_default(),
                 };
-                // Re-registration keeps the tasks: recompute what they leave.
-                let ci = super::tasks::recount(txn, ci)?;
-                txn.put(&ci)?;
-                Ok(ci)
+                // Re-registration keeps the tasks: their usage is recomputed.
+                put_registration(txn, &self.arn, &registration, true)
             })?;
-        self.wake_scheduler();
         Ok(ContainerInstanceResponse {
             container_instance: up.value,
         })
@@ -433,7 +426,6 @@ impl Control {
                     failures,
                 })
             })?;
-        self.wake_scheduler();
         Ok(up.value)
     }
 
@@ -495,7 +487,6 @@ impl Control {
             }
             Ok(out)
         })?;
-        self.wake_scheduler();
         Ok(AttributesResponse {
             attributes: up.value,
         })

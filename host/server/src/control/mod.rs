@@ -6,6 +6,7 @@
 //! code. Operations block on the store; async callers run them on a blocking
 //! thread.
 
+pub mod agents;
 mod clusters;
 mod instances;
 pub mod policies;
@@ -119,17 +120,15 @@ impl From<UpdateError<ControlError>> for ControlError {
     }
 }
 
-/// The control plane: the store, the ARN context, and the batch
-/// scheduler's wake-up.
+/// The control plane: the store and the ARN context. Its schedulers and
+/// the agent are woken by watches of the store (`scheduler`), so nothing
+/// here announces a change: committing it is enough.
 #[derive(Debug)]
 pub struct Control {
     store: Arc<Store>,
     arn: ArnContext,
-    wake: Arc<tokio::sync::Notify>,
-    /// The service scheduler's wake-up.
-    service_wake: Arc<tokio::sync::Notify>,
-    /// Notified when tasks were placed or asked to stop, so the agent acts
-    /// now rather than at its next look at the store.
+    /// Notified when the tasks table changes (tasks placed, asked to stop),
+    /// so the agent acts now rather than at its next look at the store.
     tasks_changed: Arc<tokio::sync::Notify>,
     /// Placements of this process take turns: two at once would read the
     /// same instances and all but one would conflict and retry. CAS still
@@ -145,6 +144,8 @@ pub struct Control {
     stopped_task_ttl: std::time::Duration,
     /// When stopped tasks were last collected (seconds since the epoch).
     last_collect: std::sync::Mutex<f64>,
+    /// The log-read side of the agents this server reaches, by instance.
+    log_readers: Arc<agents::AgentLogReaders>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -164,8 +165,6 @@ impl Control {
         Control {
             store,
             arn,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            service_wake: Arc::new(tokio::sync::Notify::new()),
             tasks_changed: Arc::new(tokio::sync::Notify::new()),
             placement: std::sync::Mutex::new(()),
             run_queue: std::sync::Mutex::new(Vec::new()),
@@ -173,7 +172,19 @@ impl Control {
             views: view::Views::default(),
             stopped_task_ttl: STOPPED_TASK_TTL,
             last_collect: std::sync::Mutex::new(0.0),
+            log_readers: Arc::default(),
         }
+    }
+
+    /// Reads task logs through the agents registered in `readers`.
+    pub fn with_log_readers(mut self, readers: Arc<agents::AgentLogReaders>) -> Self {
+        self.log_readers = readers;
+        self
+    }
+
+    /// The log-read side of the agents this server reaches, by instance.
+    pub fn log_readers(&self) -> &agents::AgentLogReaders {
+        &self.log_readers
     }
 
     /// Places through the policies of `registry` where one is active or asked for.
@@ -185,12 +196,6 @@ impl Control {
     /// The ARN context.
     pub fn arn(&self) -> &ArnContext {
         &self.arn
-    }
-
-    /// Notified when capacity may have freed (a task stopped, an instance
-    /// came or changed), so queued tasks get another chance.
-    pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.wake)
     }
 
     /// Keeps stopped tasks visible for `ttl` before they are deleted.
@@ -249,35 +254,18 @@ impl Control {
         Ok(up)
     }
 
-    fn wake_scheduler(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Announces task changes on `notify` (the agent's wake-up) from now on.
+    /// Wakes the agent on `notify` when the tasks table changes (the batch
+    /// scheduler's loop watches it) from now on.
     pub fn with_tasks_changed(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
         self.tasks_changed = notify;
         self
     }
 
-    /// Tasks were placed or asked to stop.
-    pub(crate) fn announce_tasks(&self) {
-        self.tasks_changed.notify_one();
-    }
-
-    /// Creates the `default` cluster when it does not exist yet.
+    /// Creates the `default` cluster when it does not exist yet (or
+    /// reactivates it).
     pub fn ensure_default_cluster(&self) -> Result<(), ControlError> {
-        let mut txn = self.store.begin()?;
-        if txn
-            .get::<Cluster>("default")?
-            .is_some_and(|c| c.value.status == ClusterStatus::Active)
-        {
-            return Ok(());
-        }
-        drop(txn);
-        self.create_cluster(types::CreateClusterRequest {
-            cluster_name: Some("default".into()),
-            tags: Vec::new(),
-        })?;
+        self.store
+            .update(|txn| clusters::ensure_cluster(txn, &self.arn, "default"))?;
         Ok(())
     }
 

@@ -286,8 +286,7 @@ impl Control {
 }
 
 impl Control {
-    /// Binds `policy` (None: unbinds) to a service, for CreateService's tag
-    /// and DeleteService.
+    /// Binds `policy` (None: unbinds) to a service, for DeleteService.
     pub(super) fn bind_service_policy(
         &self,
         cluster: &str,
@@ -305,6 +304,29 @@ impl Control {
             Some(p) => reg.activate(&scope, p).map_err(policy_error),
             None => reg.deactivate(&scope).map_err(policy_error),
         }
+    }
+}
+
+impl Control {
+    /// Buffers in `txn` the binding of `policy` to a new service, so the
+    /// service and its policy commit together (CreateService's tag): no
+    /// placement, in this process or another, sees one without the other.
+    pub(super) fn bind_service_policy_in(
+        &self,
+        txn: &mut berth_store::Txn,
+        cluster: &str,
+        service: &str,
+        policy: &berth_policy::LoadedPolicy,
+    ) -> Result<(), ControlError> {
+        let Some(reg) = self.policies.as_deref() else {
+            return Ok(());
+        };
+        let scope = Scope::Service {
+            cluster: cluster.to_owned(),
+            service: service.to_owned(),
+        };
+        reg.bind_in(txn, &scope, policy, Fallback::Native)
+            .map_err(policy_error)
     }
 }
 

@@ -1,10 +1,14 @@
 //! The service scheduler's loop: a pass over every service when a service
-//! changes and on a short timer, since tasks stop and turn healthy without
-//! any call announcing it.
+//! changes (committed by anything over the store: see `scheduler`) and on a
+//! short timer, since tasks stop and turn healthy without any service
+//! changing.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use berth_core::model::Service;
+use berth_store::Record;
 
 use super::Control;
 
@@ -13,11 +17,15 @@ pub const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` resolves.
 pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
-    let wake = Arc::clone(&control.service_wake);
+    run_every(control, TICK, shutdown).await;
+}
+
+/// [`run`] with its safety-net timer at `tick`.
+pub async fn run_every(control: Arc<Control>, tick: Duration, shutdown: impl Future<Output = ()>) {
     super::scheduler::passes(
         control,
-        wake,
-        TICK,
+        &[Service::TABLE],
+        tick,
         shutdown,
         "the service scheduler pass",
         |c| {
@@ -29,7 +37,6 @@ pub async fn run(control: Arc<Control>, shutdown: impl Future<Output = ()>) {
                     conflicts = p.conflicts,
                     "service scheduler pass"
                 );
-                c.announce_tasks();
             }
             Ok(())
         },

@@ -259,12 +259,6 @@ impl Control {
         }
     }
 
-    /// Wakes the service scheduler (and the batch scheduler).
-    fn wake_services(&self) {
-        self.service_wake.notify_one();
-        self.wake_scheduler();
-    }
-
     /// The service named in `cluster`, ACTIVE or not.
     pub(super) fn service_in(
         &self,
@@ -338,7 +332,7 @@ impl Control {
             ));
         }
         // A policy named by the tag must exist now; it is bound to the
-        // service once the service exists.
+        // service in the transaction that creates it.
         let cluster_name =
             berth_core::arn::cluster_name(req.cluster.as_deref().unwrap_or("default")).to_owned();
         let tagged = req.tags.iter().any(|t| t.key == super::POLICY_TAG);
@@ -347,9 +341,6 @@ impl Control {
         } else {
             None
         };
-        // The service scheduler places under the placement turn: holding it
-        // until the policy is bound means the first tasks are placed by it.
-        let _turn = policy.as_ref().map(|_| self.placement_turn());
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
@@ -417,17 +408,11 @@ impl Control {
                 service_arn: arn,
                 ..ServiceState::default()
             })?;
+            if let Some((p, _)) = &policy {
+                self.bind_service_policy_in(txn, &cluster.cluster_name, &name, p)?;
+            }
             Ok(s)
         })?;
-        if let Some((p, _)) = policy {
-            let svc = &up.value;
-            self.bind_service_policy(
-                berth_core::arn::cluster_name(&svc.cluster_arn),
-                &svc.service_name,
-                Some(&p.compiled.sha256),
-            )?;
-        }
-        self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
 
@@ -557,7 +542,6 @@ impl Control {
             txn.put(&s)?;
             Ok(s)
         })?;
-        self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
 
@@ -597,7 +581,6 @@ impl Control {
             &svc.service_name,
             None,
         )?;
-        self.wake_services();
         Ok(ServiceResponse { service: up.value })
     }
 

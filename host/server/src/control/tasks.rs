@@ -7,12 +7,9 @@
 //! resources changed, in one transaction. A conflict retries on a fresh
 //! view, so no instance is ever over-committed.
 
-use std::collections::BTreeSet;
-
 use berth_core::arn;
 use berth_core::model::{
-    Container, ContainerInstance, NetworkBinding, NetworkMode, Protocol, Resource, Task,
-    TaskDefinition,
+    Container, ContainerInstance, NetworkBinding, NetworkMode, Task, TaskDefinition,
 };
 use berth_core::placement::{Check, Placement, PlacementRequest, Placer, TaskSpec};
 use berth_core::status::{
@@ -22,10 +19,10 @@ use berth_store::tables::{TASKS_BY_CLUSTER, TASKS_BY_INSTANCE};
 use berth_store::{Index, Record, Txn};
 use serde::{Deserialize, Serialize};
 
-use super::instances::{integer_resource, tasks_on};
+use super::instances::tasks_on;
 use super::taskdefs::resolve;
 use super::types::*;
-use super::view::{ChosenPolicy, ClusterView, host_ports, parse_units, ports_of};
+use super::view::{ChosenPolicy, ClusterView};
 use super::{Control, ControlError, all_by_index, now, paginate};
 
 /// The RunTask tag that asks berth to queue tasks that do not fit now
@@ -77,58 +74,14 @@ impl Record for ClientTokenRecord {
 }
 
 /// The instance's counts and remaining resources recomputed from the tasks
-/// it holds in `txn`'s view (buffered writes included), so they stay true.
+/// it holds in `txn`'s view (buffered writes included), so they stay true;
+/// the rule is `berth_core::usage`'s, the one every path uses.
 pub(super) fn recount(
     txn: &Txn,
     mut ci: ContainerInstance,
 ) -> Result<ContainerInstance, ControlError> {
     let tasks = tasks_on(txn, &ci.container_instance_arn)?;
-    let reg = &ci.registered_resources;
-    let cpu: i64 = tasks
-        .iter()
-        .map(|t| i64::from(parse_units(t.cpu.as_deref())))
-        .sum();
-    let mem: i64 = tasks
-        .iter()
-        .map(|t| i64::from(parse_units(t.memory.as_deref())))
-        .sum();
-    let mut tcp: BTreeSet<u16> = ports_of(reg, "PORTS").into_iter().collect();
-    let mut udp: BTreeSet<u16> = ports_of(reg, "PORTS_UDP").into_iter().collect();
-    for t in &tasks {
-        for (p, proto) in host_ports(t) {
-            match proto {
-                Protocol::Tcp => tcp.insert(p),
-                Protocol::Udp => udp.insert(p),
-            };
-        }
-    }
-    let strs = |s: BTreeSet<u16>| s.into_iter().map(|p| p.to_string()).collect();
-    ci.remaining_resources = vec![
-        Resource::integer(
-            "CPU",
-            (integer_resource(reg, "CPU").unwrap_or(0) - cpu).max(0),
-        ),
-        Resource::integer(
-            "MEMORY",
-            (integer_resource(reg, "MEMORY").unwrap_or(0) - mem).max(0),
-        ),
-        Resource::string_set("PORTS", strs(tcp)),
-        Resource::string_set("PORTS_UDP", strs(udp)),
-    ];
-    ci.running_tasks_count = u32::try_from(
-        tasks
-            .iter()
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count(),
-    )
-    .unwrap_or(u32::MAX);
-    ci.pending_tasks_count = u32::try_from(
-        tasks
-            .iter()
-            .filter(|t| t.last_status != TaskStatus::Running)
-            .count(),
-    )
-    .unwrap_or(u32::MAX);
+    berth_core::usage::apply_usage(&mut ci, &tasks);
     Ok(ci)
 }
 
@@ -362,7 +315,6 @@ impl Control {
         );
         match up {
             Ok(up) => {
-                self.announce_tasks();
                 for ((_, reply), answer) in batch.into_iter().zip(up.value) {
                     let _ = reply.send(answer);
                 }
@@ -669,7 +621,6 @@ impl Control {
             Ok((tasks, failures))
         })?;
         let (tasks, failures) = up.value;
-        self.announce_tasks();
         Ok(TasksResponse { tasks, failures })
     }
 
@@ -733,8 +684,6 @@ impl Control {
             }
             Ok(task)
         })?;
-        self.wake_scheduler();
-        self.announce_tasks();
         Ok(TaskResponse { task: up.value })
     }
 

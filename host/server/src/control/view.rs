@@ -9,6 +9,9 @@
 //! and reloads the tasks of only those whose version moved. A view is taken
 //! out for one transaction and put back only when it committed, so a
 //! conflict or an error never leaves reservations that did not happen.
+//! The check is against the store, so it needs no in-process invalidation:
+//! a placement committed by another control plane over the same store
+//! rewrote the instance's record, and the next placement here reloads it.
 //!
 //! The view also holds the live policy sessions of the cluster: their
 //! mirrors follow the view's state by deltas, so a warm policy instance
@@ -18,16 +21,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::model::{ContainerInstance, Protocol, Resource, Task};
+use berth_core::model::{ContainerInstance, Protocol, Resource};
 use berth_core::placement::{
     Check, ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec, place_on,
 };
 use berth_core::status::InstanceStatus;
+use berth_core::usage::{self, integer_resource};
 use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
 use berth_store::Txn;
 use berth_store::tables::INSTANCES_BY_CLUSTER;
 
-use super::instances::{integer_resource, tasks_on};
+use super::instances::tasks_on;
 use super::{ControlError, all_by_index};
 
 /// A policy session unused this long is dropped (its instance freed).
@@ -61,32 +65,7 @@ impl std::fmt::Debug for ClusterView {
     }
 }
 
-/// The ports of a string-set resource (`PORTS`, `PORTS_UDP`).
-pub(super) fn ports_of(r: &[Resource], name: &str) -> Vec<u16> {
-    r.iter()
-        .filter(|x| x.name == name)
-        .flat_map(|x| x.string_set_value.iter().flatten())
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// A task's `cpu` or `memory` string as units (0 when absent).
-pub(super) fn parse_units(s: Option<&str>) -> u32 {
-    s.and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// Host ports a task holds, from its containers' network bindings.
-pub(super) fn host_ports(t: &Task) -> Vec<(u16, Protocol)> {
-    t.containers
-        .iter()
-        .flat_map(|c| &c.network_bindings)
-        .filter_map(|b| {
-            u16::try_from(b.host_port)
-                .ok()
-                .map(|p| (p, b.protocol.unwrap_or_default()))
-        })
-        .collect()
-}
+pub(super) use berth_core::usage::ports_of;
 
 fn spec_of(ci: &ContainerInstance) -> InstanceSpec {
     let reg = &ci.registered_resources;
@@ -112,21 +91,24 @@ fn spec_of(ci: &ContainerInstance) -> InstanceSpec {
     }
 }
 
-/// What the tasks desired RUNNING on an instance hold.
+/// What the tasks on an instance hold (`berth_core::usage`'s rule: what
+/// each reserved at placement, while desired RUNNING).
 fn held_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Held>, ControlError> {
     Ok(tasks_on(txn, instance_arn)?
         .iter()
+        .filter(|t| usage::holds_resources(t))
         .map(|t| {
+            let hold = usage::task_hold(t);
             let spec = TaskSpec {
-                cpu: parse_units(t.cpu.as_deref()),
-                memory: parse_units(t.memory.as_deref()),
+                cpu: hold.cpu,
+                memory: hold.memory,
                 static_ports: Vec::new(),
                 dynamic_ports: Vec::new(),
                 group: t.group.clone().unwrap_or_default(),
                 // Only what a task holds matters here.
                 family: String::new(),
             };
-            (spec, host_ports(t))
+            (spec, hold.ports)
         })
         .collect())
 }

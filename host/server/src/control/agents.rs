@@ -1,0 +1,255 @@
+//! The agent protocol served in-process: [`LocalControlPlane`] implements
+//! `berth_protocol::ControlPlane` over the store for the agents `berth up`
+//! runs, and [`AgentLogReaders`] holds the log-read side of those agents,
+//! by instance, for GetTaskLogs.
+//!
+//! Every write is a CAS transaction, and every change to what an instance
+//! holds rewrites the instance record in the same transaction (placement's
+//! views rely on it, see view.rs): a task state change recomputes its
+//! instance's usage (`berth_core::usage`) and bumps the record's version,
+//! which is also the manifest's sequence number.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use berth_core::arn::{self, ArnContext};
+use berth_core::model::{ContainerInstance, Task, TaskDefinition};
+use berth_core::status::{InstanceStatus, TaskStatus};
+use berth_protocol::{
+    AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
+    RegisterInstance, RetireAck, RetireInstance, StateChangeAck, TaskLogReader, TaskManifest,
+    TaskStateChange, apply_task_state_change,
+};
+use berth_store::tables::task_definition_key;
+use berth_store::{Store, Txn};
+
+use super::instances::put_registration;
+use super::tasks::recount;
+use super::{ControlError, all_by_index};
+
+impl From<ControlError> for ProtocolError {
+    fn from(e: ControlError) -> Self {
+        if e.is_server() {
+            ProtocolError::Unavailable {
+                message: e.to_string(),
+            }
+        } else {
+            ProtocolError::Refused {
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// The control plane of the agents of this process, over its store.
+#[derive(Debug, Clone)]
+pub struct LocalControlPlane {
+    store: Arc<Store>,
+    arn: ArnContext,
+}
+
+impl LocalControlPlane {
+    /// Serves agents from `store`, minting cluster ARNs with `arn`.
+    pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
+        LocalControlPlane { store, arn }
+    }
+
+    fn register(&self, req: &RegisterInstance) -> Result<ContainerInstance, ControlError> {
+        let up = self
+            .store
+            .update(|txn| put_registration(txn, &self.arn, req, false))?;
+        Ok(up.value)
+    }
+
+    fn heartbeat_sync(&self, hb: &Heartbeat) -> Result<HeartbeatAck, ControlError> {
+        let up = self.store.update(|txn| -> Result<bool, ControlError> {
+            let Some(ci) = txn.get::<ContainerInstance>(&hb.container_instance_arn)? else {
+                return Ok(false);
+            };
+            let mut ci = ci.value;
+            if ci.agent_connected != hb.agent_connected {
+                ci.agent_connected = hb.agent_connected;
+                ci.version += 1;
+                txn.put(&ci)?;
+            }
+            Ok(true)
+        })?;
+        Ok(HeartbeatAck {
+            registered: up.value,
+        })
+    }
+
+    fn retire(&self, req: &RetireInstance) -> Result<RetireAck, ControlError> {
+        let up = self.store.update(|txn| -> Result<u32, ControlError> {
+            let live = tasks_of(txn, &req.container_instance_arn)?
+                .iter()
+                .filter(|t| t.last_status != TaskStatus::Stopped)
+                .count();
+            if live > 0 {
+                return Ok(u32::try_from(live).unwrap_or(u32::MAX));
+            }
+            if let Some(ci) = txn.get::<ContainerInstance>(&req.container_instance_arn)?
+                && ci.value.status != InstanceStatus::Inactive
+            {
+                let mut ci = ci.value;
+                ci.status = InstanceStatus::Inactive;
+                ci.agent_connected = false;
+                ci.running_tasks_count = 0;
+                ci.pending_tasks_count = 0;
+                ci.remaining_resources = ci.registered_resources.clone();
+                ci.version += 1;
+                txn.put(&ci)?;
+            }
+            Ok(0)
+        })?;
+        Ok(RetireAck {
+            live_tasks: up.value,
+        })
+    }
+
+    fn manifest(&self, req: &ManifestRequest) -> Result<TaskManifest, ControlError> {
+        let mut txn = self.store.begin()?;
+        // Read in the same snapshot as the tasks: every change to them that
+        // matters to the agent rewrote this record.
+        let sequence = txn
+            .get::<ContainerInstance>(&req.container_instance_arn)?
+            .map_or(0, |ci| ci.value.version);
+        let mut definitions: HashMap<String, Option<TaskDefinition>> = HashMap::new();
+        let mut tasks = Vec::new();
+        for task in tasks_of(&txn, &req.container_instance_arn)? {
+            let td = match definitions.get(&task.task_definition_arn) {
+                Some(td) => td.clone(),
+                None => {
+                    let td = definition(&mut txn, &task.task_definition_arn)?;
+                    definitions.insert(task.task_definition_arn.clone(), td.clone());
+                    td
+                }
+            };
+            tasks.push(AssignedTask {
+                task,
+                task_definition: td,
+            });
+        }
+        Ok(TaskManifest {
+            container_instance_arn: req.container_instance_arn.clone(),
+            sequence,
+            tasks,
+        })
+    }
+
+    fn submit(&self, change: &TaskStateChange) -> Result<StateChangeAck, ControlError> {
+        let up = self
+            .store
+            .update(|txn| -> Result<StateChangeAck, ControlError> {
+                let Some(task) = txn.get::<Task>(&change.task)? else {
+                    return Ok(StateChangeAck {
+                        applied: false,
+                        task: None,
+                    });
+                };
+                let mut task = task.value;
+                let applied = apply_task_state_change(&mut task, change);
+                if applied {
+                    txn.put(&task)?;
+                    if let Some(instance) = &task.container_instance_arn {
+                        refresh_instance(txn, instance)?;
+                    }
+                }
+                Ok(StateChangeAck {
+                    applied,
+                    task: Some(task),
+                })
+            })?;
+        Ok(up.value)
+    }
+}
+
+/// Every task assigned to `instance_arn`, whatever its status.
+fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
+    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?
+        .into_iter()
+        .map(|v| v.value)
+        .collect())
+}
+
+/// The task definition of ARN `td_arn` (`...:task-definition/web:3`).
+fn definition(txn: &mut Txn, td_arn: &str) -> Result<Option<TaskDefinition>, ControlError> {
+    let Ok((family, Some(revision))) = arn::task_definition_ref(td_arn) else {
+        return Ok(None);
+    };
+    Ok(txn
+        .get::<TaskDefinition>(&task_definition_key(family, revision))?
+        .map(|v| v.value))
+}
+
+/// Recomputes the instance's usage from its tasks in `txn` and rewrites it.
+fn refresh_instance(txn: &mut Txn, instance_arn: &str) -> Result<(), ControlError> {
+    if let Some(ci) = txn.get::<ContainerInstance>(instance_arn)? {
+        let mut ci = recount(txn, ci.value)?;
+        ci.version += 1;
+        txn.put(&ci)?;
+    }
+    Ok(())
+}
+
+// The store calls are short and the agent made them inline before; they
+// stay inline rather than on a blocking thread.
+#[async_trait]
+impl ControlPlane for LocalControlPlane {
+    async fn register_instance(
+        &self,
+        req: RegisterInstance,
+    ) -> Result<ContainerInstance, ProtocolError> {
+        Ok(self.register(&req)?)
+    }
+
+    async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatAck, ProtocolError> {
+        Ok(self.heartbeat_sync(&hb)?)
+    }
+
+    async fn retire_instance(&self, req: RetireInstance) -> Result<RetireAck, ProtocolError> {
+        Ok(self.retire(&req)?)
+    }
+
+    async fn task_manifest(&self, req: ManifestRequest) -> Result<TaskManifest, ProtocolError> {
+        Ok(self.manifest(&req)?)
+    }
+
+    async fn submit_task_state_change(
+        &self,
+        change: TaskStateChange,
+    ) -> Result<StateChangeAck, ProtocolError> {
+        Ok(self.submit(&change)?)
+    }
+}
+
+/// The log-read side of the agents this server reaches, by instance ARN:
+/// `berth up` registers each local agent's reader here; GetTaskLogs asks
+/// the reader of the task's instance.
+#[derive(Debug, Default)]
+pub struct AgentLogReaders {
+    readers: RwLock<HashMap<String, Arc<dyn TaskLogReader>>>,
+}
+
+impl AgentLogReaders {
+    /// Makes `reader` answer for the tasks of `instance_arn`.
+    pub fn register(&self, instance_arn: &str, reader: Arc<dyn TaskLogReader>) {
+        self.readers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(instance_arn.to_owned(), reader);
+    }
+
+    /// The reader of the agent of `instance_arn`, if it reaches this server.
+    pub fn get(&self, instance_arn: &str) -> Option<Arc<dyn TaskLogReader>> {
+        self.readers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(instance_arn)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests;
