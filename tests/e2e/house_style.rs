@@ -20,24 +20,10 @@ const MAX_FILE_LINES: usize = 1_000;
 const MAX_FN_LINES: usize = 150;
 
 /// Files over the limit, with who splits them.
-const KNOWN_LONG_FILES: &[(&str, &str)] = &[(
-    "host/server/src/control/services.rs",
-    "split by concern in issue 11 item 2",
-)];
+const KNOWN_LONG_FILES: &[(&str, &str)] = &[];
 
 /// Functions (`path`, name) over the limit, with who splits them.
-const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[
-    (
-        "host/server/src/control/services.rs",
-        "service_step_in",
-        "becomes a pure reconciler in issue 11 item 2",
-    ),
-    (
-        "host/server/src/api/logs.rs",
-        "get_task_logs",
-        "log reads go through the agent protocol in issue 11 item 1",
-    ),
-];
+const KNOWN_LONG_FNS: &[(&str, &str, &str)] = &[];
 
 /// Source files under `dir` (relative to the repository), build output skipped.
 fn sources(root: &Path, dir: &str, out: &mut Vec<PathBuf>) {

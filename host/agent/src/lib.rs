@@ -195,7 +195,7 @@ impl Agent {
     /// This agent's side of log reads: the server asks it for the logs of
     /// the tasks of its instance (read from this host's Docker).
     pub fn log_reader(&self) -> Arc<dyn TaskLogReader> {
-        Arc::new(logs::DockerLogReader::default())
+        Arc::new(logs::DockerLogReader)
     }
 
     /// Runs until `shutdown` resolves: connects to Docker (retrying with

@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod model;
 pub mod placement;
 pub mod query;
+pub mod reconcile;
 pub mod status;
 pub mod usage;
 pub mod validate;

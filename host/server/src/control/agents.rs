@@ -21,7 +21,7 @@ use berth_protocol::{
     RegisterInstance, RetireAck, RetireInstance, StateChangeAck, TaskLogReader, TaskManifest,
     TaskStateChange, apply_task_state_change,
 };
-use berth_store::tables::task_definition_key;
+use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
 use berth_store::{Store, Txn};
 
 use super::instances::put_registration;
@@ -93,12 +93,7 @@ impl LocalControlPlane {
                 && ci.value.status != InstanceStatus::Inactive
             {
                 let mut ci = ci.value;
-                ci.status = InstanceStatus::Inactive;
-                ci.agent_connected = false;
-                ci.running_tasks_count = 0;
-                ci.pending_tasks_count = 0;
-                ci.remaining_resources = ci.registered_resources.clone();
-                ci.version += 1;
+                super::instances::mark_inactive(&mut ci);
                 txn.put(&ci)?;
             }
             Ok(0)
@@ -167,7 +162,7 @@ impl LocalControlPlane {
 
 /// Every task assigned to `instance_arn`, whatever its status.
 fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
-    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?
+    Ok(all_by_index(txn, TASKS_BY_INSTANCE, instance_arn)?
         .into_iter()
         .map(|v| v.value)
         .collect())

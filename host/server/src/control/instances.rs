@@ -357,12 +357,7 @@ impl Control {
                 txn.get::<Task>(&task.task_arn)?;
                 txn.put(&task)?;
             }
-            ci.status = InstanceStatus::Inactive;
-            ci.agent_connected = false;
-            ci.running_tasks_count = 0;
-            ci.pending_tasks_count = 0;
-            ci.remaining_resources = ci.registered_resources.clone();
-            ci.version += 1;
+            mark_inactive(&mut ci);
             txn.put(&ci)?;
             Ok(ci)
         })?;
@@ -543,4 +538,15 @@ impl Control {
             next_token,
         })
     }
+}
+
+/// An instance leaves the cluster: INACTIVE, disconnected, holding nothing.
+/// DeregisterContainerInstance and an agent retiring its instance share it.
+pub(crate) fn mark_inactive(ci: &mut ContainerInstance) {
+    ci.status = InstanceStatus::Inactive;
+    ci.agent_connected = false;
+    ci.running_tasks_count = 0;
+    ci.pending_tasks_count = 0;
+    ci.remaining_resources = ci.registered_resources.clone();
+    ci.version += 1;
 }
