@@ -14,6 +14,7 @@
 //! since its start: until then it has not had the chance to hear anyone.
 
 use crate::model::Task;
+use crate::status::{ContainerStatus, DesiredStatus, StopCode, TaskStatus};
 
 /// The server's agent timeout by default, in seconds: an agent not heard
 /// from for this long is lost (three heartbeat intervals of 5 s).
@@ -25,11 +26,11 @@ pub const DEFAULT_LOST_TASK_GRACE_SECS: u64 = 30;
 
 /// The stop code of a lost instance's service tasks: the service scheduler
 /// replaces them, and they do not count as failures of their deployment.
-pub const LOST_SERVICE_TASK_STOP_CODE: &str = "ServiceSchedulerInitiated";
+pub const LOST_SERVICE_TASK_STOP_CODE: StopCode = StopCode::ServiceSchedulerInitiated;
 
 /// The stop code of a lost instance's other (batch) tasks: ECS's word for a
 /// task stopped because its host is going away.
-pub const LOST_TASK_STOP_CODE: &str = "TerminationNotice";
+pub const LOST_TASK_STOP_CODE: StopCode = StopCode::TerminationNotice;
 
 /// The timeout and the grace, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -111,24 +112,24 @@ pub fn lost_reason(host: &str) -> String {
 /// waiting for the agent, which is gone). A STOPPED task is final: false,
 /// nothing changed; otherwise true and the task's version is bumped.
 pub fn stop_lost_task(task: &mut Task, host: &str, now: f64) -> bool {
-    if task.last_status == "STOPPED" {
+    if task.last_status == TaskStatus::Stopped {
         return false;
     }
-    if task.desired_status != "STOPPED" || task.stop_code.is_none() {
+    if task.desired_status != DesiredStatus::Stopped || task.stop_code.is_none() {
         let code = if is_service_task(task) {
             LOST_SERVICE_TASK_STOP_CODE
         } else {
             LOST_TASK_STOP_CODE
         };
-        task.stop_code = Some(code.to_owned());
+        task.stop_code = Some(code);
         task.stopped_reason = Some(lost_reason(host));
     }
-    task.desired_status = "STOPPED".to_owned();
-    task.last_status = "STOPPED".to_owned();
+    task.desired_status = DesiredStatus::Stopped;
+    task.last_status = TaskStatus::Stopped;
     task.stopping_at.get_or_insert(now);
     task.stopped_at = Some(now);
     for c in &mut task.containers {
-        c.last_status = "STOPPED".to_owned();
+        c.last_status = ContainerStatus::Stopped;
     }
     task.version += 1;
     true
@@ -216,10 +217,10 @@ mod tests {
         let mut svc = task(Some("service:web"));
         assert!(stop_lost_task(&mut svc, "i-1", 50.0));
         assert_eq!(
-            (svc.last_status.as_str(), svc.desired_status.as_str()),
-            ("STOPPED", "STOPPED")
+            (svc.last_status, svc.desired_status),
+            (TaskStatus::Stopped, DesiredStatus::Stopped)
         );
-        assert_eq!(svc.stop_code.as_deref(), Some("ServiceSchedulerInitiated"));
+        assert_eq!(svc.stop_code, Some(StopCode::ServiceSchedulerInitiated));
         assert!(
             svc.stopped_reason
                 .as_deref()
@@ -227,23 +228,23 @@ mod tests {
             "{svc:?}"
         );
         assert_eq!((svc.stopped_at, svc.version), (Some(50.0), 4));
-        assert_eq!(svc.containers[0].last_status, "STOPPED");
+        assert_eq!(svc.containers[0].last_status, ContainerStatus::Stopped);
         // STOPPED is final: a second pass changes nothing.
         assert!(!stop_lost_task(&mut svc, "i-1", 60.0));
         assert_eq!((svc.stopped_at, svc.version), (Some(50.0), 4));
 
         let mut batch = task(Some("family:web"));
         assert!(stop_lost_task(&mut batch, "i-1", 50.0));
-        assert_eq!(batch.stop_code.as_deref(), Some("TerminationNotice"));
+        assert_eq!(batch.stop_code, Some(StopCode::TerminationNotice));
 
         // A stop asked for before the loss keeps its code and reason.
         let mut asked = task(None);
-        asked.desired_status = "STOPPED".into();
-        asked.stop_code = Some("UserInitiated".into());
+        asked.desired_status = DesiredStatus::Stopped;
+        asked.stop_code = Some(StopCode::UserInitiated);
         asked.stopped_reason = Some("by hand".into());
         asked.stopping_at = Some(40.0);
         assert!(stop_lost_task(&mut asked, "i-1", 50.0));
-        assert_eq!(asked.stop_code.as_deref(), Some("UserInitiated"));
+        assert_eq!(asked.stop_code, Some(StopCode::UserInitiated));
         assert_eq!(asked.stopped_reason.as_deref(), Some("by hand"));
         assert_eq!(
             (asked.stopping_at, asked.stopped_at),

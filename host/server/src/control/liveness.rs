@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use berth_core::liveness::{Presence, Timing, Verdict, judge, stop_lost_task};
 use berth_core::model::ContainerInstance;
+use berth_core::status::InstanceStatus;
 use berth_store::{Record, Store, Txn};
 use serde::{Deserialize, Serialize};
 
@@ -357,7 +358,7 @@ impl AgentPresence {
 /// record goes too: nothing is judged of it any more).
 fn live_instance(txn: &mut Txn, arn: &str) -> Result<Option<ContainerInstance>, ControlError> {
     match txn.get::<ContainerInstance>(arn)? {
-        Some(ci) if ci.value.status != "INACTIVE" => Ok(Some(ci.value)),
+        Some(ci) if ci.value.status != InstanceStatus::Inactive => Ok(Some(ci.value)),
         _ => {
             txn.delete::<AgentPresence>(arn)?;
             Ok(None)
@@ -408,7 +409,7 @@ fn live_instance_or_none(
     Ok(txn
         .get::<ContainerInstance>(arn)?
         .map(|v| v.value)
-        .filter(|ci| ci.status != "INACTIVE"))
+        .filter(|ci| ci.status != InstanceStatus::Inactive))
 }
 
 /// Runs a liveness pass every [`TICK`] on a blocking thread until

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use berth_core::arn::ArnContext;
 use berth_core::model::{RegisterTaskDefinition, Resource, Task, VersionInfo};
+use berth_core::status::{DesiredStatus, StopCode, TaskStatus};
 use berth_protocol::{
     ControlPlane, Heartbeat, HostFacts, ManifestRequest, RegisterInstance, TaskStateChange,
     builtin_attributes,
@@ -173,12 +174,12 @@ async fn heartbeat(plane: &LocalControlPlane, arn: &str) {
 }
 
 /// The agent reports task `arn` as `status`; whether it applied.
-async fn report(plane: &LocalControlPlane, arn: &str, status: &str, at: f64) -> bool {
+async fn report(plane: &LocalControlPlane, arn: &str, status: TaskStatus, at: f64) -> bool {
     plane
         .submit_task_state_change(TaskStateChange {
             cluster: "default".into(),
             task: arn.into(),
-            status: Some(status.into()),
+            status: Some(status),
             at,
             ..Default::default()
         })
@@ -226,7 +227,7 @@ async fn after_the_grace_a_lost_instances_tasks_stop_and_its_service_task_is_rep
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].container_instance_arn.as_deref(), Some(a.as_str()));
     for t in [&batch.task_arn, &first[0].task_arn] {
-        assert!(report(&f.server.plane, t, "RUNNING", 1001.0).await);
+        assert!(report(&f.server.plane, t, TaskStatus::Running, 1001.0).await);
     }
     // A second instance, whose agent keeps talking.
     let b = register(&f.server.plane, "b").await;
@@ -237,27 +238,24 @@ async fn after_the_grace_a_lost_instances_tasks_stop_and_its_service_task_is_rep
     // Within the grace the lost instance's tasks stay as they were, and
     // the service has its task: nothing started.
     assert_eq!(c.services_pass().unwrap().started, 0);
-    assert_eq!(f.task(&batch.task_arn).last_status, "RUNNING");
+    assert_eq!(f.task(&batch.task_arn).last_status, TaskStatus::Running);
 
     f.at(1030.0);
     heartbeat(&f.server.plane, &b).await;
     f.at(1045.9);
     heartbeat(&f.server.plane, &b).await;
     assert_eq!(f.pass(), PassStats::default(), "the grace is not over");
-    assert_eq!(f.task(&batch.task_arn).last_status, "RUNNING");
+    assert_eq!(f.task(&batch.task_arn).last_status, TaskStatus::Running);
     // Lost at 1016, grace 30: due at 1046.
     f.at(1046.0);
     assert_eq!(f.pass().tasks_stopped, 2);
 
     let stopped = f.task(&batch.task_arn);
     assert_eq!(
-        (
-            stopped.last_status.as_str(),
-            stopped.desired_status.as_str()
-        ),
-        ("STOPPED", "STOPPED")
+        (stopped.last_status, stopped.desired_status),
+        (TaskStatus::Stopped, DesiredStatus::Stopped)
     );
-    assert_eq!(stopped.stop_code.as_deref(), Some("TerminationNotice"));
+    assert_eq!(stopped.stop_code, Some(StopCode::TerminationNotice));
     assert!(
         stopped
             .stopped_reason
@@ -266,10 +264,10 @@ async fn after_the_grace_a_lost_instances_tasks_stop_and_its_service_task_is_rep
         "{stopped:?}"
     );
     let svc_task = f.task(&first[0].task_arn);
-    assert_eq!(svc_task.last_status, "STOPPED");
+    assert_eq!(svc_task.last_status, TaskStatus::Stopped);
     assert_eq!(
-        svc_task.stop_code.as_deref(),
-        Some("ServiceSchedulerInitiated")
+        svc_task.stop_code,
+        Some(StopCode::ServiceSchedulerInitiated)
     );
     let ci = f.instance(&a);
     assert_eq!((ci.running_tasks_count, ci.pending_tasks_count), (0, 0));
@@ -279,7 +277,7 @@ async fn after_the_grace_a_lost_instances_tasks_stop_and_its_service_task_is_rep
     let live: Vec<Task> = f
         .service_tasks()
         .into_iter()
-        .filter(|t| t.last_status != "STOPPED")
+        .filter(|t| t.last_status != TaskStatus::Stopped)
         .collect();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].container_instance_arn.as_deref(), Some(b.as_str()));
@@ -310,7 +308,7 @@ async fn a_returning_agent_is_connected_again_and_its_late_reports_leave_stopped
     let f = Fixture::new();
     let a = register(&f.server.plane, "a").await;
     let task = f.run_batch_task().unwrap();
-    assert!(report(&f.server.plane, &task.task_arn, "RUNNING", 1001.0).await);
+    assert!(report(&f.server.plane, &task.task_arn, TaskStatus::Running, 1001.0).await);
     f.at(1020.0);
     f.pass();
     f.at(1050.0);
@@ -332,15 +330,12 @@ async fn a_returning_agent_is_connected_again_and_its_late_reports_leave_stopped
     assert!(f.instance(&a).agent_connected);
     let listed = manifest.task(&task.task_arn).unwrap();
     assert_eq!(
-        (
-            listed.task.desired_status.as_str(),
-            listed.task.last_status.as_str()
-        ),
-        ("STOPPED", "STOPPED"),
+        (listed.task.desired_status, listed.task.last_status),
+        (DesiredStatus::Stopped, TaskStatus::Stopped),
         "the agent is told to stop it"
     );
     // What the agent reports of it now changes nothing: STOPPED is final.
-    for status in ["RUNNING", "STOPPED"] {
+    for status in [TaskStatus::Running, TaskStatus::Stopped] {
         assert!(!report(&f.server.plane, &task.task_arn, status, 1061.0).await);
     }
     assert_eq!(f.task(&task.task_arn), stopped);
@@ -366,7 +361,10 @@ async fn a_returning_agent_is_connected_again_and_its_late_reports_leave_stopped
     f.at(1200.0);
     heartbeat(&f.server.plane, &a).await;
     assert_eq!(f.pass(), PassStats::default());
-    assert_eq!(f.task(&again.task_arn).desired_status, "RUNNING");
+    assert_eq!(
+        f.task(&again.task_arn).desired_status,
+        DesiredStatus::Running
+    );
 }
 
 #[tokio::test]
@@ -395,7 +393,10 @@ async fn a_restarted_server_gives_every_agent_a_full_timeout() {
         assert_eq!(pass(), PassStats::default(), "at {t}");
     }
     assert!(f.instance(&a).agent_connected && f.instance(&b).agent_connected);
-    assert_eq!(f.task(&on_c.task_arn).desired_status, "RUNNING");
+    assert_eq!(
+        f.task(&on_c.task_arn).desired_status,
+        DesiredStatus::Running
+    );
     f.at(5005.0);
     heartbeat(&restarted.plane, &a).await;
     // At a full timeout: b, not heard since the start, is lost; a was
@@ -410,7 +411,7 @@ async fn a_restarted_server_gives_every_agent_a_full_timeout() {
     );
     assert!(f.instance(&a).agent_connected);
     assert!(!f.instance(&b).agent_connected);
-    assert_eq!(f.task(&on_c.task_arn).last_status, "STOPPED");
+    assert_eq!(f.task(&on_c.task_arn).last_status, TaskStatus::Stopped);
 }
 
 #[tokio::test]
