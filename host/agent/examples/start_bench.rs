@@ -20,19 +20,20 @@ use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test
 use berth_agent::{Agent, AgentConfig, LABEL_INSTANCE};
 use berth_core::arn::ArnContext;
 use berth_core::model::{Task, TaskDefinition};
+use berth_core::status::TaskStatus;
 use serde_json::json;
 use support::FakeControlPlane;
 
 const N: usize = 10;
 const LOOP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
 
-fn count(plane: &FakeControlPlane, arns: &[String], status: &str) -> usize {
+fn count(plane: &FakeControlPlane, arns: &[String], status: TaskStatus) -> usize {
     arns.iter()
         .filter(|a| plane.task(a).last_status == status)
         .count()
 }
 
-async fn wait_all(plane: &FakeControlPlane, arns: &[String], status: &str) {
+async fn wait_all(plane: &FakeControlPlane, arns: &[String], status: TaskStatus) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(plane, arns, status) < arns.len() {
         assert!(Instant::now() < deadline, "tasks never all {status}");
@@ -107,7 +108,7 @@ async fn main() {
             plane.place(td.clone(), t);
         }
         handle.wake();
-        wait_all(&plane, &arns, "RUNNING").await;
+        wait_all(&plane, &arns, TaskStatus::Running).await;
         let berth_start = t0.elapsed();
 
         let t0 = Instant::now();
@@ -115,7 +116,7 @@ async fn main() {
             plane.stop(a);
         }
         handle.wake();
-        wait_all(&plane, &arns, "STOPPED").await;
+        wait_all(&plane, &arns, TaskStatus::Stopped).await;
         let berth_stop = t0.elapsed();
 
         // docker: the same containers, one CLI call after the other.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::model::{ContainerDefinition, Task};
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 use berth_protocol::{
     AssignedTask, Backoff, ContainerStateChange, ManifestRequest, ProtocolError, StateChangeAck,
     TaskManifest, TaskStateChange, apply_task_state_change,
@@ -58,7 +59,7 @@ pub(crate) async fn reconcile(
     let live: HashSet<&str> = tasks
         .iter()
         .map(|a| &a.task)
-        .filter(|t| t.last_status != "STOPPED")
+        .filter(|t| t.last_status != TaskStatus::Stopped)
         .map(|t| t.task_arn.as_str())
         .collect();
     // Containers of tasks that are stopped or unknown to the control plane: leaked, remove them.
@@ -76,16 +77,18 @@ pub(crate) async fn reconcile(
     let mut stops = Vec::new();
     for a in tasks
         .into_iter()
-        .filter(|a| a.task.last_status != "STOPPED")
+        .filter(|a| a.task.last_status != TaskStatus::Stopped)
     {
         let t = &a.task;
         if busy(&t.task_arn) {
             continue;
         }
         let arn = t.task_arn.clone();
-        let stop = if t.desired_status == "STOPPED" || t.last_status == "STOPPING" {
+        let stop = if t.desired_status == DesiredStatus::Stopped
+            || t.last_status == TaskStatus::Stopping
+        {
             true
-        } else if t.last_status == "RUNNING" {
+        } else if t.last_status == TaskStatus::Running {
             let cs = by_task.remove(&arn).unwrap_or_default();
             check_running(inner, docker, &a, &cs).await?
         } else {
@@ -212,7 +215,7 @@ fn spawn_job(
 
 /// Task health from its essential containers that have health checks:
 /// any UNHEALTHY -> UNHEALTHY, all HEALTHY -> HEALTHY, else UNKNOWN.
-pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
+pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> HealthStatus {
     let mut statuses = t
         .containers
         .iter()
@@ -220,18 +223,18 @@ pub(crate) fn task_health(t: &Task, defs: &[ContainerDefinition]) -> String {
             defs.iter()
                 .any(|d| d.name == c.name && d.essential() && d.health_check.is_some())
         })
-        .map(|c| c.health_status.as_deref().unwrap_or("UNKNOWN"))
+        .map(|c| c.health_status.unwrap_or(HealthStatus::Unknown))
         .peekable();
     if statuses.peek().is_none() {
-        return "UNKNOWN".to_owned();
+        return HealthStatus::Unknown;
     }
-    let all: Vec<&str> = statuses.collect();
-    if all.contains(&"UNHEALTHY") {
-        "UNHEALTHY".to_owned()
-    } else if all.iter().all(|s| *s == "HEALTHY") {
-        "HEALTHY".to_owned()
+    let all: Vec<HealthStatus> = statuses.collect();
+    if all.contains(&HealthStatus::Unhealthy) {
+        HealthStatus::Unhealthy
+    } else if all.iter().all(|s| *s == HealthStatus::Healthy) {
+        HealthStatus::Healthy
     } else {
-        "UNKNOWN".to_owned()
+        HealthStatus::Unknown
     }
 }
 
@@ -265,11 +268,11 @@ async fn check_running(
     }
     let mut change = change_of(inner, &t.task_arn);
     // Still RUNNING: a change seen after the task moved on is out of date.
-    change.status = Some("RUNNING".to_owned());
+    change.status = Some(TaskStatus::Running);
     for d in &defs {
         if t.containers
             .iter()
-            .any(|c| c.name == d.name && c.last_status == "STOPPED")
+            .any(|c| c.name == d.name && c.last_status == ContainerStatus::Stopped)
         {
             continue;
         }
@@ -280,13 +283,13 @@ async fn check_running(
         };
         match seen.get(&d.name).cloned().flatten() {
             None => {
-                c.status = Some("STOPPED".to_owned());
+                c.status = Some(ContainerStatus::Stopped);
                 c.reason = Some("container removed outside berth".to_owned());
             }
             Some(o) => {
-                c.health_status = o.health.as_ref().map(|h| ecs_health(h).to_owned());
+                c.health_status = o.health.as_ref().map(ecs_health);
                 if o.exited {
-                    c.status = Some("STOPPED".to_owned());
+                    c.status = Some(ContainerStatus::Stopped);
                     c.exit_code = o.exit_code;
                     let code = o.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
                     c.reason = Some(format!("exited with code {code}"));
@@ -301,23 +304,20 @@ async fn check_running(
     apply_task_state_change(&mut updated, &change);
     let stop = essential_exit(&updated, &defs);
     let health = task_health(&updated, &defs);
-    if stop.is_none()
-        && updated.containers == t.containers
-        && t.health_status.as_deref() == Some(health.as_str())
-    {
+    if stop.is_none() && updated.containers == t.containers && t.health_status == Some(health) {
         return Ok(false);
     }
     change.health_status = Some(health);
     if let Some(reason) = stop {
         // The agent stops the task; a stop asked for earlier keeps its reason.
-        change.stop_code = Some("EssentialContainerExited".to_owned());
+        change.stop_code = Some(StopCode::EssentialContainerExited);
         change.reason = Some(reason);
     }
     let ack = inner.plane.submit_task_state_change(change).await?;
     Ok(ack.applied
-        && ack
-            .task
-            .is_some_and(|t| t.desired_status == "STOPPED" && t.last_status != "STOPPED"))
+        && ack.task.is_some_and(|t| {
+            t.desired_status == DesiredStatus::Stopped && t.last_status != TaskStatus::Stopped
+        }))
 }
 
 /// Why the task must stop: an essential container that is not running
@@ -325,7 +325,7 @@ async fn check_running(
 fn essential_exit(t: &Task, defs: &[ContainerDefinition]) -> Option<String> {
     defs.iter().filter(|d| d.essential()).find_map(|d| {
         let c = t.containers.iter().find(|c| c.name == d.name)?;
-        if c.last_status != "STOPPED" {
+        if c.last_status != ContainerStatus::Stopped {
             return None;
         }
         Some(match c.exit_code {
@@ -354,9 +354,9 @@ pub(crate) async fn stop_task(inner: Arc<Inner>, docker: Docker, a: AssignedTask
 async fn try_stop(inner: &Inner, docker: &Docker, a: &AssignedTask) -> Result<(), AgentError> {
     let arn = a.task.task_arn.as_str();
     let mut stopping = change_of(inner, arn);
-    stopping.status = Some("STOPPING".to_owned());
+    stopping.status = Some(TaskStatus::Stopping);
     let ack = inner.plane.submit_task_state_change(stopping).await?;
-    let Some(task) = ack.task.filter(|t| t.last_status != "STOPPED") else {
+    let Some(task) = ack.task.filter(|t| t.last_status != TaskStatus::Stopped) else {
         return Ok(());
     };
     let defs = definitions(&task, a.task_definition.as_ref())
@@ -397,7 +397,7 @@ async fn try_stop(inner: &Inner, docker: &Docker, a: &AssignedTask) -> Result<()
     });
     let results = futures_util::future::join_all(stops).await;
     let mut stopped = change_of(inner, arn);
-    stopped.status = Some("STOPPED".to_owned());
+    stopped.status = Some(TaskStatus::Stopped);
     for r in results {
         let (name, o) = r?;
         // Only the task's own containers; an exit recorded earlier (the
@@ -438,12 +438,12 @@ mod tests {
         d
     }
 
-    fn task(health: &[(&str, Option<&str>)]) -> Task {
+    fn task(health: &[(&str, Option<HealthStatus>)]) -> Task {
         let mut t: Task = serde_json::from_value(serde_json::json!({
             "taskArn": "arn:aws:ecs:local:000000000000:task/default/t1", "clusterArn": "c", "taskDefinitionArn": "td:1",
             "lastStatus": "RUNNING", "desiredStatus": "RUNNING"})).expect("task");
         for (name, h) in health {
-            container_entry(&mut t, name, "i").health_status = h.map(str::to_owned);
+            container_entry(&mut t, name, "i").health_status = *h;
         }
         t
     }
@@ -459,28 +459,34 @@ mod tests {
         assert_eq!(
             task_health(
                 &task(&[
-                    ("app", Some("HEALTHY")),
-                    ("db", Some("HEALTHY")),
-                    ("side", Some("UNHEALTHY"))
+                    ("app", Some(HealthStatus::Healthy)),
+                    ("db", Some(HealthStatus::Healthy)),
+                    ("side", Some(HealthStatus::Unhealthy))
                 ]),
                 &defs
             ),
-            "HEALTHY"
+            HealthStatus::Healthy
         );
         assert_eq!(
             task_health(
-                &task(&[("app", Some("HEALTHY")), ("db", Some("UNHEALTHY"))]),
+                &task(&[
+                    ("app", Some(HealthStatus::Healthy)),
+                    ("db", Some(HealthStatus::Unhealthy))
+                ]),
                 &defs
             ),
-            "UNHEALTHY"
+            HealthStatus::Unhealthy
         );
         assert_eq!(
-            task_health(&task(&[("app", Some("HEALTHY")), ("db", None)]), &defs),
-            "UNKNOWN"
+            task_health(
+                &task(&[("app", Some(HealthStatus::Healthy)), ("db", None)]),
+                &defs
+            ),
+            HealthStatus::Unknown
         );
         assert_eq!(
             task_health(&task(&[("plain", None)]), &[def("plain", true, false)]),
-            "UNKNOWN"
+            HealthStatus::Unknown
         );
     }
 }

@@ -9,6 +9,7 @@ use berth_core::model::{
     ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol, Task,
     TaskDefinition,
 };
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 use berth_protocol::{AssignedTask, ContainerStateChange, apply_task_state_change};
 use bollard::Docker;
 use bollard::models::{
@@ -97,11 +98,11 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
 }
 
 /// ECS's spelling of a Docker health status.
-pub(crate) fn ecs_health(h: &HealthStatusEnum) -> &'static str {
+pub(crate) fn ecs_health(h: &HealthStatusEnum) -> HealthStatus {
     match h {
-        HealthStatusEnum::HEALTHY => "HEALTHY",
-        HealthStatusEnum::UNHEALTHY => "UNHEALTHY",
-        _ => "UNKNOWN",
+        HealthStatusEnum::HEALTHY => HealthStatus::Healthy,
+        HealthStatusEnum::UNHEALTHY => HealthStatus::Unhealthy,
+        _ => HealthStatus::Unknown,
     }
 }
 
@@ -500,7 +501,7 @@ async fn stop_requested(inner: &Inner, task_arn: &str) -> bool {
     match manifest(inner).await {
         Ok(m) => m
             .task(task_arn)
-            .is_none_or(|a| a.task.desired_status == "STOPPED"),
+            .is_none_or(|a| a.task.desired_status == DesiredStatus::Stopped),
         Err(_) => false,
     }
 }
@@ -514,7 +515,7 @@ fn running_change(
     started: &[Started],
 ) -> berth_protocol::TaskStateChange {
     let mut change = change_of(inner, &a.task.task_arn);
-    change.status = Some("RUNNING".to_owned());
+    change.status = Some(TaskStatus::Running);
     for s in started {
         let image = defs
             .iter()
@@ -532,11 +533,15 @@ fn running_change(
             container_name: s.name.clone(),
             image,
             runtime_id: Some(s.id.clone()),
-            status: Some(if exited { "STOPPED" } else { "RUNNING" }.to_owned()),
+            status: Some(if exited {
+                ContainerStatus::Stopped
+            } else {
+                ContainerStatus::Running
+            }),
             exit_code: if exited { s.seen.exit_code } else { None },
             reason: None,
             network_bindings: Some(s.seen.bindings.clone()),
-            health_status: s.seen.health.as_ref().map(|h| ecs_health(h).to_owned()),
+            health_status: s.seen.health.as_ref().map(ecs_health),
         });
     }
     // The health of the task as it will be once the change applies.
@@ -561,8 +566,8 @@ async fn commit_running(
 
 async fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<(), AgentError> {
     let mut change = change_of(inner, task_arn);
-    change.status = Some("STOPPED".to_owned());
-    change.stop_code = Some("TaskFailedToStart".to_owned());
+    change.status = Some(TaskStatus::Stopped);
+    change.stop_code = Some(StopCode::TaskFailedToStart);
     change.reason = Some(reason.to_owned());
     crate::converge::submit_acknowledged(inner, change).await?;
     Ok(())

@@ -12,6 +12,7 @@ use berth_agent::testing::{CleanupGuard, TEST_IMAGE, docker_or_skip, ensure_test
 use berth_agent::{Agent, AgentConfig, LABEL_INSTANCE, LABEL_TASK_ARN};
 use berth_core::arn::ArnContext;
 use berth_core::model::{ContainerInstance, Task, TaskDefinition};
+use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 use berth_protocol::TaskLogsRequest;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -114,10 +115,10 @@ impl Fixture {
 }
 
 fn running(t: &Task) -> bool {
-    t.last_status == "RUNNING"
+    t.last_status == TaskStatus::Running
 }
 fn stopped(t: &Task) -> bool {
-    t.last_status == "STOPPED"
+    t.last_status == TaskStatus::Stopped
 }
 
 const LOOP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
@@ -135,7 +136,7 @@ async fn a_task_runs_with_labels_env_ports_and_stops_on_sigterm() {
     let t = f.until(&arn, "RUNNING", running).await;
     assert!(t.started_at.is_some());
     let c = &t.containers[0];
-    assert_eq!(c.last_status, "RUNNING");
+    assert_eq!(c.last_status, ContainerStatus::Running);
     assert_eq!(
         c.network_bindings.len(),
         1,
@@ -230,7 +231,7 @@ async fn an_essential_exit_stops_the_task_and_a_non_essential_one_is_recorded() 
             running(t)
                 && t.containers
                     .iter()
-                    .any(|c| c.name == "side" && c.last_status == "STOPPED")
+                    .any(|c| c.name == "side" && c.last_status == ContainerStatus::Stopped)
         })
         .await;
     let side = t
@@ -240,11 +241,12 @@ async fn an_essential_exit_stops_the_task_and_a_non_essential_one_is_recorded() 
         .expect("side");
     assert_eq!(side.exit_code, Some(5));
     assert_eq!(
-        t.desired_status, "RUNNING",
+        t.desired_status,
+        DesiredStatus::Running,
         "a non-essential exit does not stop the task"
     );
     let t = f.until(&arn, "STOPPED", stopped).await;
-    assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+    assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
     let reason = t.stopped_reason.clone().unwrap_or_default();
     assert!(
         reason.contains("app") && reason.contains("code 3"),
@@ -276,8 +278,8 @@ async fn depends_on_success_orders_start_and_a_failed_init_fails_the_task() {
         .find(|c| c.name == "init")
         .expect("init");
     assert_eq!(
-        (init.last_status.as_str(), init.exit_code),
-        ("STOPPED", Some(0))
+        (init.last_status, init.exit_code),
+        (ContainerStatus::Stopped, Some(0))
     );
     let app_id = t
         .containers
@@ -308,7 +310,7 @@ async fn depends_on_success_orders_start_and_a_failed_init_fails_the_task() {
         "app started {started} before init finished {finished}"
     );
     let t = f.until(&bad, "STOPPED", stopped).await;
-    assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
     assert!(
         t.stopped_reason.as_deref().unwrap_or("").contains("init"),
         "{:?}",
@@ -332,16 +334,16 @@ async fn health_checks_set_health_status() {
     );
     let t = f
         .until(&good, "HEALTHY", |t| {
-            t.health_status.as_deref() == Some("HEALTHY")
+            t.health_status == Some(HealthStatus::Healthy)
         })
         .await;
-    assert_eq!(t.containers[0].health_status.as_deref(), Some("HEALTHY"));
+    assert_eq!(t.containers[0].health_status, Some(HealthStatus::Healthy));
     let t = f
         .until(&sick, "UNHEALTHY", |t| {
-            t.health_status.as_deref() == Some("UNHEALTHY")
+            t.health_status == Some(HealthStatus::Unhealthy)
         })
         .await;
-    assert_eq!(t.containers[0].health_status.as_deref(), Some("UNHEALTHY"));
+    assert_eq!(t.containers[0].health_status, Some(HealthStatus::Unhealthy));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +364,7 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = f.task(&keep);
-    assert_eq!(after.last_status, "RUNNING");
+    assert_eq!(after.last_status, TaskStatus::Running);
     assert_eq!(
         after.containers[0].runtime_id, before.containers[0].runtime_id,
         "the same container, adopted"
@@ -383,7 +385,7 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
         "{:?}",
         t.stopped_reason
     );
-    assert_eq!(f.task(&keep).last_status, "RUNNING");
+    assert_eq!(f.task(&keep).last_status, TaskStatus::Running);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,15 +418,15 @@ async fn a_reconnecting_agent_stops_what_was_replaced_before_it_starts_anything(
     // When that pass returns, what was replaced or collected is gone, the
     // rest adopted, and nothing new started yet.
     assert!(f.containers_of(&replaced).await.is_empty());
-    assert_eq!(f.task(&replaced).last_status, "STOPPED");
+    assert_eq!(f.task(&replaced).last_status, TaskStatus::Stopped);
     assert!(f.containers_of(&forgotten).await.is_empty());
     assert!(
         f.containers_of(&new).await.is_empty(),
         "nothing starts before the reconnect pass is done"
     );
-    assert_eq!(f.task(&new).last_status, "PENDING");
+    assert_eq!(f.task(&new).last_status, TaskStatus::Pending);
     let k = f.task(&keep);
-    assert_eq!(k.last_status, "RUNNING");
+    assert_eq!(k.last_status, TaskStatus::Running);
     assert_eq!(
         k.containers[0].runtime_id, kept,
         "the same container, adopted"
@@ -445,7 +447,7 @@ async fn a_missing_image_fails_the_task_naming_it_and_leaves_nothing() {
         ]),
     );
     let t = f.until(&arn, "STOPPED", stopped).await;
-    assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
     assert!(
         t.stopped_reason
             .as_deref()

@@ -9,5 +9,6 @@ pub mod model;
 pub mod placement;
 pub mod query;
 pub mod reconcile;
+pub mod status;
 pub mod usage;
 pub mod validate;

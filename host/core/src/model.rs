@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+pub use crate::status::{
+    ClusterStatus, ContainerStatus, DeploymentStatus, DesiredStatus, HealthStatus, InstanceStatus,
+    RolloutState, ServiceStatus, StopCode, TaskDefinitionStatus, TaskStatus,
+};
+
 /// Seconds since the Unix epoch, fractional; ECS's wire format for times.
 pub type Timestamp = f64;
 
@@ -36,7 +41,7 @@ pub struct Cluster {
     pub cluster_arn: String,
     pub cluster_name: String,
     /// ACTIVE, or INACTIVE once deleted.
-    pub status: String,
+    pub status: ClusterStatus,
     #[serde(default)]
     pub registered_container_instances_count: u32,
     #[serde(default)]
@@ -298,7 +303,7 @@ pub struct TaskDefinition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     /// ACTIVE, or INACTIVE after DeregisterTaskDefinition.
-    pub status: String,
+    pub status: TaskDefinitionStatus,
     pub registered_at: Option<Timestamp>,
     pub deregistered_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -325,10 +330,10 @@ pub struct Container {
     pub task_arn: Option<String>,
     pub name: String,
     pub image: String,
-    pub last_status: String,
+    pub last_status: ContainerStatus,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     #[serde(default)]
     pub network_bindings: Vec<NetworkBinding>,
     /// The Docker container id, once created.
@@ -365,10 +370,10 @@ pub struct Task {
     pub container_instance_arn: Option<String>,
     pub group: Option<String>,
     pub started_by: Option<String>,
-    pub last_status: String,
-    pub desired_status: String,
-    pub health_status: Option<String>,
-    pub stop_code: Option<String>,
+    pub last_status: TaskStatus,
+    pub desired_status: DesiredStatus,
+    pub health_status: Option<HealthStatus>,
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: Option<String>,
     pub created_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
@@ -413,14 +418,14 @@ pub struct DeploymentConfiguration {
 pub struct Deployment {
     pub id: String,
     /// PRIMARY, ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub pending_count: u32,
     pub running_count: u32,
     pub failed_tasks: u32,
     /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: Option<String>,
+    pub rollout_state: Option<RolloutState>,
     pub rollout_state_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -450,7 +455,7 @@ pub struct Service {
     pub service_name: String,
     pub cluster_arn: String,
     /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -539,7 +544,7 @@ pub struct ContainerInstance {
     /// berth: the host id.
     pub ec2_instance_id: String,
     /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: InstanceStatus,
     pub agent_connected: bool,
     pub running_tasks_count: u32,
     pub pending_tasks_count: u32,

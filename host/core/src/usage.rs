@@ -42,7 +42,7 @@ pub fn integer_resource(rs: &[Resource], name: &str) -> Option<i64> {
 
 /// Whether a task holds its share of its instance: while desired RUNNING.
 pub fn holds_resources(t: &Task) -> bool {
-    t.desired_status == "RUNNING"
+    t.desired_status == crate::status::DesiredStatus::Running
 }
 
 /// What one task holds on its instance (see the module docs).
@@ -101,7 +101,7 @@ pub fn instance_usage<'a>(
     let mut udp: BTreeSet<u16> = ports_of(registered, "PORTS_UDP").into_iter().collect();
     let (mut running, mut pending) = (0u32, 0u32);
     for t in tasks.into_iter().filter(|t| holds_resources(t)) {
-        if t.last_status == "RUNNING" {
+        if t.last_status == crate::status::TaskStatus::Running {
             running = running.saturating_add(1);
         } else {
             pending = pending.saturating_add(1);

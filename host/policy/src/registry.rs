@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwapOption;
 use berth_core::placement::{ClusterState, Placement, PlacementRequest, Placer};
-use berth_store::{Changes, PageRequest, Record, Store, Txn, Watch};
+use berth_store::{Changes, Index, PageRequest, Record, Store, Txn, Watch};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DecisionError, InstallError, RegistryError};
@@ -37,7 +37,7 @@ impl Record for PolicyRecord {
         self.sha256.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("name", self.name.clone())]
+        vec![(POLICIES_BY_NAME.name(), self.name.clone())]
     }
 }
 
@@ -65,6 +65,11 @@ impl Scope {
     }
 }
 
+/// Policies by name.
+const POLICIES_BY_NAME: Index<PolicyRecord> = Index::new("name");
+/// Bindings by the sha256 of the policy they activate.
+const BINDINGS_BY_POLICY: Index<PolicyBinding> = Index::new("policy");
+
 /// An activation, stored so it survives restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PolicyBinding {
@@ -83,7 +88,7 @@ impl Record for PolicyBinding {
         self.scope.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("policy", self.sha256.clone())]
+        vec![(BINDINGS_BY_POLICY.name(), self.sha256.clone())]
     }
 }
 
@@ -494,7 +499,7 @@ impl Registry {
         }
         self.store
             .update(|txn| {
-                let bound = txn.by_index::<PolicyBinding>("policy", &sha, PageRequest::first(1))?;
+                let bound = txn.by_index(BINDINGS_BY_POLICY, &sha, PageRequest::first(1))?;
                 if !bound.items.is_empty() {
                     return Ok(false);
                 }

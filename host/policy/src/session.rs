@@ -124,7 +124,11 @@ impl LoadedPolicy {
         let logs_dropped = Arc::new(AtomicU64::new(0));
         let label: Arc<str> = Arc::from(&compiled.sha256[..12]);
         let mut store = new_store(host, logs_dropped.clone(), label.clone());
-        store.set_epoch_deadline(deadline_ticks(host.config.deadline));
+        // Instantiating and asking for info happens once, at install and at
+        // start, often while the machine is busy compiling: it gets a budget
+        // of its own, not a decision's deadline (a policy that loops here is
+        // still stopped).
+        store.set_epoch_deadline(deadline_ticks(LOAD_DEADLINE.max(host.config.deadline)));
         let bindings = compiled
             .pre
             .instantiate(&mut store)
@@ -159,6 +163,9 @@ fn new_store(host: &PolicyHost, logs_dropped: Arc<AtomicU64>, label: Arc<str>) -
     store.limiter(|d| d as &mut dyn wasmtime::ResourceLimiter);
     store
 }
+
+/// The budget of loading a policy (instantiation and `info`).
+const LOAD_DEADLINE: Duration = Duration::from_secs(2);
 
 fn deadline_ticks(d: Duration) -> u64 {
     (d.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1

@@ -3,17 +3,18 @@
 
 use berth_core::arn::{self, ArnContext};
 use berth_core::model::{Container, Task};
+use berth_core::status::{ContainerStatus, DesiredStatus, TaskStatus};
 
 use crate::{ContainerStateChange, TaskStateChange};
 
-/// Where a last status sits in the lifecycle: PENDING (and anything before
-/// RUNNING) 0, RUNNING 1, STOPPING 2, STOPPED 3. A task only moves forward.
-pub fn status_rank(status: &str) -> u8 {
+/// Where a last status sits in the lifecycle: PENDING 0, RUNNING 1,
+/// STOPPING 2, STOPPED 3. A task only moves forward.
+pub fn status_rank(status: TaskStatus) -> u8 {
     match status {
-        "RUNNING" => 1,
-        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => 2,
-        "STOPPED" => 3,
-        _ => 0,
+        TaskStatus::Pending => 0,
+        TaskStatus::Running => 1,
+        TaskStatus::Stopping => 2,
+        TaskStatus::Stopped => 3,
     }
 }
 
@@ -31,13 +32,12 @@ pub fn status_rank(status: &str) -> u8 {
 /// - a container that is STOPPED keeps its recorded exit; only a missing
 ///   exit code is filled in.
 pub fn apply_task_state_change(task: &mut Task, change: &TaskStateChange) -> bool {
-    if task.last_status == "STOPPED" {
+    if task.last_status == TaskStatus::Stopped {
         return false;
     }
     if change
         .status
-        .as_deref()
-        .is_some_and(|s| status_rank(s) < status_rank(&task.last_status))
+        .is_some_and(|s| status_rank(s) < status_rank(task.last_status))
     {
         return false;
     }
@@ -46,35 +46,35 @@ pub fn apply_task_state_change(task: &mut Task, change: &TaskStateChange) -> boo
         apply_container(task, c);
     }
     if let Some(h) = &change.health_status {
-        task.health_status = Some(h.clone());
+        task.health_status = Some(*h);
     }
-    if let Some(code) = &change.stop_code
-        && task.desired_status != "STOPPED"
+    if let Some(code) = change.stop_code
+        && task.desired_status != DesiredStatus::Stopped
     {
-        task.desired_status = "STOPPED".to_owned();
-        task.stop_code = Some(code.clone());
+        task.desired_status = DesiredStatus::Stopped;
+        task.stop_code = Some(code);
         task.stopped_reason = change.reason.clone();
         task.stopping_at.get_or_insert(change.at);
     }
-    if let Some(status) = change.status.as_deref()
+    if let Some(status) = change.status
         && status != task.last_status
     {
         match status {
-            "RUNNING" => task.started_at = Some(change.at),
-            "STOPPING" => {
+            TaskStatus::Running => task.started_at = Some(change.at),
+            TaskStatus::Stopping => {
                 task.stopping_at.get_or_insert(change.at);
             }
-            "STOPPED" => {
-                task.desired_status = "STOPPED".to_owned();
+            TaskStatus::Stopped => {
+                task.desired_status = DesiredStatus::Stopped;
                 task.stopping_at.get_or_insert(change.at);
                 task.stopped_at = Some(change.at);
                 for c in &mut task.containers {
-                    c.last_status = "STOPPED".to_owned();
+                    c.last_status = ContainerStatus::Stopped;
                 }
             }
-            _ => {}
+            TaskStatus::Pending => {}
         }
-        task.last_status = status.to_owned();
+        task.last_status = status;
     }
     let changed = *task != before;
     if changed {
@@ -86,7 +86,7 @@ pub fn apply_task_state_change(task: &mut Task, change: &TaskStateChange) -> boo
 fn apply_container(task: &mut Task, change: &ContainerStateChange) {
     let image = change.image.as_deref().unwrap_or("");
     let c = container_entry(task, &change.container_name, image);
-    if c.last_status == "STOPPED" {
+    if c.last_status == ContainerStatus::Stopped {
         if c.exit_code.is_none() {
             c.exit_code = change.exit_code;
         }
@@ -99,7 +99,7 @@ fn apply_container(task: &mut Task, change: &ContainerStateChange) {
         c.network_bindings = b.clone();
     }
     if let Some(h) = &change.health_status {
-        c.health_status = Some(h.clone());
+        c.health_status = Some(*h);
     }
     if let Some(code) = change.exit_code {
         c.exit_code = Some(code);
@@ -107,8 +107,8 @@ fn apply_container(task: &mut Task, change: &ContainerStateChange) {
     if let Some(r) = &change.reason {
         c.reason = Some(r.clone());
     }
-    if let Some(s) = &change.status {
-        c.last_status = s.clone();
+    if let Some(s) = change.status {
+        c.last_status = s;
     }
 }
 
@@ -131,7 +131,7 @@ pub fn container_entry<'a>(task: &'a mut Task, name: &str, image: &str) -> &'a m
                 task_arn: Some(task.task_arn.clone()),
                 name: name.to_owned(),
                 image: image.to_owned(),
-                last_status: "PENDING".to_owned(),
+                last_status: ContainerStatus::Pending,
                 exit_code: None,
                 reason: None,
                 health_status: None,
@@ -147,6 +147,7 @@ pub fn container_entry<'a>(task: &'a mut Task, name: &str, image: &str) -> &'a m
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::status::{HealthStatus, StopCode};
     use serde_json::json;
 
     fn task(last: &str, desired: &str) -> Task {
@@ -161,13 +162,13 @@ mod tests {
         TaskStateChange {
             cluster: "prod".into(),
             task: "arn:aws:ecs:eu-west-1:123:task/prod/t1".into(),
-            status: Some("RUNNING".into()),
-            health_status: Some("UNKNOWN".into()),
+            status: Some(TaskStatus::Running),
+            health_status: Some(HealthStatus::Unknown),
             containers: vec![ContainerStateChange {
                 container_name: "app".into(),
                 image: Some("busybox".into()),
                 runtime_id: Some("abc".into()),
-                status: Some("RUNNING".into()),
+                status: Some(ContainerStatus::Running),
                 ..Default::default()
             }],
             at,
@@ -195,7 +196,7 @@ mod tests {
         let mut t = task("STOPPING", "STOPPED");
         assert!(!apply_task_state_change(&mut t, &started(1.0)));
         let stopped = TaskStateChange {
-            status: Some("STOPPED".into()),
+            status: Some(TaskStatus::Stopped),
             containers: vec![ContainerStateChange {
                 container_name: "app".into(),
                 exit_code: Some(0),
@@ -206,10 +207,10 @@ mod tests {
         };
         assert!(apply_task_state_change(&mut t, &stopped));
         assert_eq!(
-            (t.last_status.as_str(), t.stopped_at),
-            ("STOPPED", Some(5.0))
+            (t.last_status, t.stopped_at),
+            (TaskStatus::Stopped, Some(5.0))
         );
-        assert_eq!(t.containers[0].last_status, "STOPPED");
+        assert_eq!(t.containers[0].last_status, ContainerStatus::Stopped);
         assert_eq!(t.containers[0].exit_code, Some(0));
         let again = TaskStateChange { at: 9.0, ..stopped };
         assert!(!apply_task_state_change(&mut t, &again), "STOPPED is final");
@@ -219,12 +220,12 @@ mod tests {
     fn the_first_stop_reason_stands_and_a_recorded_exit_is_kept() {
         let mut t = task("RUNNING", "RUNNING");
         let essential = TaskStateChange {
-            stop_code: Some("EssentialContainerExited".into()),
+            stop_code: Some(StopCode::EssentialContainerExited),
             reason: Some("app exited with code 3".into()),
-            status: Some("RUNNING".into()),
+            status: Some(TaskStatus::Running),
             containers: vec![ContainerStateChange {
                 container_name: "app".into(),
-                status: Some("STOPPED".into()),
+                status: Some(ContainerStatus::Stopped),
                 exit_code: Some(3),
                 ..Default::default()
             }],
@@ -232,12 +233,12 @@ mod tests {
             ..started(0.0)
         };
         assert!(apply_task_state_change(&mut t, &essential));
-        assert_eq!(t.desired_status, "STOPPED");
+        assert_eq!(t.desired_status, DesiredStatus::Stopped);
         assert_eq!(t.stopping_at, Some(2.0));
         let failed = TaskStateChange {
-            stop_code: Some("TaskFailedToStart".into()),
+            stop_code: Some(StopCode::TaskFailedToStart),
             reason: Some("other".into()),
-            status: Some("STOPPED".into()),
+            status: Some(TaskStatus::Stopped),
             containers: vec![ContainerStateChange {
                 container_name: "app".into(),
                 exit_code: Some(137),
@@ -247,7 +248,7 @@ mod tests {
             ..started(0.0)
         };
         assert!(apply_task_state_change(&mut t, &failed));
-        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
         assert_eq!(t.stopped_reason.as_deref(), Some("app exited with code 3"));
         assert_eq!(t.containers[0].exit_code, Some(3), "the first exit stands");
         assert_eq!(t.stopping_at, Some(2.0));

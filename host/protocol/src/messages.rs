@@ -3,6 +3,7 @@
 use berth_core::model::{
     Attribute, ContainerInstance, NetworkBinding, Resource, Task, TaskDefinition, VersionInfo,
 };
+use berth_core::status::{ContainerStatus, HealthStatus, InstanceStatus, StopCode, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// Registers (or refreshes) an agent's container instance.
@@ -185,7 +186,7 @@ pub struct ContainerStateChange {
     pub runtime_id: Option<String>,
     /// PENDING, RUNNING or STOPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ContainerStatus>,
     /// The exit code, once it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
@@ -197,7 +198,7 @@ pub struct ContainerStateChange {
     pub network_bindings: Option<Vec<NetworkBinding>>,
     /// HEALTHY, UNHEALTHY or UNKNOWN, for a container with a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
 }
 
 /// A change of one task and its containers, as ECS's
@@ -211,7 +212,7 @@ pub struct TaskStateChange {
     pub task: String,
     /// The task's new last status: PENDING, RUNNING, STOPPING or STOPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<TaskStatus>,
     /// With a stop code: why the agent stops the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -219,10 +220,10 @@ pub struct TaskStateChange {
     /// `TaskFailedToStart`): desired STOPPED with this code and `reason`,
     /// unless it was asked to stop already (the first reason stands).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_code: Option<String>,
+    pub stop_code: Option<StopCode>,
     /// The task's health from its essential containers' checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     /// Its containers' changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerStateChange>,
@@ -383,7 +384,7 @@ pub fn new_instance(req: &RegisterInstance, registered_at: f64) -> ContainerInst
     ContainerInstance {
         container_instance_arn: req.container_instance_arn.clone(),
         ec2_instance_id: req.ec2_instance_id.clone(),
-        status: "ACTIVE".to_owned(),
+        status: InstanceStatus::Active,
         agent_connected: req.agent_connected,
         running_tasks_count: 0,
         pending_tasks_count: 0,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_store::{PageRequest, Record, Store};
+use berth_store::{Index, PageRequest, Record, Store};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
@@ -207,9 +207,17 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     for (cluster, instance) in sample.iter().take(lookups) {
         let txn = store.begin()?;
-        let p = txn.by_index::<Task>("instance", instance, PageRequest::first(100))?;
+        let p = txn.by_index(
+            Index::<Task>::new("instance"),
+            instance,
+            PageRequest::first(100),
+        )?;
         anyhow::ensure!(!p.items.is_empty(), "instance index lookup found nothing");
-        let p = txn.by_index::<Task>("cluster", cluster, PageRequest::first(100))?;
+        let p = txn.by_index(
+            Index::<Task>::new("cluster"),
+            cluster,
+            PageRequest::first(100),
+        )?;
         anyhow::ensure!(p.items.len() == 100, "cluster page short");
     }
     let secs = start.elapsed().as_secs_f64();

@@ -6,24 +6,27 @@
 //! [`Txn::delete`], then [`Txn::commit`]; or let [`Store::update`] retry conflicts.
 //!
 //! ```
-//! use berth_store::{Record, Store, PageRequest};
+//! use berth_store::{Index, Record, Store, PageRequest};
 //! # fn main() -> anyhow::Result<()> {
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct Cluster { arn: String, status: String }
+//! const BY_STATUS: Index<Cluster> = Index::new("status");
 //! impl Record for Cluster {
 //!     const TABLE: &'static str = "clusters";
 //!     fn key(&self) -> String { self.arn.clone() }
-//!     fn index_keys(&self) -> Vec<(&'static str, String)> { vec![("status", self.status.clone())] }
+//!     fn index_keys(&self) -> Vec<(&'static str, String)> { vec![(BY_STATUS.name(), self.status.clone())] }
 //! }
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path().join("berth.redb"))?;
 //! let mut txn = store.begin()?;
 //! txn.put(&Cluster { arn: "arn:c/default".into(), status: "ACTIVE".into() })?;
 //! txn.commit()?;
-//! let page = store.begin()?.by_index::<Cluster>("status", "ACTIVE", PageRequest::first(10))?;
+//! let page = store.begin()?.by_index(BY_STATUS, "ACTIVE", PageRequest::first(10))?;
 //! assert_eq!(page.items[0].version, 1);
 //! # Ok(()) }
 //! ```
+
+use std::marker::PhantomData;
 
 mod backend;
 mod codec;
@@ -55,6 +58,44 @@ pub trait Record: serde::Serialize + serde::de::DeserializeOwned + Send + Sync +
     /// as the table. Names must be non-empty; neither may contain NUL.
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         Vec::new()
+    }
+}
+
+/// A secondary index of table `T`, by name. One const per index, used by
+/// the table's [`Record::index_keys`] and by every lookup, so a lookup names
+/// an index its table has, spelled once.
+pub struct Index<T> {
+    name: &'static str,
+    table: PhantomData<fn() -> T>,
+}
+
+impl<T> Index<T> {
+    /// The index `name` of `T`'s table.
+    pub const fn new(name: &'static str) -> Self {
+        Index {
+            name,
+            table: PhantomData,
+        }
+    }
+
+    /// The name the index is stored under.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+// By hand: derives would require `T: Clone`.
+impl<T> Clone for Index<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Index<T> {}
+
+impl<T> std::fmt::Debug for Index<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Index({})", self.name)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::backend::{Backend, Changes, NewRecord, ReadEntry, Snapshot, WriteOp};
 use crate::codec::{self, RawRecord};
 use crate::error::{CommitError, OpenError, StoreError, UpdateError};
 use crate::redb_backend::RedbBackend;
-use crate::{Record, Versioned};
+use crate::{Index, Record, Versioned};
 
 /// How many times [`Store::update`] runs its closure before giving up on conflicts.
 pub const DEFAULT_UPDATE_ATTEMPTS: u32 = 32;
@@ -423,10 +423,11 @@ impl Txn {
     /// A page of `T` records with index entry `(index, value)`, in primary key order.
     pub fn by_index<T: Record>(
         &self,
-        index: &str,
+        index: Index<T>,
         value: &str,
         page: PageRequest,
     ) -> Result<Page<T>, StoreError> {
+        let index = index.name();
         self.paged::<T>(
             page,
             |snap, after, n| snap.scan_index(T::TABLE, index, value, after, n),

@@ -6,7 +6,32 @@
 
 use berth_core::model::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
 
-use crate::Record;
+use crate::{Index, Record};
+
+/// Clusters by status (ACTIVE or INACTIVE).
+pub const CLUSTERS_BY_STATUS: Index<Cluster> = Index::new("status");
+/// Task definitions by family.
+pub const TASK_DEFINITIONS_BY_FAMILY: Index<TaskDefinition> = Index::new("family");
+/// Task definitions by status.
+pub const TASK_DEFINITIONS_BY_STATUS: Index<TaskDefinition> = Index::new("status");
+/// Tasks by cluster ARN.
+pub const TASKS_BY_CLUSTER: Index<Task> = Index::new("cluster");
+/// Tasks by desired status, [`in_cluster`].
+pub const TASKS_BY_DESIRED_STATUS: Index<Task> = Index::new("desired_status");
+/// Tasks by last status, [`in_cluster`].
+pub const TASKS_BY_LAST_STATUS: Index<Task> = Index::new("last_status");
+/// Tasks by container instance ARN.
+pub const TASKS_BY_INSTANCE: Index<Task> = Index::new("instance");
+/// Tasks by group, [`in_cluster`].
+pub const TASKS_BY_GROUP: Index<Task> = Index::new("group");
+/// Services by cluster ARN.
+pub const SERVICES_BY_CLUSTER: Index<Service> = Index::new("cluster");
+/// Services by status, [`in_cluster`].
+pub const SERVICES_BY_STATUS: Index<Service> = Index::new("status");
+/// Container instances by cluster ARN.
+pub const INSTANCES_BY_CLUSTER: Index<ContainerInstance> = Index::new("cluster");
+/// Container instances by status, [`in_cluster`].
+pub const INSTANCES_BY_STATUS: Index<ContainerInstance> = Index::new("status");
 
 /// `"<cluster arn> <value>"`: an index value scoped to one cluster.
 pub fn in_cluster(cluster_arn: &str, value: &str) -> String {
@@ -20,7 +45,7 @@ impl Record for Cluster {
         self.cluster_name.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("status", self.status.clone())]
+        vec![(CLUSTERS_BY_STATUS.name(), self.status.as_str().to_owned())]
     }
 }
 
@@ -37,8 +62,11 @@ impl Record for TaskDefinition {
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("family", self.family.clone()),
-            ("status", self.status.clone()),
+            (TASK_DEFINITIONS_BY_FAMILY.name(), self.family.clone()),
+            (
+                TASK_DEFINITIONS_BY_STATUS.name(),
+                self.status.as_str().to_owned(),
+            ),
         ]
     }
 }
@@ -52,21 +80,21 @@ impl Record for Task {
     /// desired and last status (in a cluster).
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![
-            ("cluster", self.cluster_arn.clone()),
+            (TASKS_BY_CLUSTER.name(), self.cluster_arn.clone()),
             (
-                "desired_status",
-                in_cluster(&self.cluster_arn, &self.desired_status),
+                TASKS_BY_DESIRED_STATUS.name(),
+                in_cluster(&self.cluster_arn, self.desired_status.as_str()),
             ),
             (
-                "last_status",
-                in_cluster(&self.cluster_arn, &self.last_status),
+                TASKS_BY_LAST_STATUS.name(),
+                in_cluster(&self.cluster_arn, self.last_status.as_str()),
             ),
         ];
         if let Some(i) = &self.container_instance_arn {
-            v.push(("instance", i.clone()));
+            v.push((TASKS_BY_INSTANCE.name(), i.clone()));
         }
         if let Some(g) = &self.group {
-            v.push(("group", in_cluster(&self.cluster_arn, g)));
+            v.push((TASKS_BY_GROUP.name(), in_cluster(&self.cluster_arn, g)));
         }
         v
     }
@@ -79,8 +107,11 @@ impl Record for Service {
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("cluster", self.cluster_arn.clone()),
-            ("status", in_cluster(&self.cluster_arn, &self.status)),
+            (SERVICES_BY_CLUSTER.name(), self.cluster_arn.clone()),
+            (
+                SERVICES_BY_STATUS.name(),
+                in_cluster(&self.cluster_arn, self.status.as_str()),
+            ),
         ]
     }
 }
@@ -105,8 +136,11 @@ impl Record for ContainerInstance {
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         let cluster = instance_cluster_arn(&self.container_instance_arn);
         vec![
-            ("status", in_cluster(&cluster, &self.status)),
-            ("cluster", cluster),
+            (
+                INSTANCES_BY_STATUS.name(),
+                in_cluster(&cluster, self.status.as_str()),
+            ),
+            (INSTANCES_BY_CLUSTER.name(), cluster),
         ]
     }
 }

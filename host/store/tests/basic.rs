@@ -1,6 +1,6 @@
 //! CRUD, versions, index maintenance, pagination and commit conflicts through the public API.
 
-use berth_store::{CommitError, PageRequest, Record, Store, StoreError, UpdateError};
+use berth_store::{CommitError, Index, PageRequest, Record, Store, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,10 +58,10 @@ fn keys(page: &berth_store::Page<Task>) -> Vec<String> {
     page.items.iter().map(|v| v.value.arn.clone()).collect()
 }
 
-fn all_by_index(store: &Store, index: &str, value: &str) -> anyhow::Result<Vec<String>> {
+fn all_by_index(store: &Store, index: &'static str, value: &str) -> anyhow::Result<Vec<String>> {
     let txn = store.begin()?;
-    Ok(keys(&txn.by_index::<Task>(
-        index,
+    Ok(keys(&txn.by_index(
+        Index::<Task>::new(index),
         value,
         PageRequest::first(1000),
     )?))
@@ -147,7 +147,11 @@ fn indexes_follow_updates_and_deletes() -> anyhow::Result<()> {
     txn.put(&t0)?;
     txn.delete::<Task>("arn:task/0003")?;
     // The transaction's own index view is already updated.
-    let own = txn.by_index::<Task>("cluster", "odd", PageRequest::first(100))?;
+    let own = txn.by_index(
+        Index::<Task>::new("cluster"),
+        "odd",
+        PageRequest::first(100),
+    )?;
     assert_eq!(
         keys(&own),
         ["arn:task/0000", "arn:task/0001", "arn:task/0005"]
@@ -214,14 +218,14 @@ fn pagination_with_tokens() -> anyhow::Result<()> {
     assert_eq!(seen, expected);
 
     // An exact multiple of the limit ends without an empty trailing page.
-    let page = txn.by_index::<Task>("cluster", "five", PageRequest::first(5))?;
+    let page = txn.by_index(Index::<Task>::new("cluster"), "five", PageRequest::first(5))?;
     assert_eq!(page.items.len(), 5);
     assert_eq!(page.next_token, None);
 
-    let p1 = txn.by_index::<Task>("cluster", "five", PageRequest::first(2))?;
+    let p1 = txn.by_index(Index::<Task>::new("cluster"), "five", PageRequest::first(2))?;
     assert_eq!(keys(&p1), ["arn:task/0000", "arn:task/0005"]);
-    let p2 = txn.by_index::<Task>(
-        "cluster",
+    let p2 = txn.by_index(
+        Index::<Task>::new("cluster"),
         "five",
         PageRequest {
             token: p1.next_token.clone(),
@@ -261,7 +265,7 @@ fn pages_merge_buffered_writes() -> anyhow::Result<()> {
     let mut seen = Vec::new();
     let mut req = PageRequest::first(3);
     loop {
-        let page = txn.by_index::<Task>("cluster", "c", req.clone())?;
+        let page = txn.by_index(Index::<Task>::new("cluster"), "c", req.clone())?;
         seen.extend(keys(&page));
         let Some(t) = page.next_token else { break };
         req.token = Some(t);
@@ -287,7 +291,10 @@ fn malformed_token_is_an_error() -> anyhow::Result<()> {
         let err = txn.list::<Task>(req.clone()).expect_err("bad token");
         assert!(matches!(err, StoreError::InvalidPageToken { .. }), "{err}");
         assert!(err.to_string().contains("malformed page token"), "{err}");
-        assert!(txn.by_index::<Task>("cluster", "c", req).is_err());
+        assert!(
+            txn.by_index(Index::<Task>::new("cluster"), "c", req)
+                .is_err()
+        );
     }
     assert!(matches!(
         txn.list::<Task>(PageRequest::first(0)),

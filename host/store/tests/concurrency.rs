@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_store::{PageRequest, Record, Store, StoreError, UpdateError};
+use berth_store::{Index, PageRequest, Record, Store, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 
 const THREADS: usize = 8;
@@ -166,7 +166,11 @@ fn cas_counters_and_budget_under_contention() -> anyhow::Result<()> {
     let mut by_thread = 0;
     for t in 0..THREADS {
         by_thread += txn
-            .by_index::<Reservation>("thread", &t.to_string(), PageRequest::first(10_000))?
+            .by_index(
+                Index::<Reservation>::new("thread"),
+                &t.to_string(),
+                PageRequest::first(10_000),
+            )?
             .items
             .len();
     }

@@ -2,16 +2,21 @@
 //! the indexes kept with each table.
 
 use berth_core::arn::ArnContext;
-use berth_core::model::{Cluster, Task, TaskDefinition};
+use berth_core::model::{
+    Cluster, ClusterStatus, DesiredStatus, Task, TaskDefinition, TaskDefinitionStatus, TaskStatus,
+};
 use berth_core::validate;
-use berth_store::tables::{in_cluster, task_definition_key};
+use berth_store::tables::{
+    TASK_DEFINITIONS_BY_FAMILY, TASK_DEFINITIONS_BY_STATUS, TASKS_BY_CLUSTER,
+    TASKS_BY_DESIRED_STATUS, TASKS_BY_GROUP, TASKS_BY_INSTANCE, in_cluster, task_definition_key,
+};
 use berth_store::{PageRequest, Store};
 
 fn cluster(a: &ArnContext, name: &str) -> Cluster {
     Cluster {
         cluster_arn: a.cluster(name),
         cluster_name: name.into(),
-        status: "ACTIVE".into(),
+        status: ClusterStatus::Active,
         registered_container_instances_count: 0,
         running_tasks_count: 0,
         pending_tasks_count: 0,
@@ -35,7 +40,7 @@ fn task_definition(a: &ArnContext, family: &str, revision: u32) -> TaskDefinitio
         memory: None,
         placement_constraints: vec![],
         volumes: vec![],
-        status: "ACTIVE".into(),
+        status: TaskDefinitionStatus::Active,
         registered_at: Some(1.0),
         deregistered_at: None,
         tags: vec![],
@@ -50,8 +55,8 @@ fn task(a: &ArnContext, cluster: &str, id: &str, instance: &str, group: &str) ->
         container_instance_arn: Some(a.container_instance(cluster, instance)),
         group: Some(group.into()),
         started_by: None,
-        last_status: "PENDING".into(),
-        desired_status: "RUNNING".into(),
+        last_status: TaskStatus::Pending,
+        desired_status: DesiredStatus::Running,
         health_status: None,
         stop_code: None,
         stopped_reason: None,
@@ -88,20 +93,24 @@ fn domain_lookups_follow_updates() -> anyhow::Result<()> {
 
     let r = store.begin()?;
     let revs: Vec<u32> = r
-        .by_index::<TaskDefinition>("family", "web", PageRequest::first(10))?
+        .by_index(TASK_DEFINITIONS_BY_FAMILY, "web", PageRequest::first(10))?
         .items
         .iter()
         .map(|v| v.value.revision)
         .collect();
     assert_eq!(revs, vec![1, 2, 10], "revisions in numeric order");
     assert_eq!(
-        r.by_index::<Task>("cluster", &a.cluster("default"), PageRequest::first(10))?
-            .items
-            .len(),
+        r.by_index(
+            TASKS_BY_CLUSTER,
+            &a.cluster("default"),
+            PageRequest::first(10)
+        )?
+        .items
+        .len(),
         2
     );
-    let on_i1 = r.by_index::<Task>(
-        "instance",
+    let on_i1 = r.by_index(
+        TASKS_BY_INSTANCE,
         &a.container_instance("default", "i1"),
         PageRequest::first(10),
     )?;
@@ -110,8 +119,8 @@ fn domain_lookups_follow_updates() -> anyhow::Result<()> {
         1,
         "instance ids are scoped by cluster in their ARN"
     );
-    let group = r.by_index::<Task>(
-        "group",
+    let group = r.by_index(
+        TASKS_BY_GROUP,
         &in_cluster(&a.cluster("default"), "family:web"),
         PageRequest::first(10),
     )?;
@@ -130,25 +139,29 @@ fn domain_lookups_follow_updates() -> anyhow::Result<()> {
         .get::<Task>(&a.task("default", "t1"))?
         .expect("t1 exists")
         .value;
-    t1.desired_status = "STOPPED".into();
-    t1.last_status = "STOPPED".into();
+    t1.desired_status = DesiredStatus::Stopped;
+    t1.last_status = TaskStatus::Stopped;
     txn.put(&t1)?;
     let mut td = txn
         .get::<TaskDefinition>(&task_definition_key("web", 2))?
         .expect("web:2")
         .value;
-    td.status = "INACTIVE".into();
+    td.status = TaskDefinitionStatus::Inactive;
     txn.put(&td)?;
     txn.commit()?;
     let r = store.begin()?;
-    let running = r.by_index::<Task>(
-        "desired_status",
-        &in_cluster(&a.cluster("default"), "RUNNING"),
+    let running = r.by_index(
+        TASKS_BY_DESIRED_STATUS,
+        &in_cluster(&a.cluster("default"), DesiredStatus::Running.as_str()),
         PageRequest::first(10),
     )?;
     assert_eq!(running.items.len(), 1);
     assert_eq!(running.items[0].value.task_arn, a.task("default", "t2"));
-    let inactive = r.by_index::<TaskDefinition>("status", "INACTIVE", PageRequest::first(10))?;
+    let inactive = r.by_index(
+        TASK_DEFINITIONS_BY_STATUS,
+        TaskDefinitionStatus::Inactive.as_str(),
+        PageRequest::first(10),
+    )?;
     assert_eq!(inactive.items.len(), 1);
     assert!(store.verify_indexes()?.is_empty());
     Ok(())

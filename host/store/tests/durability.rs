@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_store::{PageRequest, Record, Store};
+use berth_store::{Index, PageRequest, Record, Store};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
@@ -276,7 +276,7 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
         // Spot-check an index lookup against the model.
         let txn = store.begin()?;
         let g = format!("g{}", rng.random_range(0..5));
-        let by_group = txn.by_index::<Item>("group", &g, PageRequest::first(1000))?;
+        let by_group = txn.by_index(Index::<Item>::new("group"), &g, PageRequest::first(1000))?;
         let expected: Vec<&String> = model
             .iter()
             .filter(|(_, (_, i))| i.group == g)

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use berth_core::model::{ContainerInstance, Task, TaskDefinition};
 use berth_core::placement::TaskSpec;
+use berth_core::status::{DesiredStatus, InstanceStatus, StopCode, TaskStatus};
 use berth_core::usage::apply_usage;
 use berth_protocol::{
     AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
@@ -68,8 +69,8 @@ impl FakeControlPlane {
     pub fn stop(&self, arn: &str) {
         let mut s = self.state();
         let t = s.tasks.get_mut(arn).expect("task");
-        t.desired_status = "STOPPED".into();
-        t.stop_code = Some("UserInitiated".into());
+        t.desired_status = DesiredStatus::Stopped;
+        t.stop_code = Some(StopCode::UserInitiated);
         t.version += 1;
         let instance = t.container_instance_arn.clone().unwrap_or_default();
         s.recount(&instance);
@@ -129,12 +130,12 @@ impl ControlPlane for FakeControlPlane {
             .tasks
             .values()
             .filter(|t| t.container_instance_arn.as_deref() == Some(&req.container_instance_arn))
-            .filter(|t| t.last_status != "STOPPED")
+            .filter(|t| t.last_status != TaskStatus::Stopped)
             .count();
         if live == 0
             && let Some(ci) = s.instances.get_mut(&req.container_instance_arn)
         {
-            ci.status = "INACTIVE".into();
+            ci.status = InstanceStatus::Inactive;
         }
         Ok(RetireAck {
             live_tasks: u32::try_from(live).unwrap_or(u32::MAX),

@@ -5,6 +5,7 @@
 use crate::arn;
 use crate::deployment::TaskCounts;
 use crate::model::{SchedulingStrategy, Service};
+use crate::status::{DeploymentStatus, RolloutState, ServiceStatus};
 
 use super::{MAX_DEPLOYMENTS, Plan, SchedulerState, task_list};
 
@@ -98,7 +99,8 @@ impl Plan {
         let name = s.service_name.clone();
         let t = rest.now;
         let mut desired = rest.desired;
-        if s.scheduling_strategy == SchedulingStrategy::Daemon && s.status == "ACTIVE" {
+        if s.scheduling_strategy == SchedulingStrategy::Daemon && s.status == ServiceStatus::Active
+        {
             desired = u32::try_from(rest.active)
                 .unwrap_or(u32::MAX)
                 .saturating_sub(placed.ineligible);
@@ -121,15 +123,19 @@ impl Plan {
         let quiet = placed.started.is_empty() && stops.is_empty();
         let old_left = rest.still.iter().any(|x| !x.primary);
         let mut steady = false;
-        if let Some(p) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+        if let Some(p) = s
+            .deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        {
             p.desired_count = desired;
-            if p.rollout_state.as_deref() == Some("IN_PROGRESS")
+            if p.rollout_state == Some(RolloutState::InProgress)
                 && rest.primary.healthy == desired
                 && rest.primary.total() == desired
                 && !old_left
                 && quiet
             {
-                p.rollout_state = Some("COMPLETED".into());
+                p.rollout_state = Some(RolloutState::Completed);
                 p.rollout_state_reason = Some("ECS deployment completed.".into());
                 p.updated_at = t;
                 steady = true;
@@ -137,15 +143,15 @@ impl Plan {
         }
         if steady {
             for d in &mut s.deployments {
-                if d.status == "ACTIVE" {
-                    d.status = "INACTIVE".into();
+                if d.status == DeploymentStatus::Active {
+                    d.status = DeploymentStatus::Inactive;
                     d.updated_at = t;
                 }
             }
             let id = s
                 .deployments
                 .iter()
-                .find(|d| d.status == "PRIMARY")
+                .find(|d| d.status == DeploymentStatus::Primary)
                 .map(|d| d.id.clone())
                 .unwrap_or_default();
             events.push(format!(
@@ -154,7 +160,11 @@ impl Plan {
             events.push(format!("(service {name}) has reached a steady state."));
         }
         while s.deployments.len() > MAX_DEPLOYMENTS {
-            match s.deployments.iter().rposition(|d| d.status == "INACTIVE") {
+            match s
+                .deployments
+                .iter()
+                .rposition(|d| d.status == DeploymentStatus::Inactive)
+            {
                 Some(i) => {
                     s.deployments.remove(i);
                 }
@@ -162,10 +172,14 @@ impl Plan {
             }
         }
         // INACTIVE once every task has really stopped.
-        if s.status == "DRAINING" && rest.still.is_empty() && quiet && rest.stopping == 0 {
-            s.status = "INACTIVE".into();
+        if s.status == ServiceStatus::Draining
+            && rest.still.is_empty()
+            && quiet
+            && rest.stopping == 0
+        {
+            s.status = ServiceStatus::Inactive;
             for d in &mut s.deployments {
-                d.status = "INACTIVE".into();
+                d.status = DeploymentStatus::Inactive;
             }
             events.push(format!("(service {name}) has been deleted."));
         }

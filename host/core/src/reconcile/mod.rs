@@ -29,11 +29,15 @@ use serde::{Deserialize, Serialize};
 use crate::arn;
 use crate::deployment::{self, TaskCounts};
 use crate::model::{SchedulingStrategy, Service, Task};
+use crate::status::{
+    DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceStatus, StopCode,
+    TaskStatus,
+};
 
 pub use finish::{Placed, Step, Unplaced};
 
 /// The stop code of every task the service scheduler stops.
-pub const STOP_CODE: &str = "ServiceSchedulerInitiated";
+pub const STOP_CODE: StopCode = StopCode::ServiceSchedulerInitiated;
 /// Deployments kept per service (INACTIVE ones beyond are dropped, oldest first).
 pub const MAX_DEPLOYMENTS: usize = 10;
 /// How long a stopped task stays remembered as counted.
@@ -157,12 +161,12 @@ struct Census<'a> {
 
 impl Census<'_> {
     fn kind(&self, x: &Task) -> Kind {
-        if x.last_status != "RUNNING" {
+        if x.last_status != TaskStatus::Running {
             return Kind::Pending;
         }
         let has_check = x.containers.iter().any(|c| c.health_status.is_some());
         let healthy = if has_check {
-            x.health_status.as_deref() == Some("HEALTHY")
+            x.health_status == Some(HealthStatus::Healthy)
         } else {
             x.started_at.is_some_and(|a| self.now >= a + self.grace)
         };
@@ -209,7 +213,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let mut state = input.state.clone();
     let mut events = Vec::new();
     account_stopped(&mut s, &mut state, input.tasks, t, &mut events);
-    let desired = if s.status == "ACTIVE" {
+    let desired = if s.status == ServiceStatus::Active {
         s.desired_count
     } else {
         0
@@ -221,7 +225,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         primary_id: s
             .deployments
             .iter()
-            .find(|d| d.status == "PRIMARY")
+            .find(|d| d.status == DeploymentStatus::Primary)
             .map(|d| d.id.clone()),
         grace: f64::from(s.health_check_grace_period_seconds.unwrap_or(0)),
         draining: input
@@ -241,7 +245,9 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let live: Vec<&Task> = input
         .tasks
         .iter()
-        .filter(|x| x.desired_status == "RUNNING" && x.last_status != "STOPPED")
+        .filter(|x| {
+            x.desired_status == DesiredStatus::Running && x.last_status != TaskStatus::Stopped
+        })
         .collect();
     let (primary, old) = census.count(&live);
     let (min_pct, max_pct) = percents(&s);
@@ -251,18 +257,18 @@ pub fn plan(input: &Input<'_>) -> Plan {
     let stopping = input
         .tasks
         .iter()
-        .filter(|x| x.desired_status == "STOPPED" && x.last_status != "STOPPED")
+        .filter(|x| {
+            x.desired_status == DesiredStatus::Stopped && x.last_status != TaskStatus::Stopped
+        })
         .count();
     let upper = deployment::bounds(desired, min_pct, max_pct).1.max(desired);
     let busy = primary.total() + old.total() + u32::try_from(stopping).unwrap_or(u32::MAX);
     step.start = step.start.min(upper.saturating_sub(busy));
     let daemon = s.scheduling_strategy == SchedulingStrategy::Daemon;
-    let blocked = s
-        .deployments
-        .iter()
-        .any(|d| d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("FAILED"))
-        || census.primary_id.is_none()
-        || s.status != "ACTIVE";
+    let blocked = s.deployments.iter().any(|d| {
+        d.status == DeploymentStatus::Primary && d.rollout_state == Some(RolloutState::Failed)
+    }) || census.primary_id.is_none()
+        || s.status != ServiceStatus::Active;
     let held = !blocked && (step.start > 0 || daemon) && backing_off(&state, t);
     if held && state.start_failures >= 2 {
         events.push(unable_to_start(&s.service_name));
@@ -321,7 +327,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             .filter(|x| !stopped.contains(x.task_arn.as_str()))
             .map(|x| finish::Kept {
                 deployment: x.started_by.clone(),
-                running: x.last_status == "RUNNING",
+                running: x.last_status == TaskStatus::Running,
                 primary: census.is_primary(x),
             })
             .collect(),
@@ -347,7 +353,9 @@ fn account_stopped(
 ) {
     state.seen_stopped.retain(|_, at| *at > t - SEEN_FOR);
     for task in tasks {
-        if task.last_status != "STOPPED" || state.seen_stopped.contains_key(&task.task_arn) {
+        if task.last_status != TaskStatus::Stopped
+            || state.seen_stopped.contains_key(&task.task_arn)
+        {
             continue;
         }
         let at = task.stopped_at.unwrap_or(t);
@@ -357,8 +365,8 @@ fn account_stopped(
         }
         state.seen_stopped.insert(task.task_arn.clone(), at);
         if matches!(
-            task.stop_code.as_deref(),
-            Some("ServiceSchedulerInitiated" | "UserInitiated")
+            task.stop_code,
+            Some(StopCode::ServiceSchedulerInitiated | StopCode::UserInitiated)
         ) {
             continue;
         }
@@ -387,7 +395,7 @@ fn account_stopped(
     if tasks.iter().any(|x| {
         x.started_at
             .is_some_and(|a| a > state.last_start_failure_at)
-            && x.last_status != "STOPPED"
+            && x.last_status != TaskStatus::Stopped
     }) {
         state.start_failures = 0;
     }
@@ -410,16 +418,20 @@ fn trip_breaker(
         .and_then(|c| c.deployment_circuit_breaker)
         .filter(|b| b.enable);
     let Some(b) = breaker else { return };
-    let Some(pi) = s.deployments.iter().position(|d| d.status == "PRIMARY") else {
+    let Some(pi) = s
+        .deployments
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    else {
         return;
     };
-    if s.deployments[pi].rollout_state.as_deref() != Some("IN_PROGRESS")
+    if s.deployments[pi].rollout_state != Some(RolloutState::InProgress)
         || s.deployments[pi].failed_tasks < deployment::circuit_breaker_threshold(desired)
     {
         return;
     }
     let id = s.deployments[pi].id.clone();
-    s.deployments[pi].rollout_state = Some("FAILED".into());
+    s.deployments[pi].rollout_state = Some(RolloutState::Failed);
     s.deployments[pi].rollout_state_reason =
         Some("ECS deployment circuit breaker: tasks failed to start.".into());
     s.deployments[pi].updated_at = t;
@@ -430,16 +442,16 @@ fn trip_breaker(
         .deployments
         .iter()
         .enumerate()
-        .filter(|(i, d)| *i != pi && d.rollout_state.as_deref() == Some("COMPLETED"))
+        .filter(|(i, d)| *i != pi && d.rollout_state == Some(RolloutState::Completed))
         .max_by(|a, b| a.1.created_at.total_cmp(&b.1.created_at))
         .map(|(i, _)| i);
     if b.rollback
         && let Some(bi) = back
     {
-        s.deployments[pi].status = "ACTIVE".into();
+        s.deployments[pi].status = DeploymentStatus::Active;
         let d = &mut s.deployments[bi];
-        d.status = "PRIMARY".into();
-        d.rollout_state = Some("IN_PROGRESS".into());
+        d.status = DeploymentStatus::Primary;
+        d.rollout_state = Some(RolloutState::InProgress);
         d.rollout_state_reason = Some(format!(
             "ECS deployment circuit breaker: rolling back to deploymentId {}.",
             d.id
@@ -538,8 +550,8 @@ fn with_sick<'a>(
         })
         .collect();
     for x in live {
-        if x.last_status == "RUNNING"
-            && x.health_status.as_deref() == Some("UNHEALTHY")
+        if x.last_status == TaskStatus::Running
+            && x.health_status == Some(HealthStatus::Unhealthy)
             && x.started_at.is_some_and(|a| census.now >= a + census.grace)
             && !to_stop.iter().any(|y| y.task_arn == x.task_arn)
         {
@@ -570,9 +582,11 @@ fn daemon_starts(tasks: &[Task], live: &[&Task], active: &[&str], stops: &[Stop]
         let on = |x: &Task| x.container_instance_arn.as_deref() == Some(ci);
         let kept = live.iter().any(|x| on(x) && !stopping(x));
         let leaving = live.iter().any(|x| on(x) && stopping(x))
-            || tasks
-                .iter()
-                .any(|x| on(x) && x.desired_status == "STOPPED" && x.last_status != "STOPPED");
+            || tasks.iter().any(|x| {
+                on(x)
+                    && x.desired_status == DesiredStatus::Stopped
+                    && x.last_status != TaskStatus::Stopped
+            });
         if !(kept || leaving) {
             out.push((*ci).to_owned());
         }

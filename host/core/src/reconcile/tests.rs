@@ -9,19 +9,28 @@ use serde_json::json;
 
 use super::*;
 use crate::model::{Deployment, DeploymentCircuitBreaker, DeploymentConfiguration};
+use crate::status::{
+    DeploymentStatus, DesiredStatus, RolloutState, ServiceStatus, StopCode, TaskStatus,
+};
 
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/default";
 
-fn deployment(id: &str, status: &str, rollout: &str, desired: u32, created: f64) -> Deployment {
+fn deployment(
+    id: &str,
+    status: DeploymentStatus,
+    rollout: RolloutState,
+    desired: u32,
+    created: f64,
+) -> Deployment {
     Deployment {
         id: id.into(),
-        status: status.into(),
+        status,
         task_definition: format!("arn:aws:ecs:local:000000000000:task-definition/{id}:1"),
         desired_count: desired,
         pending_count: 0,
         running_count: 0,
         failed_tasks: 0,
-        rollout_state: Some(rollout.into()),
+        rollout_state: Some(rollout),
         rollout_state_reason: None,
         created_at: created,
         updated_at: created,
@@ -131,11 +140,11 @@ impl World {
                 .iter_mut()
                 .find(|x| x.task_arn == stop.task_arn)
                 .unwrap();
-            x.desired_status = "STOPPED".into();
-            x.stop_code = Some(STOP_CODE.into());
+            x.desired_status = DesiredStatus::Stopped;
+            x.stop_code = Some(STOP_CODE);
             x.stopped_reason = Some(stop.reason.clone());
             if x.container_instance_arn.is_none() {
-                x.last_status = "STOPPED".into();
+                x.last_status = TaskStatus::Stopped;
                 x.stopped_at = Some(self.now);
             }
         }
@@ -191,18 +200,20 @@ impl World {
     fn time_passes(&mut self) {
         self.now += 400.0;
         for x in &mut self.tasks {
-            if x.desired_status == "RUNNING" && x.last_status == "PENDING" {
+            if x.desired_status == DesiredStatus::Running && x.last_status == TaskStatus::Pending {
                 if x.started_by == self.crashing {
-                    x.last_status = "STOPPED".into();
-                    x.desired_status = "STOPPED".into();
-                    x.stop_code = Some("TaskFailedToStart".into());
+                    x.last_status = TaskStatus::Stopped;
+                    x.desired_status = DesiredStatus::Stopped;
+                    x.stop_code = Some(StopCode::TaskFailedToStart);
                     x.stopped_at = Some(self.now - 1.0);
                 } else {
-                    x.last_status = "RUNNING".into();
+                    x.last_status = TaskStatus::Running;
                     x.started_at = Some(self.now - 1.0);
                 }
-            } else if x.desired_status == "STOPPED" && x.last_status != "STOPPED" {
-                x.last_status = "STOPPED".into();
+            } else if x.desired_status == DesiredStatus::Stopped
+                && x.last_status != TaskStatus::Stopped
+            {
+                x.last_status = TaskStatus::Stopped;
                 x.stopped_at = Some(self.now - 1.0);
             }
         }
@@ -214,12 +225,14 @@ impl World {
         let healthy = self
             .tasks
             .iter()
-            .filter(|x| x.last_status == "RUNNING" && x.desired_status == "RUNNING")
+            .filter(|x| {
+                x.last_status == TaskStatus::Running && x.desired_status == DesiredStatus::Running
+            })
             .count();
         let busy = self
             .tasks
             .iter()
-            .filter(|x| x.last_status != "STOPPED")
+            .filter(|x| x.last_status != TaskStatus::Stopped)
             .count();
         (healthy as u32, busy as u32)
     }
@@ -251,10 +264,10 @@ impl World {
                 before.1
             );
             self.time_passes();
-            let done =
-                self.service.deployments.iter().any(|d| {
-                    d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("COMPLETED")
-                });
+            let done = self.service.deployments.iter().any(|d| {
+                d.status == DeploymentStatus::Primary
+                    && d.rollout_state == Some(RolloutState::Completed)
+            });
             if done {
                 return Ok(true);
             }
@@ -276,7 +289,13 @@ fn a_new_service_starts_its_tasks_and_completes() {
     let s = service(
         3,
         percents_dc(100, 200),
-        vec![deployment("d1", "PRIMARY", "IN_PROGRESS", 3, 1.0)],
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::InProgress,
+            3,
+            1.0,
+        )],
     );
     let mut w = World::new(s, &["ci-a"]);
     let step = w.step();
@@ -288,8 +307,8 @@ fn a_new_service_starts_its_tasks_and_completes() {
     assert_eq!((step.started, step.stopped), (0, 0));
     assert_eq!(w.service.running_count, 3);
     assert_eq!(
-        w.deployment("d1").rollout_state.as_deref(),
-        Some("COMPLETED")
+        w.deployment("d1").rollout_state,
+        Some(RolloutState::Completed)
     );
     assert_eq!(
         step.events,
@@ -305,7 +324,13 @@ fn nothing_changes_for_a_steady_service() {
     let mut s = service(
         2,
         percents_dc(100, 200),
-        vec![deployment("d1", "PRIMARY", "COMPLETED", 2, 1.0)],
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::Completed,
+            2,
+            1.0,
+        )],
     );
     s.running_count = 2;
     s.deployments[0].running_count = 2;
@@ -322,9 +347,15 @@ fn a_deleted_service_stops_its_tasks_then_is_inactive() {
     let mut s = service(
         2,
         percents_dc(100, 200),
-        vec![deployment("d1", "PRIMARY", "COMPLETED", 2, 1.0)],
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::Completed,
+            2,
+            1.0,
+        )],
     );
-    s.status = "DRAINING".into();
+    s.status = ServiceStatus::Draining;
     let mut w = World::new(s, &["ci-a"]);
     w.running(2, "d1", "ci-a");
     let plan = w.plan();
@@ -334,10 +365,14 @@ fn a_deleted_service_stops_its_tasks_then_is_inactive() {
         "Scaling activity initiated by (deployment d1)"
     );
     w.step();
-    assert_eq!(w.service.status, "DRAINING", "its tasks are still stopping");
+    assert_eq!(
+        w.service.status,
+        ServiceStatus::Draining,
+        "its tasks are still stopping"
+    );
     w.time_passes();
     let step = w.step();
-    assert_eq!(w.service.status, "INACTIVE");
+    assert_eq!(w.service.status, ServiceStatus::Inactive);
     assert_eq!(step.events, ["(service web) has been deleted."]);
 }
 
@@ -346,7 +381,13 @@ fn the_back_off_holds_starts_after_failed_starts() {
     let s = service(
         1,
         percents_dc(100, 200),
-        vec![deployment("d1", "PRIMARY", "IN_PROGRESS", 1, 1.0)],
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::InProgress,
+            1,
+            1.0,
+        )],
     );
     let mut w = World::new(s, &["ci-a"]);
     w.crashing = Some("d1".into());
@@ -367,7 +408,13 @@ fn a_daemon_starts_one_task_per_active_instance() {
     let mut s = service(
         0,
         DeploymentConfiguration::default(),
-        vec![deployment("d1", "PRIMARY", "IN_PROGRESS", 0, 1.0)],
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::InProgress,
+            0,
+            1.0,
+        )],
     );
     s.scheduling_strategy = SchedulingStrategy::Daemon;
     let mut w = World::new(s, &["ci-a", "ci-b", "ci-c"]);
@@ -401,8 +448,8 @@ proptest! {
         (min, max) in arb_percents(),
     ) {
         let s = service(desired, percents_dc(min, max), vec![
-            deployment("d2", "PRIMARY", "IN_PROGRESS", desired, 2.0),
-            deployment("d1", "ACTIVE", "COMPLETED", desired, 1.0),
+            deployment("d2", DeploymentStatus::Primary, RolloutState::InProgress, desired, 2.0),
+            deployment("d1", DeploymentStatus::Active, RolloutState::Completed, desired, 1.0),
         ]);
         let mut w = World::new(s, &["ci-a", "ci-b"]);
         w.running(old_n, "d1", "ci-a");
@@ -410,10 +457,10 @@ proptest! {
         let done = w.converge(lower, upper.max(desired))?;
         if upper > desired || lower < desired || old_n == 0 {
             prop_assert!(done, "no completion: {:#?}", w.service);
-            let live: Vec<&Task> = w.tasks.iter().filter(|x| x.last_status != "STOPPED").collect();
+            let live: Vec<&Task> = w.tasks.iter().filter(|x| x.last_status != TaskStatus::Stopped).collect();
             prop_assert_eq!(live.len() as u32, desired);
             prop_assert!(live.iter().all(|x| x.started_by.as_deref() == Some("d2")));
-            prop_assert_eq!(&w.deployment("d1").status, "INACTIVE");
+            prop_assert_eq!(w.deployment("d1").status, DeploymentStatus::Inactive);
         }
     }
 
@@ -425,7 +472,7 @@ proptest! {
         (min, max) in arb_percents(),
     ) {
         let s = service(desired, percents_dc(min, max), vec![
-            deployment("d1", "PRIMARY", "COMPLETED", desired, 1.0),
+            deployment("d1", DeploymentStatus::Primary, RolloutState::Completed, desired, 1.0),
         ]);
         let mut w = World::new(s, &["ci-a", "ci-b"]);
         w.running(desired, "d1", "ci-a");
@@ -441,7 +488,7 @@ proptest! {
         }
         if upper > desired || lower < desired {
             let on = |ci: &str| w.tasks.iter()
-                .filter(|x| x.last_status != "STOPPED" && x.container_instance_arn.as_deref() == Some(ci))
+                .filter(|x| x.last_status != TaskStatus::Stopped && x.container_instance_arn.as_deref() == Some(ci))
                 .count() as u32;
             prop_assert_eq!(on("ci-a"), 0);
             prop_assert_eq!(on("ci-b"), desired);
@@ -462,16 +509,16 @@ proptest! {
             deployment_circuit_breaker: Some(DeploymentCircuitBreaker { enable: true, rollback }),
             ..DeploymentConfiguration::default()
         };
-        let mut d2 = deployment("d2", "PRIMARY", "IN_PROGRESS", desired, 2.0);
+        let mut d2 = deployment("d2", DeploymentStatus::Primary, RolloutState::InProgress, desired, 2.0);
         d2.failed_tasks = before;
-        let s = service(desired, dc, vec![d2, deployment("d1", "ACTIVE", "COMPLETED", desired, 1.0)]);
+        let s = service(desired, dc, vec![d2, deployment("d1", DeploymentStatus::Active, RolloutState::Completed, desired, 1.0)]);
         let mut w = World::new(s, &["ci-a"]);
         w.running(desired, "d1", "ci-a");
         for _ in 0..failing {
             w.next += 1;
             let mut t = task(w.next, "d2", Some("ci-a"), "STOPPED", None);
-            t.desired_status = "STOPPED".into();
-            t.stop_code = Some("TaskFailedToStart".into());
+            t.desired_status = DesiredStatus::Stopped;
+            t.stop_code = Some(StopCode::TaskFailedToStart);
             t.stopped_at = Some(w.now - 1.0);
             w.tasks.push(t);
         }
@@ -480,8 +527,8 @@ proptest! {
         let d1 = plan.service.deployments.iter().find(|d| d.id == "d1").unwrap();
         prop_assert_eq!(d2.failed_tasks, before + failing);
         let tripped = before + failing >= deployment::circuit_breaker_threshold(desired);
-        prop_assert_eq!(d2.rollout_state.as_deref() == Some("FAILED"), tripped);
-        prop_assert_eq!(d1.status == "PRIMARY", tripped && rollback);
+        prop_assert_eq!(d2.rollout_state == Some(RolloutState::Failed), tripped);
+        prop_assert_eq!(d1.status == DeploymentStatus::Primary, tripped && rollback);
         if tripped && !rollback {
             prop_assert_eq!(&plan.starts, &Starts::None);
         }
@@ -497,8 +544,8 @@ proptest! {
             minimum_healthy_percent: Some(100),
         };
         let s = service(desired, dc, vec![
-            deployment("d2", "PRIMARY", "IN_PROGRESS", desired, 2.0),
-            deployment("d1", "ACTIVE", "COMPLETED", desired, 1.0),
+            deployment("d2", DeploymentStatus::Primary, RolloutState::InProgress, desired, 2.0),
+            deployment("d1", DeploymentStatus::Active, RolloutState::Completed, desired, 1.0),
         ]);
         let mut w = World::new(s, &["ci-a"]);
         w.running(desired, "d1", "ci-a");
@@ -508,13 +555,13 @@ proptest! {
             w.step();
             let d2 = w.deployment("d2");
             prop_assert_eq!(
-                d2.rollout_state.as_deref() == Some("FAILED"),
+                d2.rollout_state == Some(RolloutState::Failed),
                 d2.failed_tasks >= threshold,
                 "failed {} of {}", d2.failed_tasks, threshold
             );
             w.time_passes();
         }
-        prop_assert_eq!(w.deployment("d2").rollout_state.as_deref(), Some("FAILED"));
+        prop_assert_eq!(w.deployment("d2").rollout_state, Some(RolloutState::Failed));
         let (healthy, _) = w.observe();
         prop_assert_eq!(healthy, desired, "the old tasks kept running");
     }

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use berth_core::status::{DesiredStatus, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 use berth_core::model::Task;
@@ -48,8 +49,8 @@ struct LogEvent {
 struct GetTaskLogsResponse {
     events: Vec<LogEvent>,
     next_start_time: f64,
-    last_status: String,
-    desired_status: String,
+    last_status: TaskStatus,
+    desired_status: DesiredStatus,
 }
 
 /// One entry, its time in epoch nanoseconds.
@@ -160,12 +161,13 @@ pub(super) async fn get_task_logs(
     let task = placed_task(control, &asked).await?;
     let id = berth_core::arn::last_segment(&task.task_arn).to_owned();
     let instance = task.container_instance_arn.clone().unwrap_or_default();
-    let stopped = task.last_status == "STOPPED" || task.desired_status == "STOPPED";
+    let stopped =
+        task.last_status == TaskStatus::Stopped || task.desired_status == DesiredStatus::Stopped;
     let answer = |events: Vec<LogEvent>, next: f64| GetTaskLogsResponse {
         events,
         next_start_time: next,
-        last_status: task.last_status.clone(),
-        desired_status: task.desired_status.clone(),
+        last_status: task.last_status,
+        desired_status: task.desired_status,
     };
     let no_start = asked.req.start_time.unwrap_or(0.0);
     let Some(reader) = control.log_readers().get(&instance) else {
@@ -185,7 +187,7 @@ pub(super) async fn get_task_logs(
         Ok(logs) => logs,
         // Containers are created when the agent starts the task, and removed once it stops.
         Err(LogReadError::NoSuchTask { .. } | LogReadError::NoSuchContainer { .. })
-            if task.last_status == "PENDING" && !stopped =>
+            if task.last_status == TaskStatus::Pending && !stopped =>
         {
             return encode(&answer(Vec::new(), no_start));
         }

@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use berth_core::status::DesiredStatus;
 use clap::Args;
 use serde_json::json;
 
@@ -131,7 +132,7 @@ pub async fn run(args: LogsArgs) -> Result<()> {
             Err(e @ CliError::Api { .. }) if args.follow && !first => {
                 if describe()
                     .await?
-                    .is_some_and(|t| t.desired_status == "STOPPED")
+                    .is_some_and(|t| t.desired_status == DesiredStatus::Stopped)
                 {
                     return Ok(());
                 }

@@ -2,6 +2,7 @@
 //! deployment is steady.
 
 use berth_core::model::{Deployment, SchedulingStrategy, Service};
+use berth_core::status::{DeploymentStatus, RolloutState, ServiceStatus};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -217,11 +218,15 @@ async fn ls(c: &Client, cluster: &str, json_out: bool) -> Result<()> {
 
 /// The deployments not yet INACTIVE.
 fn live(svc: &Service) -> impl Iterator<Item = &Deployment> {
-    svc.deployments.iter().filter(|d| d.status != "INACTIVE")
+    svc.deployments
+        .iter()
+        .filter(|d| d.status != DeploymentStatus::Inactive)
 }
 
 fn primary(svc: &Service) -> Option<&Deployment> {
-    svc.deployments.iter().find(|d| d.status == "PRIMARY")
+    svc.deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
 }
 
 /// The service, or ServiceNotFoundException when DescribeServices has it MISSING.
@@ -457,7 +462,7 @@ fn failure(svc: &Service, id: &str) -> Option<String> {
         e.message
             .contains(&format!("deployment {id} deployment failed"))
     });
-    let failed = ours.is_some_and(|d| d.rollout_state.as_deref() == Some("FAILED"));
+    let failed = ours.is_some_and(|d| d.rollout_state == Some(RolloutState::Failed));
     if !failed && failed_event.is_none() {
         return None;
     }
@@ -524,11 +529,11 @@ async fn wait_steady(
             (None, None) => Some(format!(
                 "service {name}: deployment {id} is gone (replaced by later ones)"
             )),
-            (None, Some(_)) if svc.status != "ACTIVE" => Some(format!(
+            (None, Some(_)) if svc.status != ServiceStatus::Active => Some(format!(
                 "service {name} is {} (deleted while waiting)",
                 svc.status
             )),
-            (None, Some(d)) if d.status != "PRIMARY" => Some(format!(
+            (None, Some(d)) if d.status != DeploymentStatus::Primary => Some(format!(
                 "service {name}: deployment {id} was replaced by deployment {} (another update)",
                 dash(primary(&svc).map(|p| &p.id))
             )),
@@ -541,7 +546,7 @@ async fn wait_steady(
         let ours_done = svc
             .deployments
             .iter()
-            .any(|d| d.id == id && d.rollout_state.as_deref() == Some("COMPLETED"));
+            .any(|d| d.id == id && d.rollout_state == Some(RolloutState::Completed));
         let others = live(&svc).filter(|o| o.id != id).count();
         if ours_done && svc.running_count == svc.desired_count && others == 0 {
             progress.finish();

@@ -2,6 +2,7 @@
 //! `berth ps` and `berth stop` print.
 
 use berth_core::model::Task;
+use berth_core::status::TaskStatus;
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -184,7 +185,7 @@ async fn wait_running(
             }
         };
         last = described.tasks;
-        let count = |st: &str| last.iter().filter(|t| t.last_status == st).count();
+        let count = |st: &str| last.iter().filter(|t| t.last_status.as_str() == st).count();
         let (running, stopped) = (count("RUNNING"), count("STOPPED"));
         progress.show(&format!(
             "{running}/{} RUNNING, {} PENDING{}",
@@ -196,7 +197,7 @@ async fn wait_running(
                 String::new()
             }
         ));
-        if let Some(t) = last.iter().find(|t| t.last_status == "STOPPED") {
+        if let Some(t) = last.iter().find(|t| t.last_status == TaskStatus::Stopped) {
             progress.finish();
             let why = t.stopped_reason.as_deref().unwrap_or("no reason given");
             let code = t

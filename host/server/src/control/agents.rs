@@ -16,12 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_core::arn::{self, ArnContext};
 use berth_core::model::{ContainerInstance, Task, TaskDefinition};
+use berth_core::status::{InstanceStatus, TaskStatus};
 use berth_protocol::{
     AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
     RegisterInstance, RetireAck, RetireInstance, StateChangeAck, TaskLogReader, TaskManifest,
     TaskStateChange, apply_task_state_change,
 };
-use berth_store::tables::task_definition_key;
+use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
 use berth_store::{Changes, Record, Store, Txn};
 
 use super::instances::put_registration;
@@ -140,13 +141,13 @@ impl LocalControlPlane {
         let up = self.store.update(|txn| -> Result<u32, ControlError> {
             let live = tasks_of(txn, &req.container_instance_arn)?
                 .iter()
-                .filter(|t| t.last_status != "STOPPED")
+                .filter(|t| t.last_status != TaskStatus::Stopped)
                 .count();
             if live > 0 {
                 return Ok(u32::try_from(live).unwrap_or(u32::MAX));
             }
             if let Some(ci) = txn.get::<ContainerInstance>(&req.container_instance_arn)?
-                && ci.value.status != "INACTIVE"
+                && ci.value.status != InstanceStatus::Inactive
             {
                 let mut ci = ci.value;
                 super::instances::mark_inactive(&mut ci);
@@ -218,7 +219,7 @@ impl LocalControlPlane {
 
 /// Every task assigned to `instance_arn`, whatever its status.
 fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
-    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?
+    Ok(all_by_index(txn, TASKS_BY_INSTANCE, instance_arn)?
         .into_iter()
         .map(|v| v.value)
         .collect())

@@ -1,8 +1,12 @@
 //! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
 
 use berth_core::arn;
-use berth_core::model::{Cluster, ContainerInstance, Service, Task};
-use berth_store::tables::in_cluster;
+use berth_core::model::Cluster;
+use berth_core::status::{ClusterStatus, DesiredStatus, InstanceStatus, ServiceStatus, TaskStatus};
+use berth_store::tables::{
+    CLUSTERS_BY_STATUS, INSTANCES_BY_STATUS, SERVICES_BY_STATUS, TASKS_BY_CLUSTER,
+    TASKS_BY_LAST_STATUS, in_cluster,
+};
 use berth_store::{StoreError, Txn};
 
 use super::types::*;
@@ -19,19 +23,24 @@ pub(super) fn valid_cluster_name(s: &str) -> bool {
 /// Fills the counts of `c` from the indexes, so they are never stale.
 pub(super) fn with_counts(txn: &Txn, mut c: Cluster) -> Result<Cluster, StoreError> {
     let arn = &c.cluster_arn;
-    let count = |index: &str, value: String| -> Result<u32, StoreError> {
-        Ok(u32::try_from(all_by_index::<Task>(txn, index, &value)?.len()).unwrap_or(u32::MAX))
+    let count = |status: TaskStatus| -> Result<u32, StoreError> {
+        let value = in_cluster(arn, status.as_str());
+        Ok(
+            u32::try_from(all_by_index(txn, TASKS_BY_LAST_STATUS, &value)?.len())
+                .unwrap_or(u32::MAX),
+        )
     };
     let mut instances = 0;
-    for status in ["ACTIVE", "DRAINING"] {
+    for status in [InstanceStatus::Active, InstanceStatus::Draining] {
         instances +=
-            all_by_index::<ContainerInstance>(txn, "status", &in_cluster(arn, status))?.len();
+            all_by_index(txn, INSTANCES_BY_STATUS, &in_cluster(arn, status.as_str()))?.len();
     }
     c.registered_container_instances_count = u32::try_from(instances).unwrap_or(u32::MAX);
-    c.running_tasks_count = count("last_status", in_cluster(arn, "RUNNING"))?;
-    c.pending_tasks_count = count("last_status", in_cluster(arn, "PENDING"))?;
+    c.running_tasks_count = count(TaskStatus::Running)?;
+    c.pending_tasks_count = count(TaskStatus::Pending)?;
+    let active_services = in_cluster(arn, ServiceStatus::Active.as_str());
     c.active_services_count =
-        u32::try_from(all_by_index::<Service>(txn, "status", &in_cluster(arn, "ACTIVE"))?.len())
+        u32::try_from(all_by_index(txn, SERVICES_BY_STATUS, &active_services)?.len())
             .unwrap_or(u32::MAX);
     Ok(c)
 }
@@ -45,14 +54,14 @@ pub(super) fn ensure_cluster(
     name: &str,
 ) -> Result<Cluster, ControlError> {
     if let Some(c) = txn.get::<Cluster>(name)?
-        && c.value.status == "ACTIVE"
+        && c.value.status == ClusterStatus::Active
     {
         return Ok(c.value);
     }
     let c = Cluster {
         cluster_arn: arn_ctx.cluster(name),
         cluster_name: name.to_owned(),
-        status: "ACTIVE".to_owned(),
+        status: ClusterStatus::Active,
         registered_container_instances_count: 0,
         running_tasks_count: 0,
         pending_tasks_count: 0,
@@ -83,14 +92,14 @@ impl Control {
         let tags = req.tags;
         let up = self.store.update(|txn| -> Result<Cluster, ControlError> {
             if let Some(c) = txn.get::<Cluster>(&name)?
-                && c.value.status == "ACTIVE"
+                && c.value.status == ClusterStatus::Active
             {
                 return Ok(c.value);
             }
             let c = Cluster {
                 cluster_arn: arn.clone(),
                 cluster_name: name.clone(),
-                status: "ACTIVE".to_owned(),
+                status: ClusterStatus::Active,
                 registered_container_instances_count: 0,
                 running_tasks_count: 0,
                 pending_tasks_count: 0,
@@ -141,10 +150,11 @@ impl Control {
     /// ListClusters: the ACTIVE clusters by name.
     pub fn list_clusters(&self, req: ListRequest) -> Result<ListClustersResponse, ControlError> {
         let txn = self.store.begin()?;
-        let items: Vec<(String, String)> = all_by_index::<Cluster>(&txn, "status", "ACTIVE")?
-            .into_iter()
-            .map(|c| (c.value.cluster_name, c.value.cluster_arn))
-            .collect();
+        let items: Vec<(String, String)> =
+            all_by_index(&txn, CLUSTERS_BY_STATUS, ClusterStatus::Active.as_str())?
+                .into_iter()
+                .map(|c| (c.value.cluster_name, c.value.cluster_arn))
+                .collect();
         let (cluster_arns, next_token) =
             paginate(items, req.next_token.as_deref(), req.max_results, false)?;
         Ok(ListClustersResponse {
@@ -175,10 +185,11 @@ impl Control {
                         c.cluster_name, counted.active_services_count
                     )));
                 }
-                let live = all_by_index::<Task>(txn, "cluster", &c.cluster_arn)?
+                let live = all_by_index(txn, TASKS_BY_CLUSTER, &c.cluster_arn)?
                     .into_iter()
                     .filter(|t| {
-                        t.value.last_status != "STOPPED" || t.value.desired_status != "STOPPED"
+                        t.value.last_status != TaskStatus::Stopped
+                            || t.value.desired_status != DesiredStatus::Stopped
                     })
                     .count();
                 if live > 0 {
@@ -187,7 +198,7 @@ impl Control {
                         c.cluster_name
                     )));
                 }
-                c.status = "INACTIVE".into();
+                c.status = ClusterStatus::Inactive;
                 c
             };
             txn.put(&c)?;

@@ -6,8 +6,10 @@
 use berth_core::arn;
 use berth_core::model::{Attribute, ContainerInstance, Resource, Task};
 use berth_core::query::{self, QueryTarget};
+use berth_core::status::{DesiredStatus, InstanceStatus, TaskStatus};
 use berth_protocol::{HostFacts, RegisterInstance, builtin_attributes};
 use berth_store::Txn;
+use berth_store::tables::{INSTANCES_BY_CLUSTER, TASKS_BY_INSTANCE};
 
 use super::types::*;
 use super::{Control, ControlError, all_by_index, now, paginate};
@@ -46,7 +48,7 @@ pub(super) fn put_registration(
             let mut ci = prior.value;
             if replace {
                 ci.attributes.clear();
-                ci.status = "ACTIVE".into();
+                ci.status = InstanceStatus::Active;
                 ci.ec2_instance_id = req.ec2_instance_id.clone();
             }
             berth_protocol::refresh_instance(&mut ci, req);
@@ -88,10 +90,10 @@ pub(super) use berth_core::usage::integer_resource;
 
 /// The tasks that hold resources on an instance: desired RUNNING.
 pub(super) fn tasks_on(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
-    Ok(all_by_index::<Task>(txn, "instance", instance_arn)?
+    Ok(all_by_index(txn, TASKS_BY_INSTANCE, instance_arn)?
         .into_iter()
         .map(|t| t.value)
-        .filter(|t| t.desired_status == "RUNNING")
+        .filter(|t| t.desired_status == DesiredStatus::Running)
         .collect())
 }
 
@@ -296,30 +298,23 @@ impl Control {
             ),
             None => None,
         };
-        if let Some(s) = req.status.as_deref()
-            && !matches!(
-                s,
-                "ACTIVE"
-                    | "DRAINING"
-                    | "INACTIVE"
-                    | "REGISTERING"
-                    | "DEREGISTERING"
-                    | "REGISTRATION_FAILED"
-            )
-        {
-            return Err(ControlError::invalid(
-                "status",
-                format!("`{s}` is not a container instance status"),
-            ));
-        }
+        let wanted = match req.status.as_deref() {
+            Some(s) => Some(s.parse::<InstanceStatus>().map_err(|_| {
+                ControlError::invalid(
+                    "status",
+                    format!("`{s}` is not a container instance status"),
+                )
+            })?),
+            None => None,
+        };
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
         let mut items = Vec::new();
-        for ci in all_by_index::<ContainerInstance>(&txn, "cluster", &cluster.cluster_arn)? {
+        for ci in all_by_index(&txn, INSTANCES_BY_CLUSTER, &cluster.cluster_arn)? {
             let ci = ci.value;
-            match req.status.as_deref() {
+            match wanted {
                 Some(s) if ci.status != s => continue,
-                None if ci.status == "INACTIVE" => continue,
+                None if ci.status == InstanceStatus::Inactive => continue,
                 _ => {}
             }
             if let Some(f) = &filter {
@@ -356,7 +351,7 @@ impl Control {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let mut ci = self
                 .instance(txn, &cluster.cluster_name, &id)?
-                .filter(|c| c.status != "INACTIVE")
+                .filter(|c| c.status != InstanceStatus::Inactive)
                 .ok_or_else(|| ControlError::InvalidParameter(format!("containerInstance: `{id}` is not a registered instance of cluster `{}`", cluster.cluster_name)))?;
             let tasks = tasks_on(txn, &ci.container_instance_arn)?;
             if !tasks.is_empty() && !force {
@@ -367,8 +362,8 @@ impl Control {
             }
             let t = now();
             for mut task in tasks {
-                task.desired_status = "STOPPED".into();
-                task.last_status = "STOPPED".into();
+                task.desired_status = DesiredStatus::Stopped;
+                task.last_status = TaskStatus::Stopped;
                 task.stopped_reason = Some("Container instance deregistered".into());
                 task.stopping_at.get_or_insert(t);
                 task.stopped_at = Some(t);
@@ -390,16 +385,19 @@ impl Control {
         &self,
         req: UpdateContainerInstancesStateRequest,
     ) -> Result<ContainerInstancesResponse, ControlError> {
-        let status = req
+        let given = req
             .status
-            .clone()
+            .as_deref()
             .ok_or_else(|| ControlError::invalid("status", "is required"))?;
-        if !matches!(status.as_str(), "ACTIVE" | "DRAINING") {
-            return Err(ControlError::invalid(
-                "status",
-                format!("`{status}` is not one of ACTIVE, DRAINING"),
-            ));
-        }
+        let status = match given.parse::<InstanceStatus>() {
+            Ok(s @ (InstanceStatus::Active | InstanceStatus::Draining)) => s,
+            _ => {
+                return Err(ControlError::invalid(
+                    "status",
+                    format!("`{given}` is not one of ACTIVE, DRAINING"),
+                ));
+            }
+        };
         if req.container_instances.is_empty() || req.container_instances.len() > 10 {
             return Err(ControlError::invalid(
                 "containerInstances",
@@ -415,11 +413,11 @@ impl Control {
                 for id in &req.container_instances {
                     match self
                         .instance(txn, &cluster.cluster_name, id)?
-                        .filter(|c| c.status != "INACTIVE")
+                        .filter(|c| c.status != InstanceStatus::Inactive)
                     {
                         Some(mut ci) => {
                             if ci.status != status {
-                                ci.status = status.clone();
+                                ci.status = status;
                                 ci.version += 1;
                                 txn.put(&ci)?;
                             }
@@ -476,7 +474,7 @@ impl Control {
                 let pos = changed.iter().position(|c| c.container_instance_arn.ends_with(arn::last_segment(target)));
                 let mut ci = match pos {
                     Some(p) => changed.swap_remove(p),
-                    None => self.instance(txn, &cluster.cluster_name, target)?.filter(|c| c.status != "INACTIVE").ok_or_else(|| {
+                    None => self.instance(txn, &cluster.cluster_name, target)?.filter(|c| c.status != InstanceStatus::Inactive).ok_or_else(|| {
                         ControlError::Client(format!("attributes[{i}].targetId: `{target}` is not an instance of cluster `{}`", cluster.cluster_name))
                     })?,
                 };
@@ -521,9 +519,9 @@ impl Control {
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
         let mut items = Vec::new();
-        for ci in all_by_index::<ContainerInstance>(&txn, "cluster", &cluster.cluster_arn)? {
+        for ci in all_by_index(&txn, INSTANCES_BY_CLUSTER, &cluster.cluster_arn)? {
             let ci = ci.value;
-            if ci.status == "INACTIVE" {
+            if ci.status == InstanceStatus::Inactive {
                 continue;
             }
             for a in &ci.attributes {
@@ -559,7 +557,7 @@ impl Control {
 /// An instance leaves the cluster: INACTIVE, disconnected, holding nothing.
 /// DeregisterContainerInstance and an agent retiring its instance share it.
 pub(crate) fn mark_inactive(ci: &mut ContainerInstance) {
-    ci.status = "INACTIVE".into();
+    ci.status = InstanceStatus::Inactive;
     ci.agent_connected = false;
     ci.running_tasks_count = 0;
     ci.pending_tasks_count = 0;

@@ -26,8 +26,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_core::arn::{self, ArnContext};
 use berth_core::model::Cluster;
+use berth_core::status::ClusterStatus;
 use berth_core::validate::InvalidInput;
-use berth_store::{Page, PageRequest, Record, Store, StoreError, Txn, UpdateError, Versioned};
+use berth_store::{
+    Index, Page, PageRequest, Record, Store, StoreError, Txn, UpdateError, Versioned,
+};
 
 /// Why an operation refused or failed; each variant is one ECS error code,
 /// and the message names the field and value at fault.
@@ -282,7 +285,7 @@ impl Control {
     ) -> Result<Cluster, ControlError> {
         let name = arn::cluster_name(name_or_arn.unwrap_or("default"));
         match txn.get::<Cluster>(name)? {
-            Some(c) if c.value.status == "ACTIVE" => Ok(c.value),
+            Some(c) if c.value.status == ClusterStatus::Active => Ok(c.value),
             _ => Err(ControlError::ClusterNotFound(format!(
                 "cluster `{}` not found",
                 name_or_arn.unwrap_or("default")
@@ -294,10 +297,10 @@ impl Control {
 /// Every record of `T` with index entry `(index, value)`.
 fn all_by_index<T: Record>(
     txn: &Txn,
-    index: &str,
+    index: Index<T>,
     value: &str,
 ) -> Result<Vec<Versioned<T>>, StoreError> {
-    collect_pages(|p| txn.by_index::<T>(index, value, p))
+    collect_pages(|p| txn.by_index(index, value, p))
 }
 
 /// Every record of `T` whose key starts with `prefix`.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_core::arn;
 use berth_core::model::TaskDefinition;
+use berth_core::status::TaskDefinitionStatus;
 use berth_core::validate;
 use berth_store::Txn;
 use berth_store::tables::task_definition_key;
@@ -38,7 +39,7 @@ pub(super) fn resolve(
         None => revisions(txn, family)?
             .into_iter()
             .rev()
-            .find(|t| t.status == "ACTIVE"),
+            .find(|t| t.status == TaskDefinitionStatus::Active),
     };
     found.ok_or_else(|| {
         ControlError::Client(format!("{field}: task definition `{reference}` not found"))
@@ -77,7 +78,7 @@ impl Control {
                     memory: req.memory.clone(),
                     placement_constraints: req.placement_constraints.clone(),
                     volumes: req.volumes.clone(),
-                    status: "ACTIVE".into(),
+                    status: TaskDefinitionStatus::Active,
                     registered_at: Some(now()),
                     deregistered_at: None,
                     tags: req.tags.clone(),
@@ -118,13 +119,13 @@ impl Control {
         &self,
         req: ListTaskDefinitionsRequest,
     ) -> Result<ListTaskDefinitionsResponse, ControlError> {
-        let status = req.status.as_deref().unwrap_or("ACTIVE");
-        if !matches!(status, "ACTIVE" | "INACTIVE" | "DELETE_IN_PROGRESS") {
-            return Err(ControlError::invalid(
+        let given = req.status.as_deref().unwrap_or("ACTIVE");
+        let status = given.parse::<TaskDefinitionStatus>().map_err(|_| {
+            ControlError::invalid(
                 "status",
-                format!("`{status}` is not one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS"),
-            ));
-        }
+                format!("`{given}` is not one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS"),
+            )
+        })?;
         let descending = match req.sort.as_deref() {
             None | Some("ASC") => false,
             Some("DESC") => true,
@@ -196,8 +197,8 @@ impl Control {
                         ))
                     })?
                     .value;
-                if td.status == "ACTIVE" {
-                    td.status = "INACTIVE".into();
+                if td.status == TaskDefinitionStatus::Active {
+                    td.status = TaskDefinitionStatus::Inactive;
                     td.deregistered_at = Some(now());
                     txn.put(&td)?;
                 }
@@ -226,7 +227,8 @@ impl Control {
         let prefix = req.family_prefix.clone().unwrap_or_default();
         let mut families: BTreeMap<String, bool> = BTreeMap::new();
         for t in all_with_prefix::<TaskDefinition>(&txn, &prefix)? {
-            *families.entry(t.value.family).or_default() |= t.value.status == "ACTIVE";
+            *families.entry(t.value.family).or_default() |=
+                t.value.status == TaskDefinitionStatus::Active;
         }
         let items: Vec<(String, String)> = families
             .into_iter()

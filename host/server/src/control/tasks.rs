@@ -11,9 +11,12 @@ use berth_core::arn;
 use berth_core::model::{
     Container, ContainerInstance, NetworkBinding, NetworkMode, Task, TaskDefinition,
 };
-use berth_core::placement::{Placement, PlacementRequest, Placer, TaskSpec};
-use berth_store::Record;
-use berth_store::Txn;
+use berth_core::placement::{Check, Placement, PlacementRequest, Placer, TaskSpec};
+use berth_core::status::{
+    ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskDefinitionStatus, TaskStatus,
+};
+use berth_store::tables::{TASKS_BY_CLUSTER, TASKS_BY_INSTANCE};
+use berth_store::{Index, Record, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::instances::tasks_on;
@@ -37,13 +40,16 @@ pub struct QueuedTask {
     pub placement_strategy: Vec<berth_core::model::PlacementStrategy>,
 }
 
+/// Queued tasks by cluster ARN.
+const QUEUED_BY_CLUSTER: Index<QueuedTask> = Index::new("cluster");
+
 impl Record for QueuedTask {
     const TABLE: &'static str = "berth_queued_tasks";
     fn key(&self) -> String {
         self.task_arn.clone()
     }
     fn index_keys(&self) -> Vec<(&'static str, String)> {
-        vec![("cluster", self.cluster_arn.clone())]
+        vec![(QUEUED_BY_CLUSTER.name(), self.cluster_arn.clone())]
     }
 }
 
@@ -119,15 +125,34 @@ fn containers_for(
                 task_arn: Some(ctx.task(cluster, task_id)),
                 name: d.name.clone(),
                 image: d.image.clone(),
-                last_status: "PENDING".into(),
+                last_status: ContainerStatus::Pending,
                 exit_code: None,
                 reason: None,
-                health_status: d.health_check.as_ref().map(|_| "UNKNOWN".into()),
+                health_status: d.health_check.as_ref().map(|_| HealthStatus::Unknown),
                 network_bindings,
                 runtime_id: None,
             }
         })
         .collect()
+}
+
+/// Why StartTask placed no task on an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotStarted {
+    /// The instance is not one of the cluster's.
+    Missing,
+    /// It fails a placement check.
+    Unfit(Check),
+}
+
+impl std::fmt::Display for NotStarted {
+    /// ECS's failure reason.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStarted::Missing => f.write_str("MISSING"),
+            NotStarted::Unfit(c) => f.write_str(c.reason()),
+        }
+    }
 }
 
 /// What a new task carries besides its placement.
@@ -151,9 +176,9 @@ impl NewTask<'_> {
             container_instance_arn: instance.map(str::to_owned),
             group: Some(self.spec.group.clone()),
             started_by: self.started_by.map(str::to_owned),
-            last_status: "PENDING".into(),
-            desired_status: "RUNNING".into(),
-            health_status: Some("UNKNOWN".into()),
+            last_status: TaskStatus::Pending,
+            desired_status: DesiredStatus::Running,
+            health_status: Some(HealthStatus::Unknown),
             stop_code: None,
             stopped_reason: None,
             created_at: Some(now()),
@@ -305,15 +330,15 @@ impl Control {
 
     /// StartTask's placement of one task of `req` (its task definition,
     /// group, startedBy, constraints) on `instance_arn` inside the caller's
-    /// placing transaction (the DAEMON scheduler's path): the task, or the reason it
-    /// does not fit (`ATTRIBUTE`, `RESOURCE:CPU`, ...).
+    /// placing transaction (the DAEMON scheduler's path): the task, or why it
+    /// is not there (`MISSING`, `ATTRIBUTE`, `RESOURCE:CPU`, ...).
     pub(super) fn start_on_in_txn(
         &self,
         txn: &mut Txn,
         cluster_arn: &str,
         instance_arn: &str,
         req: &RunTaskRequest,
-    ) -> Result<Result<Task, String>, ControlError> {
+    ) -> Result<Result<Task, NotStarted>, ControlError> {
         let td = resolve(
             txn,
             req.task_definition.as_deref().unwrap_or_default(),
@@ -328,8 +353,8 @@ impl Control {
         )?;
         let mut view = self.views.take(txn, cluster_arn)?;
         let out = match view.place_on_arn(&preq, instance_arn) {
-            None => Ok(Err("MISSING".to_owned())),
-            Some(Err(c)) => Ok(Err(c.reason().to_owned())),
+            None => Ok(Err(NotStarted::Missing)),
+            Some(Err(c)) => Ok(Err(NotStarted::Unfit(c))),
             Some(Ok(p)) => {
                 let new = NewTask {
                     cluster_name: arn::cluster_name(cluster_arn),
@@ -450,7 +475,7 @@ impl Control {
             return Ok((tasks, prior.value.failures));
         }
         let td = resolve(txn, &td_ref, "taskDefinition")?;
-        if td.status != "ACTIVE" {
+        if td.status != TaskDefinitionStatus::Active {
             return Err(ControlError::Client(format!(
                 "taskDefinition: `{td_ref}` is INACTIVE"
             )));
@@ -543,7 +568,7 @@ impl Control {
         let up = self.placing(|txn| -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
-            if td.status != "ACTIVE" {
+            if td.status != TaskDefinitionStatus::Active {
                 return Err(ControlError::Client(format!(
                     "taskDefinition: `{td_ref}` is INACTIVE"
                 )));
@@ -625,12 +650,12 @@ impl Control {
                         cluster.cluster_name
                     ))
                 })?;
-            if task.desired_status == "STOPPED" {
+            if task.desired_status == DesiredStatus::Stopped {
                 return Ok(task);
             }
             let t = now();
-            task.desired_status = "STOPPED".into();
-            task.stop_code = Some("UserInitiated".into());
+            task.desired_status = DesiredStatus::Stopped;
+            task.stop_code = Some(StopCode::UserInitiated);
             task.stopped_reason = Some(
                 req.reason
                     .clone()
@@ -640,10 +665,10 @@ impl Control {
             task.version += 1;
             match task.container_instance_arn.clone() {
                 None => {
-                    task.last_status = "STOPPED".into();
+                    task.last_status = TaskStatus::Stopped;
                     task.stopped_at = Some(t);
                     for c in &mut task.containers {
-                        c.last_status = "STOPPED".into();
+                        c.last_status = ContainerStatus::Stopped;
                     }
                     txn.delete::<QueuedTask>(&task.task_arn)?;
                     txn.put(&task)?;
@@ -693,13 +718,19 @@ impl Control {
 
     /// ListTasks by instance, family, startedBy, service and desired status.
     pub fn list_tasks(&self, req: ListTasksRequest) -> Result<ListTasksResponse, ControlError> {
-        let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
-        if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
-            return Err(ControlError::invalid(
-                "desiredStatus",
-                format!("`{desired}` is not one of RUNNING, PENDING, STOPPED"),
-            ));
-        }
+        let given = req.desired_status.as_deref().unwrap_or("RUNNING");
+        // ECS's PENDING filter means desired RUNNING and not yet running.
+        let pending_only = given == "PENDING";
+        let desired = if pending_only {
+            DesiredStatus::Running
+        } else {
+            given.parse::<DesiredStatus>().map_err(|_| {
+                ControlError::invalid(
+                    "desiredStatus",
+                    format!("`{given}` is not one of RUNNING, PENDING, STOPPED"),
+                )
+            })?
+        };
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
         let candidates = match &req.container_instance {
@@ -710,9 +741,9 @@ impl Control {
                     self.arn
                         .container_instance(&cluster.cluster_name, arn::last_segment(ci))
                 };
-                all_by_index::<Task>(&txn, "instance", &arn)?
+                all_by_index(&txn, TASKS_BY_INSTANCE, &arn)?
             }
-            None => all_by_index::<Task>(&txn, "cluster", &cluster.cluster_arn)?,
+            None => all_by_index(&txn, TASKS_BY_CLUSTER, &cluster.cluster_arn)?,
         };
         let service_group = req
             .service_name
@@ -722,10 +753,9 @@ impl Control {
             .into_iter()
             .map(|t| t.value)
             .filter(|t| t.cluster_arn == cluster.cluster_arn)
-            // ECS's PENDING filter means desired RUNNING and not yet running.
-            .filter(|t| match desired {
-                "PENDING" => t.desired_status == "RUNNING" && t.last_status == "PENDING",
-                d => t.desired_status == d,
+            .filter(|t| {
+                t.desired_status == desired
+                    && (!pending_only || t.last_status == TaskStatus::Pending)
             })
             .filter(|t| {
                 req.family.as_deref().is_none_or(|f| {
@@ -772,13 +802,13 @@ impl Control {
             let _turn = self.placement_turn();
             let up = self.placing(|txn| -> Result<usize, ControlError> {
                 let mut queued: Vec<QueuedTask> =
-                    all_by_index::<QueuedTask>(txn, "cluster", &cluster_arn)?.into_iter().map(|q| q.value).collect();
+                    all_by_index(txn, QUEUED_BY_CLUSTER, &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
                 let mut view = self.views.take(txn, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
                     let task = txn.get::<Task>(&q.task_arn)?.map(|t| t.value);
-                    let Some(mut task) = task.filter(|t| t.desired_status == "RUNNING" && t.container_instance_arn.is_none()) else {
+                    let Some(mut task) = task.filter(|t| t.desired_status == DesiredStatus::Running && t.container_instance_arn.is_none()) else {
                         txn.delete::<QueuedTask>(&q.task_arn)?;
                         continue;
                     };
@@ -837,8 +867,8 @@ impl Control {
     pub fn collect_stopped_tasks(&self, ttl: std::time::Duration) -> Result<usize, ControlError> {
         let cutoff = now() - ttl.as_secs_f64();
         let old = |t: &Task| {
-            t.desired_status == "STOPPED"
-                && t.last_status == "STOPPED"
+            t.desired_status == DesiredStatus::Stopped
+                && t.last_status == TaskStatus::Stopped
                 && t.stopped_at.is_some_and(|s| s < cutoff)
         };
         let doomed: Vec<String> = {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use berth_core::arn::ArnContext;
 use berth_core::model::{ContainerDefinition, PortMapping, RegisterTaskDefinition, Resource, Tag};
+use berth_core::status::{ClusterStatus, DesiredStatus, InstanceStatus, StopCode, TaskStatus};
 use serde_json::json;
 
 use super::types::*;
@@ -213,8 +214,8 @@ fn run_task_places_reserves_and_stop_frees() {
             reason: Some("done".into()),
         })
         .unwrap();
-    assert_eq!(stopped.task.desired_status, "STOPPED");
-    assert_eq!(stopped.task.stop_code.as_deref(), Some("UserInitiated"));
+    assert_eq!(stopped.task.desired_status, DesiredStatus::Stopped);
+    assert_eq!(stopped.task.stop_code, Some(StopCode::UserInitiated));
     assert_eq!(remaining(&c, &i, "CPU"), 512);
     assert_eq!(run(&c, "web", 1).tasks.len(), 1);
     let listed = c
@@ -299,7 +300,7 @@ fn queued_tasks_wait_then_place_oldest_first() {
     assert!(
         waiting
             .iter()
-            .all(|t| t.container_instance_arn.is_none() && t.last_status == "PENDING")
+            .all(|t| t.container_instance_arn.is_none() && t.last_status == TaskStatus::Pending)
     );
     assert_eq!(c.place_queued().unwrap(), 0, "no capacity yet");
     c.stop_task(StopTaskRequest {
@@ -331,7 +332,7 @@ fn queued_tasks_wait_then_place_oldest_first() {
             reason: None,
         })
         .unwrap();
-    assert_eq!(s.task.last_status, "STOPPED");
+    assert_eq!(s.task.last_status, TaskStatus::Stopped);
     c.stop_task(StopTaskRequest {
         cluster: None,
         task: Some(waiting[0].task_arn.clone()),
@@ -465,7 +466,7 @@ fn delete_cluster_refuses_while_it_holds_instances_or_tasks() {
     })
     .unwrap();
     let gone = del().unwrap();
-    assert_eq!(gone.cluster.status, "INACTIVE");
+    assert_eq!(gone.cluster.status, ClusterStatus::Inactive);
     assert_eq!(del().unwrap_err().code(), "ClusterNotFoundException");
     let listed = c.list_clusters(ListRequest::default()).unwrap();
     assert_eq!(listed.cluster_arns, vec![c.arn().cluster("default")]);
@@ -596,4 +597,77 @@ fn stopped_tasks_are_removed_after_their_retention_only() {
         })
         .unwrap();
     assert_eq!(listed.task_arns, vec![running.task_arn.clone()]);
+}
+
+/// Unknown status words in requests are refused with ECS's messages, and a
+/// known word outside what the operation takes is refused the same way.
+#[test]
+fn unknown_statuses_are_refused_by_name() {
+    let (_d, c) = control();
+    let a = instance(&c, 1024, 1024);
+    let msg = |e: ControlError| match e {
+        ControlError::InvalidParameter(m) => m,
+        other => panic!("not InvalidParameter: {other}"),
+    };
+    let tasks = |s: &str| {
+        c.list_tasks(ListTasksRequest {
+            desired_status: Some(s.into()),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        msg(tasks("running").unwrap_err()),
+        "desiredStatus: `running` is not one of RUNNING, PENDING, STOPPED"
+    );
+    for ok in ["RUNNING", "PENDING", "STOPPED"] {
+        tasks(ok).unwrap();
+    }
+    let instances = |s: &str| {
+        c.list_container_instances(ListContainerInstancesRequest {
+            status: Some(s.into()),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        msg(instances("BOGUS").unwrap_err()),
+        "status: `BOGUS` is not a container instance status"
+    );
+    assert!(
+        instances("REGISTRATION_FAILED")
+            .unwrap()
+            .container_instance_arns
+            .is_empty()
+    );
+    assert_eq!(
+        instances("ACTIVE").unwrap().container_instance_arns,
+        [a.as_str()]
+    );
+    let set_state = |s: &str| {
+        c.update_container_instances_state(UpdateContainerInstancesStateRequest {
+            cluster: None,
+            container_instances: vec![a.clone()],
+            status: Some(s.into()),
+        })
+    };
+    for bad in ["INACTIVE", "BOGUS"] {
+        assert_eq!(
+            msg(set_state(bad).unwrap_err()),
+            format!("status: `{bad}` is not one of ACTIVE, DRAINING")
+        );
+    }
+    assert_eq!(
+        set_state("DRAINING").unwrap().container_instances[0].status,
+        InstanceStatus::Draining
+    );
+    let defs = |s: &str| {
+        c.list_task_definitions(ListTaskDefinitionsRequest {
+            status: Some(s.into()),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        msg(defs("ALL").unwrap_err()),
+        "status: `ALL` is not one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS"
+    );
+    defs("DELETE_IN_PROGRESS").unwrap();
 }

@@ -25,9 +25,11 @@ use berth_core::model::{ContainerInstance, Protocol, Resource};
 use berth_core::placement::{
     Check, ClusterState, InstanceSpec, Placement, PlacementRequest, TaskSpec, place_on,
 };
+use berth_core::status::InstanceStatus;
 use berth_core::usage::{self, integer_resource};
 use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
 use berth_store::Txn;
+use berth_store::tables::INSTANCES_BY_CLUSTER;
 
 use super::instances::tasks_on;
 use super::{ControlError, all_by_index};
@@ -70,7 +72,7 @@ fn spec_of(ci: &ContainerInstance) -> InstanceSpec {
     InstanceSpec {
         arn: ci.container_instance_arn.clone(),
         host_id: ci.ec2_instance_id.clone(),
-        active: ci.status == "ACTIVE",
+        active: ci.status == InstanceStatus::Active,
         agent_connected: ci.agent_connected,
         agent_version: ci
             .version_info
@@ -307,9 +309,9 @@ fn read_instances(
     txn: &mut Txn,
     cluster_arn: &str,
 ) -> Result<Vec<(u64, ContainerInstance)>, ControlError> {
-    let arns: Vec<String> = all_by_index::<ContainerInstance>(txn, "cluster", cluster_arn)?
+    let arns: Vec<String> = all_by_index(txn, INSTANCES_BY_CLUSTER, cluster_arn)?
         .into_iter()
-        .filter(|c| c.value.status != "INACTIVE")
+        .filter(|c| c.value.status != InstanceStatus::Inactive)
         .map(|c| c.value.container_instance_arn)
         .collect();
     let mut out = Vec::with_capacity(arns.len());

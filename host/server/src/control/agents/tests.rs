@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use berth_core::model::{Resource, VersionInfo};
+use berth_core::status::{ContainerStatus, DesiredStatus, InstanceStatus, StopCode, TaskStatus};
 use berth_protocol::{ContainerStateChange, ControlPlane, HostFacts, builtin_attributes};
 use serde_json::json;
 
@@ -63,7 +64,7 @@ async fn placed_task(f: &Fixture) -> String {
         .register_instance(registration())
         .await
         .expect("register");
-    assert!(ci.agent_connected && ci.status == "ACTIVE");
+    assert!(ci.agent_connected && ci.status == InstanceStatus::Active);
     let td: berth_core::model::RegisterTaskDefinition = serde_json::from_value(json!({
         "family": "web", "containerDefinitions": [{"name": "app", "image": "i", "cpu": 256, "memory": 128,
             "portMappings": [{"containerPort": 80, "hostPort": 8080}]}]
@@ -98,7 +99,7 @@ async fn a_state_change_submitted_twice_applies_once_and_the_sequence_rises() {
         .expect("manifest");
     assert!(placed.sequence > before.sequence, "placing rises it");
     let assigned = placed.task(&arn).expect("assigned");
-    assert_eq!(assigned.task.desired_status, "RUNNING");
+    assert_eq!(assigned.task.desired_status, DesiredStatus::Running);
     assert_eq!(
         assigned.task_definition.as_ref().map(|d| d.family.as_str()),
         Some("web")
@@ -107,11 +108,11 @@ async fn a_state_change_submitted_twice_applies_once_and_the_sequence_rises() {
     let change = TaskStateChange {
         cluster: "default".into(),
         task: arn.clone(),
-        status: Some("RUNNING".into()),
+        status: Some(TaskStatus::Running),
         containers: vec![ContainerStateChange {
             container_name: "app".into(),
             runtime_id: Some("docker-id".into()),
-            status: Some("RUNNING".into()),
+            status: Some(ContainerStatus::Running),
             ..Default::default()
         }],
         at: 100.0,
@@ -124,7 +125,7 @@ async fn a_state_change_submitted_twice_applies_once_and_the_sequence_rises() {
         .expect("submit");
     assert!(first.applied);
     let task = first.task.expect("task");
-    assert_eq!(task.last_status, "RUNNING");
+    assert_eq!(task.last_status, TaskStatus::Running);
     assert_eq!(task.started_at, Some(100.0));
     let running = f
         .plane
@@ -184,8 +185,8 @@ async fn stopping_frees_the_instance_and_retire_waits_for_live_tasks() {
     let failed = TaskStateChange {
         cluster: "default".into(),
         task: arn.clone(),
-        status: Some("STOPPED".into()),
-        stop_code: Some("TaskFailedToStart".into()),
+        status: Some(TaskStatus::Stopped),
+        stop_code: Some(StopCode::TaskFailedToStart),
         reason: Some("CannotPullContainerError: image i".into()),
         at: 5.0,
         ..Default::default()
@@ -196,8 +197,8 @@ async fn stopping_frees_the_instance_and_retire_waits_for_live_tasks() {
         .await
         .expect("submit");
     let task = ack.task.expect("task");
-    assert_eq!(task.desired_status, "STOPPED");
-    assert_eq!(task.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert_eq!(task.desired_status, DesiredStatus::Stopped);
+    assert_eq!(task.stop_code, Some(StopCode::TaskFailedToStart));
     assert_eq!(task.stopped_at, Some(5.0));
     let mut txn = f.control.store.begin().expect("begin");
     let ci = txn
@@ -222,7 +223,7 @@ async fn stopping_frees_the_instance_and_retire_waits_for_live_tasks() {
         .expect("get")
         .expect("instance")
         .value;
-    assert_eq!(ci.status, "INACTIVE");
+    assert_eq!(ci.status, InstanceStatus::Inactive);
     assert!(!ci.agent_connected);
 }
 
@@ -259,7 +260,7 @@ async fn an_agent_restart_keeps_draining_and_custom_attributes() {
         .register_instance(registration())
         .await
         .expect("register again");
-    assert_eq!(ci.status, "DRAINING");
+    assert_eq!(ci.status, InstanceStatus::Draining);
     assert!(ci.attributes.iter().any(|a| a.name == "team"));
     assert_eq!(
         ci.attributes

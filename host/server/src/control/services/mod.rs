@@ -21,7 +21,9 @@ use berth_core::model::{
     Deployment, DeploymentConfiguration, SchedulingStrategy, Service, ServiceEvent,
 };
 use berth_core::reconcile::group_of;
+use berth_core::status::{DeploymentStatus, RolloutState, ServiceStatus, TaskDefinitionStatus};
 use berth_store::Txn;
+use berth_store::tables::SERVICES_BY_CLUSTER;
 
 pub use state::ServiceState;
 pub use wire::*;
@@ -63,7 +65,8 @@ fn push_event(s: &mut Service, message: String) {
 /// steady service has exactly one deployment, which is what
 /// `aws ecs wait services-stable` waits for.
 fn shown(mut s: Service) -> Service {
-    s.deployments.retain(|d| d.status != "INACTIVE");
+    s.deployments
+        .retain(|d| d.status != DeploymentStatus::Inactive);
     s
 }
 
@@ -198,7 +201,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
-            if td.status != "ACTIVE" {
+            if td.status != TaskDefinitionStatus::Active {
                 return Err(ControlError::Client(format!(
                     "taskDefinition: `{td_ref}` is INACTIVE"
                 )));
@@ -213,7 +216,7 @@ impl Control {
             )?;
             let arn = self.arn.service(&cluster.cluster_name, &name);
             if let Some(old) = txn.get::<Service>(&arn)?
-                && old.value.status != "INACTIVE"
+                && old.value.status != ServiceStatus::Inactive
             {
                 return Err(ControlError::invalid(
                     "serviceName",
@@ -228,7 +231,7 @@ impl Control {
                 service_arn: arn.clone(),
                 service_name: name.clone(),
                 cluster_arn: cluster.cluster_arn.clone(),
-                status: "ACTIVE".into(),
+                status: ServiceStatus::Active,
                 desired_count: desired,
                 running_count: 0,
                 pending_count: 0,
@@ -238,13 +241,13 @@ impl Control {
                 deployment_configuration: req.deployment_configuration.clone(),
                 deployments: vec![Deployment {
                     id: new_deployment_id(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: td.task_definition_arn.clone(),
                     desired_count: desired,
                     pending_count: 0,
                     running_count: 0,
                     failed_tasks: 0,
-                    rollout_state: Some("IN_PROGRESS".into()),
+                    rollout_state: Some(RolloutState::InProgress),
                     rollout_state_reason: Some("ECS deployment in progress.".into()),
                     created_at: t,
                     updated_at: t,
@@ -292,7 +295,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != "ACTIVE" {
+            if s.status != ServiceStatus::Active {
                 return Err(ControlError::ServiceNotActive(format!(
                     "service `{}` is {}",
                     s.service_name, s.status
@@ -317,7 +320,7 @@ impl Control {
             let mut td_arn = s.task_definition.clone();
             if let Some(r) = &req.task_definition {
                 let td = resolve(txn, r, "taskDefinition")?;
-                if td.status != "ACTIVE" {
+                if td.status != TaskDefinitionStatus::Active {
                     return Err(ControlError::Client(format!(
                         "taskDefinition: `{r}` is INACTIVE"
                     )));
@@ -350,8 +353,8 @@ impl Control {
             let t = now();
             if new_deployment {
                 for d in &mut s.deployments {
-                    if d.status == "PRIMARY" {
-                        d.status = "ACTIVE".into();
+                    if d.status == DeploymentStatus::Primary {
+                        d.status = DeploymentStatus::Active;
                         d.updated_at = t;
                     }
                 }
@@ -359,13 +362,13 @@ impl Control {
                     0,
                     Deployment {
                         id: new_deployment_id(),
-                        status: "PRIMARY".into(),
+                        status: DeploymentStatus::Primary,
                         task_definition: td_arn.clone(),
                         desired_count: s.desired_count,
                         pending_count: 0,
                         running_count: 0,
                         failed_tasks: 0,
-                        rollout_state: Some("IN_PROGRESS".into()),
+                        rollout_state: Some(RolloutState::InProgress),
                         rollout_state_reason: Some("ECS deployment in progress.".into()),
                         created_at: t,
                         updated_at: t,
@@ -377,14 +380,17 @@ impl Control {
                     s.service_name, s.deployments[0].id
                 );
                 push_event(&mut s, m);
-            } else if let Some(p) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY")
+            } else if let Some(p) = s
+                .deployments
+                .iter_mut()
+                .find(|d| d.status == DeploymentStatus::Primary)
                 && p.desired_count != s.desired_count
             {
                 p.desired_count = s.desired_count;
                 p.updated_at = t;
                 // A scale is a change to reach again: report it in progress.
-                if p.rollout_state.as_deref() == Some("COMPLETED") {
-                    p.rollout_state = Some("IN_PROGRESS".into());
+                if p.rollout_state == Some(RolloutState::Completed) {
+                    p.rollout_state = Some(RolloutState::InProgress);
                 }
             }
             txn.put(&s)?;
@@ -406,7 +412,7 @@ impl Control {
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != "ACTIVE" {
+            if s.status != ServiceStatus::Active {
                 return Err(ControlError::ServiceNotActive(format!("service `{}` is {}", s.service_name, s.status)));
             }
             if s.desired_count > 0 && s.scheduling_strategy == SchedulingStrategy::Replica && !req.force.unwrap_or(false) {
@@ -415,7 +421,7 @@ impl Control {
                     format!("The service `{}` cannot be stopped while it is scaled above 0 (desiredCount {}); scale it to 0 or pass force", s.service_name, s.desired_count),
                 ));
             }
-            s.status = "DRAINING".into();
+            s.status = ServiceStatus::Draining;
             s.desired_count = 0;
             let m = format!("(service {}) is being deleted.", s.service_name);
             push_event(&mut s, m);
@@ -477,10 +483,10 @@ impl Control {
         let mut txn = self.store.begin()?;
         let cluster = self.active_cluster(&mut txn, req.cluster.as_deref())?;
         let items: Vec<(String, String)> =
-            all_by_index::<Service>(&txn, "cluster", &cluster.cluster_arn)?
+            all_by_index(&txn, SERVICES_BY_CLUSTER, &cluster.cluster_arn)?
                 .into_iter()
                 .map(|s| s.value)
-                .filter(|s| s.status != "INACTIVE")
+                .filter(|s| s.status != ServiceStatus::Inactive)
                 .filter(|s| {
                     req.scheduling_strategy
                         .is_none_or(|k| k == s.scheduling_strategy)

@@ -7,11 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_core::model::{ContainerInstance, Service, Task};
+use berth_core::placement::Check;
 use berth_core::reconcile::{self, Input, Instance, Placed, STOP_CODE, Starts, Stop, Unplaced};
+use berth_core::status::{DesiredStatus, InstanceStatus, ServiceStatus, TaskStatus};
 use berth_store::Txn;
-use berth_store::tables::in_cluster;
+use berth_store::tables::{INSTANCES_BY_CLUSTER, TASKS_BY_GROUP, in_cluster};
 
-use super::super::tasks::recount;
+use super::super::tasks::{NotStarted, recount};
 use super::super::types::RunTaskRequest;
 use super::super::{Control, ControlError, all_by_index, now};
 use super::{ServiceState, group_of, push_event};
@@ -36,7 +38,7 @@ impl Control {
             let txn = self.store.begin()?;
             super::super::collect_pages(|p| txn.list::<Service>(p))?
                 .into_iter()
-                .filter(|s| s.value.status != "INACTIVE")
+                .filter(|s| s.value.status != ServiceStatus::Inactive)
                 .map(|s| s.value.service_arn)
                 .collect()
         };
@@ -70,7 +72,7 @@ impl Control {
         let Some(orig) = txn.get::<Service>(service_arn)?.map(|s| s.value) else {
             return Ok((0, 0));
         };
-        if orig.status == "INACTIVE" {
+        if orig.status == ServiceStatus::Inactive {
             return Ok((0, 0));
         }
         let orig_state = txn
@@ -79,18 +81,17 @@ impl Control {
             .unwrap_or_else(|| ServiceState::new(service_arn.to_owned()));
         let t = now();
         let group = in_cluster(&orig.cluster_arn, &group_of(&orig.service_name));
-        let tasks: Vec<Task> = all_by_index::<Task>(txn, "group", &group)?
+        let tasks: Vec<Task> = all_by_index(txn, TASKS_BY_GROUP, &group)?
             .into_iter()
             .map(|v| v.value)
             .collect();
-        let instances: Vec<Instance> =
-            all_by_index::<ContainerInstance>(txn, "cluster", &orig.cluster_arn)?
-                .into_iter()
-                .map(|c| Instance {
-                    active: c.value.status == "ACTIVE",
-                    arn: c.value.container_instance_arn,
-                })
-                .collect();
+        let instances: Vec<Instance> = all_by_index(txn, INSTANCES_BY_CLUSTER, &orig.cluster_arn)?
+            .into_iter()
+            .map(|c| Instance {
+                active: c.value.status == InstanceStatus::Active,
+                arn: c.value.container_instance_arn,
+            })
+            .collect();
         let plan = reconcile::plan(&Input {
             service: &orig,
             state: &orig_state,
@@ -137,10 +138,10 @@ impl Control {
                     match self.start_on_in_txn(txn, &s.cluster_arn, ci, &req)? {
                         Ok(x) => placed.started.push(x.task_arn),
                         // Not for this instance: DAEMON follows the constraints.
-                        Err(reason) if reason == "ATTRIBUTE" => placed.ineligible += 1,
+                        Err(NotStarted::Unfit(Check::Attribute)) => placed.ineligible += 1,
                         Err(reason) => placed.unplaced.push(Unplaced::OnInstance {
                             instance: ci.clone(),
-                            reason,
+                            reason: reason.to_string(),
                         }),
                     }
                 }
@@ -196,13 +197,13 @@ fn stop_tasks(txn: &mut Txn, tasks: &[Task], stops: &[Stop], t: f64) -> Result<(
             continue;
         };
         let mut x = (*x).clone();
-        x.desired_status = "STOPPED".into();
-        x.stop_code = Some(STOP_CODE.into());
+        x.desired_status = DesiredStatus::Stopped;
+        x.stop_code = Some(STOP_CODE);
         x.stopped_reason = Some(stop.reason.clone());
         x.stopping_at = Some(t);
         x.version += 1;
         if x.container_instance_arn.is_none() {
-            x.last_status = "STOPPED".into();
+            x.last_status = TaskStatus::Stopped;
             x.stopped_at = Some(t);
         }
         if let Some(ci) = &x.container_instance_arn {

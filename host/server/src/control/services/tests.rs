@@ -12,8 +12,12 @@ use berth_core::model::{
     Resource, Tag, Task,
 };
 use berth_core::reconcile::unable_to_start;
+use berth_core::status::{
+    DeploymentStatus, DesiredStatus, HealthStatus, RolloutState, ServiceStatus, StopCode,
+    TaskStatus,
+};
 use berth_store::Store;
-use berth_store::tables::in_cluster;
+use berth_store::tables::{TASKS_BY_GROUP, in_cluster};
 use serde_json::json;
 
 use super::super::tasks::recount;
@@ -87,7 +91,7 @@ fn describe(c: &Control, name: &str) -> Service {
 fn tasks(c: &Control, name: &str) -> Vec<Task> {
     let txn = c.store.begin().unwrap();
     let cluster = c.arn.cluster("default");
-    all_by_index::<Task>(&txn, "group", &in_cluster(&cluster, &group_of(name)))
+    all_by_index(&txn, TASKS_BY_GROUP, &in_cluster(&cluster, &group_of(name)))
         .unwrap()
         .into_iter()
         .map(|t| t.value)
@@ -103,19 +107,23 @@ fn agent(c: &Control) {
             for t in all {
                 let mut t = t.value;
                 let t0 = now();
-                if t.desired_status == "RUNNING" && t.last_status == "PENDING" {
+                if t.desired_status == DesiredStatus::Running
+                    && t.last_status == TaskStatus::Pending
+                {
                     if t.containers.iter().any(|c| c.image == "crash") {
-                        t.last_status = "STOPPED".into();
-                        t.desired_status = "STOPPED".into();
-                        t.stop_code = Some("TaskFailedToStart".into());
+                        t.last_status = TaskStatus::Stopped;
+                        t.desired_status = DesiredStatus::Stopped;
+                        t.stop_code = Some(StopCode::TaskFailedToStart);
                         t.stopped_reason = Some("CannotStartContainerError".into());
                         t.stopped_at = Some(t0);
                     } else {
-                        t.last_status = "RUNNING".into();
+                        t.last_status = TaskStatus::Running;
                         t.started_at = Some(t0);
                     }
-                } else if t.desired_status == "STOPPED" && t.last_status != "STOPPED" {
-                    t.last_status = "STOPPED".into();
+                } else if t.desired_status == DesiredStatus::Stopped
+                    && t.last_status != TaskStatus::Stopped
+                {
+                    t.last_status = TaskStatus::Stopped;
                     t.stopped_at = Some(t0);
                 } else {
                     continue;
@@ -139,9 +147,14 @@ fn observe(c: &Control, name: &str) -> (u32, u32) {
     let ts = tasks(c, name);
     let running = ts
         .iter()
-        .filter(|t| t.last_status == "RUNNING" && t.desired_status == "RUNNING")
+        .filter(|t| {
+            t.last_status == TaskStatus::Running && t.desired_status == DesiredStatus::Running
+        })
         .count();
-    let busy = ts.iter().filter(|t| t.last_status != "STOPPED").count();
+    let busy = ts
+        .iter()
+        .filter(|t| t.last_status != TaskStatus::Stopped)
+        .count();
     (running as u32, busy as u32)
 }
 
@@ -164,10 +177,10 @@ fn converge(c: &Control, name: &str, bounds: Option<(u32, u32)>) -> Service {
             );
         }
         let s = describe(c, name);
-        if s.deployments
-            .iter()
-            .any(|d| d.status == "PRIMARY" && d.rollout_state.as_deref() == Some("COMPLETED"))
-        {
+        if s.deployments.iter().any(|d| {
+            d.status == DeploymentStatus::Primary
+                && d.rollout_state == Some(RolloutState::Completed)
+        }) {
             return s;
         }
     }
@@ -180,9 +193,9 @@ fn create_describe_list_update_delete_with_ecs_errors() {
     let td = register(&c, "web", "busybox");
     for n in ["a", "b", "c"] {
         let s = create(&c, n, &td, 0, None);
-        assert_eq!(s.status, "ACTIVE");
+        assert_eq!(s.status, ServiceStatus::Active);
         assert_eq!(s.deployments.len(), 1);
-        assert_eq!(s.deployments[0].status, "PRIMARY");
+        assert_eq!(s.deployments[0].status, DeploymentStatus::Primary);
         assert!(s.deployments[0].id.starts_with("ecs-svc/"));
     }
     let again = c.create_service(CreateServiceRequest {
@@ -282,7 +295,7 @@ fn create_describe_list_update_delete_with_ecs_errors() {
         })
         .unwrap()
         .service;
-    assert_eq!(s.status, "DRAINING");
+    assert_eq!(s.status, ServiceStatus::Draining);
     let late = c.update_service(UpdateServiceRequest {
         service: Some("a".into()),
         desired_count: Some(1),
@@ -290,7 +303,7 @@ fn create_describe_list_update_delete_with_ecs_errors() {
     });
     assert!(matches!(late, Err(ControlError::ServiceNotActive(_))));
     c.services_pass().unwrap();
-    assert_eq!(describe(&c, "a").status, "INACTIVE");
+    assert_eq!(describe(&c, "a").status, ServiceStatus::Inactive);
     let left = c.list_services(ListServicesRequest::default()).unwrap();
     assert_eq!(left.service_arns.len(), 2);
 }
@@ -332,26 +345,26 @@ fn scales_out_and_in_and_replaces_a_stopped_task() {
     assert_eq!(s.running_count, 1);
     let stopped: Vec<Task> = tasks(&c, "web")
         .into_iter()
-        .filter(|t| t.desired_status == "STOPPED")
+        .filter(|t| t.desired_status == DesiredStatus::Stopped)
         .collect();
     assert_eq!(stopped.len(), 4);
     assert!(
         stopped
             .iter()
-            .all(|t| t.stop_code.as_deref() == Some("ServiceSchedulerInitiated"))
+            .all(|t| t.stop_code == Some(StopCode::ServiceSchedulerInitiated))
     );
 
     // The container dies: the scheduler starts another.
     let victim = tasks(&c, "web")
         .into_iter()
-        .find(|t| t.desired_status == "RUNNING")
+        .find(|t| t.desired_status == DesiredStatus::Running)
         .unwrap();
     c.store
         .update(|txn| -> Result<(), ControlError> {
             let mut t = txn.get::<Task>(&victim.task_arn)?.unwrap().value;
-            t.last_status = "STOPPED".into();
-            t.desired_status = "STOPPED".into();
-            t.stop_code = Some("EssentialContainerExited".into());
+            t.last_status = TaskStatus::Stopped;
+            t.desired_status = DesiredStatus::Stopped;
+            t.stop_code = Some(StopCode::EssentialContainerExited);
             t.stopped_at = Some(now());
             txn.put(&t)?;
             Ok(())
@@ -361,7 +374,7 @@ fn scales_out_and_in_and_replaces_a_stopped_task() {
     agent(&c);
     let live: Vec<Task> = tasks(&c, "web")
         .into_iter()
-        .filter(|t| t.last_status == "RUNNING")
+        .filter(|t| t.last_status == TaskStatus::Running)
         .collect();
     assert_eq!(live.len(), 1);
     assert_ne!(live[0].task_arn, victim.task_arn);
@@ -392,11 +405,11 @@ fn a_rolling_update_keeps_the_percentages_at_every_step() {
             .unwrap()
             .service;
         assert_eq!(s.deployments.len(), 2);
-        assert_eq!(s.deployments[1].status, "ACTIVE");
+        assert_eq!(s.deployments[1].status, DeploymentStatus::Active);
         let (lo, hi) = deployment::bounds(4, min, max);
         let s = converge(&c, "web", Some((lo, hi)));
         assert_eq!(s.task_definition, v2);
-        assert_eq!(s.deployments[1].status, "INACTIVE");
+        assert_eq!(s.deployments[1].status, DeploymentStatus::Inactive);
         // DescribeServices shows only the PRIMARY one now, as ECS does.
         let shown = c
             .describe_services(DescribeServicesRequest {
@@ -407,10 +420,10 @@ fn a_rolling_update_keeps_the_percentages_at_every_step() {
             .services
             .remove(0);
         assert_eq!(shown.deployments.len(), 1, "{:#?}", shown.deployments);
-        assert_eq!(shown.deployments[0].status, "PRIMARY");
+        assert_eq!(shown.deployments[0].status, DeploymentStatus::Primary);
         let live: Vec<Task> = tasks(&c, "web")
             .into_iter()
-            .filter(|t| t.last_status == "RUNNING")
+            .filter(|t| t.last_status == TaskStatus::Running)
             .collect();
         assert_eq!(live.len(), 4, "min {min} max {max}");
         assert!(live.iter().all(|t| t.task_definition_arn == v2));
@@ -449,7 +462,7 @@ fn the_circuit_breaker_rolls_back_after_backing_off() {
         saw_backoff |= s.events.iter().any(|e| e.message == unable_to_start("web"));
         if s.deployments
             .iter()
-            .any(|d| d.rollout_state.as_deref() == Some("FAILED"))
+            .any(|d| d.rollout_state == Some(RolloutState::Failed))
         {
             break;
         }
@@ -472,7 +485,7 @@ fn the_circuit_breaker_rolls_back_after_backing_off() {
     let failed = s
         .deployments
         .iter()
-        .find(|d| d.rollout_state.as_deref() == Some("FAILED"))
+        .find(|d| d.rollout_state == Some(RolloutState::Failed))
         .expect("the breaker tripped");
     // Two start at once, so two fail at once: the breaker trips on the pass that reaches the threshold.
     assert!(
@@ -483,7 +496,7 @@ fn the_circuit_breaker_rolls_back_after_backing_off() {
     assert_eq!(
         s.deployments
             .iter()
-            .find(|d| d.status == "PRIMARY")
+            .find(|d| d.status == DeploymentStatus::Primary)
             .unwrap()
             .id,
         first
@@ -522,7 +535,7 @@ fn draining_an_instance_moves_service_tasks_within_the_percentages() {
     }
     let live: Vec<Task> = tasks(&c, "web")
         .into_iter()
-        .filter(|t| t.last_status == "RUNNING")
+        .filter(|t| t.last_status == TaskStatus::Running)
         .collect();
     assert_eq!(live.len(), 4);
     assert!(
@@ -632,15 +645,18 @@ fn concurrent_schedulers_never_over_commit_and_retry_conflicts() {
                 agent(&a);
                 let batch: Vec<Task> = {
                     let txn = a.store.begin().unwrap();
-                    all_by_index::<Task>(
+                    all_by_index(
                         &txn,
-                        "group",
+                        TASKS_BY_GROUP,
                         &in_cluster(&a.arn.cluster("default"), "family:batch"),
                     )
                     .unwrap()
                     .into_iter()
                     .map(|t| t.value)
-                    .filter(|t| t.desired_status == "RUNNING" && t.last_status == "RUNNING")
+                    .filter(|t| {
+                        t.desired_status == DesiredStatus::Running
+                            && t.last_status == TaskStatus::Running
+                    })
                     .collect()
                 };
                 for t in batch.iter().take(2) {
@@ -668,15 +684,15 @@ fn concurrent_schedulers_never_over_commit_and_retry_conflicts() {
     // The batch work finishes; the service gets its 12.
     let left: Vec<Task> = {
         let txn = a.store.begin().unwrap();
-        all_by_index::<Task>(
+        all_by_index(
             &txn,
-            "group",
+            TASKS_BY_GROUP,
             &in_cluster(&a.arn.cluster("default"), "family:batch"),
         )
         .unwrap()
         .into_iter()
         .map(|t| t.value)
-        .filter(|t| t.desired_status == "RUNNING")
+        .filter(|t| t.desired_status == DesiredStatus::Running)
         .collect()
     };
     for t in left {
@@ -716,12 +732,12 @@ fn a_restart_in_the_middle_of_a_deployment_resumes_it() {
     agent(&c);
     let mid = describe(&c, "web");
     assert_eq!(
-        mid.deployments[0].rollout_state.as_deref(),
-        Some("IN_PROGRESS")
+        mid.deployments[0].rollout_state,
+        Some(RolloutState::InProgress)
     );
     let live: Vec<Task> = tasks(&c, "web")
         .into_iter()
-        .filter(|t| t.last_status == "RUNNING")
+        .filter(|t| t.last_status == TaskStatus::Running)
         .collect();
     let new = live.iter().filter(|t| t.task_definition_arn == v2).count();
     assert!(
@@ -736,7 +752,7 @@ fn a_restart_in_the_middle_of_a_deployment_resumes_it() {
     assert_eq!(
         s.deployments
             .iter()
-            .filter(|d| d.status == "PRIMARY")
+            .filter(|d| d.status == DeploymentStatus::Primary)
             .count(),
         1
     );
@@ -766,7 +782,7 @@ fn per_instance(c: &Control, name: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for t in tasks(c, name)
         .into_iter()
-        .filter(|t| t.desired_status == "RUNNING")
+        .filter(|t| t.desired_status == DesiredStatus::Running)
     {
         *m.entry(t.container_instance_arn.unwrap_or_default())
             .or_insert(0) += 1;
@@ -874,14 +890,14 @@ fn a_daemon_runs_one_task_on_every_matching_active_instance() {
     }
     let s = describe(&c, "d");
     assert_eq!(
-        s.deployments[0].rollout_state.as_deref(),
-        Some("COMPLETED"),
+        s.deployments[0].rollout_state,
+        Some(RolloutState::Completed),
         "{:#?}",
         s.deployments
     );
     let live: Vec<Task> = tasks(&c, "d")
         .into_iter()
-        .filter(|t| t.last_status == "RUNNING")
+        .filter(|t| t.last_status == TaskStatus::Running)
         .collect();
     assert_eq!(live.len(), 2);
     assert!(live.iter().all(|t| t.task_definition_arn == v2));
@@ -898,7 +914,7 @@ fn a_task_failing_its_health_check_is_replaced_and_counted() {
     c.store
         .update(|txn| -> Result<(), ControlError> {
             let mut t = txn.get::<Task>(&sick.task_arn)?.unwrap().value;
-            t.health_status = Some("UNHEALTHY".into());
+            t.health_status = Some(HealthStatus::Unhealthy);
             txn.put(&t)?;
             Ok(())
         })
@@ -908,7 +924,7 @@ fn a_task_failing_its_health_check_is_replaced_and_counted() {
         .into_iter()
         .find(|t| t.task_arn == sick.task_arn)
         .unwrap();
-    assert_eq!(t.desired_status, "STOPPED");
+    assert_eq!(t.desired_status, DesiredStatus::Stopped);
     assert_eq!(
         t.stopped_reason.as_deref(),
         Some("Task failed container health checks")
