@@ -418,15 +418,15 @@ async fn a_reconnecting_agent_stops_what_was_replaced_before_it_starts_anything(
     // When that pass returns, what was replaced or collected is gone, the
     // rest adopted, and nothing new started yet.
     assert!(f.containers_of(&replaced).await.is_empty());
-    assert_eq!(f.task(&replaced).last_status, "STOPPED");
+    assert_eq!(f.task(&replaced).last_status, TaskStatus::Stopped);
     assert!(f.containers_of(&forgotten).await.is_empty());
     assert!(
         f.containers_of(&new).await.is_empty(),
         "nothing starts before the reconnect pass is done"
     );
-    assert_eq!(f.task(&new).last_status, "PENDING");
+    assert_eq!(f.task(&new).last_status, TaskStatus::Pending);
     let k = f.task(&keep);
-    assert_eq!(k.last_status, "RUNNING");
+    assert_eq!(k.last_status, TaskStatus::Running);
     assert_eq!(
         k.containers[0].runtime_id, kept,
         "the same container, adopted"
