@@ -256,3 +256,26 @@ fn an_agent_with_a_wrong_key_is_refused() {
         "{listed}"
     );
 }
+
+#[test]
+fn up_puts_the_local_host_in_the_cluster_it_is_given() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start_args(&[], &["--cluster", "team-x"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = up.aws(&["list-container-instances", "--cluster", "team-x"]);
+        if listed["containerInstanceArns"][0].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no instance in team-x: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let default = up.aws(&["list-container-instances"]);
+    assert_eq!(
+        default["containerInstanceArns"],
+        serde_json::json!([]),
+        "{default}"
+    );
+}
