@@ -85,16 +85,27 @@ impl Up {
         Up::spawn(dir, env, args)
     }
 
+    /// `berth server` (no agent of its own) on the data directory `dir`.
+    pub fn server_in(dir: &Path) -> Up {
+        Up::launch(dir, &[], &["server", "--listen", "127.0.0.1:0"])
+    }
+
     fn spawn(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
+        let mut all = vec![
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--availability-zone",
+            "e2e-zone",
+        ];
+        all.extend_from_slice(args);
+        Up::launch(dir, env, &all)
+    }
+
+    /// `berth ARGS... --data-dir DIR` with the e2e key, once it listens.
+    fn launch(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
         let mut child = Command::new(berth_bin())
             .envs(env.iter().copied())
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--availability-zone",
-                "e2e-zone",
-            ])
             .args(args)
             .arg("--data-dir")
             .arg(dir)

@@ -5,8 +5,10 @@ mod cli;
 mod docker;
 mod full_disk;
 mod harness;
+mod hosts;
 mod house_style;
 mod policies;
+mod remote;
 mod services;
 mod story;
 

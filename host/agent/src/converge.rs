@@ -14,8 +14,8 @@ use std::time::Duration;
 use berth_core::model::{ContainerDefinition, Task};
 use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 use berth_protocol::{
-    AssignedTask, ContainerStateChange, ManifestRequest, TaskManifest, TaskStateChange,
-    apply_task_state_change,
+    AssignedTask, Backoff, ContainerStateChange, ManifestRequest, ProtocolError, StateChangeAck,
+    TaskManifest, TaskStateChange, apply_task_state_change,
 };
 use bollard::Docker;
 use bollard::models::ContainerSummary;
@@ -25,9 +25,28 @@ use crate::docker::{containers_with_label, task_containers};
 use crate::start::{Observed, definitions, ecs_health, observe, remove, start_task};
 use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
 
+/// What a pass may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Converge: start, adopt and stop, each task's work in a job of its own.
+    Converge,
+    /// The first pass after the agent (re)connects, before anything new
+    /// starts: the containers of tasks the manifest says are stopped, or
+    /// no longer lists, are removed; tasks asked to stop (perhaps replaced
+    /// elsewhere while this host was away) are stopped, and the pass waits
+    /// for those stops; RUNNING tasks are adopted. Nothing is started, so a
+    /// task the control plane replaced never runs twice.
+    Reconnect,
+}
+
 /// One pass. Start and stop work is spawned as jobs (one per task) so slow
-/// containers never hold up the others.
-pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(), AgentError> {
+/// containers never hold up the others; a [`Pass::Reconnect`] starts
+/// nothing and waits for its stops.
+pub(crate) async fn reconcile(
+    inner: &Arc<Inner>,
+    docker: &Docker,
+    pass: Pass,
+) -> Result<(), AgentError> {
     // A job running now may commit and leave `busy` while this pass still
     // works from the manifest read below, taken before that commit:
     // its task counts as busy for the whole pass, so a stale status never
@@ -36,18 +55,7 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
         inner.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let busy = |arn: &str| busy_at_start.contains(arn) || is_busy(inner, arn);
     let tasks = manifest(inner).await?.tasks;
-    let containers = containers_with_label(docker, LABEL_INSTANCE, &inner.instance_arn).await?;
-    let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
-    for c in containers {
-        if let Some(arn) = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_TASK_ARN))
-            .cloned()
-        {
-            by_task.entry(arn).or_default().push(c);
-        }
-    }
+    let mut by_task = containers_by_task(inner, docker).await?;
     let live: HashSet<&str> = tasks
         .iter()
         .map(|a| &a.task)
@@ -66,6 +74,7 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
             }
         }
     }
+    let mut stops = Vec::new();
     for a in tasks
         .into_iter()
         .filter(|a| a.task.last_status != TaskStatus::Stopped)
@@ -75,18 +84,52 @@ pub(crate) async fn reconcile(inner: &Arc<Inner>, docker: &Docker) -> Result<(),
             continue;
         }
         let arn = t.task_arn.clone();
-        if t.desired_status == DesiredStatus::Stopped || t.last_status == TaskStatus::Stopping {
-            spawn_job(inner, arn, stop_task(Arc::clone(inner), docker.clone(), a));
+        let stop = if t.desired_status == DesiredStatus::Stopped
+            || t.last_status == TaskStatus::Stopping
+        {
+            true
         } else if t.last_status == TaskStatus::Running {
             let cs = by_task.remove(&arn).unwrap_or_default();
-            if check_running(inner, docker, &a, &cs).await? {
+            check_running(inner, docker, &a, &cs).await?
+        } else {
+            if pass == Pass::Converge {
+                spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), a));
+            }
+            continue;
+        };
+        if !stop {
+            continue;
+        }
+        match pass {
+            Pass::Converge => {
                 spawn_job(inner, arn, stop_task(Arc::clone(inner), docker.clone(), a));
             }
-        } else {
-            spawn_job(inner, arn, start_task(Arc::clone(inner), docker.clone(), a));
+            Pass::Reconnect => stops.push(stop_task(Arc::clone(inner), docker.clone(), a)),
         }
     }
+    // Only a reconnect pass collected stops: they finish before it returns.
+    futures_util::future::join_all(stops).await;
     Ok(())
+}
+
+/// This instance's containers in Docker, by the task they belong to.
+async fn containers_by_task(
+    inner: &Inner,
+    docker: &Docker,
+) -> Result<HashMap<String, Vec<ContainerSummary>>, AgentError> {
+    let containers = containers_with_label(docker, LABEL_INSTANCE, &inner.instance_arn).await?;
+    let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
+    for c in containers {
+        if let Some(arn) = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_TASK_ARN))
+            .cloned()
+        {
+            by_task.entry(arn).or_default().push(c);
+        }
+    }
+    Ok(by_task)
 }
 
 /// The tasks the control plane assigns to this instance now.
@@ -94,6 +137,7 @@ pub(crate) async fn manifest(inner: &Inner) -> Result<TaskManifest, AgentError> 
     let req = ManifestRequest {
         cluster: inner.cfg.cluster.clone(),
         container_instance_arn: inner.instance_arn.clone(),
+        known_sequence: None,
     };
     Ok(inner.plane.task_manifest(req).await?)
 }
@@ -105,6 +149,33 @@ pub(crate) fn change_of(inner: &Inner, arn: &str) -> TaskStateChange {
         task: arn.to_owned(),
         at: now(),
         ..TaskStateChange::default()
+    }
+}
+
+/// How long a job keeps submitting a change the control plane could not
+/// take (unreachable, restarting) before it leaves it to later passes.
+const SUBMIT_RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// Submits a change a job made happen (a task started, failed, stopped)
+/// until the control plane acknowledges it, with back-off while it cannot
+/// be reached: the task stays busy meanwhile, so no pass acts on its old
+/// status (a started task is not started again after a server restart).
+pub(crate) async fn submit_acknowledged(
+    inner: &Inner,
+    change: TaskStateChange,
+) -> Result<StateChangeAck, AgentError> {
+    let deadline = tokio::time::Instant::now() + SUBMIT_RETRY_FOR;
+    let mut backoff = Backoff::default();
+    loop {
+        match inner.plane.submit_task_state_change(change.clone()).await {
+            Err(e @ ProtocolError::Unavailable { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(task = %change.task, "state change not acknowledged, retrying: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            r => return Ok(r?),
+        }
     }
 }
 
@@ -339,7 +410,7 @@ async fn try_stop(inner: &Inner, docker: &Docker, a: &AssignedTask) -> Result<()
             });
         }
     }
-    inner.plane.submit_task_state_change(stopped).await?;
+    submit_acknowledged(inner, stopped).await?;
     tracing::info!(task = %arn, "task stopped");
     Ok(())
 }

@@ -11,10 +11,29 @@ use tokio::sync::Notify;
 
 use crate::{AgentError, LABEL_INSTANCE, LABEL_TASK_ARN};
 
-/// Connects to the local daemon (`DOCKER_HOST` or the Unix socket) and
-/// negotiates the API version down to what the daemon speaks.
-pub async fn connect() -> Result<Docker, AgentError> {
-    let docker = Docker::connect_with_local_defaults()?;
+/// How long one Docker request may take (bollard's default).
+const DOCKER_TIMEOUT_SECS: u64 = 120;
+
+/// Connects to the daemon at `host` (`unix:///PATH` or `tcp://HOST:PORT`),
+/// else the local one (`DOCKER_HOST` or the Unix socket), and negotiates the
+/// API version down to what the daemon speaks.
+pub async fn connect(host: Option<&str>) -> Result<Docker, AgentError> {
+    let docker = match host {
+        None => Docker::connect_with_local_defaults()?,
+        Some(h) => {
+            if let Some(path) = h.strip_prefix("unix://") {
+                Docker::connect_with_unix(path, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?
+            } else if let Some(addr) = h.strip_prefix("tcp://") {
+                Docker::connect_with_http(
+                    &format!("http://{addr}"),
+                    DOCKER_TIMEOUT_SECS,
+                    bollard::API_DEFAULT_VERSION,
+                )?
+            } else {
+                return Err(AgentError::DockerHost(h.to_owned()));
+            }
+        }
+    };
     let docker = docker.negotiate_version().await?;
     Ok(docker)
 }

@@ -9,6 +9,9 @@ pub enum AgentError {
     /// Docker did not answer, or refused a request.
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
+    /// A Docker host given in a form berth does not read.
+    #[error("docker host {0}: give unix:///PATH or tcp://HOST:PORT")]
+    DockerHost(String),
     /// The control plane refused or could not be reached.
     #[error("control plane: {0}")]
     Control(#[from] ProtocolError),
@@ -34,4 +37,12 @@ pub enum AgentError {
     /// Writing log output failed.
     #[error("writing logs: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl AgentError {
+    /// Whether the control plane could not be reached (or could not answer
+    /// now): the agent's session ends and it reconnects with back-off.
+    pub fn is_control_unavailable(&self) -> bool {
+        matches!(self, AgentError::Control(ProtocolError::Unavailable { .. }))
+    }
 }

@@ -18,6 +18,7 @@ mod docker;
 mod error;
 pub mod logs;
 mod register;
+mod session;
 mod start;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -28,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_core::arn::ArnContext;
-use berth_protocol::{ControlPlane, TaskLogReader};
+use berth_core::model::Attribute;
+use berth_protocol::{Backoff, ControlPlane, TaskLogReader};
 use tokio::sync::Notify;
 
 pub use error::AgentError;
@@ -42,6 +44,9 @@ pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
 /// Label naming the container instance (agent) that owns the container, so
 /// several agents sharing one daemon (tests) never touch each other's.
 pub const LABEL_INSTANCE: &str = "berth.container-instance";
+
+/// How often a connected agent heartbeats by default.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How the agent registers and behaves.
 #[derive(Debug, Clone)]
@@ -64,6 +69,14 @@ pub struct AgentConfig {
     pub availability_zone: String,
     /// `ecs.instance-type` attribute.
     pub instance_type: String,
+    /// Custom attributes of this host (`--attribute K=V`), registered with
+    /// the built-in ones.
+    pub attributes: Vec<Attribute>,
+    /// The Docker daemon (`unix:///PATH` or `tcp://HOST:PORT`); None: the
+    /// local one (`DOCKER_HOST`, else the default socket).
+    pub docker_host: Option<String>,
+    /// How often the connected agent tells the control plane it is alive.
+    pub heartbeat_interval: Duration,
     /// MiB of the engine's memory not offered to tasks.
     pub memory_reserve_mib: i64,
     /// Host ports never offered to tasks (ECS reserves 22, 2375, 2376, 51678, 51679).
@@ -85,6 +98,9 @@ impl AgentConfig {
             arn: ArnContext::default(),
             availability_zone: "local".to_owned(),
             instance_type: "local".to_owned(),
+            attributes: Vec::new(),
+            docker_host: None,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
             memory_reserve_mib: 0,
             reserved_ports: vec![22, 2375, 2376, 51678, 51679],
             reconcile_interval: Duration::from_millis(500),
@@ -195,14 +211,19 @@ impl Agent {
     /// This agent's side of log reads: the server asks it for the logs of
     /// the tasks of its instance (read from this host's Docker).
     pub fn log_reader(&self) -> Arc<dyn TaskLogReader> {
-        Arc::new(logs::DockerLogReader)
+        Arc::new(logs::DockerLogReader {
+            docker_host: self.inner.cfg.docker_host.clone(),
+        })
     }
 
-    /// Runs until `shutdown` resolves: connects to Docker (retrying with
-    /// back-off from 250 ms to 2 min while no daemon answers, with the
-    /// instance shown `agentConnected: false`), registers, and converges on
-    /// every Docker event, wake-up and timer tick. Containers keep running
-    /// when the agent stops; the next agent re-adopts them.
+    /// Runs until `shutdown` resolves: connects to Docker, registers, and
+    /// converges on every Docker event, wake-up, manifest change and timer
+    /// tick. When Docker does not answer the instance is shown
+    /// `agentConnected: false`; when Docker or the control plane is lost the
+    /// agent reconnects with back-off (250 ms doubling to 2 min, full
+    /// jitter; reset once registered) and, before starting anything, stops
+    /// what the control plane no longer wants here ([`Agent::reconcile_after_connect`]).
+    /// Containers keep running when the agent stops; the next agent re-adopts them.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         tokio::select! {
@@ -212,10 +233,10 @@ impl Agent {
     }
 
     async fn run_forever(&self) {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::default();
         let mut said_unreachable = false;
         loop {
-            let docker = match docker::connect().await {
+            let docker = match docker::connect(self.inner.cfg.docker_host.as_deref()).await {
                 Ok(d) => d,
                 Err(e) => {
                     if !said_unreachable {
@@ -227,68 +248,74 @@ impl Agent {
                     if let Err(e) = register::set_disconnected(&self.inner).await {
                         tracing::warn!("marking the instance disconnected: {e}");
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(120));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             };
-            backoff = Duration::from_millis(250);
             said_unreachable = false;
-            if let Err(e) = self.connected(&docker).await {
-                tracing::warn!("agent lost Docker: {e}");
-                if let Err(e) = register::set_disconnected(&self.inner).await {
-                    tracing::warn!("marking the instance disconnected: {e}");
+            match self.connected(&docker, &mut backoff).await {
+                Ok(()) => {}
+                Err(e @ AgentError::Control(_)) => {
+                    tracing::warn!("{e}; reconnecting with back-off");
+                }
+                Err(e) => {
+                    tracing::warn!("agent lost Docker: {e}");
+                    if let Err(e) = register::set_disconnected(&self.inner).await {
+                        tracing::warn!("marking the instance disconnected: {e}");
+                    }
                 }
             }
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
-    /// Registers and converges until Docker stops answering.
-    async fn connected(&self, docker: &bollard::Docker) -> Result<(), AgentError> {
+    /// Registers, reconciles against the manifest, then converges until
+    /// Docker stops answering or the control plane cannot be reached.
+    async fn connected(
+        &self,
+        docker: &bollard::Docker,
+        backoff: &mut Backoff,
+    ) -> Result<(), AgentError> {
         register::register(&self.inner, docker).await?;
+        backoff.reset();
         tracing::info!(instance = %self.inner.instance_arn, "agent registered");
-        let events = tokio::spawn(docker::follow_events(
+        converge::reconcile(&self.inner, docker, converge::Pass::Reconnect).await?;
+        let _events = session::AbortOnDrop(tokio::spawn(docker::follow_events(
             docker.clone(),
             self.inner.instance_arn.clone(),
             Arc::clone(&self.inner.wake),
-        ));
-        let result = loop {
-            if let Err(e) = self.reconcile_with(docker).await {
-                // Only a daemon that stopped answering ends the session; any
-                // other failure is retried on the next pass.
-                if docker.ping().await.is_err() {
-                    break Err(e);
-                }
-                tracing::warn!("reconcile pass failed: {e}");
-            }
-            tokio::select! {
-                () = self.inner.wake.notified() => {}
-                () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
-            }
-        };
-        events.abort();
-        result
+        )));
+        let _manifest = session::AbortOnDrop(tokio::spawn(session::watch_manifest(Arc::clone(
+            &self.inner,
+        ))));
+        session::converge_until_lost(&self.inner, docker).await
     }
 
     /// Connects to Docker and registers once (for tests and tools that drive
     /// [`Agent::reconcile_once`] themselves).
     pub async fn register(&self) -> Result<(), AgentError> {
-        let docker = docker::connect().await?;
+        let docker = docker::connect(self.inner.cfg.docker_host.as_deref()).await?;
         register::register(&self.inner, &docker).await
+    }
+
+    /// The pass an agent makes when it (re)connects, before it starts
+    /// anything: removes the containers of tasks the control plane says are
+    /// stopped or no longer lists, stops (and waits for) the tasks it asks
+    /// to stop, and adopts the RUNNING ones. Tasks to start wait for the
+    /// next [`Agent::reconcile_once`].
+    pub async fn reconcile_after_connect(&self) -> Result<(), AgentError> {
+        let docker = docker::connect(self.inner.cfg.docker_host.as_deref()).await?;
+        if let Err(e) = docker.ping().await {
+            return Err(AgentError::Docker(e));
+        }
+        converge::reconcile(&self.inner, &docker, converge::Pass::Reconnect).await
     }
 
     /// One reconcile pass; start and stop work it decides on runs in spawned
     /// jobs, so call it repeatedly to make progress.
     pub async fn reconcile_once(&self) -> Result<(), AgentError> {
-        let docker = docker::connect().await?;
-        self.reconcile_with(&docker).await
-    }
-
-    async fn reconcile_with(&self, docker: &bollard::Docker) -> Result<(), AgentError> {
-        if let Err(e) = docker.ping().await {
-            return Err(AgentError::Docker(e));
-        }
-        converge::reconcile(&self.inner, docker).await
+        let docker = docker::connect(self.inner.cfg.docker_host.as_deref()).await?;
+        session::reconcile_with(&self.inner, &docker).await
     }
 }
 

@@ -114,7 +114,7 @@ pub async fn task_logs(
     follow: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<(), AgentError> {
-    let docker = connect().await?;
+    let docker = connect(None).await?;
     let found = find(&docker, task, container).await?;
     let prefix = found.len() > 1;
     let mut streams = Vec::new();
@@ -167,7 +167,17 @@ pub async fn task_log_streams(
     container: Option<&str>,
     since: Option<i64>,
 ) -> Result<Vec<ContainerLog>, AgentError> {
-    let docker = connect().await?;
+    task_log_streams_at(None, task, container, since).await
+}
+
+/// [`task_log_streams`] from the daemon at `docker_host` (else the local one).
+async fn task_log_streams_at(
+    docker_host: Option<&str>,
+    task: &str,
+    container: Option<&str>,
+    since: Option<i64>,
+) -> Result<Vec<ContainerLog>, AgentError> {
+    let docker = connect(docker_host).await?;
     let found = find(&docker, task, container).await?;
     let since = since.map(|s| i32::try_from(s.max(0)).unwrap_or(i32::MAX));
     let mut out = Vec::new();
@@ -207,12 +217,15 @@ pub async fn task_log_streams(
 
 /// This host's Docker as the log-read side of the agent protocol.
 #[derive(Debug, Default)]
-pub struct DockerLogReader;
+pub struct DockerLogReader {
+    /// The daemon (`unix:///PATH`, `tcp://HOST:PORT`); None: the local one.
+    pub docker_host: Option<String>,
+}
 
 #[async_trait]
 impl TaskLogReader for DockerLogReader {
     async fn read_task_logs(&self, req: TaskLogsRequest) -> Result<TaskLogs, LogReadError> {
-        read_task_logs(&req).await
+        read_task_logs_at(self.docker_host.as_deref(), &req).await
     }
 }
 
@@ -234,8 +247,16 @@ fn log_read_error(e: AgentError) -> LogReadError {
 /// the first `req.limit` and the rest of the last one's microsecond (the
 /// caller merges the containers and cuts a page that never splits one).
 pub async fn read_task_logs(req: &TaskLogsRequest) -> Result<TaskLogs, LogReadError> {
+    read_task_logs_at(None, req).await
+}
+
+/// [`read_task_logs`] from the daemon at `docker_host` (else the local one).
+async fn read_task_logs_at(
+    docker_host: Option<&str>,
+    req: &TaskLogsRequest,
+) -> Result<TaskLogs, LogReadError> {
     let since = req.start_micros.map(|m| m.div_euclid(1_000_000));
-    let streams = task_log_streams(&req.task_arn, req.container.as_deref(), since)
+    let streams = task_log_streams_at(docker_host, &req.task_arn, req.container.as_deref(), since)
         .await
         .map_err(log_read_error)?;
     let from_nanos = req

@@ -86,13 +86,9 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
         agent_hash: None,
         docker_version: version.version.clone().or(info.server_version.clone()),
     };
-    let req = registration(
-        inner,
-        true,
-        registered,
-        builtin_attributes(&facts),
-        version_info,
-    );
+    let mut attributes = builtin_attributes(&facts);
+    attributes.extend(cfg.attributes.iter().cloned());
+    let req = registration(inner, true, registered, attributes, version_info);
     inner.plane.register_instance(req).await?;
     Ok(())
 }
@@ -110,7 +106,7 @@ pub(crate) async fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
         return Ok(());
     }
     // Without Docker, only what the configuration says of the host.
-    let attributes = builtin_attributes(&HostFacts {
+    let mut attributes: Vec<_> = builtin_attributes(&HostFacts {
         availability_zone: inner.cfg.availability_zone.clone(),
         instance_type: inner.cfg.instance_type.clone(),
         ..HostFacts::assumed()
@@ -123,6 +119,7 @@ pub(crate) async fn set_disconnected(inner: &Inner) -> Result<(), AgentError> {
         )
     })
     .collect();
+    attributes.extend(inner.cfg.attributes.iter().cloned());
     let none = vec![Resource::integer("CPU", 0), Resource::integer("MEMORY", 0)];
     let version_info = VersionInfo {
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),

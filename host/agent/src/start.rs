@@ -560,7 +560,7 @@ async fn commit_running(
         .map(|(_, d)| d)
         .unwrap_or_default();
     let change = running_change(inner, a, &defs, started);
-    inner.plane.submit_task_state_change(change).await?;
+    crate::converge::submit_acknowledged(inner, change).await?;
     Ok(())
 }
 
@@ -569,6 +569,6 @@ async fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<()
     change.status = Some(TaskStatus::Stopped);
     change.stop_code = Some(StopCode::TaskFailedToStart);
     change.reason = Some(reason.to_owned());
-    inner.plane.submit_task_state_change(change).await?;
+    crate::converge::submit_acknowledged(inner, change).await?;
     Ok(())
 }

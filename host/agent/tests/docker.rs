@@ -389,6 +389,54 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_agent_stops_what_was_replaced_before_it_starts_anything() {
+    let Some(f) = fixture().await else { return };
+    let spec = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32, "stopTimeout": 2, "command": ["sh", "-c", LOOP] }]);
+    let keep = f.run_task("keep", spec.clone());
+    let replaced = f.run_task("replaced", spec.clone());
+    let forgotten = f.run_task("forgotten", spec.clone());
+    for arn in [&keep, &replaced, &forgotten] {
+        f.until(arn, "RUNNING", running).await;
+    }
+    let kept = f.task(&keep).containers[0].runtime_id.clone();
+    assert!(kept.is_some());
+    // While the agent is away the control plane replaces one task elsewhere
+    // (asks it to stop), collects another, and assigns a new one here.
+    f.stop_task(&replaced);
+    f.plane.forget(&forgotten);
+    let new = f.run_task("new", spec);
+    // The agent comes back on the same data directory.
+    let mut cfg = AgentConfig::new("default", f.dir.path());
+    cfg.default_stop_timeout = Duration::from_secs(5);
+    let again = Agent::new(f.plane.clone(), cfg).expect("agent");
+    assert_eq!(again.instance_arn(), f.agent.instance_arn());
+    again.register().await.expect("re-register");
+    again
+        .reconcile_after_connect()
+        .await
+        .expect("the reconnect pass");
+    // When that pass returns, what was replaced or collected is gone, the
+    // rest adopted, and nothing new started yet.
+    assert!(f.containers_of(&replaced).await.is_empty());
+    assert_eq!(f.task(&replaced).last_status, TaskStatus::Stopped);
+    assert!(f.containers_of(&forgotten).await.is_empty());
+    assert!(
+        f.containers_of(&new).await.is_empty(),
+        "nothing starts before the reconnect pass is done"
+    );
+    assert_eq!(f.task(&new).last_status, TaskStatus::Pending);
+    let k = f.task(&keep);
+    assert_eq!(k.last_status, TaskStatus::Running);
+    assert_eq!(
+        k.containers[0].runtime_id, kept,
+        "the same container, adopted"
+    );
+    // Then it converges as usual.
+    f.until(&new, "RUNNING", running).await;
+    assert_eq!(f.containers_of(&keep).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_fails_the_task_naming_it_and_leaves_nothing() {
     let Some(f) = fixture().await else { return };
     let arn = f.run_task(

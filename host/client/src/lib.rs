@@ -1,8 +1,12 @@
 //! A client of berth's API: requests signed with SigV4, the credentials to
 //! sign them with, and one call (`POST /` with `X-Amz-Target`, awsJson1_1).
-//! berth's CLI and `berth bench api` use it; so will the remote agent.
+//! berth's CLI and `berth bench api` use it; `berth agent` reaches its
+//! server through [`RemoteControlPlane`], the agent protocol over HTTP.
 
+mod remote;
 pub mod sigv4;
+
+pub use remote::{RemoteControlPlane, serve_log_requests};
 
 use std::path::Path;
 use std::time::Duration;
@@ -103,19 +107,32 @@ pub fn signed_request(
 ) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
     let headers = vec![
         ("content-type".to_owned(), JSON.to_owned()),
-        ("host".to_owned(), host.to_owned()),
         ("x-amz-target".to_owned(), target.to_owned()),
     ];
+    signed_post(creds, host, "/", headers, body)
+}
+
+/// A signed `POST path` of `body` at `host`, with `headers` (lowercase
+/// names) besides `host`; every header is signed.
+pub fn signed_post(
+    creds: &Credentials,
+    host: &str,
+    path: &str,
+    mut headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
+    headers.push(("host".to_owned(), host.to_owned()));
+    headers.sort();
     let signed = sigv4::sign(
         creds,
         REGION,
         SERVICE,
-        "/",
+        path,
         &headers,
         &body,
         chrono::Utc::now(),
     );
-    let mut req = hyper::Request::builder().method("POST").uri("/");
+    let mut req = hyper::Request::builder().method("POST").uri(path);
     for (n, v) in headers.iter().chain(&signed) {
         req = req.header(n, v);
     }
@@ -241,6 +258,23 @@ impl Connection {
         })
     }
 
+    /// Sends `req` on this connection: the answer's status and body.
+    pub async fn send(
+        &mut self,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::StatusCode, Bytes), hyper::Error> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// The credentials calls on this connection are signed with.
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
     /// Calls `<prefix>.<op>` with `body` on this connection; the answer's JSON.
     pub async fn call(
         &mut self,
@@ -249,27 +283,16 @@ impl Connection {
         body: &impl Serialize,
     ) -> Result<Value, CallError> {
         let unreachable = CallError::Unreachable;
-        let host = &self.host;
+        let host = self.host.clone();
+        let host = host.as_str();
         let body = serde_json::to_vec(body)
             .map_err(|e| CallError::Request(format!("encoding the request: {e}")))?;
         let req = signed_request(&self.creds, host, &format!("{prefix}.{op}"), body)
             .map_err(|e| CallError::Request(format!("building the request: {e}")))?;
-        self.sender
-            .ready()
+        let (status, bytes) = self
+            .send(req)
             .await
             .map_err(|e| unreachable(format!("{op} on http://{host}: {e}")))?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(format!("{op} on http://{host}: {e}")))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(format!("{op}: reading the answer: {e}")))?
-            .to_bytes();
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
             unreachable(format!(
                 "{op}: http://{host} answered HTTP {status} without berth's JSON; is it berth up?"

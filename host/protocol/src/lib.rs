@@ -11,22 +11,24 @@
 //!   server reads a task's container logs from the agent of its instance.
 //!
 //! Every message is a plain serde type (camelCase, as ECS's wire) so the
-//! same messages travel in-process today and over HTTP to remote agents
-//! next. This crate does no IO; how a state change applies to a task record
+//! same messages travel in-process (`berth up`) and over HTTP (`berth
+//! agent`, through `berth_client::RemoteControlPlane`). This crate does no IO; how a state change applies to a task record
 //! is here too ([`apply_task_state_change`]), so every implementation of the
 //! control plane applies it the same way.
 //!
 //! The traits use the `async-trait` crate rather than native `async fn` in
 //! traits: an agent holds whichever control plane it was given at run time
-//! (`Arc<dyn ControlPlane>`: in-process now, over HTTP next), and the server
+//! (`Arc<dyn ControlPlane>`: in-process or over HTTP), and the server
 //! keeps the log readers of many agents in one map (`Arc<dyn
 //! TaskLogReader>`); native async trait methods are not dyn-compatible.
 //! Their futures are `Send`, so both sides run on a multi-threaded runtime.
 
 mod apply;
+mod backoff;
 mod messages;
 
 pub use apply::{apply_task_state_change, container_entry, status_rank};
+pub use backoff::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
 pub use messages::*;
 
 use async_trait::async_trait;
@@ -82,7 +84,8 @@ pub trait ControlPlane: Send + Sync + std::fmt::Debug {
     async fn retire_instance(&self, req: RetireInstance) -> Result<RetireAck, ProtocolError>;
 
     /// The tasks assigned to the instance, with their desired status and
-    /// task definitions.
+    /// task definitions; with `known_sequence`, a long poll (see
+    /// [`ManifestRequest`]).
     async fn task_manifest(&self, req: ManifestRequest) -> Result<TaskManifest, ProtocolError>;
 
     /// Applies a task's state change (and its containers') as

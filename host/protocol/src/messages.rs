@@ -124,13 +124,19 @@ pub struct RetireAck {
 }
 
 /// Asks for the tasks assigned to an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestRequest {
     /// The cluster's name.
     pub cluster: String,
     /// The instance.
     pub container_instance_arn: String,
+    /// The sequence number of the manifest the agent holds. None: answer at
+    /// once. Some: a long poll, answered at once when the instance's
+    /// manifest is newer, else when it changes or after a while (the
+    /// control plane's choice, ~20 s), with the manifest as it is then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_sequence: Option<u64>,
 }
 
 /// The tasks assigned to an instance, every status (STOPPED ones too, until
@@ -267,6 +273,80 @@ pub struct TaskLogsRequest {
     /// Per container, the first `limit` entries and the rest of the last
     /// one's microsecond (so a page cut after them never splits one).
     pub limit: usize,
+}
+
+/// An agent asks for the log reads waiting for it (a long poll: answered
+/// when one is queued, or empty after a while).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRequestPoll {
+    /// The agent's instance.
+    pub container_instance_arn: String,
+}
+
+/// One log read for an agent to answer, with the id its answer carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLogRequest {
+    /// Names the read within the instance's queue.
+    pub id: u64,
+    /// What to read.
+    pub request: TaskLogsRequest,
+}
+
+/// The answer to a [`LogRequestPoll`]: the reads waiting (perhaps none).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRequests {
+    /// Oldest first.
+    pub requests: Vec<PendingLogRequest>,
+}
+
+/// An agent's answer to one [`PendingLogRequest`]: the logs, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogAnswer {
+    /// The agent's instance.
+    pub container_instance_arn: String,
+    /// The request's id.
+    pub id: u64,
+    /// The logs read, when the read worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<TaskLogs>,
+    /// Why the read failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::LogReadError>,
+}
+
+impl LogAnswer {
+    /// The answer of a read that ended with `result`.
+    pub fn new(
+        container_instance_arn: String,
+        id: u64,
+        result: Result<TaskLogs, crate::LogReadError>,
+    ) -> Self {
+        let (logs, error) = match result {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(e)),
+        };
+        LogAnswer {
+            container_instance_arn,
+            id,
+            logs,
+            error,
+        }
+    }
+
+    /// What the read gave.
+    pub fn into_result(self) -> Result<TaskLogs, crate::LogReadError> {
+        match (self.logs, self.error) {
+            (_, Some(e)) => Err(e),
+            (Some(l), None) => Ok(l),
+            (None, None) => Err(crate::LogReadError::Failed {
+                message: "the agent answered with neither logs nor an error".to_owned(),
+            }),
+        }
+    }
 }
 
 /// Each container's entries, oldest first.

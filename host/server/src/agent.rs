@@ -17,6 +17,8 @@ use crate::control::liveness::Liveness;
 /// `berth up`'s agent options.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
+    /// The cluster this host's instances join (created if missing).
+    pub cluster: String,
     /// `ecs.availability-zone` of this host.
     pub availability_zone: String,
     /// MiB of Docker's memory kept back from tasks.
@@ -52,7 +54,7 @@ impl RunningAgents {
 }
 
 /// Starts `opts.instances` agents on this host, each its own container
-/// instance of the `default` cluster (stable ids in `data_dir`), on the
+/// instance of cluster `opts.cluster` (stable ids in `data_dir`), on the
 /// current runtime. When no Docker daemon answers they say so and keep
 /// retrying, with the instances shown `agentConnected: false`.
 pub async fn spawn(
@@ -74,7 +76,7 @@ pub async fn spawn(
     let mut handles: Vec<AgentHandle> = Vec::new();
     let mut tasks = Vec::new();
     for index in 0..opts.instances {
-        let mut cfg = AgentConfig::new("default", data_dir);
+        let mut cfg = AgentConfig::new(opts.cluster.as_str(), data_dir);
         cfg.index = index;
         cfg.share = opts.instances;
         cfg.availability_zone = opts.availability_zone.clone();
@@ -97,7 +99,7 @@ pub async fn spawn(
     let mut index = opts.instances;
     let mut busy = Vec::new();
     while Agent::has_instance_id(data_dir, index) {
-        let mut cfg = AgentConfig::new("default", data_dir);
+        let mut cfg = AgentConfig::new(opts.cluster.as_str(), data_dir);
         cfg.index = index;
         let agent = Agent::new(Arc::clone(&plane), cfg)
             .context("reading an earlier agent's instance id")?;

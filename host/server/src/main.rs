@@ -9,6 +9,7 @@ mod control;
 mod credentials;
 mod liveness_args;
 mod logs;
+mod remote_agent;
 mod up;
 
 use std::path::PathBuf;
@@ -57,6 +58,53 @@ enum Command {
         stopped_task_ttl: u64,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
+        /// The cluster this host's container instances join (created if missing).
+        #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
+        cluster: String,
+    },
+    /// Start the control plane only (ECS API, schedulers, placement policies,
+    /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
+    Server {
+        /// Where berth keeps its state.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
+        data_dir: PathBuf,
+        /// Address of the API and the agent endpoints (port 0: any free port,
+        /// printed at start; 0.0.0.0:PORT for agents on other hosts).
+        #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7171")]
+        listen: std::net::SocketAddr,
+        /// Seconds a stopped task stays visible before it is deleted.
+        #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
+        stopped_task_ttl: u64,
+        #[command(flatten)]
+        liveness: liveness_args::LivenessArgs,
+    },
+    /// Join this host's Docker engine to a `berth server` as a container
+    /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    Agent {
+        /// The server(s), `http://HOST:PORT`, comma-separated: on a connection
+        /// failure the agent moves to the next.
+        #[arg(long, env = "BERTH_SERVER", value_delimiter = ',', required = true)]
+        server: Vec<String>,
+        /// The cluster to join (created if missing).
+        #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
+        cluster: String,
+        /// The Docker engine: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, else the local socket).
+        #[arg(long, value_parser = remote_agent::parse_docker_host)]
+        docker_host: Option<String>,
+        /// Where the agent keeps its identity, so a restarted agent is the
+        /// same container instance and re-adopts its containers.
+        #[arg(long, env = "BERTH_AGENT_DATA_DIR", default_value_os_t = up::default_data_dir().join("agent"))]
+        data_dir: PathBuf,
+        /// `ecs.availability-zone` attribute of this host.
+        #[arg(long, default_value = "local")]
+        availability_zone: String,
+        /// `ecs.instance-type` attribute of this host.
+        #[arg(long, default_value = "local")]
+        instance_type: String,
+        /// A custom attribute of this host, NAME=VALUE (repeatable), for
+        /// placement constraints and the query language.
+        #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = remote_agent::parse_attribute)]
+        attributes: Vec<berth_core::model::Attribute>,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -87,11 +135,13 @@ fn main() -> ExitCode {
             instances,
             stopped_task_ttl,
             liveness,
+            cluster,
         } => up::run(
             &data_dir,
             check,
             listen,
             &agent::AgentOptions {
+                cluster,
                 availability_zone,
                 memory_reserve_mib: memory_reserve,
                 instances,
@@ -99,6 +149,34 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
         ),
+        Command::Server {
+            data_dir,
+            listen,
+            stopped_task_ttl,
+            liveness,
+        } => up::run_server(
+            &data_dir,
+            listen,
+            std::time::Duration::from_secs(stopped_task_ttl),
+            liveness.timing(),
+        ),
+        Command::Agent {
+            server,
+            cluster,
+            docker_host,
+            data_dir,
+            availability_zone,
+            instance_type,
+            attributes,
+        } => remote_agent::run(remote_agent::RemoteAgentOptions {
+            servers: server,
+            cluster,
+            docker_host,
+            data_dir,
+            availability_zone,
+            instance_type,
+            attributes,
+        }),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),
     };

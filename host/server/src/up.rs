@@ -29,8 +29,29 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Opens (or creates) the store in `data_dir` and reports it; then runs
-/// until SIGINT or SIGTERM, unless `check` asks to exit at once.
+/// Opens (or creates) the store in `data_dir` and reports it; None when
+/// `check` asks to stop there.
+fn open_store(data_dir: &Path, check: bool) -> anyhow::Result<Option<Arc<berth_store::Store>>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join("berth.redb");
+    let store = berth_store::Store::open(&path)
+        .with_context(|| format!("opening the store at {}", path.display()))?;
+    let info = store.info().context("reading the store")?;
+    println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
+    Ok((!check).then(|| Arc::new(store)))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// `berth up`: opens (or creates) the store in `data_dir` and reports it;
+/// then runs the server with this host's agents in process until SIGINT or
+/// SIGTERM, unless `check` asks to exit at once.
 pub fn run(
     data_dir: &Path,
     check: bool,
@@ -39,21 +60,10 @@ pub fn run(
     stopped_task_ttl: Duration,
     liveness: berth_core::liveness::Timing,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let path = data_dir.join("berth.redb");
-    let store = berth_store::Store::open(&path)
-        .with_context(|| format!("opening the store at {}", path.display()))?;
-    let info = store.info().context("reading the store")?;
-    println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
-    if check {
+    let Some(store) = open_store(data_dir, check)? else {
         return Ok(());
-    }
-    let store = Arc::new(store);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    };
+    let rt = runtime()?;
     // Who was heard from when: the agents tell it, the liveness loop judges.
     let liveness = Arc::new(Liveness::new(liveness));
     // The Docker agents of this host; without a daemon they keep retrying.
@@ -66,6 +76,7 @@ pub fn run(
         log_readers: Arc::clone(&agents.log_readers),
         stopped_task_ttl,
         liveness,
+        serves_remote_agents: false,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -73,6 +84,41 @@ pub fn run(
         }
     }))?;
     rt.block_on(agents.stop());
+    drop(store);
+    println!("berth: stopped");
+    Ok(())
+}
+
+/// `berth server`: the control plane (API, schedulers, policies, the agent
+/// protocol's endpoints) without an agent of its own; `berth agent` on each
+/// host joins it over HTTP. Runs until SIGINT or SIGTERM.
+pub fn run_server(
+    data_dir: &Path,
+    listen: SocketAddr,
+    stopped_task_ttl: Duration,
+    liveness: berth_core::liveness::Timing,
+) -> anyhow::Result<()> {
+    let Some(store) = open_store(data_dir, false)? else {
+        return Ok(());
+    };
+    let rt = runtime()?;
+    let server = Server {
+        store: Arc::clone(&store),
+        data_dir,
+        // Remote agents follow their manifests by long poll (woken by the
+        // store's watch), so nobody listens here.
+        tasks_changed: Arc::new(tokio::sync::Notify::new()),
+        log_readers: Arc::default(),
+        stopped_task_ttl,
+        // The remote agents' messages, through the API's agent endpoints.
+        liveness: Arc::new(Liveness::new(liveness)),
+        serves_remote_agents: true,
+    };
+    rt.block_on(server.run(listen, async {
+        if let Err(e) = shutdown_signal().await {
+            tracing::error!(error = %e, "waiting for a signal failed; stopping");
+        }
+    }))?;
     drop(store);
     println!("berth: stopped");
     Ok(())
@@ -86,6 +132,8 @@ struct Server<'a> {
     log_readers: Arc<crate::control::agents::AgentLogReaders>,
     stopped_task_ttl: Duration,
     liveness: Arc<Liveness>,
+    /// `berth server`: say how agents join.
+    serves_remote_agents: bool,
 }
 
 impl Server<'_> {
@@ -118,6 +166,12 @@ impl Server<'_> {
             self.data_dir,
             &control.arn().region,
         );
+        if self.serves_remote_agents {
+            println!(
+                "berth: hosts join with (the same two variables set): berth agent --server http://{addr} [--cluster C]"
+            );
+            let _ = std::io::stdout().flush();
+        }
         let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
         let api = Arc::new(Api::new(control, credentials));
         let served = api::serve(api::router(api), listener, shutdown).await;
@@ -150,7 +204,8 @@ impl Server<'_> {
                 .with_tasks_changed(Arc::clone(&self.tasks_changed))
                 .with_log_readers(Arc::clone(&self.log_readers))
                 .with_policies(Arc::new(policies))
-                .with_stopped_task_ttl(self.stopped_task_ttl),
+                .with_stopped_task_ttl(self.stopped_task_ttl)
+                .with_liveness(Arc::clone(&self.liveness)),
         );
         let c = Arc::clone(&control);
         tokio::task::spawn_blocking(move || c.ensure_default_cluster())
@@ -255,7 +310,7 @@ async fn poll_once(f: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
+pub async fn shutdown_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {

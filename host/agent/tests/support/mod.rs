@@ -76,6 +76,15 @@ impl FakeControlPlane {
         s.recount(&instance);
     }
 
+    /// Forgets task `arn`, as a control plane that replaced it and
+    /// collected it would: it leaves the instance's manifest.
+    pub fn forget(&self, arn: &str) {
+        let mut s = self.state();
+        let t = s.tasks.remove(arn).expect("task");
+        let instance = t.container_instance_arn.unwrap_or_default();
+        s.recount(&instance);
+    }
+
     /// The task as recorded.
     pub fn task(&self, arn: &str) -> Task {
         self.state().tasks.get(arn).cloned().expect("task exists")

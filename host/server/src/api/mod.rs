@@ -7,18 +7,20 @@
 //! drive the router without a socket (`oneshot`); [`serve`] puts it on a
 //! listener.
 
+pub mod agent;
 mod logs;
 mod operations;
 pub mod sigv4;
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -39,11 +41,17 @@ pub const MAX_POLICY_BODY: usize = 16 * 1024 * 1024;
 /// How long requests in flight may take to finish once shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// The body limit of a request, by its target.
-fn body_limit(headers: &HeaderMap) -> usize {
+/// The body limit of a request, by its target (or, for an agent's log
+/// answer, which carries a page of logs, its path).
+fn body_limit(path: &str, headers: &HeaderMap) -> usize {
     let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok())
         == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
-    if install { MAX_POLICY_BODY } else { MAX_BODY }
+    let log_answer = path == format!("{}/log-answers", agent::AGENT_PATH);
+    if install || log_answer {
+        MAX_POLICY_BODY
+    } else {
+        MAX_BODY
+    }
 }
 
 /// An error answer: AWS code, HTTP status, message.
@@ -112,25 +120,37 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new("SerializationException", 400, e.to_string()))
 }
 
-/// What the API serves: the control plane, behind the one access key.
+/// What the API serves: the control plane, and the agent protocol over
+/// it, behind the one access key.
 #[derive(Debug)]
 pub struct Api {
     control: Arc<Control>,
     credentials: Credentials,
+    agents: agent::AgentEndpoints,
 }
 
 impl Api {
     /// The API over `control`, accepting requests signed with `credentials`.
     pub fn new(control: Arc<Control>, credentials: Credentials) -> Self {
+        let agents = agent::AgentEndpoints::new(control.agent_plane());
         Api {
             control,
             credentials,
+            agents,
         }
+    }
+
+    /// With the agent endpoints answering from `agents` (tests).
+    #[cfg(test)]
+    pub fn with_agents(mut self, agents: agent::AgentEndpoints) -> Self {
+        self.agents = agents;
+        self
     }
 }
 
-/// The routes: `POST /` (awsJson, signed), and a named refusal for anything
-/// else. Every answer carries `x-amzn-RequestId`.
+/// The routes: `POST /` (awsJson, signed), `POST /agent/v1/...` (the agent
+/// protocol, signed), and a named refusal for anything else. Every answer
+/// carries `x-amzn-RequestId`.
 pub fn router(api: Arc<Api>) -> Router {
     let aws_json = post(aws_json)
         .route_layer(middleware::from_fn_with_state(
@@ -138,8 +158,13 @@ pub fn router(api: Arc<Api>) -> Router {
             signed_body,
         ))
         .fallback(not_post);
+    let agent = agent::routes().route_layer(middleware::from_fn_with_state(
+        Arc::clone(&api),
+        signed_agent,
+    ));
     Router::new()
         .route("/", aws_json)
+        .merge(agent)
         .fallback(no_route)
         .with_state(api)
         // signed_body reads the body within the target's own limit.
@@ -162,11 +187,36 @@ async fn aws_json(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
 /// Reads the body (up to the target's limit) and checks its SigV4 signature
 /// before the endpoint runs; the endpoint gets the body read.
 async fn signed_body(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    match verified(&api, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// [`signed_body`] for the agent protocol: a request not signed with the
+/// server's key is refused with 403 whatever was wrong with it, and logged
+/// with where it came from (an agent with a wrong key, or a stranger).
+async fn signed_agent(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "an unknown address".to_owned(), |c| c.0.to_string());
+    let path = req.uri().path().to_owned();
+    match verified(&api, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) if e.status == 413 => e.into_response(),
+        Err(e) => {
+            tracing::warn!(remote = %from, path = %path, code = e.code, "agent request refused: {}", e.message);
+            ApiError::new(e.code, 403, e.message).into_response()
+        }
+    }
+}
+
+/// The request with its body read (within its limit), if its signature is
+/// the server's key's.
+async fn verified(api: &Api, req: Request) -> Result<Request, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, body_limit(&parts.headers)).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let body = read_body(body, body_limit(parts.uri.path(), &parts.headers)).await?;
     let verified = sigv4::verify(
         &api.credentials,
         parts.method.as_str(),
@@ -178,9 +228,9 @@ async fn signed_body(State(api): State<Arc<Api>>, req: Request, next: Next) -> R
     );
     if let Err(e) = verified {
         let (code, status) = e.code_and_status();
-        return ApiError::new(code, status, e.to_string()).into_response();
+        return Err(ApiError::new(code, status, e.to_string()));
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    Ok(Request::from_parts(parts, Body::from(body)))
 }
 
 /// Any method but POST on `/`.
@@ -255,12 +305,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping.send(());
-        })
-        .into_future();
+    // The peer's address reaches the handlers, to log refused agents.
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    })
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r.context("serving the API"),

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::arn::{self, ArnContext};
@@ -28,10 +29,11 @@ use berth_protocol::{
     TaskStateChange, apply_task_state_change,
 };
 use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
-use berth_store::{Store, Txn};
+use berth_store::{Changes, Record, Store, Txn};
 
 use super::instances::put_registration;
 use super::liveness::{Liveness, come_back};
+pub use super::remote_logs::RemoteLogReader;
 use super::tasks::recount;
 use super::{ControlError, all_by_index};
 
@@ -49,13 +51,20 @@ impl From<ControlError> for ProtocolError {
     }
 }
 
-/// The control plane of the agents of this process, over its store.
+/// How long a manifest long poll waits for a change before it answers
+/// with the manifest as it is (under the agent's HTTP timeout, and short
+/// enough that a poll outlives few proxies' idle limits).
+pub const MANIFEST_WAIT: Duration = Duration::from_secs(20);
+
+/// The control plane of the agents of this process (and of remote agents,
+/// through the API's agent endpoints), over its store.
 #[derive(Debug, Clone)]
 pub struct LocalControlPlane {
     store: Arc<Store>,
     arn: ArnContext,
     /// Who was heard from when; the server's liveness loop judges from it.
     liveness: Arc<Liveness>,
+    manifest_wait: Duration,
 }
 
 impl LocalControlPlane {
@@ -67,6 +76,7 @@ impl LocalControlPlane {
             store,
             arn,
             liveness: Arc::new(Liveness::new(berth_core::liveness::Timing::default())),
+            manifest_wait: MANIFEST_WAIT,
         }
     }
 
@@ -80,6 +90,54 @@ impl LocalControlPlane {
     /// Whether the agent of `arn` may be recorded lost (see [`Liveness::heard`]).
     fn hear(&self, arn: &str) -> bool {
         self.liveness.heard(arn)
+    }
+
+    /// Makes manifest long polls wait at most `wait` (tests).
+    #[cfg(test)]
+    pub fn with_manifest_wait(mut self, wait: Duration) -> Self {
+        self.manifest_wait = wait;
+        self
+    }
+
+    /// The manifest once its sequence number differs from `known` (at once
+    /// when it does already), or as it is after the long-poll wait. Woken
+    /// by the store's watch of instance records: every change to what an
+    /// instance holds rewrites its record.
+    async fn manifest_after(
+        &self,
+        req: &ManifestRequest,
+        known: u64,
+    ) -> Result<TaskManifest, ControlError> {
+        let deadline = tokio::time::Instant::now() + self.manifest_wait;
+        // Watched from before the read, so a change landing between the
+        // read and the wait still wakes it.
+        let mut watch = self
+            .store
+            .watch(&[ContainerInstance::TABLE], self.store.revision()?);
+        // The request is what is heard from the agent; the re-reads below
+        // are not: the poll's connection may have died since (a host cut
+        // off), and hearing them would keep a lost agent's tasks forever.
+        let mut manifest = self.manifest(req)?;
+        loop {
+            if manifest.sequence != known {
+                return Ok(manifest);
+            }
+            loop {
+                let Ok(changes) = tokio::time::timeout_at(deadline, watch.next()).await else {
+                    return Ok(manifest);
+                };
+                let ours = match changes? {
+                    Changes::Events { events, .. } => {
+                        events.iter().any(|e| e.key == req.container_instance_arn)
+                    }
+                    Changes::Compacted { .. } => true,
+                };
+                if ours {
+                    break;
+                }
+            }
+            manifest = self.read_manifest(req)?;
+        }
     }
 
     fn register(&self, req: &RegisterInstance) -> Result<ContainerInstance, ControlError> {
@@ -156,6 +214,11 @@ impl LocalControlPlane {
         if self.hear(&req.container_instance_arn) {
             self.write_back(&req.container_instance_arn)?;
         }
+        self.read_manifest(req)
+    }
+
+    /// The instance's manifest as stored, without hearing from its agent.
+    fn read_manifest(&self, req: &ManifestRequest) -> Result<TaskManifest, ControlError> {
         let mut txn = self.store.begin()?;
         // Read in the same snapshot as the tasks: every change to them that
         // matters to the agent rewrote this record.
@@ -271,7 +334,10 @@ impl ControlPlane for LocalControlPlane {
     }
 
     async fn task_manifest(&self, req: ManifestRequest) -> Result<TaskManifest, ProtocolError> {
-        Ok(self.manifest(&req)?)
+        match req.known_sequence {
+            None => Ok(self.manifest(&req)?),
+            Some(known) => Ok(self.manifest_after(&req, known).await?),
+        }
     }
 
     async fn submit_task_state_change(
@@ -283,11 +349,13 @@ impl ControlPlane for LocalControlPlane {
 }
 
 /// The log-read side of the agents this server reaches, by instance ARN:
-/// `berth up` registers each local agent's reader here; GetTaskLogs asks
-/// the reader of the task's instance.
+/// `berth up` registers each local agent's reader here; a remote agent's
+/// reads are queued for it ([`RemoteLogReader`]) once it polls for them.
+/// GetTaskLogs asks the reader of the task's instance.
 #[derive(Debug, Default)]
 pub struct AgentLogReaders {
     readers: RwLock<HashMap<String, Arc<dyn TaskLogReader>>>,
+    remote: RwLock<HashMap<String, Arc<RemoteLogReader>>>,
 }
 
 impl AgentLogReaders {
@@ -299,13 +367,44 @@ impl AgentLogReaders {
             .insert(instance_arn.to_owned(), reader);
     }
 
-    /// The reader of the agent of `instance_arn`, if it reaches this server.
-    pub fn get(&self, instance_arn: &str) -> Option<Arc<dyn TaskLogReader>> {
-        self.readers
+    /// The queue of reads of the remote agent of `instance_arn`, made at
+    /// its first poll.
+    pub fn remote(&self, instance_arn: &str) -> Arc<RemoteLogReader> {
+        if let Some(r) = self
+            .remote
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(instance_arn)
-            .cloned()
+        {
+            return Arc::clone(r);
+        }
+        let mut remote = self
+            .remote
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            remote
+                .entry(instance_arn.to_owned())
+                .or_insert_with(|| Arc::new(RemoteLogReader::new(instance_arn))),
+        )
+    }
+
+    /// The reader of the agent of `instance_arn`, if it reaches this server
+    /// (in process, or over HTTP since it polled).
+    pub fn get(&self, instance_arn: &str) -> Option<Arc<dyn TaskLogReader>> {
+        if let Some(local) = self
+            .readers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(instance_arn)
+        {
+            return Some(Arc::clone(local));
+        }
+        self.remote
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(instance_arn)
+            .map(|r| Arc::clone(r) as Arc<dyn TaskLogReader>)
     }
 }
 

@@ -13,7 +13,7 @@ use super::types::*;
 use super::{Control, ControlError, all_by_index, paginate};
 
 /// ECS's rule for cluster names.
-fn valid_cluster_name(s: &str) -> bool {
+pub(super) fn valid_cluster_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && s.chars()

@@ -28,6 +28,20 @@ pub(super) fn put_registration(
     req: &RegisterInstance,
     replace: bool,
 ) -> Result<ContainerInstance, ControlError> {
+    // An agent's registration is checked as RegisterContainerInstance's
+    // is: it may come from another host, over the network.
+    if !super::clusters::valid_cluster_name(&req.cluster) {
+        return Err(ControlError::invalid(
+            "cluster",
+            format!(
+                "`{}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)",
+                req.cluster
+            ),
+        ));
+    }
+    for (i, a) in req.attributes.iter().enumerate() {
+        check_attribute(a, &format!("attributes[{i}]"))?;
+    }
     super::clusters::ensure_cluster(txn, arn_ctx, &req.cluster)?;
     let ci = match txn.get::<ContainerInstance>(&req.container_instance_arn)? {
         Some(prior) => {

@@ -11,6 +11,7 @@ mod clusters;
 mod instances;
 pub mod liveness;
 pub mod policies;
+mod remote_logs;
 pub mod scheduler;
 pub mod service_scheduler;
 pub mod services;
@@ -147,6 +148,9 @@ pub struct Control {
     last_collect: std::sync::Mutex<f64>,
     /// The log-read side of the agents this server reaches, by instance.
     log_readers: Arc<agents::AgentLogReaders>,
+    /// Who was heard from when, told by the agents that reach this control
+    /// plane over HTTP (see [`Control::agent_plane`]).
+    liveness: Option<Arc<liveness::Liveness>>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -174,6 +178,7 @@ impl Control {
             stopped_task_ttl: STOPPED_TASK_TTL,
             last_collect: std::sync::Mutex::new(0.0),
             log_readers: Arc::default(),
+            liveness: None,
         }
     }
 
@@ -191,6 +196,23 @@ impl Control {
     /// Places through the policies of `registry` where one is active or asked for.
     pub fn with_policies(mut self, registry: Arc<berth_policy::Registry>) -> Self {
         self.policies = Some(registry);
+        self
+    }
+
+    /// The agent protocol over this control plane's store, for the agents
+    /// that reach it over HTTP.
+    pub fn agent_plane(&self) -> agents::LocalControlPlane {
+        let plane = agents::LocalControlPlane::new(Arc::clone(&self.store), self.arn.clone());
+        match &self.liveness {
+            Some(l) => plane.with_liveness(Arc::clone(l)),
+            None => plane,
+        }
+    }
+
+    /// The agents reaching this control plane over HTTP tell `liveness`
+    /// (the one the server's liveness loop judges from) when they are heard.
+    pub fn with_liveness(mut self, liveness: Arc<liveness::Liveness>) -> Self {
+        self.liveness = Some(liveness);
         self
     }
 

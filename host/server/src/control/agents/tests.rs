@@ -52,6 +52,7 @@ fn manifest_request() -> ManifestRequest {
     ManifestRequest {
         cluster: "default".into(),
         container_instance_arn: INSTANCE.into(),
+        ..ManifestRequest::default()
     }
 }
 

@@ -323,6 +323,7 @@ async fn a_returning_agent_is_connected_again_and_its_late_reports_leave_stopped
         .task_manifest(ManifestRequest {
             cluster: "default".into(),
             container_instance_arn: a.clone(),
+            known_sequence: None,
         })
         .await
         .unwrap();
