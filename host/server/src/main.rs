@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod control;
 mod credentials;
+mod liveness_args;
 mod logs;
 mod remote_agent;
 mod up;
@@ -58,6 +59,8 @@ enum Command {
         /// The cluster this host's container instances join (created if missing).
         #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
         cluster: String,
+        #[command(flatten)]
+        liveness: liveness_args::LivenessArgs,
     },
     /// Start the control plane only (ECS API, schedulers, placement policies,
     /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
@@ -72,6 +75,8 @@ enum Command {
         /// Seconds a stopped task stays visible before it is deleted.
         #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
         stopped_task_ttl: u64,
+        #[command(flatten)]
+        liveness: liveness_args::LivenessArgs,
     },
     /// Join this host's Docker engine to a `berth server` as a container
     /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             instances,
             stopped_task_ttl,
             cluster,
+            liveness,
         } => up::run(
             &data_dir,
             check,
@@ -141,15 +147,18 @@ fn main() -> ExitCode {
                 instances,
             },
             std::time::Duration::from_secs(stopped_task_ttl),
+            liveness.timing(),
         ),
         Command::Server {
             data_dir,
             listen,
             stopped_task_ttl,
+            liveness,
         } => up::run_server(
             &data_dir,
             listen,
             std::time::Duration::from_secs(stopped_task_ttl),
+            liveness.timing(),
         ),
         Command::Agent {
             server,

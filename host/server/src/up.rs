@@ -15,6 +15,7 @@ use berth_core::arn::ArnContext;
 
 use crate::api::{self, Api};
 use crate::control::Control;
+use crate::control::liveness::Liveness;
 use crate::credentials::{self, Credentials, Source};
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
@@ -57,13 +58,16 @@ pub fn run(
     listen: SocketAddr,
     agent: &crate::agent::AgentOptions,
     stopped_task_ttl: Duration,
+    liveness: berth_core::liveness::Timing,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, check)? else {
         return Ok(());
     };
     let rt = runtime()?;
+    // Who was heard from when: the agents tell it, the liveness loop judges.
+    let liveness = Arc::new(Liveness::new(liveness));
     // The Docker agents of this host; without a daemon they keep retrying.
-    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent))?;
+    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent, &liveness))?;
     // The control layer wakes the agents when it places or stops tasks.
     let server = Server {
         store: Arc::clone(&store),
@@ -72,6 +76,7 @@ pub fn run(
         log_readers: Arc::clone(&agents.log_readers),
         stopped_task_ttl,
         serves_remote_agents: false,
+        liveness,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -91,6 +96,7 @@ pub fn run_server(
     data_dir: &Path,
     listen: SocketAddr,
     stopped_task_ttl: Duration,
+    liveness: berth_core::liveness::Timing,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, false)? else {
         return Ok(());
@@ -105,6 +111,7 @@ pub fn run_server(
         log_readers: Arc::default(),
         stopped_task_ttl,
         serves_remote_agents: true,
+        liveness: Arc::new(Liveness::new(liveness)),
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -125,6 +132,7 @@ struct Server<'a> {
     stopped_task_ttl: Duration,
     /// `berth server`: say how agents join.
     serves_remote_agents: bool,
+    liveness: Arc<Liveness>,
 }
 
 impl Server<'_> {
@@ -163,8 +171,15 @@ impl Server<'_> {
             );
             let _ = std::io::stdout().flush();
         }
-        let schedulers = Schedulers::spawn(&control);
-        let api = Arc::new(Api::new(control, credentials));
+        let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
+        // Remote agents reach the same control plane over HTTP, telling
+        // the same liveness as the in-process ones.
+        let plane = control
+            .agent_plane()
+            .with_liveness(Arc::clone(&self.liveness));
+        let api = Arc::new(
+            Api::new(control, credentials).with_agents(api::agent::AgentEndpoints::new(plane)),
+        );
         let served = api::serve(api::router(api), listener, shutdown).await;
         schedulers.stop().await;
         served
@@ -231,15 +246,21 @@ fn announce(
     let _ = std::io::stdout().flush();
 }
 
-/// The batch and service schedulers, running until [`Schedulers::stop`].
+/// The batch and service schedulers and the liveness loop, running until
+/// [`Schedulers::stop`].
 struct Schedulers {
     stop: tokio::sync::watch::Sender<bool>,
     batch: tokio::task::JoinHandle<()>,
     services: tokio::task::JoinHandle<()>,
+    liveness: tokio::task::JoinHandle<()>,
 }
 
 impl Schedulers {
-    fn spawn(control: &Arc<Control>) -> Self {
+    fn spawn(
+        control: &Arc<Control>,
+        liveness: &Arc<Liveness>,
+        store: &Arc<berth_store::Store>,
+    ) -> Self {
         // A watch, not a Notify: a scheduler busy when stop is sent still
         // sees it when it next waits.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -257,15 +278,24 @@ impl Schedulers {
             Arc::clone(control),
             until_stopped(),
         ));
+        let liveness = tokio::spawn(crate::control::liveness::run(
+            Arc::clone(liveness),
+            Arc::clone(store),
+            until_stopped(),
+        ));
         Schedulers {
             stop,
             batch,
             services,
+            liveness,
         }
     }
 
     async fn stop(self) {
         let _ = self.stop.send(true);
+        if let Err(e) = self.liveness.await {
+            tracing::error!(error = %e, "the liveness loop panicked");
+        }
         if let Err(e) = self.services.await {
             tracing::error!(error = %e, "the service scheduler panicked");
         }

@@ -140,8 +140,8 @@ impl Api {
         }
     }
 
-    /// With the agent endpoints answering from `agents` (tests).
-    #[cfg(test)]
+    /// With the agent endpoints answering from `agents` (the server's, with
+    /// its liveness; tests' with short waits).
     pub fn with_agents(mut self, agents: agent::AgentEndpoints) -> Self {
         self.agents = agents;
         self

@@ -9,6 +9,7 @@
 pub mod agents;
 mod clusters;
 mod instances;
+pub mod liveness;
 pub mod policies;
 mod remote_logs;
 pub mod scheduler;
