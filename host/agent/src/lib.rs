@@ -46,7 +46,7 @@ pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
 pub const LABEL_INSTANCE: &str = "berth.container-instance";
 
 /// How often a connected agent heartbeats by default.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub const HEARTBEAT_INTERVAL: Duration = berth_protocol::HEARTBEAT_INTERVAL;
 
 /// How the agent registers and behaves.
 #[derive(Debug, Clone)]
