@@ -362,6 +362,7 @@ mod tests {
                 timeout: None,
                 retries: None,
                 start_period: None,
+                unknown: Default::default(),
             });
         }
         d
