@@ -13,12 +13,14 @@
 //! `berth.container-name`, `berth.container-instance`), so after any restart
 //! the agent re-adopts them from Docker alone.
 
+mod container_config;
 mod converge;
 mod docker;
 mod error;
 pub mod logs;
 mod register;
 mod start;
+mod task_volumes;
 #[cfg(feature = "testing")]
 pub mod testing;
 
