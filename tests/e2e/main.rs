@@ -8,6 +8,7 @@ mod house_style;
 mod policies;
 mod services;
 mod story;
+mod taskdefs;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -349,51 +349,7 @@ async fn try_start(
             if started.iter().any(|s| s.name == d.name) {
                 continue;
             }
-            let mut ready = true;
-            for dep in &d.depends_on {
-                let Some(s) = started.iter().find(|s| s.name == dep.container_name) else {
-                    ready = false;
-                    break;
-                };
-                let code = s.seen.exit_code.unwrap_or(-1);
-                let ok = match dep.condition {
-                    DependencyCondition::Start => true,
-                    DependencyCondition::Complete => s.seen.exited,
-                    DependencyCondition::Success if s.seen.exited && code != 0 => {
-                        return Err(StartError::Failed(format!(
-                            "dependency {} of container {} exited with code {code}; SUCCESS required",
-                            dep.container_name, d.name
-                        )));
-                    }
-                    DependencyCondition::Success => s.seen.exited,
-                    DependencyCondition::Healthy if s.seen.exited => {
-                        return Err(StartError::Failed(format!(
-                            "dependency {} of container {} exited (code {code}) before it was HEALTHY",
-                            dep.container_name, d.name
-                        )));
-                    }
-                    DependencyCondition::Healthy => {
-                        matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY))
-                    }
-                };
-                if !ok {
-                    let limit = defs
-                        .iter()
-                        .find(|t| t.name == dep.container_name)
-                        .and_then(|t| t.start_timeout);
-                    if let Some(limit) = limit
-                        && s.since.elapsed() > Duration::from_secs(u64::from(limit))
-                    {
-                        return Err(StartError::Failed(format!(
-                            "dependency {} of container {} did not reach {:?} within its startTimeout of {limit} s",
-                            dep.container_name, d.name, dep.condition
-                        )));
-                    }
-                    ready = false;
-                    break;
-                }
-            }
-            if !ready {
+            if !dependencies_met(&defs, &started, d)? {
                 continue;
             }
             let id = ids.get(&d.name).cloned().unwrap_or_default();
@@ -435,6 +391,58 @@ async fn try_start(
         }
     }
     Ok(started)
+}
+
+/// Whether the `dependsOn` conditions of `d` hold among the `started`
+/// containers; an error when one can no longer hold (or took longer than
+/// its container's startTimeout).
+fn dependencies_met(
+    defs: &[ContainerDefinition],
+    started: &[Started],
+    d: &ContainerDefinition,
+) -> Result<bool, StartError> {
+    for dep in &d.depends_on {
+        let Some(s) = started.iter().find(|s| s.name == dep.container_name) else {
+            return Ok(false);
+        };
+        let code = s.seen.exit_code.unwrap_or(-1);
+        let ok = match dep.condition {
+            DependencyCondition::Start => true,
+            DependencyCondition::Complete => s.seen.exited,
+            DependencyCondition::Success if s.seen.exited && code != 0 => {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} exited with code {code}; SUCCESS required",
+                    dep.container_name, d.name
+                )));
+            }
+            DependencyCondition::Success => s.seen.exited,
+            DependencyCondition::Healthy if s.seen.exited => {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} exited (code {code}) before it was HEALTHY",
+                    dep.container_name, d.name
+                )));
+            }
+            DependencyCondition::Healthy => {
+                matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY))
+            }
+        };
+        if !ok {
+            let limit = defs
+                .iter()
+                .find(|t| t.name == dep.container_name)
+                .and_then(|t| t.start_timeout);
+            if let Some(limit) = limit
+                && s.since.elapsed() > Duration::from_secs(u64::from(limit))
+            {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} did not reach {:?} within its startTimeout of {limit} s",
+                    dep.container_name, d.name, dep.condition
+                )));
+            }
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The order to create containers in: each after the containers it takes
