@@ -428,3 +428,97 @@ fn a_docker_outage_is_reported_and_converges_when_docker_returns() {
         "the stopped task's container is removed"
     );
 }
+
+/// Liveness through the binary. While the agent converges, its manifest
+/// reads keep it heard: its task runs on well past `--agent-timeout` and
+/// `--lost-task-grace`. With Docker gone the agent only heartbeats between
+/// its reconnection attempts, seconds apart, longer than a 2 s timeout: the
+/// instance is lost, and after the grace its task is STOPPED saying the
+/// host was lost (the container, which the agent cannot reach, still runs).
+/// When the agent returns, the task stays STOPPED and its container is
+/// removed, not restarted.
+#[test]
+fn a_silent_agents_task_is_stopped_after_the_grace_and_its_container_removed_on_return() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("docker.sock");
+    let mut outage = DockerOutage::serve(&sock);
+    let up = Up::start_args(
+        &[("DOCKER_HOST", &format!("unix://{}", sock.display()))],
+        &["--agent-timeout", "2", "--lost-task-grace", "2"],
+    );
+    let instance = up.until_any_instance();
+    let _guard = CleanupGuard::new("berth.container-instance", instance.clone());
+    up.until_connected(&instance, true);
+    let family = format!("e2e-lost-{}", std::process::id());
+    let defs = serde_json::json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 2,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"] }]);
+    up.aws(&[
+        "register-task-definition",
+        "--family",
+        &family,
+        "--container-definitions",
+        &defs.to_string(),
+    ]);
+    let run = up.aws(&["run-task", "--task-definition", &family]);
+    let arn = run["tasks"][0]["taskArn"]
+        .as_str()
+        .expect("a task")
+        .to_owned();
+    up.until(&arn, "RUNNING");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        up.task(&arn)["lastStatus"],
+        "RUNNING",
+        "a heard agent keeps its task"
+    );
+    assert_eq!(up.instance(&instance)["agentConnected"], true);
+
+    outage.cut();
+    let t = up.until(&arn, "STOPPED");
+    assert_eq!(t["desiredStatus"], "STOPPED", "{t}");
+    assert_eq!(t["stopCode"], "TerminationNotice", "{t}");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("was lost")),
+        "{t}"
+    );
+    let containers = |all: bool| {
+        let mut args = vec!["ps", "-q"];
+        if all {
+            args.push("-a");
+        }
+        let filter = format!("label=berth.task-arn={arn}");
+        args.extend(["--filter", &filter]);
+        let out = Command::new("docker")
+            .args(&args)
+            .output()
+            .expect("docker ps");
+        text(&out.stdout).lines().count()
+    };
+    assert_eq!(
+        containers(false),
+        1,
+        "its container still runs, out of the agent's reach"
+    );
+
+    let _back = DockerOutage::serve(&sock);
+    up.until_connected(&instance, true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while containers(true) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the returning agent never removed the lost task's container"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = up.task(&arn);
+    assert_eq!(
+        (&after["lastStatus"], &after["stoppedReason"]),
+        (&t["lastStatus"], &t["stoppedReason"]),
+        "STOPPED is final"
+    );
+}

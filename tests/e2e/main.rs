@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod docker;
+mod full_disk;
 mod harness;
 mod house_style;
 mod policies;

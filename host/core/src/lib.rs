@@ -5,6 +5,7 @@
 
 pub mod arn;
 pub mod deployment;
+pub mod liveness;
 pub mod model;
 pub mod placement;
 pub mod query;

@@ -126,6 +126,9 @@ ecs_enum! {
         EssentialContainerExited = "EssentialContainerExited",
         UserInitiated = "UserInitiated",
         ServiceSchedulerInitiated = "ServiceSchedulerInitiated",
+        /// The task's host is going away; berth: it was lost (its agent
+        /// stopped reporting) past the grace.
+        TerminationNotice = "TerminationNotice",
     }
 }
 
@@ -243,6 +246,7 @@ mod tests {
                 "EssentialContainerExited",
                 "UserInitiated",
                 "ServiceSchedulerInitiated",
+                "TerminationNotice",
             ],
         );
     }

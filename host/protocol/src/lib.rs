@@ -31,6 +31,13 @@ pub use messages::*;
 
 use async_trait::async_trait;
 
+/// How often an agent sends a [`Heartbeat`] (`ControlPlane::heartbeat`),
+/// whatever else it says meanwhile. The server judges an agent it has not
+/// heard from for its timeout (`berth server --agent-timeout`, 15 s by
+/// default: three intervals) lost; any message of the agent (heartbeat,
+/// registration, manifest read, state change) counts as hearing from it.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the control plane did not do what an agent asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -64,8 +71,9 @@ pub trait ControlPlane: Send + Sync + std::fmt::Debug {
         req: RegisterInstance,
     ) -> Result<berth_core::model::ContainerInstance, ProtocolError>;
 
-    /// Records whether the agent is connected to its container runtime.
-    /// `registered: false` in the answer means no such instance is recorded
+    /// Records whether the agent is connected to its container runtime;
+    /// sent every [`HEARTBEAT_INTERVAL`], it also tells the server the
+    /// agent is alive. `registered: false` in the answer means no such instance is recorded
     /// (the agent registers it).
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatAck, ProtocolError>;
 

@@ -12,6 +12,7 @@ use berth_core::arn::ArnContext;
 use berth_protocol::ControlPlane;
 
 use crate::control::agents::{AgentLogReaders, LocalControlPlane};
+use crate::control::liveness::Liveness;
 
 /// `berth up`'s agent options.
 #[derive(Debug, Clone)]
@@ -58,14 +59,15 @@ pub async fn spawn(
     store: &Arc<berth_store::Store>,
     data_dir: &Path,
     opts: &AgentOptions,
+    liveness: &Arc<Liveness>,
 ) -> anyhow::Result<RunningAgents> {
     if opts.instances == 0 {
         anyhow::bail!("--instances 0: berth up needs at least one container instance");
     }
-    let plane: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane::new(
-        Arc::clone(store),
-        ArnContext::default(),
-    ));
+    let plane: Arc<dyn ControlPlane> = Arc::new(
+        LocalControlPlane::new(Arc::clone(store), ArnContext::default())
+            .with_liveness(Arc::clone(liveness)),
+    );
     let log_readers = Arc::new(AgentLogReaders::default());
     // A watch, not a Notify: it holds the stop even for an agent not yet polled.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod control;
 mod credentials;
+mod liveness_args;
 mod logs;
 mod up;
 
@@ -54,6 +55,8 @@ enum Command {
         /// STOPPED) before it is deleted; ECS keeps them about an hour.
         #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
         stopped_task_ttl: u64,
+        #[command(flatten)]
+        liveness: liveness_args::LivenessArgs,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             memory_reserve,
             instances,
             stopped_task_ttl,
+            liveness,
         } => up::run(
             &data_dir,
             check,
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
                 instances,
             },
             std::time::Duration::from_secs(stopped_task_ttl),
+            liveness.timing(),
         ),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),

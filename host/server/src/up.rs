@@ -15,6 +15,7 @@ use berth_core::arn::ArnContext;
 
 use crate::api::{self, Api};
 use crate::control::Control;
+use crate::control::liveness::Liveness;
 use crate::credentials::{self, Credentials, Source};
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
@@ -36,6 +37,7 @@ pub fn run(
     listen: SocketAddr,
     agent: &crate::agent::AgentOptions,
     stopped_task_ttl: Duration,
+    liveness: berth_core::liveness::Timing,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -52,8 +54,10 @@ pub fn run(
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // Who was heard from when: the agents tell it, the liveness loop judges.
+    let liveness = Arc::new(Liveness::new(liveness));
     // The Docker agents of this host; without a daemon they keep retrying.
-    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent))?;
+    let agents = rt.block_on(crate::agent::spawn(&store, data_dir, agent, &liveness))?;
     // The control layer wakes the agents when it places or stops tasks.
     let server = Server {
         store: Arc::clone(&store),
@@ -61,6 +65,7 @@ pub fn run(
         tasks_changed: Arc::clone(&agents.notifier),
         log_readers: Arc::clone(&agents.log_readers),
         stopped_task_ttl,
+        liveness,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -80,6 +85,7 @@ struct Server<'a> {
     tasks_changed: Arc<tokio::sync::Notify>,
     log_readers: Arc<crate::control::agents::AgentLogReaders>,
     stopped_task_ttl: Duration,
+    liveness: Arc<Liveness>,
 }
 
 impl Server<'_> {
@@ -112,7 +118,7 @@ impl Server<'_> {
             self.data_dir,
             &control.arn().region,
         );
-        let schedulers = Schedulers::spawn(&control);
+        let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
         let api = Arc::new(Api::new(control, credentials));
         let served = api::serve(api::router(api), listener, shutdown).await;
         schedulers.stop().await;
@@ -180,15 +186,21 @@ fn announce(
     let _ = std::io::stdout().flush();
 }
 
-/// The batch and service schedulers, running until [`Schedulers::stop`].
+/// The batch and service schedulers and the liveness loop, running until
+/// [`Schedulers::stop`].
 struct Schedulers {
     stop: tokio::sync::watch::Sender<bool>,
     batch: tokio::task::JoinHandle<()>,
     services: tokio::task::JoinHandle<()>,
+    liveness: tokio::task::JoinHandle<()>,
 }
 
 impl Schedulers {
-    fn spawn(control: &Arc<Control>) -> Self {
+    fn spawn(
+        control: &Arc<Control>,
+        liveness: &Arc<Liveness>,
+        store: &Arc<berth_store::Store>,
+    ) -> Self {
         // A watch, not a Notify: a scheduler busy when stop is sent still
         // sees it when it next waits.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -206,15 +218,24 @@ impl Schedulers {
             Arc::clone(control),
             until_stopped(),
         ));
+        let liveness = tokio::spawn(crate::control::liveness::run(
+            Arc::clone(liveness),
+            Arc::clone(store),
+            until_stopped(),
+        ));
         Schedulers {
             stop,
             batch,
             services,
+            liveness,
         }
     }
 
     async fn stop(self) {
         let _ = self.stop.send(true);
+        if let Err(e) = self.liveness.await {
+            tracing::error!(error = %e, "the liveness loop panicked");
+        }
         if let Err(e) = self.services.await {
             tracing::error!(error = %e, "the service scheduler panicked");
         }

@@ -7,9 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The storage engine failed (I/O, corruption detected by the engine, ...).
+    /// The storage engine failed (corruption detected by the engine, ...).
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The store's file could not be read or written (a full disk, an I/O
+    /// error). Nothing was written; the store reopens its file before the
+    /// next write, so a later try can succeed once the cause is gone.
+    #[error("the store cannot write its file: {0}")]
+    Io(String),
     /// A value could not be turned into bytes.
     #[error("cannot serialise {table}/{key}: {source}")]
     Serialize {
@@ -65,7 +70,12 @@ pub enum StoreError {
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        match e {
+            // PreviousIo: an earlier write failed and redb refuses writes
+            // until the file is reopened.
+            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Io(e.to_string()),
+            _ => StoreError::Backend(e.to_string()),
+        }
     }
 }
 

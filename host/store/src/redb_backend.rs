@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -82,7 +84,13 @@ const MIGRATIONS: &[Migration] = &[];
 
 /// The redb implementation of [`Backend`].
 pub struct RedbBackend {
-    db: Database,
+    /// The open file; `None` only between closing it after an I/O error and
+    /// opening it again.
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    /// A write failed with an I/O error (a full disk): redb then refuses
+    /// every write until the file is reopened, so the next write reopens it.
+    io_failed: AtomicBool,
     report: OpenReport,
     /// Commits kept in the change log.
     change_log_len: u64,
@@ -109,11 +117,27 @@ impl RedbBackend {
         target: u32,
         migrations: &[Migration],
     ) -> Result<Self, OpenError> {
+        let existed = path.exists();
+        let result = Self::open_file(path, existed, target, migrations);
+        if result.is_err() && !existed {
+            // A store that could not be created (a full disk) leaves no
+            // half-written file to trip over at the next start.
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    fn open_file(
+        path: &Path,
+        existed: bool,
+        target: u32,
+        migrations: &[Migration],
+    ) -> Result<Self, OpenError> {
         let backend_err = |e: StoreError| OpenError::Backend {
             path: path.to_owned(),
             source: e,
         };
-        let db = Database::create(path).map_err(|e| backend_err(e.into()))?;
+        let db = create_private(path, existed).map_err(backend_err)?;
         let found = read_schema_version(&db, path)?;
         let mut report = OpenReport {
             path: path.to_owned(),
@@ -144,11 +168,55 @@ impl RedbBackend {
         }
         let revision = read_revision(&db).map_err(backend_err)?;
         Ok(RedbBackend {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_owned(),
+            io_failed: AtomicBool::new(false),
             report,
             change_log_len: DEFAULT_CHANGE_LOG_LEN,
             revision: tokio::sync::watch::Sender::new(revision),
         })
+    }
+
+    /// The open database, reopened first after an I/O error: redb then
+    /// refuses reads and writes alike until the file is opened again.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        if !self.io_failed.load(Ordering::Acquire)
+            && let Some(db) = self.db.read().map_err(|_| poisoned())?.as_ref()
+        {
+            return Ok(db.clone());
+        }
+        self.reopen()
+    }
+
+    /// Closes and reopens the file. Only when nobody else holds the
+    /// database (a snapshot being read): redb locks the file per handle, so
+    /// the old handle must be gone before the new one opens.
+    fn reopen(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = self.db.write().map_err(|_| poisoned())?;
+        if !self.io_failed.load(Ordering::Acquire)
+            && let Some(db) = slot.as_ref()
+        {
+            return Ok(db.clone()); // another thread reopened it meanwhile
+        }
+        if let Some(db) = slot.take() {
+            match Arc::try_unwrap(db) {
+                Ok(db) => drop(db),
+                Err(shared) => {
+                    *slot = Some(shared);
+                    return Err(StoreError::Io(
+                        "recovering from an earlier I/O error: waiting for open reads to end"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        let db =
+            Database::create(&self.path).map_err(|e| StoreError::from(redb::Error::from(e)))?;
+        let db = Arc::new(db);
+        *slot = Some(db.clone());
+        self.io_failed.store(false, Ordering::Release);
+        tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
+        Ok(db)
     }
 
     /// Keeps the last `n` commits (at least 1) in the change log instead of
@@ -156,6 +224,49 @@ impl RedbBackend {
     pub fn with_change_log_len(mut self, n: u64) -> Self {
         self.change_log_len = n.max(1);
         self
+    }
+}
+
+/// Opens (or creates) the redb file, readable by its owner only: task
+/// definitions hold environment values. A file of zero bytes only (what a
+/// creation cut short by a full disk left, before berth removed such files)
+/// holds nothing and is created afresh.
+fn create_private(path: &Path, existed: bool) -> Result<Database, StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io =
+        |what: &str, e: std::io::Error| StoreError::Io(format!("{what} {}: {e}", path.display()));
+    if existed {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("cannot make private", e))?;
+        if only_zeros(path).map_err(|e| io("cannot read", e))? {
+            tracing::warn!(path = %path.display(), "store file holds only zero bytes (an interrupted creation): creating it afresh");
+            std::fs::remove_file(path).map_err(|e| io("cannot remove", e))?;
+        }
+    }
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io("cannot create", e))?;
+    }
+    Ok(Database::create(path).map_err(redb::Error::from)?)
+}
+
+/// Whether the file is all zero bytes (an empty file too).
+fn only_zeros(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
     }
 }
 
@@ -315,6 +426,9 @@ fn start_bound<'k>(prefix: &'k str, after: Option<&'k str>) -> (Bound<&'k str>, 
 
 struct RedbSnapshot {
     rtx: ReadTransaction,
+    /// Keeps the database from being reopened under the read (dropped
+    /// after `rtx`, fields drop in order).
+    _db: Arc<Database>,
 }
 
 impl Snapshot for RedbSnapshot {
@@ -397,107 +511,120 @@ impl Snapshot for RedbSnapshot {
 
 impl Backend for RedbBackend {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        let db = self.db()?;
         Ok(Box::new(RedbSnapshot {
-            rtx: self.db.begin_read()?,
+            rtx: db.begin_read()?,
+            _db: db,
         }))
     }
 
     fn commit(&self, reads: &[ReadEntry], writes: &[WriteOp]) -> Result<Vec<u64>, CommitError> {
-        // redb allows one open handle per table, so work table by table.
-        let mut reads_by_table: BTreeMap<&str, Vec<&ReadEntry>> = BTreeMap::new();
-        for r in reads {
-            reads_by_table.entry(&r.table).or_default().push(r);
-        }
+        // Any step of a write can meet the I/O error (a page allocated, the
+        // commit's fsync): whichever does, the file is reopened before the
+        // next write.
+        let result = (|| -> Result<Vec<u64>, CommitError> {
+            // redb allows one open handle per table, so work table by table.
+            let mut reads_by_table: BTreeMap<&str, Vec<&ReadEntry>> = BTreeMap::new();
+            for r in reads {
+                reads_by_table.entry(&r.table).or_default().push(r);
+            }
 
-        if writes.is_empty() {
-            // Read-only: validating against the latest snapshot needs no write lock.
-            let rtx = self.db.begin_read().map_err(StoreError::from)?;
+            if writes.is_empty() {
+                // Read-only: validating against the latest snapshot needs no write lock.
+                let rtx = self.db()?.begin_read().map_err(StoreError::from)?;
+                let mut changed = Vec::new();
+                for (table, entries) in &reads_by_table {
+                    let t = open_read(&rtx, record_table(table))?;
+                    check_table(table, t.as_ref(), entries, &mut changed)?;
+                }
+                return conflict_or(changed, Vec::new());
+            }
+
+            let db = self.db()?;
+            let wtx = db.begin_write().map_err(StoreError::from)?;
             let mut changed = Vec::new();
             for (table, entries) in &reads_by_table {
-                let t = open_read(&rtx, record_table(table))?;
-                check_table(table, t.as_ref(), entries, &mut changed)?;
+                // Opening creates a missing table; that is undone if we abort below.
+                let t = wtx
+                    .open_table(record_table(table))
+                    .map_err(StoreError::from)?;
+                check_table(table, Some(&t), entries, &mut changed)?;
             }
-            return conflict_or(changed, Vec::new());
-        }
+            if !changed.is_empty() {
+                wtx.abort().map_err(StoreError::from)?;
+                return conflict_or(changed, Vec::new());
+            }
 
-        let wtx = self.db.begin_write().map_err(StoreError::from)?;
-        let mut changed = Vec::new();
-        for (table, entries) in &reads_by_table {
-            // Opening creates a missing table; that is undone if we abort below.
-            let t = wtx
-                .open_table(record_table(table))
-                .map_err(StoreError::from)?;
-            check_table(table, Some(&t), entries, &mut changed)?;
-        }
-        if !changed.is_empty() {
-            wtx.abort().map_err(StoreError::from)?;
-            return conflict_or(changed, Vec::new());
-        }
-
-        let mut by_table: BTreeMap<&str, Vec<(usize, &WriteOp)>> = BTreeMap::new();
-        for (i, w) in writes.iter().enumerate() {
-            by_table.entry(&w.table).or_default().push((i, w));
-        }
-        let mut versions = vec![0; writes.len()];
-        for (table, ops) in by_table {
-            codec::validate_table(table)?;
-            let mut records = wtx
-                .open_table(record_table(table))
-                .map_err(StoreError::from)?;
-            let idx_name = index_table_name(table);
-            let mut idx = wtx
-                .open_table(index_table(&idx_name))
-                .map_err(StoreError::from)?;
-            for (i, op) in ops {
-                let key = op.key.as_str();
-                let old = records
-                    .get(key)
-                    .map_err(StoreError::from)?
-                    .map(|v| decode_record(table, key, v.value()))
-                    .transpose()?;
-                let old_version = old.as_ref().map_or(0, |r| r.version);
-                if let Some(old) = &old {
-                    for (name, value) in &old.index_keys {
-                        idx.remove(index_entry_key(name, value, key).as_str())
-                            .map_err(StoreError::from)?;
-                    }
-                }
-                match &op.put {
-                    Some(NewRecord { index_keys, data }) => {
-                        let version = old_version + 1;
-                        let bytes = codec::encode_record(version, index_keys, data);
-                        records
-                            .insert(key, bytes.as_slice())
-                            .map_err(StoreError::from)?;
-                        for (name, value) in index_keys {
-                            idx.insert(index_entry_key(name, value, key).as_str(), ())
+            let mut by_table: BTreeMap<&str, Vec<(usize, &WriteOp)>> = BTreeMap::new();
+            for (i, w) in writes.iter().enumerate() {
+                by_table.entry(&w.table).or_default().push((i, w));
+            }
+            let mut versions = vec![0; writes.len()];
+            for (table, ops) in by_table {
+                codec::validate_table(table)?;
+                let mut records = wtx
+                    .open_table(record_table(table))
+                    .map_err(StoreError::from)?;
+                let idx_name = index_table_name(table);
+                let mut idx = wtx
+                    .open_table(index_table(&idx_name))
+                    .map_err(StoreError::from)?;
+                for (i, op) in ops {
+                    let key = op.key.as_str();
+                    let old = records
+                        .get(key)
+                        .map_err(StoreError::from)?
+                        .map(|v| decode_record(table, key, v.value()))
+                        .transpose()?;
+                    let old_version = old.as_ref().map_or(0, |r| r.version);
+                    if let Some(old) = &old {
+                        for (name, value) in &old.index_keys {
+                            idx.remove(index_entry_key(name, value, key).as_str())
                                 .map_err(StoreError::from)?;
                         }
-                        versions[i] = version;
                     }
-                    None => {
-                        records.remove(key).map_err(StoreError::from)?;
+                    match &op.put {
+                        Some(NewRecord { index_keys, data }) => {
+                            let version = old_version + 1;
+                            let bytes = codec::encode_record(version, index_keys, data);
+                            records
+                                .insert(key, bytes.as_slice())
+                                .map_err(StoreError::from)?;
+                            for (name, value) in index_keys {
+                                idx.insert(index_entry_key(name, value, key).as_str(), ())
+                                    .map_err(StoreError::from)?;
+                            }
+                            versions[i] = version;
+                        }
+                        None => {
+                            records.remove(key).map_err(StoreError::from)?;
+                        }
                     }
                 }
             }
+            let revision = log_commit(&wtx, writes, &versions, self.change_log_len)?;
+            // Durability::Immediate is redb's default: commit returns once the data is fsynced.
+            wtx.commit().map_err(StoreError::from)?;
+            // Only now can a watcher read what it is woken for. Concurrent committers may get here
+            // out of order: the revision only moves forward.
+            self.revision.send_if_modified(|latest| {
+                let newer = revision > *latest;
+                if newer {
+                    *latest = revision;
+                }
+                newer
+            });
+            Ok(versions)
+        })();
+        if let Err(CommitError::Store(e @ StoreError::Io(_))) = &result {
+            self.io_failed.store(true, Ordering::Release);
+            tracing::warn!(path = %self.path.display(), error = %e, "store write failed; the file is reopened before the next write");
         }
-        let revision = log_commit(&wtx, writes, &versions, self.change_log_len)?;
-        // Durability::Immediate is redb's default: commit returns once the data is fsynced.
-        wtx.commit().map_err(StoreError::from)?;
-        // Only now can a watcher read what it is woken for. Concurrent committers may get here
-        // out of order: the revision only moves forward.
-        self.revision.send_if_modified(|latest| {
-            let newer = revision > *latest;
-            if newer {
-                *latest = revision;
-            }
-            newer
-        });
-        Ok(versions)
+        result
     }
 
     fn table_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let rtx = self.db()?.begin_read()?;
         let mut out = BTreeMap::new();
         for h in rtx.list_tables()? {
             let name = h.name();
@@ -511,7 +638,7 @@ impl Backend for RedbBackend {
     }
 
     fn verify_indexes(&self) -> Result<Vec<String>, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let rtx = self.db()?.begin_read()?;
         let mut problems = Vec::new();
         let names: Vec<String> = rtx.list_tables()?.map(|h| h.name().to_owned()).collect();
         let mut covered = BTreeSet::new();
@@ -571,7 +698,7 @@ impl Backend for RedbBackend {
     }
 
     fn watch(&self, tables: &[&str], after: u64) -> Result<Changes, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let rtx = self.db()?.begin_read()?;
         let revision = revision_in(&rtx)?;
         if after >= revision {
             return Ok(Changes::Events {
@@ -619,6 +746,10 @@ impl Backend for RedbBackend {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.revision.subscribe()
     }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("the store's handle lock was poisoned by a panic".to_owned())
 }
 
 fn describe_entry(entry: &str) -> String {
@@ -681,7 +812,7 @@ mod tests {
     }
 
     fn trail(b: &RedbBackend) -> Vec<u8> {
-        let rtx = b.db.begin_read().expect("read");
+        let rtx = b.db().expect("db").begin_read().expect("read");
         let meta = rtx.open_table(META).expect("meta");
         meta.get("trail")
             .expect("get")
@@ -788,7 +919,7 @@ mod tests {
     fn verify_reports_both_kinds_of_discrepancy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = RedbBackend::open(dir.path().join("s.redb")).expect("open");
-        let w = b.db.begin_write().expect("w");
+        let w = b.db().expect("db").begin_write().expect("w");
         {
             let mut t = w.open_table(record_table("things")).expect("t");
             let rec = codec::encode_record(1, &[("color".into(), "red".into())], b"{}");

@@ -8,6 +8,12 @@
 //! views rely on it, see view.rs): a task state change recomputes its
 //! instance's usage (`berth_core::usage`) and bumps the record's version,
 //! which is also the manifest's sequence number.
+//!
+//! Every message of an agent is hearing from it ([`Liveness::heard`]); the
+//! first after this server started, and the first after it was judged
+//! lost, also writes its presence back (`liveness::come_back`) in the
+//! message's own transaction, or in one of its own for the read-only
+//! manifest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +31,7 @@ use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
 use berth_store::{Store, Txn};
 
 use super::instances::put_registration;
+use super::liveness::{Liveness, come_back};
 use super::tasks::recount;
 use super::{ControlError, all_by_index};
 
@@ -47,24 +54,56 @@ impl From<ControlError> for ProtocolError {
 pub struct LocalControlPlane {
     store: Arc<Store>,
     arn: ArnContext,
+    /// Who was heard from when; the server's liveness loop judges from it.
+    liveness: Arc<Liveness>,
 }
 
 impl LocalControlPlane {
-    /// Serves agents from `store`, minting cluster ARNs with `arn`.
+    /// Serves agents from `store`, minting cluster ARNs with `arn`, with
+    /// liveness of its own that no loop judges (see
+    /// [`LocalControlPlane::with_liveness`]).
     pub fn new(store: Arc<Store>, arn: ArnContext) -> Self {
-        LocalControlPlane { store, arn }
+        LocalControlPlane {
+            store,
+            arn,
+            liveness: Arc::new(Liveness::new(berth_core::liveness::Timing::default())),
+        }
+    }
+
+    /// Tells `liveness` (the one the server's liveness loop judges from)
+    /// whenever an agent is heard from.
+    pub fn with_liveness(mut self, liveness: Arc<Liveness>) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
+    /// Whether the agent of `arn` may be recorded lost (see [`Liveness::heard`]).
+    fn hear(&self, arn: &str) -> bool {
+        self.liveness.heard(arn)
     }
 
     fn register(&self, req: &RegisterInstance) -> Result<ContainerInstance, ControlError> {
-        let up = self
-            .store
-            .update(|txn| put_registration(txn, &self.arn, req, false))?;
+        let arn = &req.container_instance_arn;
+        let maybe_lost = self.hear(arn);
+        let up = self.store.update(|txn| {
+            let ci = put_registration(txn, &self.arn, req, false)?;
+            if maybe_lost {
+                come_back(txn, arn, Some(req.agent_connected))?;
+            }
+            Ok::<_, ControlError>(ci)
+        })?;
+        self.liveness.came_back(arn);
         Ok(up.value)
     }
 
     fn heartbeat_sync(&self, hb: &Heartbeat) -> Result<HeartbeatAck, ControlError> {
+        let arn = &hb.container_instance_arn;
+        let maybe_lost = self.hear(arn);
         let up = self.store.update(|txn| -> Result<bool, ControlError> {
-            let Some(ci) = txn.get::<ContainerInstance>(&hb.container_instance_arn)? else {
+            if maybe_lost {
+                come_back(txn, arn, Some(hb.agent_connected))?;
+            }
+            let Some(ci) = txn.get::<ContainerInstance>(arn)? else {
                 return Ok(false);
             };
             let mut ci = ci.value;
@@ -75,9 +114,19 @@ impl LocalControlPlane {
             }
             Ok(true)
         })?;
+        if maybe_lost {
+            self.liveness.came_back(arn);
+        }
         Ok(HeartbeatAck {
             registered: up.value,
         })
+    }
+
+    /// The write of [`come_back`] for a message that writes nothing else.
+    fn write_back(&self, arn: &str) -> Result<(), ControlError> {
+        self.store.update(|txn| come_back(txn, arn, None))?;
+        self.liveness.came_back(arn);
+        Ok(())
     }
 
     fn retire(&self, req: &RetireInstance) -> Result<RetireAck, ControlError> {
@@ -104,6 +153,9 @@ impl LocalControlPlane {
     }
 
     fn manifest(&self, req: &ManifestRequest) -> Result<TaskManifest, ControlError> {
+        if self.hear(&req.container_instance_arn) {
+            self.write_back(&req.container_instance_arn)?;
+        }
         let mut txn = self.store.begin()?;
         // Read in the same snapshot as the tasks: every change to them that
         // matters to the agent rewrote this record.
@@ -156,12 +208,23 @@ impl LocalControlPlane {
                     task: Some(task),
                 })
             })?;
+        // The change names the task, not the agent: the agent heard from
+        // is the one of the task's instance.
+        if let Some(instance) = up
+            .value
+            .task
+            .as_ref()
+            .and_then(|t| t.container_instance_arn.as_deref())
+            && self.hear(instance)
+        {
+            self.write_back(instance)?;
+        }
         Ok(up.value)
     }
 }
 
 /// Every task assigned to `instance_arn`, whatever its status.
-fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
+pub(super) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
     Ok(all_by_index(txn, TASKS_BY_INSTANCE, instance_arn)?
         .into_iter()
         .map(|v| v.value)

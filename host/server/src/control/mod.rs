@@ -9,6 +9,7 @@
 pub mod agents;
 mod clusters;
 mod instances;
+pub mod liveness;
 pub mod policies;
 pub mod scheduler;
 pub mod service_scheduler;

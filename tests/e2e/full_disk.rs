@@ -1,0 +1,91 @@
+//! `berth up` whose data directory's file system fills up: a write is
+//! refused with an error naming the cause, and once space is freed the same
+//! process writes again (no restart), having lost nothing it acknowledged.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::api::Server;
+
+#[test]
+fn a_full_data_directory_refuses_writes_until_space_is_freed() {
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "this test mounts a tmpfs and needs root");
+    let unmount = Unmount(mnt.path().to_owned());
+    let data = mnt.path().join("data");
+    let s = Server::start_in(&data);
+
+    let filler = mnt.path().join("filler");
+    let filled = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat /dev/zero > {} 2>/dev/null; true",
+            filler.display()
+        ))
+        .status()
+        .expect("fill");
+    assert!(filled.success());
+
+    let mut acked = Vec::new();
+    let refusal = (0..2_000)
+        .find_map(|i| {
+            let name = format!("c{i:04}");
+            let (status, v) = s.ecs("CreateCluster", json!({"clusterName": name}));
+            if status == 200 {
+                acked.push(name);
+                None
+            } else {
+                Some((status, v))
+            }
+        })
+        .expect("2,000 clusters on a full disk never failed");
+    assert_eq!(refusal.0, 500, "{}", refusal.1);
+    assert_eq!(refusal.1["__type"], "ServerException", "{}", refusal.1);
+    let message = refusal.1["message"].as_str().unwrap_or_default();
+    assert!(message.contains("No space left"), "{message}");
+
+    std::fs::remove_file(&filler).expect("free space");
+    s.ok("CreateCluster", json!({"clusterName": "after"}));
+    let listed = s.ok("ListClusters", json!({"maxResults": 100}));
+    let mut arns: Vec<String> = listed["clusterArns"]
+        .as_array()
+        .expect("clusterArns")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    let mut token = listed["nextToken"].as_str().map(str::to_owned);
+    while let Some(t) = token {
+        let page = s.ok("ListClusters", json!({"maxResults": 100, "nextToken": t}));
+        arns.extend(
+            page["clusterArns"]
+                .as_array()
+                .expect("clusterArns")
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned)),
+        );
+        token = page["nextToken"].as_str().map(str::to_owned);
+    }
+    for name in acked.iter().chain([&"after".to_owned()]) {
+        assert!(
+            arns.iter().any(|a| a.ends_with(&format!("/{name}"))),
+            "acknowledged cluster {name} is gone"
+        );
+    }
+    drop(s);
+    drop(unmount);
+}
+
+/// Unmounts the tmpfs when the test ends, passed or not.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
