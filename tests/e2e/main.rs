@@ -11,6 +11,7 @@ mod policies;
 mod remote;
 mod services;
 mod story;
+mod taskdefs;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -291,8 +291,7 @@ async fn check_running(
                 if o.exited {
                     c.status = Some(ContainerStatus::Stopped);
                     c.exit_code = o.exit_code;
-                    let code = o.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
-                    c.reason = Some(format!("exited with code {code}"));
+                    c.reason = Some(o.exit_reason());
                 }
             }
         }
@@ -328,7 +327,17 @@ fn essential_exit(t: &Task, defs: &[ContainerDefinition]) -> Option<String> {
         if c.last_status != ContainerStatus::Stopped {
             return None;
         }
+        // ECS's OutOfMemoryError reason says more than the exit code.
+        let oom = c
+            .reason
+            .as_deref()
+            .filter(|r| r.starts_with("OutOfMemoryError"));
         Some(match c.exit_code {
+            Some(_) if oom.is_some() => format!(
+                "Essential container in task exited: {} {}",
+                d.name,
+                oom.unwrap_or_default()
+            ),
             Some(code) => format!(
                 "Essential container in task exited: {} exited with code {code}",
                 d.name
@@ -433,6 +442,7 @@ mod tests {
                 timeout: None,
                 retries: None,
                 start_period: None,
+                unknown: Default::default(),
             });
         }
         d

@@ -34,6 +34,18 @@ pub enum AgentError {
         /// The name asked for.
         name: String,
     },
+    /// The container's log driver keeps no log Docker can read back.
+    #[error(
+        "container {name} of task {task} logs to the {driver} log driver, not one berth reads (json-file, local): its logs are where {driver} sends them"
+    )]
+    LogsElsewhere {
+        /// The task.
+        task: String,
+        /// The container's name in the task definition.
+        name: String,
+        /// Its log driver.
+        driver: String,
+    },
     /// Writing log output failed.
     #[error("writing logs: {0}")]
     Io(#[from] std::io::Error),

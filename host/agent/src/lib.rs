@@ -13,6 +13,7 @@
 //! `berth.container-name`, `berth.container-instance`), so after any restart
 //! the agent re-adopts them from Docker alone.
 
+mod container_config;
 mod converge;
 mod docker;
 mod error;
@@ -20,6 +21,7 @@ pub mod logs;
 mod register;
 mod session;
 mod start;
+mod task_volumes;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -102,8 +102,28 @@ async fn find(
         }
     }
     found.sort_by_key(name_of);
+    for c in &found {
+        let Some(id) = c.id.as_deref() else { continue };
+        let driver = docker
+            .inspect_container(id, None)
+            .await?
+            .host_config
+            .and_then(|h| h.log_config)
+            .and_then(|l| l.typ)
+            .unwrap_or_default();
+        if !READABLE_LOG_DRIVERS.contains(&driver.as_str()) {
+            return Err(AgentError::LogsElsewhere {
+                task: task.to_owned(),
+                name: name_of(c),
+                driver,
+            });
+        }
+    }
     Ok(found)
 }
+
+/// The log drivers whose logs Docker reads back (`docker logs`).
+const READABLE_LOG_DRIVERS: [&str; 2] = ["json-file", "local"];
 
 /// Writes the logs of task `task` (its id or ARN) to `out`: every container,
 /// or only `container`; with `follow`, keeps streaming until the containers stop.

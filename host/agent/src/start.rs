@@ -6,26 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::model::{
-    ContainerDefinition, DependencyCondition, NetworkBinding, NetworkMode, Protocol, Task,
-    TaskDefinition,
+    ContainerDefinition, DependencyCondition, NetworkBinding, Protocol, Task, TaskDefinition,
 };
 use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 use berth_protocol::{AssignedTask, ContainerStateChange, apply_task_state_change};
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum, HostConfig,
-    PortBinding,
-};
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
+use crate::container_config::{OOM_REASON, TaskSpec, container_config, docker_name};
 use crate::converge::{change_of, manifest};
 use crate::docker::{is_not_found, task_containers};
-use crate::{
-    AgentError, Inner, LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN,
-};
+use crate::{AgentError, Inner, LABEL_INSTANCE, LABEL_TASK_ARN, task_volumes};
 
 /// How long a start may wait for its dependency conditions.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -40,6 +35,21 @@ pub(crate) struct Observed {
     /// healthy / unhealthy / starting, when the container has a health check.
     pub health: Option<HealthStatusEnum>,
     pub bindings: Vec<NetworkBinding>,
+    /// The kernel killed it at its memory limit.
+    pub oom_killed: bool,
+}
+
+impl Observed {
+    /// Why the container stopped, as ECS words it.
+    pub(crate) fn exit_reason(&self) -> String {
+        if self.oom_killed {
+            return OOM_REASON.to_owned();
+        }
+        let code = self
+            .exit_code
+            .map_or("unknown".to_owned(), |c| c.to_string());
+        format!("exited with code {code}")
+    }
 }
 
 /// Inspects a container; `Ok(None)` when it does not exist.
@@ -50,6 +60,7 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
         Err(e) => return Err(e.into()),
     };
     let state = c.state.unwrap_or_default();
+    let oom_killed = state.oom_killed.unwrap_or(false);
     let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
     let exited = matches!(
         status,
@@ -94,6 +105,7 @@ pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed
             .and_then(|h| h.status)
             .filter(|s| !matches!(s, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE)),
         bindings,
+        oom_killed,
     }))
 }
 
@@ -104,16 +116,6 @@ pub(crate) fn ecs_health(h: &HealthStatusEnum) -> HealthStatus {
         HealthStatusEnum::UNHEALTHY => HealthStatus::Unhealthy,
         _ => HealthStatus::Unknown,
     }
-}
-
-/// The task's id (the last part of its ARN).
-fn task_id(task_arn: &str) -> &str {
-    task_arn.rsplit('/').next().unwrap_or(task_arn)
-}
-
-/// Docker's name for a task's container.
-fn docker_name(task_arn: &str, name: &str) -> String {
-    format!("berth-{}-{name}", task_id(task_arn))
 }
 
 /// The task's definition (as the manifest gave it) and its container
@@ -181,107 +183,6 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
     }
 }
 
-fn secs_to_ns(s: Option<u32>) -> Option<i64> {
-    s.map(|s| i64::from(s) * 1_000_000_000)
-}
-
-/// Docker's create body for one container definition.
-fn create_body(
-    inner: &Inner,
-    task: &Task,
-    td: &TaskDefinition,
-    d: &ContainerDefinition,
-) -> ContainerCreateBody {
-    let mut labels: HashMap<String, String> = d
-        .docker_labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    labels.insert(LABEL_TASK_ARN.to_owned(), task.task_arn.clone());
-    labels.insert(LABEL_CLUSTER.to_owned(), task.cluster_arn.clone());
-    labels.insert(LABEL_CONTAINER_NAME.to_owned(), d.name.clone());
-    labels.insert(LABEL_INSTANCE.to_owned(), inner.instance_arn.clone());
-    let recorded: Vec<&NetworkBinding> = task
-        .containers
-        .iter()
-        .filter(|c| c.name == d.name)
-        .flat_map(|c| c.network_bindings.iter())
-        .collect();
-    let mut exposed = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for pm in &d.port_mappings {
-        let proto = match pm.protocol() {
-            Protocol::Udp => "udp",
-            _ => "tcp",
-        };
-        let key = format!("{}/{proto}", pm.container_port);
-        exposed.push(key.clone());
-        if td.network_mode != NetworkMode::Bridge {
-            continue;
-        }
-        // Static port, else the one the control layer recorded, else Docker picks
-        // (and the agent records what it picked).
-        let host = pm.static_host_port().or_else(|| {
-            recorded
-                .iter()
-                .find(|b| {
-                    b.container_port == pm.container_port
-                        && b.protocol.unwrap_or_default() == pm.protocol()
-                })
-                .map(|b| b.host_port)
-        });
-        bindings
-            .entry(key)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: None,
-                host_port: Some(host.map(|p| p.to_string()).unwrap_or_default()),
-            });
-    }
-    let healthcheck = d.health_check.as_ref().map(|h| HealthConfig {
-        test: Some(h.command.clone()),
-        interval: secs_to_ns(h.interval),
-        timeout: secs_to_ns(h.timeout),
-        retries: h.retries.map(i64::from),
-        start_period: secs_to_ns(h.start_period),
-        ..Default::default()
-    });
-    let mib = |m: Option<u32>| m.map(|m| i64::from(m) * 1024 * 1024);
-    let network_mode = match td.network_mode {
-        NetworkMode::Bridge => "bridge",
-        NetworkMode::Host => "host",
-        NetworkMode::None => "none",
-    };
-    ContainerCreateBody {
-        image: Some(d.image.clone()),
-        cmd: d.command.clone(),
-        entrypoint: d.entry_point.clone(),
-        env: Some(
-            d.environment
-                .iter()
-                .map(|kv| format!("{}={}", kv.name, kv.value))
-                .collect(),
-        ),
-        working_dir: d.working_directory.clone(),
-        user: d.user.clone(),
-        labels: Some(labels),
-        exposed_ports: Some(exposed),
-        healthcheck,
-        stop_timeout: d.stop_timeout.map(i64::from),
-        host_config: Some(HostConfig {
-            // Docker refuses shares below 2.
-            cpu_shares: d.cpu.filter(|c| *c > 0).map(|c| i64::from(c.max(2))),
-            memory: mib(d.memory),
-            memory_reservation: mib(d.memory_reservation),
-            port_bindings: Some(bindings),
-            network_mode: Some(network_mode.to_owned()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Removes every container of `task_arn` this agent owns (force, with anonymous volumes).
 pub(crate) async fn remove_task_containers(
     inner: &Inner,
@@ -296,20 +197,36 @@ pub(crate) async fn remove_task_containers(
     Ok(())
 }
 
+/// Removes container `id` (force, with anonymous volumes), then the
+/// task-scoped volumes of its task that no container uses any more.
 pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), AgentError> {
+    let owner = match docker.inspect_container(id, None).await {
+        Ok(c) => c.config.and_then(|c| c.labels).and_then(|l| {
+            Some((
+                l.get(LABEL_INSTANCE)?.clone(),
+                l.get(LABEL_TASK_ARN)?.clone(),
+            ))
+        }),
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
     match docker.remove_container(id, Some(opts)).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => {}
         // 409: removal already in progress.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
-        }) => Ok(()),
-        Err(e) => Err(e.into()),
+        }) => {}
+        Err(e) => return Err(e.into()),
     }
+    if let Some((instance, task)) = owner {
+        task_volumes::remove_unused(docker, &instance, &task).await?;
+    }
+    Ok(())
 }
 
 /// One started container: its definition's name, Docker id, what Docker said last.
@@ -318,6 +235,8 @@ struct Started {
     name: String,
     id: String,
     seen: Observed,
+    /// When it was started, for its `startTimeout`.
+    since: tokio::time::Instant,
 }
 
 /// Why a start failed: `Failed` stops the task (TaskFailedToStart), `Abandoned`
@@ -379,12 +298,22 @@ async fn try_start(
             .await
             .map_err(StartError::Failed)?;
     }
+    task_volumes::prepare(docker, &inner.instance_arn, &task.task_arn, &td)
+        .await
+        .map_err(StartError::Failed)?;
+    let order = creation_order(&defs);
+    let spec = TaskSpec {
+        task,
+        td: &td,
+        instance_arn: &inner.instance_arn,
+        namespace_holder: order.first().map_or("", |&i| defs[i].name.as_str()),
+    };
     let mut ids = HashMap::new();
-    for d in &defs {
+    for d in order.iter().map(|&i| &defs[i]) {
         let opts = CreateContainerOptionsBuilder::default()
             .name(&docker_name(&task.task_arn, &d.name))
             .build();
-        let body = create_body(inner, task, &td, d);
+        let body = container_config(&spec, d);
         match docker.create_container(Some(opts), body).await {
             Ok(r) => {
                 ids.insert(d.name.clone(), r.id);
@@ -420,39 +349,7 @@ async fn try_start(
             if started.iter().any(|s| s.name == d.name) {
                 continue;
             }
-            let mut ready = true;
-            for dep in &d.depends_on {
-                let Some(s) = started.iter().find(|s| s.name == dep.container_name) else {
-                    ready = false;
-                    break;
-                };
-                let code = s.seen.exit_code.unwrap_or(-1);
-                let ok = match dep.condition {
-                    DependencyCondition::Start => true,
-                    DependencyCondition::Complete => s.seen.exited,
-                    DependencyCondition::Success if s.seen.exited && code != 0 => {
-                        return Err(StartError::Failed(format!(
-                            "dependency {} of container {} exited with code {code}; SUCCESS required",
-                            dep.container_name, d.name
-                        )));
-                    }
-                    DependencyCondition::Success => s.seen.exited,
-                    DependencyCondition::Healthy if s.seen.exited => {
-                        return Err(StartError::Failed(format!(
-                            "dependency {} of container {} exited (code {code}) before it was HEALTHY",
-                            dep.container_name, d.name
-                        )));
-                    }
-                    DependencyCondition::Healthy => {
-                        matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY))
-                    }
-                };
-                if !ok {
-                    ready = false;
-                    break;
-                }
-            }
-            if !ready {
+            if !dependencies_met(&defs, &started, d)? {
                 continue;
             }
             let id = ids.get(&d.name).cloned().unwrap_or_default();
@@ -471,6 +368,7 @@ async fn try_start(
                 name: d.name.clone(),
                 id,
                 seen,
+                since: tokio::time::Instant::now(),
             });
             progressed = true;
         }
@@ -493,6 +391,89 @@ async fn try_start(
         }
     }
     Ok(started)
+}
+
+/// Whether the `dependsOn` conditions of `d` hold among the `started`
+/// containers; an error when one can no longer hold (or took longer than
+/// its container's startTimeout).
+fn dependencies_met(
+    defs: &[ContainerDefinition],
+    started: &[Started],
+    d: &ContainerDefinition,
+) -> Result<bool, StartError> {
+    for dep in &d.depends_on {
+        let Some(s) = started.iter().find(|s| s.name == dep.container_name) else {
+            return Ok(false);
+        };
+        let code = s.seen.exit_code.unwrap_or(-1);
+        let ok = match dep.condition {
+            DependencyCondition::Start => true,
+            DependencyCondition::Complete => s.seen.exited,
+            DependencyCondition::Success if s.seen.exited && code != 0 => {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} exited with code {code}; SUCCESS required",
+                    dep.container_name, d.name
+                )));
+            }
+            DependencyCondition::Success => s.seen.exited,
+            DependencyCondition::Healthy if s.seen.exited => {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} exited (code {code}) before it was HEALTHY",
+                    dep.container_name, d.name
+                )));
+            }
+            DependencyCondition::Healthy => {
+                matches!(s.seen.health, Some(HealthStatusEnum::HEALTHY))
+            }
+        };
+        if !ok {
+            let limit = defs
+                .iter()
+                .find(|t| t.name == dep.container_name)
+                .and_then(|t| t.start_timeout);
+            if let Some(limit) = limit
+                && s.since.elapsed() > Duration::from_secs(u64::from(limit))
+            {
+                return Err(StartError::Failed(format!(
+                    "dependency {} of container {} did not reach {:?} within its startTimeout of {limit} s",
+                    dep.container_name, d.name, dep.condition
+                )));
+            }
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The order to create containers in: each after the containers it takes
+/// volumes from (Docker resolves `volumesFrom` at creation), else as defined.
+fn creation_order(defs: &[ContainerDefinition]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(defs.len());
+    while order.len() < defs.len() {
+        let before = order.len();
+        for (i, d) in defs.iter().enumerate() {
+            if order.contains(&i) {
+                continue;
+            }
+            let sources_done = d.volumes_from.iter().all(|v| {
+                defs.iter()
+                    .position(|s| Some(s.name.as_str()) == v.source_container.as_deref())
+                    .is_none_or(|k| order.contains(&k))
+            });
+            if sources_done {
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            // A volumesFrom cycle: Docker will name it; keep the rest in order.
+            order.extend(
+                (0..defs.len())
+                    .filter(|i| !order.contains(i))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    order
 }
 
 /// Whether the control plane asks the task to stop (or knows it no more);
@@ -539,7 +520,7 @@ fn running_change(
                 ContainerStatus::Running
             }),
             exit_code: if exited { s.seen.exit_code } else { None },
-            reason: None,
+            reason: exited.then(|| s.seen.exit_reason()),
             network_bindings: Some(s.seen.bindings.clone()),
             health_status: s.seen.health.as_ref().map(ecs_health),
         });

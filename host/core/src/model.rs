@@ -16,6 +16,11 @@ pub use crate::status::{
 /// Seconds since the Unix epoch, fractional; ECS's wire format for times.
 pub type Timestamp = f64;
 
+/// Fields of a task definition's JSON that berth's model does not know,
+/// kept so validation can refuse them by name instead of dropping them
+/// (see `validate::unsupported`).
+pub type UnknownFields = BTreeMap<String, serde_json::Value>;
+
 /// `{key, value}` tag, as on clusters, task definitions, tasks and services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -83,6 +88,9 @@ pub struct PortMapping {
     /// 0 or absent: a dynamic host port chosen at placement.
     pub host_port: Option<u32>,
     pub protocol: Option<Protocol>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl PortMapping {
@@ -105,6 +113,9 @@ pub struct HealthCheck {
     pub timeout: Option<u32>,
     pub retries: Option<u32>,
     pub start_period: Option<u32>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl HealthCheck {
@@ -145,6 +156,9 @@ pub struct MountPoint {
     pub source_volume: Option<String>,
     pub container_path: Option<String>,
     pub read_only: Option<bool>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 #[skip_serializing_none]
@@ -153,6 +167,9 @@ pub struct MountPoint {
 pub struct VolumeFrom {
     pub source_container: Option<String>,
     pub read_only: Option<bool>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 #[skip_serializing_none]
@@ -161,6 +178,9 @@ pub struct VolumeFrom {
 pub struct LogConfiguration {
     pub log_driver: String,
     pub options: Option<BTreeMap<String, String>>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +189,9 @@ pub struct Ulimit {
     pub name: String,
     pub soft_limit: i64,
     pub hard_limit: i64,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 #[skip_serializing_none]
@@ -207,6 +230,113 @@ pub struct ContainerDefinition {
     pub log_configuration: Option<LogConfiguration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ulimits: Vec<Ulimit>,
+    /// Seconds a dependency may take to reach its `dependsOn` condition.
+    pub start_timeout: Option<u32>,
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<HostEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search_domains: Vec<String>,
+    pub readonly_root_filesystem: Option<bool>,
+    pub disable_networking: Option<bool>,
+    /// Keep stdin open (`docker run -i`).
+    pub interactive: Option<bool>,
+    /// Allocate a TTY (`docker run -t`).
+    pub pseudo_terminal: Option<bool>,
+    /// Refused when true (see `validate`); false is the default and accepted.
+    pub privileged: Option<bool>,
+    pub linux_parameters: Option<LinuxParameters>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub system_controls: Vec<SystemControl>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// `{hostname, ipAddress}`: a line of the container's /etc/hosts.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostEntry {
+    pub hostname: String,
+    pub ip_address: String,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// A kernel parameter (`sysctl`) set in the container's namespaces.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemControl {
+    pub namespace: Option<String>,
+    pub value: Option<String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelCapabilities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// A host device mapped into the container.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub host_path: String,
+    pub container_path: Option<String>,
+    /// Any of `read`, `write`, `mknod`; all three when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// A tmpfs mount; `size` in MiB.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tmpfs {
+    pub container_path: String,
+    pub size: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_options: Vec<String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    pub capabilities: Option<KernelCapabilities>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// Run an init process (Docker's `--init`) as PID 1.
+    pub init_process_enabled: Option<bool>,
+    /// /dev/shm size, MiB.
+    pub shared_memory_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    /// Fields berth does not know (maxSwap, swappiness); validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl ContainerDefinition {
@@ -257,6 +387,9 @@ pub struct PlacementStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct HostVolumeProperties {
     pub source_path: Option<String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 #[skip_serializing_none]
@@ -264,7 +397,63 @@ pub struct HostVolumeProperties {
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     pub name: String,
+    /// A bind mount of `sourcePath`; without one, a Docker volume that
+    /// lives as long as the task.
     pub host: Option<HostVolumeProperties>,
+    pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
+    /// Fields berth does not know (efsVolumeConfiguration, ...); validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeScope {
+    /// Created when the task starts, removed when it stops.
+    #[default]
+    Task,
+    /// Outlives the task; found (or created, with autoprovision) by name.
+    Shared,
+}
+
+/// A Docker named volume, as ECS's `dockerVolumeConfiguration`.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerVolumeConfiguration {
+    pub scope: Option<VolumeScope>,
+    /// Shared scope only: create the volume when it does not exist.
+    pub autoprovision: Option<bool>,
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// Which namespace (PID or IPC) the containers of a task use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceMode {
+    /// The host's.
+    Host,
+    /// One shared by the task's containers.
+    Task,
+    /// IPC only: a private namespace without shared memory.
+    None,
+}
+
+/// Network modes a request may name; `awsvpc` only to be refused by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestedNetworkMode {
+    Bridge,
+    Host,
+    None,
+    Awsvpc,
 }
 
 /// What RegisterTaskDefinition takes; validated into a [`TaskDefinition`].
@@ -274,7 +463,7 @@ pub struct Volume {
 pub struct RegisterTaskDefinition {
     pub family: String,
     pub container_definitions: Vec<ContainerDefinition>,
-    pub network_mode: Option<NetworkMode>,
+    pub network_mode: Option<RequestedNetworkMode>,
     /// Task-level CPU units, a string as in ECS ("256", or "1 vCPU").
     pub cpu: Option<String>,
     /// Task-level memory, a string as in ECS ("512", or "1 GB").
@@ -283,8 +472,28 @@ pub struct RegisterTaskDefinition {
     pub placement_constraints: Vec<PlacementConstraint>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    pub pid_mode: Option<NamespaceMode>,
+    pub ipc_mode: Option<NamespaceMode>,
+    /// EC2 or EXTERNAL (both mean a berth host); FARGATE is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires_compatibilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+impl RegisterTaskDefinition {
+    /// The network mode the task runs with (bridge when none is named;
+    /// awsvpc never passes validation).
+    pub fn network_mode(&self) -> NetworkMode {
+        match self.network_mode {
+            Some(RequestedNetworkMode::Host) => NetworkMode::Host,
+            Some(RequestedNetworkMode::None) => NetworkMode::None,
+            _ => NetworkMode::Bridge,
+        }
+    }
 }
 
 #[skip_serializing_none]
@@ -302,6 +511,10 @@ pub struct TaskDefinition {
     pub placement_constraints: Vec<PlacementConstraint>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    pub pid_mode: Option<NamespaceMode>,
+    pub ipc_mode: Option<NamespaceMode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires_compatibilities: Vec<String>,
     /// ACTIVE, or INACTIVE after DeregisterTaskDefinition.
     pub status: TaskDefinitionStatus,
     pub registered_at: Option<Timestamp>,

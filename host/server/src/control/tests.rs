@@ -28,6 +28,7 @@ fn td(family: &str, cpu: u32, memory: u32, host_port: Option<u32>) -> RegisterTa
             container_port: 8080,
             host_port,
             protocol: None,
+            unknown: Default::default(),
         }],
         ..cd
     };

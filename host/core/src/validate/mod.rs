@@ -7,6 +7,12 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+mod options;
+#[cfg(test)]
+mod options_tests;
+
+pub use options::{BERTH_LABEL_PREFIX, LOG_DRIVERS};
+
 use crate::model::{
     ContainerDefinition, DependencyCondition, NetworkMode, PlacementConstraint,
     PlacementConstraintType, PlacementStrategy, PlacementStrategyType, RegisterTaskDefinition,
@@ -203,7 +209,8 @@ pub fn task_definition(td: &RegisterTaskDefinition) -> Result<(), InvalidInput> 
             );
         }
     }
-    let network = td.network_mode.unwrap_or_default();
+    options::task_level(&mut c, td);
+    let network = td.network_mode();
     // Host ports the task's containers reserve, to catch two claiming one port.
     let mut host_ports: HashMap<(u32, crate::model::Protocol), String> = HashMap::new();
     for (i, d) in defs.iter().enumerate() {
@@ -274,6 +281,7 @@ fn container(
     container_dependencies(c, &p, i, d, defs, names);
     container_mounts(c, &p, d, names, volumes);
     container_ulimits(c, &p, d);
+    options::container(c, &p, d, network);
 }
 
 /// Name, image, memory limits and stop timeout of container `p`.
