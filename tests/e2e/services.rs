@@ -351,12 +351,19 @@ fn a_crashing_version_trips_the_breaker_and_rolls_back() {
     ]);
     let first = up.until_steady("crashy", 1, None)["deployments"][0]["id"].clone();
 
+    // A version whose container cannot start (its entry point is missing):
+    // it never reaches RUNNING, so the old task is never stopped for it. (A
+    // version that starts and then exits is RUNNING for a moment, and on a
+    // busy machine the scheduler may rightly count that moment as healthy.)
+    let broken = json!([{ "name": "app", "image": TEST_IMAGE, "memory": 16,
+        "entryPoint": ["/no/such/program"] }])
+    .to_string();
     let v2 = up.aws(&[
         "register-task-definition",
         "--family",
         &family,
         "--container-definitions",
-        &defs("echo broken; exit 3"),
+        &broken,
     ]);
     let v2 = v2["taskDefinition"]["taskDefinitionArn"]
         .as_str()
