@@ -285,7 +285,8 @@ async fn read_task_logs_at(
     let mut out = TaskLogs::default();
     for mut log in streams {
         let mut entries: Vec<LogLine> = Vec::new();
-        let mut last_micro = None;
+        // The newest of the page's first `limit` entries, once it has them.
+        let mut cut: Option<i64> = None;
         while let Some(e) = log.next_entry().await {
             let e = e.map_err(log_read_error)?;
             let nanos = chrono::DateTime::parse_from_rfc3339(&e.timestamp)
@@ -300,21 +301,47 @@ async fn read_task_logs_at(
             if nanos < from_nanos {
                 continue;
             }
-            if entries.len() >= req.limit && last_micro != Some(micros(nanos)) {
+            if cut.is_some_and(|c| nanos > c.saturating_add(OUT_OF_ORDER_NANOS)) {
                 break;
             }
-            last_micro = Some(micros(nanos));
             entries.push(LogLine {
                 nanos,
                 message: String::from_utf8_lossy(&e.message).into_owned(),
             });
+            if cut.is_none() && entries.len() >= req.limit {
+                cut = entries.iter().map(|l| l.nanos).max();
+            }
         }
+        cut_page(&mut entries, req.limit);
         out.containers.push(ContainerLogs {
             name: log.name.clone(),
             entries,
         });
     }
     Ok(out)
+}
+
+/// How far out of order Docker may store one container's entries: it stamps
+/// each pipe's lines as it reads them and writes them after, so on a busy
+/// host a line can follow lines stamped after it. A page reads this far past
+/// its cut and sorts, so such a line lands on the page its time says (the
+/// next page starts after the cut and would never show it).
+const OUT_OF_ORDER_NANOS: i64 = 2_000_000_000;
+
+/// Sorts a page's entries by time and keeps the first `limit` and the rest
+/// of the last one's microsecond (a page never splits one: the next starts
+/// at the following microsecond).
+fn cut_page(entries: &mut Vec<LogLine>, limit: usize) {
+    entries.sort_by_key(|l| l.nanos);
+    if entries.len() > limit
+        && let Some(last) = limit.checked_sub(1).map(|i| micros(entries[i].nanos))
+    {
+        let keep = entries[limit..]
+            .iter()
+            .position(|l| micros(l.nanos) != last)
+            .map_or(entries.len(), |i| limit + i);
+        entries.truncate(keep);
+    }
 }
 
 /// Splits a frame of timestamped output into entries. A line without a
@@ -359,6 +386,34 @@ fn looks_like_timestamp(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(nanos: i64) -> LogLine {
+        LogLine {
+            nanos,
+            message: nanos.to_string(),
+        }
+    }
+
+    /// A line stored after lines stamped later than it (a busy Docker) is
+    /// put where its time says: on this page, not skipped by the next one,
+    /// which starts after the cut.
+    #[test]
+    fn a_page_sorts_its_entries_and_never_splits_a_microsecond() {
+        let mut page: Vec<LogLine> = [1_000, 2_000, 4_000, 5_000, 5_500, 3_000, 9_000]
+            .into_iter()
+            .map(line)
+            .collect();
+        cut_page(&mut page, 3);
+        let got: Vec<i64> = page.iter().map(|l| l.nanos).collect();
+        assert_eq!(got, [1_000, 2_000, 3_000]);
+        // The rest of the last entry's microsecond stays on the page.
+        let mut page: Vec<LogLine> = [1_000, 2_000, 3_000, 3_400, 3_999, 4_000]
+            .into_iter()
+            .map(line)
+            .collect();
+        cut_page(&mut page, 3);
+        assert_eq!(page.len(), 5);
+    }
 
     #[test]
     fn frames_split_into_timestamped_entries() {
