@@ -56,6 +56,13 @@ fn up_creates_then_reopens_the_store() {
     assert!(first.contains("(created, schema 1)"), "{first}");
     let second = text(&berth(&["up", "--check", "--data-dir", data]).stdout);
     assert!(second.contains("(opened, schema 1)"), "{second}");
+    // Private: the directory to its owner, the store file too.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let data = std::path::Path::new(data);
+    assert_eq!(mode(data), 0o700);
+    assert_eq!(mode(&data.join("berth.redb")), 0o600);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub fn default_data_dir() -> PathBuf {
 fn open_store(data_dir: &Path, check: bool) -> anyhow::Result<Option<Arc<berth_store::Store>>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    // The store holds task definitions' environment and the credentials
+    // file the secret key: the directory is its owner's only.
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making data directory {} private", data_dir.display()))?;
     let path = data_dir.join("berth.redb");
     let store = berth_store::Store::open(&path)
         .with_context(|| format!("opening the store at {}", path.display()))?;
