@@ -135,6 +135,31 @@ impl Control {
             })
     }
 
+    /// The service `name_or_arn` of the cluster `cluster` names (else
+    /// `default`), refused unless ACTIVE: a DRAINING or INACTIVE service
+    /// takes no update and no second deletion.
+    fn active_service_in(
+        &self,
+        txn: &mut Txn,
+        cluster: Option<&str>,
+        name_or_arn: &str,
+    ) -> Result<Service, ControlError> {
+        let cluster = self.active_cluster(txn, cluster)?;
+        let s = self.service_in(
+            txn,
+            &cluster.cluster_name,
+            &cluster.cluster_arn,
+            name_or_arn,
+        )?;
+        if s.status != ServiceStatus::Active {
+            return Err(ControlError::ServiceNotActive(format!(
+                "service `{}` is {}",
+                s.service_name, s.status
+            )));
+        }
+        Ok(s)
+    }
+
     /// CreateService: a REPLICA or DAEMON service with its first deployment.
     pub fn create_service(
         &self,
@@ -293,14 +318,7 @@ impl Control {
             .map(|g| u32_field("healthCheckGracePeriodSeconds", g, 2_147_483_647))
             .transpose()?;
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
-            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-            let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != ServiceStatus::Active {
-                return Err(ControlError::ServiceNotActive(format!(
-                    "service `{}` is {}",
-                    s.service_name, s.status
-                )));
-            }
+            let mut s = self.active_service_in(txn, req.cluster.as_deref(), &name)?;
             if let Some(d) = desired {
                 if s.scheduling_strategy == SchedulingStrategy::Daemon {
                     return Err(ControlError::invalid(
@@ -410,11 +428,7 @@ impl Control {
             .clone()
             .ok_or_else(|| ControlError::invalid("service", "is required"))?;
         let up = self.store.update(|txn| -> Result<Service, ControlError> {
-            let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
-            let mut s = self.service_in(txn, &cluster.cluster_name, &cluster.cluster_arn, &name)?;
-            if s.status != ServiceStatus::Active {
-                return Err(ControlError::ServiceNotActive(format!("service `{}` is {}", s.service_name, s.status)));
-            }
+            let mut s = self.active_service_in(txn, req.cluster.as_deref(), &name)?;
             if s.desired_count > 0 && s.scheduling_strategy == SchedulingStrategy::Replica && !req.force.unwrap_or(false) {
                 return Err(ControlError::invalid(
                     "service",
