@@ -140,32 +140,12 @@ impl Up {
 
     /// `aws ecs OP ARGS...` against this server, its JSON answer.
     pub fn aws(&self, args: &[&str]) -> Value {
-        let out = self.aws_output(args);
-        assert!(
-            out.status.success(),
-            "aws ecs {args:?}: {}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        aws_answer(args, self.aws_output(args))
     }
 
     /// `aws ecs OP ARGS...` as it ended, for calls expected to fail.
     pub fn aws_output(&self, args: &[&str]) -> std::process::Output {
-        aws_env(
-            Command::new("aws")
-                .args([
-                    "ecs",
-                    "--endpoint-url",
-                    &format!("http://{}", self.addr),
-                    "--output",
-                    "json",
-                ])
-                .args(args),
-            KEY,
-            SECRET,
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
+        aws_ecs_output(&format!("http://{}", self.addr), KEY, SECRET, args)
     }
 
     pub fn task(&self, arn: &str) -> Value {
@@ -248,6 +228,36 @@ impl Drop for Up {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// `aws ecs ARGS...` against `endpoint`, signed with `key` and `secret`, as
+/// it ended.
+pub fn aws_ecs_output(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    args: &[&str],
+) -> std::process::Output {
+    aws_env(
+        Command::new("aws")
+            .args(["ecs", "--endpoint-url", endpoint, "--output", "json"])
+            .args(args),
+        key,
+        secret,
+    )
+    .output()
+    .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
+}
+
+/// The JSON answer of the `aws ecs ARGS...` that ended as `out`, which must
+/// have succeeded.
+pub fn aws_answer(args: &[&str], out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "aws ecs {args:?}: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// What an AWS client (the CLI, boto3, a script of them) needs to talk to a

@@ -12,8 +12,8 @@ use serde_json::Value;
 use berth_agent::testing::TEST_IMAGE;
 
 use super::lab::{Host, ROOT_DIR, claim, until};
-use crate::harness::aws_env;
-use crate::{berth_bin, text};
+use crate::berth_bin;
+use crate::harness::{aws_answer, aws_ecs_output};
 
 /// `berth server` on a data directory of its own; stopped when dropped.
 #[derive(Debug)]
@@ -141,32 +141,13 @@ impl Server {
 
     /// `aws ecs ARGS...` against this server, its JSON answer.
     pub fn aws(&self, args: &[&str]) -> Value {
-        let out = self.aws_output(args);
-        assert!(
-            out.status.success(),
-            "aws ecs {args:?}: {}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        aws_answer(args, self.aws_output(args))
     }
 
     /// `aws ecs ARGS...` as it ended, for calls expected to fail.
     pub fn aws_output(&self, args: &[&str]) -> std::process::Output {
-        aws_env(
-            Command::new("aws")
-                .args([
-                    "ecs",
-                    "--endpoint-url",
-                    &format!("http://127.0.0.1:{}", self.port),
-                    "--output",
-                    "json",
-                ])
-                .args(args),
-            &self.key,
-            &self.secret,
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the AWS CLI ({e}); .ci/run installs it"))
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        aws_ecs_output(&endpoint, &self.key, &self.secret, args)
     }
 }
 
