@@ -8,6 +8,7 @@ mod harness;
 mod hosts;
 mod house_style;
 mod policies;
+mod registry;
 mod remote;
 mod services;
 mod story;

@@ -234,6 +234,8 @@ fn docker_options_show_in_the_container() {
     let out = berth_logs(&up, &arn, "quiet");
     assert!(!out.status.success());
     let said = text(&out.stderr);
+    // The caller's choice of driver, so a refusal (400), not a server failure.
+    assert!(said.contains("berth: ClientException: "), "{said}");
     assert!(
         said.contains("logs to the none log driver"),
         "{said}{}",
@@ -280,8 +282,8 @@ fn fields_berth_cannot_honour_are_refused_by_name() {
         ]);
         assert!(!out.status.success(), "accepted: {td}");
         let said = text(&out.stderr);
-        // berth answers every validation error as ECS's InvalidParameterException.
-        assert!(said.contains("InvalidParameterException"), "{said}");
+        // ECS answers a task definition it refuses with ClientException.
+        assert!(said.contains("ClientException"), "{said}");
         assert!(said.contains(want), "{said}\nwant: {want}");
     };
     let app = |extra: Value| {
@@ -296,8 +298,8 @@ fn fields_berth_cannot_honour_are_refused_by_name() {
         "containerDefinitions[0].secrets: not supported by berth",
     );
     refused(
-        app(json!({"privileged": true})),
-        "containerDefinitions[0].privileged: not supported by berth",
+        app(json!({"repositoryCredentials": {"credentialsParameter": "never-stored"}})),
+        "containerDefinitions[0].repositoryCredentials.credentialsParameter: no secret named `never-stored`",
     );
     refused(
         app(

@@ -152,6 +152,7 @@ pub(crate) fn container_config(
             config: l.options.as_ref().map(|o| o.clone().into_iter().collect()),
         }),
         readonly_rootfs: d.readonly_root_filesystem,
+        privileged: d.privileged,
         dns: (!d.dns_servers.is_empty()).then(|| d.dns_servers.clone()),
         dns_search: (!d.dns_search_domains.is_empty()).then(|| d.dns_search_domains.clone()),
         extra_hosts: (!d.extra_hosts.is_empty()).then(|| {

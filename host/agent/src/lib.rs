@@ -17,6 +17,7 @@ mod container_config;
 mod converge;
 mod docker;
 mod error;
+mod images;
 pub mod logs;
 mod register;
 mod session;
@@ -36,6 +37,7 @@ use berth_protocol::{Backoff, ControlPlane, TaskLogReader};
 use tokio::sync::Notify;
 
 pub use error::AgentError;
+pub use images::ImagePullBehavior;
 
 /// Label naming the task a container belongs to.
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
@@ -87,7 +89,17 @@ pub struct AgentConfig {
     pub reconcile_interval: Duration,
     /// SIGTERM-to-SIGKILL grace when a container definition sets no `stopTimeout` (ECS: 30 s).
     pub default_stop_timeout: Duration,
+    /// When images are pulled (`--image-pull-behavior`).
+    pub image_pull_behavior: ImagePullBehavior,
+    /// How long one image's pull may take before the task fails (`--image-pull-timeout`).
+    pub image_pull_timeout: Duration,
+    /// Whether privileged containers run here (`--allow-privileged`): the
+    /// instance then registers the attribute `ecs.capability.privileged-container`.
+    pub allow_privileged: bool,
 }
+
+/// How long a pull may take by default: big images on slow links.
+pub const DEFAULT_IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(1800);
 
 impl AgentConfig {
     /// Defaults for `cluster`, keeping the instance id in `data_dir`.
@@ -107,6 +119,9 @@ impl AgentConfig {
             reserved_ports: vec![22, 2375, 2376, 51678, 51679],
             reconcile_interval: Duration::from_millis(500),
             default_stop_timeout: Duration::from_secs(30),
+            image_pull_behavior: ImagePullBehavior::default(),
+            image_pull_timeout: DEFAULT_IMAGE_PULL_TIMEOUT,
+            allow_privileged: false,
         }
     }
 }
@@ -151,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     /// Tasks with a start or stop job in flight; the reconciler leaves them alone.
     pub(crate) busy: Mutex<HashSet<String>>,
+    /// Images this agent pulled since it started (`once`).
+    pub(crate) pulled: Mutex<HashSet<String>>,
 }
 
 impl Agent {
@@ -169,6 +186,7 @@ impl Agent {
                 cluster_arn,
                 wake: Arc::new(Notify::new()),
                 busy: Mutex::new(HashSet::new()),
+                pulled: Mutex::new(HashSet::new()),
             }),
         })
     }

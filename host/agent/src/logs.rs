@@ -257,6 +257,9 @@ fn log_read_error(e: AgentError) -> LogReadError {
     match e {
         AgentError::NoSuchTask(task) => LogReadError::NoSuchTask { task },
         AgentError::NoSuchContainer { task, name } => LogReadError::NoSuchContainer { task, name },
+        AgentError::LogsElsewhere { task, name, driver } => {
+            LogReadError::LogsElsewhere { task, name, driver }
+        }
         other => LogReadError::Failed {
             message: other.to_string(),
         },

@@ -87,6 +87,14 @@ pub(crate) async fn register(inner: &Inner, docker: &Docker) -> Result<(), Agent
         docker_version: version.version.clone().or(info.server_version.clone()),
     };
     let mut attributes = builtin_attributes(&facts);
+    if cfg.allow_privileged {
+        attributes.push(berth_core::model::Attribute {
+            name: berth_core::model::PRIVILEGED_CAPABILITY.to_owned(),
+            value: None,
+            target_type: None,
+            target_id: None,
+        });
+    }
     attributes.extend(cfg.attributes.iter().cloned());
     let req = registration(inner, true, registered, attributes, version_info);
     inner.plane.register_instance(req).await?;

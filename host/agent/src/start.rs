@@ -12,20 +12,17 @@ use berth_core::status::{ContainerStatus, DesiredStatus, HealthStatus, StopCode,
 use berth_protocol::{AssignedTask, ContainerStateChange, apply_task_state_change};
 use bollard::Docker;
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-};
-use futures_util::StreamExt;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
 use crate::container_config::{OOM_REASON, TaskSpec, container_config, docker_name};
 use crate::converge::{change_of, manifest};
 use crate::docker::{is_not_found, task_containers};
-use crate::{AgentError, Inner, LABEL_INSTANCE, LABEL_TASK_ARN, task_volumes};
+use crate::{AgentError, Inner, LABEL_INSTANCE, LABEL_TASK_ARN, images, task_volumes};
 
 /// How long a start may wait for its dependency conditions.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long pulling a missing image may take before the task fails.
-const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a pull's progress is written to its container's `reason`.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// What Docker says about one container.
 #[derive(Debug, Clone, Default)]
@@ -150,37 +147,75 @@ pub(crate) fn definitions(
     Ok((td, defs))
 }
 
-/// Makes sure `image` is present, pulling it when it is not; the error names the image.
-async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
-    match docker.inspect_image(image).await {
-        Ok(_) => return Ok(()),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(format!("CannotInspectImage: {image}: {e}")),
-    }
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (image, "latest"),
+/// Gets the image of `d` as the agent's pull behaviour says, with the
+/// registry credential it names, showing the pull's progress in the
+/// container's `reason` (DescribeTasks) every [`PROGRESS_EVERY`].
+async fn pull_for(
+    inner: &Inner,
+    docker: &Docker,
+    a: &AssignedTask,
+    d: &ContainerDefinition,
+) -> Result<(), StartError> {
+    let credential = match &d.repository_credentials {
+        None => None,
+        Some(rc) => Some(
+            a.registry_credentials
+                .get(&rc.credentials_parameter)
+                .ok_or_else(|| {
+                    StartError::Failed(format!(
+                        "CannotPullContainerError: image {} of container {}: no registry credential named `{}` is stored (berth secrets put {} --username USER --password-stdin)",
+                        d.image, d.name, rc.credentials_parameter, rc.credentials_parameter
+                    ))
+                })?,
+        ),
     };
-    let opts = CreateImageOptionsBuilder::default()
-        .from_image(name)
-        .tag(tag)
-        .build();
-    let pull = async {
-        let mut s = docker.create_image(Some(opts), None, None);
-        while let Some(r) = s.next().await {
-            r?;
+    let pull = images::Pull {
+        image: &d.image,
+        behavior: inner.cfg.image_pull_behavior,
+        timeout: inner.cfg.image_pull_timeout,
+        credential,
+        pulled: &inner.pulled,
+    };
+    let (tx, mut rx) = tokio::sync::watch::channel(String::new());
+    let show = |reason: String| {
+        let mut change = change_of(inner, &a.task.task_arn);
+        change.containers.push(ContainerStateChange {
+            container_name: d.name.clone(),
+            image: Some(d.image.clone()),
+            reason: Some(reason),
+            ..ContainerStateChange::default()
+        });
+        change
+    };
+    let report = async {
+        while rx.changed().await.is_ok() {
+            let line = rx.borrow_and_update().clone();
+            if let Err(e) = inner.plane.submit_task_state_change(show(line)).await {
+                tracing::debug!(task = %a.task.task_arn, "pull progress not recorded: {e}");
+            }
+            tokio::time::sleep(PROGRESS_EVERY).await;
         }
-        Ok::<(), bollard::errors::Error>(())
+        std::future::pending::<()>().await;
     };
-    match tokio::time::timeout(PULL_TIMEOUT, pull).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!(
-            "CannotPullContainerError: image {image} is not present locally and could not be pulled: {e}"
-        )),
-        Err(_) => Err(format!(
-            "CannotPullContainerError: image {image} is not present locally and pulling it timed out"
-        )),
+    let mut send = |line: String| {
+        tx.send_replace(line);
+    };
+    let result = tokio::select! {
+        r = images::ensure_image(docker, &pull, &mut send) => r,
+        () = report => Ok(()),
+    };
+    if let Err(why) = result {
+        // The failed container says why too, as ECS's does.
+        if let Err(e) = inner
+            .plane
+            .submit_task_state_change(show(why.clone()))
+            .await
+        {
+            tracing::debug!(task = %a.task.task_arn, "pull failure not recorded on the container: {e}");
+        }
+        return Err(StartError::Failed(why));
     }
+    Ok(())
 }
 
 /// Removes every container of `task_arn` this agent owns (force, with anonymous volumes).
@@ -293,10 +328,18 @@ async fn try_start(
     let (td, defs) = definitions(task, a.task_definition.as_ref()).map_err(StartError::Failed)?;
     // Leftovers of an interrupted start go first, so a retry starts clean.
     remove_task_containers(inner, docker, &task.task_arn).await?;
+    if !inner.cfg.allow_privileged
+        && let Some(d) = defs.iter().find(|d| d.privileged == Some(true))
+    {
+        // Placement keeps such tasks off this instance; one placed before
+        // the agent lost the option is refused here.
+        return Err(StartError::Failed(format!(
+            "CannotCreateContainerError: container {} is privileged and this agent was not started with --allow-privileged",
+            d.name
+        )));
+    }
     for d in &defs {
-        ensure_image(docker, &d.image)
-            .await
-            .map_err(StartError::Failed)?;
+        pull_for(inner, docker, a, d).await?;
     }
     task_volumes::prepare(docker, &inner.instance_arn, &task.task_arn, &td)
         .await
@@ -520,7 +563,12 @@ fn running_change(
                 ContainerStatus::Running
             }),
             exit_code: if exited { s.seen.exit_code } else { None },
-            reason: exited.then(|| s.seen.exit_reason()),
+            // Empty clears what the pull showed there.
+            reason: Some(if exited {
+                s.seen.exit_reason()
+            } else {
+                String::new()
+            }),
             network_bindings: Some(s.seen.bindings.clone()),
             health_status: s.seen.health.as_ref().map(ecs_health),
         });

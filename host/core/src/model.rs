@@ -194,6 +194,22 @@ pub struct Ulimit {
     pub unknown: UnknownFields,
 }
 
+/// The attribute an agent registers when it runs privileged containers
+/// (`berth agent --allow-privileged`); a task definition with a privileged
+/// container is placed only where it is.
+pub const PRIVILEGED_CAPABILITY: &str = "ecs.capability.privileged-container";
+
+/// `repositoryCredentials`: the name of a registry credential stored with
+/// `berth secrets put` (ECS names a Secrets Manager secret here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCredentials {
+    pub credentials_parameter: String,
+    /// Fields berth does not know; validation refuses them.
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -245,8 +261,11 @@ pub struct ContainerDefinition {
     pub interactive: Option<bool>,
     /// Allocate a TTY (`docker run -t`).
     pub pseudo_terminal: Option<bool>,
-    /// Refused when true (see `validate`); false is the default and accepted.
+    /// Placed only on instances whose agent allows privileged containers
+    /// (attribute [`PRIVILEGED_CAPABILITY`]).
     pub privileged: Option<bool>,
+    /// The stored registry credential to pull `image` with.
+    pub repository_credentials: Option<RepositoryCredentials>,
     pub linux_parameters: Option<LinuxParameters>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub system_controls: Vec<SystemControl>,

@@ -105,7 +105,7 @@ fn apply_container(task: &mut Task, change: &ContainerStateChange) {
         c.exit_code = Some(code);
     }
     if let Some(r) = &change.reason {
-        c.reason = Some(r.clone());
+        c.reason = (!r.is_empty()).then(|| r.clone());
     }
     if let Some(s) = change.status {
         c.last_status = s;

@@ -132,6 +132,19 @@ pub enum LogReadError {
         /// The name asked for.
         name: String,
     },
+    /// The container logs to a driver whose log the runtime cannot read
+    /// back (syslog, none): its logs are where that driver sends them.
+    #[error(
+        "container {name} of task {task} logs to the {driver} log driver, not one berth reads (json-file, local): its logs are where {driver} sends them"
+    )]
+    LogsElsewhere {
+        /// The task.
+        task: String,
+        /// The container's name in the task definition.
+        name: String,
+        /// Its log driver.
+        driver: String,
+    },
     /// Reading failed (the runtime did not answer, an unreadable entry).
     #[error("{message}")]
     Failed {

@@ -4,6 +4,8 @@ use berth_core::model::{
     Attribute, ContainerInstance, NetworkBinding, Resource, Task, TaskDefinition, VersionInfo,
 };
 use berth_core::status::{ContainerStatus, HealthStatus, InstanceStatus, StopCode, TaskStatus};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Registers (or refreshes) an agent's container instance.
@@ -169,6 +171,32 @@ pub struct AssignedTask {
     pub task: Task,
     /// Its task definition (None when it does not exist any more).
     pub task_definition: Option<TaskDefinition>,
+    /// The registry credentials its containers' `repositoryCredentials`
+    /// name, by name, while the task is yet to start (PENDING, desired
+    /// RUNNING): the agent pulls with them. A name with no stored
+    /// credential is left out, and the agent fails the task saying so.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_credentials: BTreeMap<String, RegistryCredential>,
+}
+
+/// A registry login stored with `berth secrets put`, as the agent pulls
+/// with it. Its `Debug` leaves the password out, so no log shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCredential {
+    /// The registry user.
+    pub username: String,
+    /// Its password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredential")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A change of one container, as ECS's `SubmitContainerStateChange` (a
@@ -190,7 +218,8 @@ pub struct ContainerStateChange {
     /// The exit code, once it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
-    /// Why it changed (e.g. `exited with code 1`).
+    /// Why it changed (e.g. `exited with code 1`), or what it waits for
+    /// (a pull's progress); empty clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The host ports bound, replacing those recorded.
@@ -397,14 +426,20 @@ pub fn new_instance(req: &RegisterInstance, registered_at: f64) -> ContainerInst
     }
 }
 
+/// Attributes under this prefix (`ecs.capability.privileged-container`)
+/// say what the agent can do; each registration says them all afresh.
+pub const CAPABILITY_PREFIX: &str = "ecs.capability.";
+
 /// Refreshes a recorded instance from a registration: resources, version,
 /// `agentConnected`, and the registration's attributes (replacing those of
-/// the same names; the others are kept). The caller recomputes usage.
+/// the same names, and every capability, so an agent restarted without one
+/// loses it; the others are kept). The caller recomputes usage.
 pub fn refresh_instance(ci: &mut ContainerInstance, req: &RegisterInstance) {
     ci.agent_connected = req.agent_connected;
     ci.registered_resources = req.total_resources.clone();
-    ci.attributes
-        .retain(|a| !req.attributes.iter().any(|e| e.name == a.name));
+    ci.attributes.retain(|a| {
+        !a.name.starts_with(CAPABILITY_PREFIX) && !req.attributes.iter().any(|e| e.name == a.name)
+    });
     ci.attributes.extend(req.attributes.iter().cloned());
     ci.version_info = Some(req.version_info.clone());
 }

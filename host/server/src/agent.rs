@@ -25,6 +25,8 @@ pub struct AgentOptions {
     pub memory_reserve_mib: i64,
     /// How many agents (container instances) run on the one Docker daemon.
     pub instances: u32,
+    /// Image pulls and privileged containers.
+    pub runtime: crate::agent_args::AgentRuntimeArgs,
 }
 
 /// The running agents: wake them all through `notifier`, stop them with `stop`.
@@ -81,6 +83,7 @@ pub async fn spawn(
         cfg.share = opts.instances;
         cfg.availability_zone = opts.availability_zone.clone();
         cfg.memory_reserve_mib = opts.memory_reserve_mib;
+        opts.runtime.apply(&mut cfg);
         let agent = Agent::new(Arc::clone(&plane), cfg).context("starting the Docker agent")?;
         tracing::info!(instance = %agent.instance_arn(), index, "starting the Docker agent");
         log_readers.register(agent.instance_arn(), agent.log_reader());

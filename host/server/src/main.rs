@@ -2,6 +2,7 @@
 //! machine, and the tools around it.
 
 mod agent;
+mod agent_args;
 mod api;
 mod bench;
 mod cli;
@@ -61,6 +62,8 @@ enum Command {
         /// The cluster this host's container instances join (created if missing).
         #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
         cluster: String,
+        #[command(flatten)]
+        runtime: agent_args::AgentRuntimeArgs,
     },
     /// Start the control plane only (ECS API, schedulers, placement policies,
     /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
@@ -105,6 +108,8 @@ enum Command {
         /// placement constraints and the query language.
         #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = remote_agent::parse_attribute)]
         attributes: Vec<berth_core::model::Attribute>,
+        #[command(flatten)]
+        runtime: agent_args::AgentRuntimeArgs,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             stopped_task_ttl,
             liveness,
             cluster,
+            runtime,
         } => up::run(
             &data_dir,
             check,
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
                 availability_zone,
                 memory_reserve_mib: memory_reserve,
                 instances,
+                runtime,
             },
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
@@ -168,6 +175,7 @@ fn main() -> ExitCode {
             availability_zone,
             instance_type,
             attributes,
+            runtime,
         } => remote_agent::run(remote_agent::RemoteAgentOptions {
             servers: server,
             cluster,
@@ -176,6 +184,7 @@ fn main() -> ExitCode {
             availability_zone,
             instance_type,
             attributes,
+            runtime,
         }),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),

@@ -29,6 +29,8 @@ pub struct RemoteAgentOptions {
     pub instance_type: String,
     /// Custom attributes (`--attribute K=V`).
     pub attributes: Vec<Attribute>,
+    /// Image pulls and privileged containers.
+    pub runtime: crate::agent_args::AgentRuntimeArgs,
 }
 
 /// `--attribute NAME=VALUE` (or `NAME` alone, an attribute without a value).
@@ -79,6 +81,7 @@ pub fn run(opts: RemoteAgentOptions) -> anyhow::Result<()> {
     cfg.instance_type = opts.instance_type;
     cfg.attributes = opts.attributes;
     cfg.docker_host = opts.docker_host;
+    opts.runtime.apply(&mut cfg);
     let agent = Agent::new(Arc::clone(&plane) as Arc<dyn ControlPlane>, cfg)
         .context("starting the Docker agent")?;
     let rt = tokio::runtime::Builder::new_multi_thread()

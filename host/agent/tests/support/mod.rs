@@ -151,6 +151,7 @@ impl ControlPlane for FakeControlPlane {
             .map(|t| AssignedTask {
                 task: t.clone(),
                 task_definition: s.definitions.get(&t.task_definition_arn).cloned(),
+                registry_credentials: Default::default(),
             })
             .collect();
         Ok(TaskManifest {

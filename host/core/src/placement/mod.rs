@@ -22,8 +22,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::{
-    PlacementConstraint, PlacementConstraintType, PlacementStrategy, PlacementStrategyType,
-    Protocol,
+    PRIVILEGED_CAPABILITY, PlacementConstraint, PlacementConstraintType, PlacementStrategy,
+    PlacementStrategyType, Protocol, TaskDefinition,
 };
 use crate::query::{self, Expr};
 use crate::validate::{self, FieldError, InvalidInput};
@@ -186,6 +186,38 @@ pub fn default_strategies() -> Vec<Strategy> {
     ]
 }
 
+/// The constraint a privileged container implies: only instances whose
+/// agent allows privileged containers (`--allow-privileged`) take it.
+fn privileged_expression() -> String {
+    format!("attribute:{PRIVILEGED_CAPABILITY} exists")
+}
+
+/// The placement constraints of a task of `td`: its own, and those its
+/// containers imply (a privileged container needs an instance with
+/// [`PRIVILEGED_CAPABILITY`], so placement answers `ATTRIBUTE` where no
+/// agent allows it, as ECS does for a missing capability).
+pub fn task_definition_constraints(td: &TaskDefinition) -> Vec<PlacementConstraint> {
+    let mut out = td.placement_constraints.clone();
+    if td
+        .container_definitions
+        .iter()
+        .any(|d| d.privileged == Some(true))
+    {
+        out.push(PlacementConstraint {
+            kind: PlacementConstraintType::MemberOf,
+            expression: Some(privileged_expression()),
+        });
+    }
+    out
+}
+
+/// Whether `c` is one [`task_definition_constraints`] added (not the user's,
+/// so not counted against [`validate::MAX_CONSTRAINTS`]).
+fn is_implied(c: &PlacementConstraint) -> bool {
+    c.kind == PlacementConstraintType::MemberOf
+        && c.expression.as_deref() == Some(privileged_expression().as_str())
+}
+
 /// Everything needed to place tasks of one kind, compiled once.
 #[derive(Debug, Clone)]
 pub struct PlacementRequest {
@@ -208,11 +240,16 @@ impl PlacementRequest {
         validate::constraints(&mut errors, "placementConstraints", constraints, true);
         validate::strategies(&mut errors, "placementStrategy", strategies);
         let total = definition_constraints.len() + constraints.len();
-        if total > validate::MAX_CONSTRAINTS {
+        let counted = total
+            - definition_constraints
+                .iter()
+                .filter(|c| is_implied(c))
+                .count();
+        if counted > validate::MAX_CONSTRAINTS {
             errors.push(FieldError {
                 path: "placementConstraints".into(),
                 message: format!(
-                    "{total} constraints with the task definition's; at most {} are allowed",
+                    "{counted} constraints with the task definition's; at most {} are allowed",
                     validate::MAX_CONSTRAINTS
                 ),
             });

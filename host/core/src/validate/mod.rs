@@ -11,7 +11,7 @@ mod options;
 #[cfg(test)]
 mod options_tests;
 
-pub use options::{BERTH_LABEL_PREFIX, LOG_DRIVERS};
+pub use options::{BERTH_LABEL_PREFIX, LOG_DRIVERS, valid_secret_name};
 
 use crate::model::{
     ContainerDefinition, DependencyCondition, NetworkMode, PlacementConstraint,

@@ -79,13 +79,20 @@ pub const CAPABILITIES: [&str; 38] = [
 /// Label prefix berth keeps for its own container labels.
 pub const BERTH_LABEL_PREFIX: &str = "berth.";
 
+/// Whether `name` may name a stored secret (`berth secrets put NAME`):
+/// 1-255 letters, digits, `-`, `_`, `.`, `/`.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_./".contains(ch))
+}
+
 /// Why berth refuses a field it does not know, when there is more to say
 /// than "not supported".
 fn refusal(field: &str) -> String {
     let why = match field {
-        "repositoryCredentials" => {
-            " yet (private registries come in a later change; use an image the host can pull)"
-        }
         "executionRoleArn" | "taskRoleArn" => " (berth has no IAM roles)",
         "links" => " (use a shared network mode, or extraHosts)",
         _ => "",
@@ -198,11 +205,18 @@ pub(super) fn container(c: &mut Check, p: &str, d: &ContainerDefinition, network
     for (j, v) in d.volumes_from.iter().enumerate() {
         unsupported(c, &format!("{p}.volumesFrom[{j}]"), &v.unknown);
     }
-    if d.privileged == Some(true) {
-        c.err(
-            format!("{p}.privileged"),
-            "not supported by berth (no agent option allows privileged containers yet; add the capabilities it needs with linuxParameters.capabilities)",
-        );
+    if let Some(rc) = &d.repository_credentials {
+        let rp = format!("{p}.repositoryCredentials");
+        unsupported(c, &rp, &rc.unknown);
+        if !valid_secret_name(&rc.credentials_parameter) {
+            c.err(
+                format!("{rp}.credentialsParameter"),
+                format!(
+                    "`{}` is not a secret name (1-255 letters, digits, `-`, `_`, `.`, `/`; store one with berth secrets put NAME)",
+                    rc.credentials_parameter
+                ),
+            );
+        }
     }
     if let Some(lc) = &d.log_configuration {
         unsupported(c, &format!("{p}.logConfiguration"), &lc.unknown);

@@ -65,8 +65,14 @@ fn unknown_container_fields_are_refused_by_path() {
 fn refusals_that_say_why() {
     let cases = [
         (
-            container_with(json!({"repositoryCredentials": {"credentialsParameter": "arn:x"}})),
-            "containerDefinitions[0].repositoryCredentials: not supported by berth yet (private registries come in a later change; use an image the host can pull)",
+            container_with(json!({"repositoryCredentials": {"credentialsParameter": "no spaces"}})),
+            "containerDefinitions[0].repositoryCredentials.credentialsParameter: `no spaces` is not a secret name (1-255 letters, digits, `-`, `_`, `.`, `/`; store one with berth secrets put NAME)",
+        ),
+        (
+            container_with(
+                json!({"repositoryCredentials": {"credentialsParameter": "reg", "kmsKeyId": "k"}}),
+            ),
+            "containerDefinitions[0].repositoryCredentials.kmsKeyId: not supported by berth",
         ),
         (
             container_with(json!({"links": ["side"]})),
@@ -87,10 +93,6 @@ fn refusals_that_say_why() {
         (
             task_with(json!({"requiresCompatibilities": ["EC2", "FARGATE"]})),
             "requiresCompatibilities[1]: `FARGATE` is not supported by berth; use EC2 or EXTERNAL",
-        ),
-        (
-            container_with(json!({"privileged": true})),
-            "containerDefinitions[0].privileged: not supported by berth (no agent option allows privileged containers yet; add the capabilities it needs with linuxParameters.capabilities)",
         ),
         (
             container_with(json!({"logConfiguration": {"logDriver": "awslogs"}})),
@@ -157,6 +159,17 @@ fn unknown_nested_fields_are_refused_by_path() {
         outcome(&v),
         "volumes[0].efsVolumeConfiguration: not supported by berth"
     );
+}
+
+#[test]
+fn privileged_and_repository_credentials_are_accepted() {
+    // Whether an agent allows privileged containers is placement's question,
+    // and whether the secret exists the control plane's.
+    let v = container_with(json!({
+        "privileged": true,
+        "repositoryCredentials": {"credentialsParameter": "registry/ci-bot"}
+    }));
+    assert_eq!(outcome(&v), "accepted");
 }
 
 #[test]

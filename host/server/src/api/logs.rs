@@ -203,6 +203,8 @@ pub(super) async fn get_task_logs(
                 task.last_status
             )));
         }
+        // The caller's container definition chose the driver: a 400, not a failure here.
+        Err(e @ LogReadError::LogsElsewhere { .. }) => return Err(client(e.to_string())),
         Err(e) => {
             return Err(ApiError::new(
                 "ServerException",

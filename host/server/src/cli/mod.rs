@@ -9,6 +9,7 @@
 mod answers;
 mod logs;
 mod policy;
+mod secrets;
 mod services;
 mod tasks;
 
@@ -185,6 +186,13 @@ pub enum ClientCommand {
     Instances {
         #[command(subcommand)]
         what: InstancesCommand,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Registry credentials for `repositoryCredentials` (never printed back).
+    Secrets {
+        #[command(subcommand)]
+        what: secrets::SecretsCommand,
         #[command(flatten)]
         conn: Conn,
     },
@@ -414,6 +422,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
     | ClientCommand::Instances { conn, .. }
     | ClientCommand::Services { conn, .. }
     | ClientCommand::Policy { conn, .. }
+    | ClientCommand::Secrets { conn, .. }
     | ClientCommand::Run(tasks::RunArgs { conn, .. })
     | ClientCommand::Logs(logs::LogsArgs { conn, .. })) = &cmd;
     let conn = conn.clone();
@@ -431,6 +440,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Services { what, .. } => services::run(&c, what, &conn).await,
         ClientCommand::Policy { what, .. } => policy::run(&c, what, &conn).await,
+        ClientCommand::Secrets { what, .. } => secrets::run(&c, what, &conn).await,
     }
 }
 

@@ -15,18 +15,18 @@
 //! message's own transaction, or in one of its own for the read-only
 //! manifest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::arn::{self, ArnContext};
 use berth_core::model::{ContainerInstance, Task, TaskDefinition};
-use berth_core::status::{InstanceStatus, TaskStatus};
+use berth_core::status::{DesiredStatus, InstanceStatus, TaskStatus};
 use berth_protocol::{
     AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
-    RegisterInstance, RetireAck, RetireInstance, StateChangeAck, TaskLogReader, TaskManifest,
-    TaskStateChange, apply_task_state_change,
+    RegisterInstance, RegistryCredential, RetireAck, RetireInstance, StateChangeAck, TaskLogReader,
+    TaskManifest, TaskStateChange, apply_task_state_change,
 };
 use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
 use berth_store::{Changes, Record, Store, Txn};
@@ -36,6 +36,33 @@ use super::liveness::{Liveness, come_back};
 pub use super::remote_logs::RemoteLogReader;
 use super::tasks::recount;
 use super::{ControlError, all_by_index};
+
+/// The registry credentials a task yet to start pulls with, by name (only
+/// then: a running task's manifest carries no passwords). A name with no
+/// stored secret is left out; the agent fails the task naming it.
+fn credentials_to_pull(
+    txn: &mut Txn,
+    task: &Task,
+    td: Option<&TaskDefinition>,
+) -> Result<BTreeMap<String, RegistryCredential>, ControlError> {
+    let mut out = BTreeMap::new();
+    if task.last_status != TaskStatus::Pending || task.desired_status != DesiredStatus::Running {
+        return Ok(out);
+    }
+    let names = td
+        .iter()
+        .flat_map(|td| &td.container_definitions)
+        .filter_map(|d| d.repository_credentials.as_ref())
+        .map(|rc| rc.credentials_parameter.as_str());
+    for name in names {
+        if !out.contains_key(name)
+            && let Some(cred) = super::secrets::registry_credential(txn, name)?
+        {
+            out.insert(name.to_owned(), cred);
+        }
+    }
+    Ok(out)
+}
 
 impl From<ControlError> for ProtocolError {
     fn from(e: ControlError) -> Self {
@@ -236,9 +263,11 @@ impl LocalControlPlane {
                     td
                 }
             };
+            let registry_credentials = credentials_to_pull(&mut txn, &task, td.as_ref())?;
             tasks.push(AssignedTask {
                 task,
                 task_definition: td,
+                registry_credentials,
             });
         }
         Ok(TaskManifest {

@@ -13,6 +13,7 @@ pub mod liveness;
 pub mod policies;
 mod remote_logs;
 pub mod scheduler;
+pub mod secrets;
 pub mod service_scheduler;
 pub mod services;
 mod taskdefs;

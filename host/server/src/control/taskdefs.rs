@@ -46,16 +46,38 @@ pub(super) fn resolve(
     })
 }
 
+/// Every `repositoryCredentials` of `req` names a stored secret; else a
+/// ClientException naming the first that does not.
+fn check_credentials_exist(
+    txn: &mut Txn,
+    req: &RegisterTaskDefinitionRequest,
+) -> Result<(), ControlError> {
+    for (i, d) in req.container_definitions.iter().enumerate() {
+        let Some(rc) = &d.repository_credentials else {
+            continue;
+        };
+        let name = &rc.credentials_parameter;
+        if super::secrets::registry_credential(txn, name)?.is_none() {
+            return Err(ControlError::Client(format!(
+                "containerDefinitions[{i}].repositoryCredentials.credentialsParameter: no secret named `{name}` (store it first: berth secrets put {name} --username USER --password-stdin)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Control {
     /// RegisterTaskDefinition: validated, then the family's next revision.
+    /// A definition refused is a ClientException, as ECS answers one.
     pub fn register_task_definition(
         &self,
         req: RegisterTaskDefinitionRequest,
     ) -> Result<TaskDefinitionResponse, ControlError> {
-        validate::task_definition(&req)?;
+        validate::task_definition(&req).map_err(|e| ControlError::Client(e.to_string()))?;
         let up = self
             .store
             .update(|txn| -> Result<TaskDefinition, ControlError> {
+                check_credentials_exist(txn, &req)?;
                 let last = revisions(txn, &req.family)?
                     .last()
                     .map_or(0, |t| t.revision);

@@ -347,7 +347,7 @@ impl Control {
         let spec = TaskSpec::from_definition(&td, None, req.group.clone().unwrap_or_default());
         let preq = PlacementRequest::compile(
             spec,
-            &td.placement_constraints,
+            &berth_core::placement::task_definition_constraints(&td),
             &req.placement_constraints,
             &[],
         )?;
@@ -487,7 +487,7 @@ impl Control {
         let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
         let preq = PlacementRequest::compile(
             spec,
-            &td.placement_constraints,
+            &berth_core::placement::task_definition_constraints(&td),
             &req.placement_constraints,
             &req.placement_strategy,
         )?;
@@ -578,7 +578,12 @@ impl Control {
                 .clone()
                 .unwrap_or_else(|| format!("family:{}", td.family));
             let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
-            let preq = PlacementRequest::compile(spec, &td.placement_constraints, &[], &[])?;
+            let preq = PlacementRequest::compile(
+                spec,
+                &berth_core::placement::task_definition_constraints(&td),
+                &[],
+                &[],
+            )?;
             let mut view = self.views.take(txn, &cluster.cluster_arn)?;
             let new = NewTask {
                 cluster_name: &cluster.cluster_name,
@@ -820,7 +825,7 @@ impl Control {
                         }
                     };
                     let spec = TaskSpec::from_definition(&td, task.overrides.as_ref(), task.group.clone().unwrap_or_default());
-                    let preq = match PlacementRequest::compile(spec, &td.placement_constraints, &q.placement_constraints, &q.placement_strategy) {
+                    let preq = match PlacementRequest::compile(spec, &berth_core::placement::task_definition_constraints(&td), &q.placement_constraints, &q.placement_strategy) {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::warn!(task = %task.task_arn, error = %e, "queued task's placement no longer compiles");

@@ -123,7 +123,7 @@ fn invalid_task_definition_names_the_field_and_changes_nothing() {
     let mut bad = td("web", 10, 10, Some(70000));
     bad.container_definitions[0].port_mappings[0].container_port = 70000;
     let err = c.register_task_definition(bad).unwrap_err();
-    assert_eq!(err.code(), "InvalidParameterException");
+    assert_eq!(err.code(), "ClientException");
     assert!(
         err.to_string()
             .contains("containerDefinitions[0].portMappings[0]"),

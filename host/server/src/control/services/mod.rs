@@ -235,7 +235,7 @@ impl Control {
             let spec = berth_core::placement::TaskSpec::from_definition(&td, None, group_of(&name));
             berth_core::placement::PlacementRequest::compile(
                 spec,
-                &td.placement_constraints,
+                &berth_core::placement::task_definition_constraints(&td),
                 &req.placement_constraints,
                 &req.placement_strategy,
             )?;
@@ -363,7 +363,7 @@ impl Control {
                 );
                 berth_core::placement::PlacementRequest::compile(
                     spec,
-                    &td.placement_constraints,
+                    &berth_core::placement::task_definition_constraints(&td),
                     &s.placement_constraints,
                     &s.placement_strategy,
                 )?;
