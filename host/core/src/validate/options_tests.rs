@@ -318,3 +318,10 @@ fn a_full_definition_is_accepted() {
     let td: RegisterTaskDefinition = from_json(v.to_string().as_bytes()).expect("parses");
     assert_eq!(serde_json::to_value(&td).expect("serialises"), v);
 }
+
+#[test]
+fn the_private_registry_example_is_a_valid_task_definition() {
+    let example = include_str!("../../../../examples/private-web.json");
+    let v: serde_json::Value = serde_json::from_str(example).expect("examples/private-web.json");
+    assert_eq!(outcome(&v), "accepted");
+}
