@@ -270,3 +270,65 @@ async fn an_agent_restart_keeps_draining_and_custom_attributes() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_task_yet_to_start_carries_its_registry_credential_and_a_running_one_none() {
+    let f = fixture();
+    f.plane
+        .register_instance(registration())
+        .await
+        .expect("register");
+    f.control
+        .put_secret(crate::control::secrets::PutSecretRequest {
+            name: "registry/team".into(),
+            username: "ci-bot".into(),
+            password: "hunter2".into(),
+        })
+        .expect("secret");
+    let td: berth_core::model::RegisterTaskDefinition = serde_json::from_value(json!({
+        "family": "private", "containerDefinitions": [{"name": "app", "image": "r:5000/app:1",
+            "memory": 16, "repositoryCredentials": {"credentialsParameter": "registry/team"}}]
+    }))
+    .expect("td");
+    f.control.register_task_definition(td).expect("td");
+    let run = f
+        .control
+        .run_task(RunTaskRequest {
+            task_definition: Some("private".into()),
+            ..Default::default()
+        })
+        .expect("run");
+    let arn = run.tasks[0].task_arn.clone();
+    let m = f
+        .plane
+        .task_manifest(manifest_request())
+        .await
+        .expect("manifest");
+    let cred = &m.task(&arn).expect("assigned").registry_credentials["registry/team"];
+    assert_eq!(
+        (cred.username.as_str(), cred.password.as_str()),
+        ("ci-bot", "hunter2")
+    );
+    f.plane
+        .submit_task_state_change(TaskStateChange {
+            cluster: "default".into(),
+            task: arn.clone(),
+            status: Some(TaskStatus::Running),
+            at: 1.0,
+            ..Default::default()
+        })
+        .await
+        .expect("running");
+    let m = f
+        .plane
+        .task_manifest(manifest_request())
+        .await
+        .expect("manifest");
+    assert!(
+        m.task(&arn)
+            .expect("assigned")
+            .registry_credentials
+            .is_empty()
+    );
+    assert!(!serde_json::to_string(&m).expect("json").contains("hunter2"));
+}
