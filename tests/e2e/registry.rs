@@ -167,7 +167,7 @@ fn family(name: &str) -> String {
 /// Registers a task definition of one container running `image` (with the
 /// stored credential `credential`, if any) and runs one task of it.
 fn run_image(up: &Up, name: &str, image: &str, credential: Option<&str>) -> String {
-    let mut c = json!({"name": "app", "image": image, "memory": 16,
+    let mut c = json!({"name": "app", "image": image, "memory": 16, "stopTimeout": 1,
         "command": ["sleep", "60"]});
     if let Some(cred) = credential {
         c["repositoryCredentials"] = json!({"credentialsParameter": cred});
@@ -290,6 +290,53 @@ fn a_private_image_is_pulled_with_its_stored_credential_only() {
         ),
         "{said}"
     );
+}
+
+#[test]
+fn a_remote_agent_gets_the_credential_from_its_server() {
+    if !docker_ready() {
+        return;
+    }
+    let registry = Registry::start();
+    let server_dir = tempfile::tempdir().expect("tempdir");
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let server = Up::server_in(server_dir.path());
+    // `berth agent` over HTTP: the credential is in the server's store only.
+    let mut agent = Command::new(berth_bin())
+        .args(["agent", "--server", &format!("http://{}", server.addr)])
+        .arg("--data-dir")
+        .arg(agent_dir.path())
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("BERTH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("berth agent starts");
+    let instance = server.until_any_instance();
+    let _guard = berth_agent::testing::CleanupGuard::new("berth.container-instance", instance);
+    let put = berth_at(
+        &server,
+        &[
+            "secrets",
+            "put",
+            "reg",
+            "--username",
+            USER,
+            "--password-stdin",
+        ],
+        PASSWORD,
+    );
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let arn = run_image(&server, "remote", &registry.image, Some("reg"));
+    let t = server.until(&arn, "RUNNING");
+    assert_eq!(t["containers"][0]["image"], registry.image.as_str(), "{t}");
+    server.aws(&["stop-task", "--task", &arn]);
+    server.until(&arn, "STOPPED");
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let _ = agent.wait();
 }
 
 #[test]
