@@ -321,3 +321,78 @@ fn fields_berth_cannot_honour_are_refused_by_name() {
         &ok.to_string(),
     ]);
 }
+
+#[test]
+fn task_namespaces_shared_volumes_and_start_timeouts_reach_docker() {
+    if !docker_ready() {
+        return;
+    }
+    let up = Up::start();
+    let _guard = up.guard_containers();
+    let shared = format!("e2e-td-shared-{}", std::process::id());
+    let td = json!({
+        "family": family("ns"), "pidMode": "task", "ipcMode": "task",
+        "volumes": [{"name": shared, "dockerVolumeConfiguration":
+            {"scope": "shared", "autoprovision": true, "driver": "local"}}],
+        "containerDefinitions": [
+            {"name": "main", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 1,
+             "mountPoints": [{"sourceVolume": shared, "containerPath": "/cache"}],
+             "command": ["sh", "-c", "echo kept > /cache/kept.txt; sleep 60"]},
+            {"name": "side", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 1,
+             "command": ["sleep", "60"]}]
+    });
+    let arn = register_and_run(&up, &td);
+    up.until(&arn, "RUNNING");
+    let main = inspect(&arn, "main");
+    let side = inspect(&arn, "side");
+    assert_eq!(main["HostConfig"]["IpcMode"], "shareable");
+    let main_id = main["Id"].as_str().expect("id");
+    let joined = |mode: &Value| {
+        let m = mode.as_str().unwrap_or_default();
+        m == format!("container:berth-{}-main", task_id(&arn))
+            || m == format!("container:{main_id}")
+    };
+    assert!(
+        joined(&side["HostConfig"]["PidMode"]),
+        "{}",
+        side["HostConfig"]
+    );
+    assert!(
+        joined(&side["HostConfig"]["IpcMode"]),
+        "{}",
+        side["HostConfig"]
+    );
+    up.aws(&["stop-task", "--task", &arn]);
+    up.until(&arn, "STOPPED");
+    // A shared volume outlives its task, with what the task wrote.
+    let vol = Command::new("docker")
+        .args(["volume", "inspect", "--format", "{{.Mountpoint}}", &shared])
+        .output()
+        .expect("docker volume inspect");
+    assert!(vol.status.success(), "{}", text(&vol.stderr));
+    let kept = std::path::Path::new(text(&vol.stdout).trim()).join("kept.txt");
+    assert_eq!(read(&kept), "kept");
+    let _ = Command::new("docker")
+        .args(["volume", "rm", &shared])
+        .output();
+
+    // A dependency never healthy within its startTimeout stops the task.
+    let td = json!({
+        "family": family("slow"),
+        "containerDefinitions": [
+            {"name": "db", "image": TEST_IMAGE, "memory": 16, "startTimeout": 2, "stopTimeout": 1,
+             "healthCheck": {"command": ["CMD-SHELL", "exit 1"], "interval": 5, "retries": 10},
+             "command": ["sleep", "60"]},
+            {"name": "app", "image": TEST_IMAGE, "memory": 16, "command": ["true"],
+             "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}]
+    });
+    let arn = register_and_run(&up, &td);
+    let t = up.until(&arn, "STOPPED");
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t}");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("within its startTimeout of 2 s")),
+        "{t}"
+    );
+}
