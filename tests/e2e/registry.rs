@@ -261,6 +261,10 @@ fn a_private_image_is_pulled_with_its_stored_credential_only() {
     eprintln!("no credential: {reason}");
     assert!(!registry.cached());
 
+    // The host's own `docker login` serves a container that names no credential.
+    host_login_pulls(&registry);
+    registry.remove_local_image();
+
     // The right one: pulled, and the task runs.
     let good = run_image(&up, "good", &image, Some("reg-good"));
     let t = up.until(&good, "RUNNING");
@@ -290,6 +294,25 @@ fn a_private_image_is_pulled_with_its_stored_credential_only() {
         ),
         "{said}"
     );
+}
+
+/// A `berth up` whose Docker config (`DOCKER_CONFIG`) holds the
+/// registry's login, as `docker login` writes it, runs the private image
+/// with no `repositoryCredentials`; then the task is stopped.
+fn host_login_pulls(registry: &Registry) {
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = registry.image.split('/').next().expect("registry host");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let config = json!({"auths": {host: {"auth": auth}}});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config.json");
+    let dir_s = dir.path().to_str().expect("utf-8 path");
+    let up = Up::start_with(&[("DOCKER_CONFIG", dir_s)]);
+    let _guard = up.guard_containers();
+    let arn = run_image(&up, "hostlogin", &registry.image, None);
+    up.until(&arn, "RUNNING");
+    up.aws(&["stop-task", "--task", &arn]);
+    up.until(&arn, "STOPPED");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 mod container_config;
 mod converge;
 mod docker;
+mod docker_config;
 mod error;
 mod images;
 pub mod logs;

@@ -156,8 +156,13 @@ async fn pull_for(
     a: &AssignedTask,
     d: &ContainerDefinition,
 ) -> Result<(), StartError> {
+    // The host's own `docker login` serves containers that name none.
+    let host_login;
     let credential = match &d.repository_credentials {
-        None => None,
+        None => {
+            host_login = crate::docker_config::host_credential(&d.image);
+            host_login.as_ref()
+        }
         Some(rc) => Some(
             a.registry_credentials
                 .get(&rc.credentials_parameter)
