@@ -49,8 +49,27 @@ impl Observed {
     }
 }
 
-/// Inspects a container; `Ok(None)` when it does not exist.
+/// Inspects a container; `Ok(None)` when it does not exist. A container
+/// killed by SIGKILL (137) is looked at again a few times: Docker records
+/// `OOMKilled` from its own event, which may land just after the exit.
 pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed>, AgentError> {
+    let mut seen = observe_once(docker, id).await?;
+    for _ in 0..OOM_RECHECKS {
+        match &seen {
+            Some(o) if o.exited && o.exit_code == Some(137) && !o.oom_killed => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                seen = observe_once(docker, id).await?;
+            }
+            _ => break,
+        }
+    }
+    Ok(seen)
+}
+
+/// How many more looks a SIGKILLed container gets for Docker's `OOMKilled`.
+const OOM_RECHECKS: u32 = 5;
+
+async fn observe_once(docker: &Docker, id: &str) -> Result<Option<Observed>, AgentError> {
     let c = match docker.inspect_container(id, None).await {
         Ok(c) => c,
         Err(e) if is_not_found(&e) => return Ok(None),
