@@ -255,6 +255,17 @@ fn a_private_image_is_pulled_with_its_stored_credential_only() {
     let wrong = run_image(&up, "wrong", &image, Some("reg-bad"));
     let reason = pull_failure(&up, &wrong, &image);
     eprintln!("wrong credential: {reason}");
+    // `berth ps` shows why it stopped.
+    let ps = berth_at(&up, &["ps", "--all"], "");
+    let shown = text(&ps.stdout);
+    assert!(
+        shown.lines().next().is_some_and(|h| h.ends_with("REASON")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("CannotPullContainerError: pulling image {image}")),
+        "{shown}"
+    );
     // No credential at all: refused alike.
     let none = run_image(&up, "none", &image, None);
     let reason = pull_failure(&up, &none, &image);

@@ -31,7 +31,26 @@ pub struct RunArgs {
     pub(super) conn: Conn,
 }
 
-pub const TASK_HEADER: [&str; 6] = ["TASK", "DEFINITION", "LAST", "DESIRED", "INSTANCE", "PORTS"];
+pub const TASK_HEADER: [&str; 7] = [
+    "TASK",
+    "DEFINITION",
+    "LAST",
+    "DESIRED",
+    "INSTANCE",
+    "PORTS",
+    "REASON",
+];
+
+/// What a task is waiting for or why it stopped: a PENDING task's first
+/// container reason (an image pull's progress), a STOPPED task's reason.
+fn reason(t: &Task) -> String {
+    let said = match t.last_status {
+        TaskStatus::Pending => t.containers.iter().find_map(|c| c.reason.clone()),
+        TaskStatus::Stopped => t.stopped_reason.clone(),
+        _ => None,
+    };
+    said.unwrap_or_else(|| "-".into())
+}
 
 pub fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
     tasks
@@ -54,6 +73,7 @@ pub fn task_rows(tasks: &[Task]) -> Vec<Vec<String>> {
                 } else {
                     ports.join(",")
                 },
+                reason(t),
             ]
         })
         .collect()
