@@ -541,3 +541,41 @@ fn more_dynamic_ports_than_the_range_holds_fit_nowhere() {
     assert_eq!(place_on(&mut st, &r, 0), Err(Check::Ports));
     assert_eq!(st.cpu_free(0), 4096, "nothing reserved");
 }
+
+#[test]
+fn a_privileged_container_is_placed_only_where_the_agent_allows_it() {
+    let td: TaskDefinition = serde_json::from_value(serde_json::json!({
+        "taskDefinitionArn": "arn:td/p:1", "family": "p", "revision": 1,
+        "networkMode": "bridge", "status": "ACTIVE",
+        "containerDefinitions": [{"name": "app", "image": "i", "memory": 16, "privileged": true}],
+        "placementConstraints": (0..10).map(|_| serde_json::json!(
+            {"type": "memberOf", "expression": "attribute:ecs.os-type exists"})).collect::<Vec<_>>()
+    }))
+    .expect("task definition");
+    let constraints = task_definition_constraints(&td);
+    assert_eq!(constraints.len(), 11);
+    let mut st = ClusterState::default();
+    let mut plain = inst(0, "a", 4096, 4096);
+    plain
+        .attributes
+        .push(("ecs.os-type".into(), Some("linux".into())));
+    let mut allowed = plain.clone();
+    allowed.arn = "ci-1".into();
+    allowed
+        .attributes
+        .push((crate::model::PRIVILEGED_CAPABILITY.into(), None));
+    st.add_instance(plain);
+    // The implied constraint does not count against the ten allowed.
+    let r = PlacementRequest::compile(task(10, 10, "g"), &constraints, &[], &[]).expect("compiles");
+    let f = Placer::new(1)
+        .place(&mut st, &r, 1)
+        .remove(0)
+        .expect_err("not placed without the capability");
+    assert_eq!(f.reason, Check::Attribute);
+    st.add_instance(allowed);
+    let p = Placer::new(1)
+        .place(&mut st, &r, 1)
+        .remove(0)
+        .expect("placed");
+    assert_eq!(p.instance, 1);
+}
