@@ -480,3 +480,26 @@ fn wait_started_or_refused(up: &Up, arn: &str) -> Value {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_pull_past_its_timeout_stops_the_task() {
+    if !docker_ready() {
+        return;
+    }
+    // A "registry" that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("address").port();
+    let up = Up::start_args(&[], &["--image-pull-timeout", "2"]);
+    let _guard = up.guard_containers();
+    let image = format!("127.0.0.1:{port}/berth/never:1");
+    let arn = run_image(&up, "timeout", &image, None);
+    let t = up.until(&arn, "STOPPED");
+    assert_eq!(
+        t["stoppedReason"],
+        format!(
+            "CannotPullContainerError: pulling image {image} failed: no answer within the pull timeout of 2 s (berth agent --image-pull-timeout)"
+        ),
+        "{t}"
+    );
+    drop(silent);
+}
