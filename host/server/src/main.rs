@@ -3,6 +3,7 @@
 
 mod agent;
 mod api;
+mod api_args;
 mod bench;
 mod cli;
 mod control;
@@ -58,6 +59,8 @@ enum Command {
         stopped_task_ttl: u64,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
+        #[command(flatten)]
+        api: api_args::ApiArgs,
         /// The cluster this host's container instances join (created if missing).
         #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
         cluster: String,
@@ -77,6 +80,8 @@ enum Command {
         stopped_task_ttl: u64,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
+        #[command(flatten)]
+        api: api_args::ApiArgs,
     },
     /// Join this host's Docker engine to a `berth server` as a container
     /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
             instances,
             stopped_task_ttl,
             liveness,
+            api,
             cluster,
         } => up::run(
             &data_dir,
@@ -148,17 +154,20 @@ fn main() -> ExitCode {
             },
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
+            api.limits(),
         ),
         Command::Server {
             data_dir,
             listen,
             stopped_task_ttl,
             liveness,
+            api,
         } => up::run_server(
             &data_dir,
             listen,
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
+            api.limits(),
         ),
         Command::Agent {
             server,

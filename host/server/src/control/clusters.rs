@@ -84,7 +84,8 @@ impl Control {
             return Err(ControlError::invalid(
                 "clusterName",
                 format!(
-                    "`{name}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)"
+                    "`{}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)",
+                    berth_core::quote::Quoted(&name)
                 ),
             ));
         }
