@@ -48,7 +48,7 @@ mod tests {
             "{q}"
         );
         let b = bounded("ab".repeat(10) + "é", 3);
-        assert_eq!(b, "aba… (18 more bytes)");
+        assert_eq!(b, "aba… (19 more bytes)");
         assert_eq!(bounded("short".into(), 100), "short");
     }
 }
