@@ -111,6 +111,11 @@ enum Command {
         #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = remote_agent::parse_attribute)]
         attributes: Vec<berth_core::model::Attribute>,
     },
+    /// The API's access key.
+    Credentials {
+        #[command(subcommand)]
+        what: CredentialsCommand,
+    },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -118,6 +123,17 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Write a fresh key to the data directory's credentials file and print
+    /// it; a running berth accepts the old key until it restarts.
+    Rotate {
+        /// Where berth keeps its state.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
+        data_dir: PathBuf,
     },
 }
 
@@ -186,6 +202,9 @@ fn main() -> ExitCode {
             instance_type,
             attributes,
         }),
+        Command::Credentials {
+            what: CredentialsCommand::Rotate { data_dir },
+        } => credentials::run_rotate(&data_dir),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),
     };

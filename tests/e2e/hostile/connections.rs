@@ -130,52 +130,80 @@ fn hostile_connections_beyond_the_cap_wait_and_the_api_answers() {
     drop(idle);
 }
 
+/// `berth server` on `dir` with no key in its environment: the child, its
+/// address and what it printed up to its last startup line.
+fn start_server(dir: &std::path::Path) -> (std::process::Child, String, String) {
+    let mut child = Command::new(berth_bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env_remove("BERTH_ACCESS_KEY_ID")
+        .env_remove("BERTH_SECRET_ACCESS_KEY")
+        .env("BERTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("berth server starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.contains("list-clusters");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    // Keep draining, so its last line finds the pipe open.
+    std::thread::spawn(move || for _ in lines {});
+    let said = said.join("\n");
+    let addr = said
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("no address in {said}"))
+        .to_owned();
+    (child, addr, said)
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The key in `dir`'s credentials file: (id, secret).
+fn key_in(dir: &std::path::Path) -> (String, String) {
+    let creds: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("credentials")).expect("the credentials file"),
+    )
+    .expect("JSON");
+    (
+        creds["access_key_id"]
+            .as_str()
+            .expect("a key id")
+            .to_owned(),
+        creds["secret_access_key"]
+            .as_str()
+            .expect("a secret")
+            .to_owned(),
+    )
+}
+
 /// The first start of a data directory prints the secret it created; the
 /// next start names the key and the file, never the secret.
 #[test]
 fn hostile_the_secret_is_printed_only_when_created() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        let mut child = Command::new(berth_bin())
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env_remove("BERTH_ACCESS_KEY_ID")
-            .env_remove("BERTH_SECRET_ACCESS_KEY")
-            .env("BERTH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("berth server starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut said = Vec::new();
-        for line in lines.by_ref().map_while(Result::ok) {
-            let done = line.contains("list-clusters");
-            said.push(line);
-            if done {
-                break;
-            }
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        // Read on to the end, so its last line finds the pipe open.
-        said.extend(lines.map_while(Result::ok));
-        let _ = child.wait();
-        said.join("\n")
-    };
-    let first = start();
-    let creds: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("credentials")).expect("the credentials file"),
-    )
-    .expect("JSON");
-    let secret = creds["secret_access_key"].as_str().expect("a secret");
-    let key = creds["access_key_id"].as_str().expect("a key id");
+    let (child, _, first) = start_server(dir.path());
+    stop(child);
+    let (key, secret) = key_in(dir.path());
     assert!(
         first.contains(&format!("export AWS_SECRET_ACCESS_KEY={secret}")),
         "{first}"
     );
-    let second = start();
+    let (child, _, second) = start_server(dir.path());
+    stop(child);
     assert!(
-        !second.contains(secret),
+        !second.contains(&secret),
         "the secret was printed again:\n{second}"
     );
     assert!(
@@ -186,4 +214,53 @@ fn hostile_the_secret_is_printed_only_when_created() {
         second.contains(&dir.path().join("credentials").display().to_string()),
         "{second}"
     );
+}
+
+/// `berth credentials rotate` writes a new key: the running server keeps
+/// accepting the old one; after a restart only the new one works.
+#[test]
+fn hostile_credentials_rotate_takes_effect_at_restart() {
+    use crate::harness::aws_ecs_output;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (child, addr, _) = start_server(dir.path());
+    let (old_key, old_secret) = key_in(dir.path());
+    let out = Command::new(berth_bin())
+        .args(["credentials", "rotate", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("BERTH_ACCESS_KEY_ID")
+        .output()
+        .expect("berth credentials rotate runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (new_key, new_secret) = key_in(dir.path());
+    assert_ne!(new_key, old_key);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("export AWS_SECRET_ACCESS_KEY={new_secret}")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let calls = |addr: &str, key: &str, secret: &str| {
+        aws_ecs_output(&format!("http://{addr}"), key, secret, &["list-clusters"])
+            .status
+            .success()
+    };
+    assert!(
+        calls(&addr, &old_key, &old_secret),
+        "the old key stopped before a restart"
+    );
+    stop(child);
+    let (child, addr, _) = start_server(dir.path());
+    assert!(
+        calls(&addr, &new_key, &new_secret),
+        "the new key is refused after a restart"
+    );
+    assert!(
+        !calls(&addr, &old_key, &old_secret),
+        "the old key still works after a restart"
+    );
+    stop(child);
 }
