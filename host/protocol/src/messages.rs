@@ -247,6 +247,26 @@ pub struct SubmitContainerStateChange {
     pub at: f64,
 }
 
+/// Several tasks' state changes in one message, applied in one store
+/// transaction (an agent that starts many tasks at once reports them
+/// together: one round trip and one commit instead of one per task).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateChanges {
+    /// The changes, applied in order.
+    pub changes: Vec<TaskStateChange>,
+}
+
+/// The answer to [`TaskStateChanges`]: per change, in order, whether it
+/// changed its task (the tasks themselves are left out to keep it small).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChangesAck {
+    /// False for a change already applied, out of date, or of a task that
+    /// does not exist.
+    pub applied: Vec<bool>,
+}
+
 /// The answer to a state change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -507,6 +507,22 @@ impl Snapshot for RedbSnapshot {
         }
         Ok(out)
     }
+
+    fn count_index(&self, table: &str, index: &str, value: &str) -> Result<u64, StoreError> {
+        let Some(idx) = open_read(&self.rtx, index_table(&index_table_name(table)))? else {
+            return Ok(0);
+        };
+        let prefix = index_value_prefix(index, value);
+        let mut n = 0;
+        for entry in idx.range::<&str>(start_bound(&prefix, None))? {
+            let (k, _) = entry?;
+            if !k.value().starts_with(prefix.as_str()) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 impl Backend for RedbBackend {

@@ -15,7 +15,7 @@
 //! message's own transaction, or in one of its own for the read-only
 //! manifest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,11 +25,11 @@ use berth_core::model::{ContainerInstance, Task, TaskDefinition};
 use berth_core::status::{InstanceStatus, TaskStatus};
 use berth_protocol::{
     AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
-    RegisterInstance, RetireAck, RetireInstance, StateChangeAck, TaskLogReader, TaskManifest,
-    TaskStateChange, apply_task_state_change,
+    RegisterInstance, RetireAck, RetireInstance, StateChangeAck, StateChangesAck, TaskLogReader,
+    TaskManifest, TaskStateChange, TaskStateChanges, apply_task_state_change,
 };
 use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
-use berth_store::{Changes, Record, Store, Txn};
+use berth_store::{Store, Txn};
 
 use super::instances::put_registration;
 use super::liveness::{Liveness, come_back};
@@ -110,10 +110,13 @@ impl LocalControlPlane {
     ) -> Result<TaskManifest, ControlError> {
         let deadline = tokio::time::Instant::now() + self.manifest_wait;
         // Watched from before the read, so a change landing between the
-        // read and the wait still wakes it.
+        // read and the wait still wakes it. Only commits that rewrite this
+        // instance's record wake it (not every commit, as a table watch
+        // would: with thousands of agents polling that cost more than the
+        // commits themselves).
         let mut watch = self
             .store
-            .watch(&[ContainerInstance::TABLE], self.store.revision()?);
+            .watch_record::<ContainerInstance>(&req.container_instance_arn);
         // The request is what is heard from the agent; the re-reads below
         // are not: the poll's connection may have died since (a host cut
         // off), and hearing them would keep a lost agent's tasks forever.
@@ -122,19 +125,13 @@ impl LocalControlPlane {
             if manifest.sequence != known {
                 return Ok(manifest);
             }
-            loop {
-                let Ok(changes) = tokio::time::timeout_at(deadline, watch.next()).await else {
-                    return Ok(manifest);
-                };
-                let ours = match changes? {
-                    Changes::Events { events, .. } => {
-                        events.iter().any(|e| e.key == req.container_instance_arn)
-                    }
-                    Changes::Compacted { .. } => true,
-                };
-                if ours {
-                    break;
-                }
+            if tokio::time::timeout_at(deadline, watch.changed())
+                .await
+                .is_err()
+            {
+                // A change committed by another process sharing the store
+                // wakes nothing here: read once more before answering.
+                return Ok(self.read_manifest(req)?);
             }
             manifest = self.read_manifest(req)?;
         }
@@ -252,24 +249,12 @@ impl LocalControlPlane {
         let up = self
             .store
             .update(|txn| -> Result<StateChangeAck, ControlError> {
-                let Some(task) = txn.get::<Task>(&change.task)? else {
-                    return Ok(StateChangeAck {
-                        applied: false,
-                        task: None,
-                    });
-                };
-                let mut task = task.value;
-                let applied = apply_task_state_change(&mut task, change);
-                if applied {
-                    txn.put(&task)?;
-                    if let Some(instance) = &task.container_instance_arn {
-                        refresh_instance(txn, instance)?;
-                    }
+                let mut touched = BTreeSet::new();
+                let ack = apply_change(txn, change, &mut touched)?;
+                for instance in &touched {
+                    refresh_instance(txn, instance)?;
                 }
-                Ok(StateChangeAck {
-                    applied,
-                    task: Some(task),
-                })
+                Ok(ack)
             })?;
         // The change names the task, not the agent: the agent heard from
         // is the one of the task's instance.
@@ -278,12 +263,69 @@ impl LocalControlPlane {
             .task
             .as_ref()
             .and_then(|t| t.container_instance_arn.as_deref())
-            && self.hear(instance)
         {
-            self.write_back(instance)?;
+            self.heard_by_change(instance)?;
         }
         Ok(up.value)
     }
+
+    /// Applies a batch in one transaction, rewriting each touched instance
+    /// once (a batch of 200 starts costs one recount, not 200).
+    fn submit_batch(&self, batch: &TaskStateChanges) -> Result<StateChangesAck, ControlError> {
+        let up = self.store.update(
+            |txn| -> Result<(Vec<bool>, BTreeSet<String>), ControlError> {
+                let mut touched = BTreeSet::new();
+                let mut applied = Vec::with_capacity(batch.changes.len());
+                for change in &batch.changes {
+                    applied.push(apply_change(txn, change, &mut touched)?.applied);
+                }
+                for instance in &touched {
+                    refresh_instance(txn, instance)?;
+                }
+                Ok((applied, touched))
+            },
+        )?;
+        let (applied, touched) = up.value;
+        for instance in &touched {
+            self.heard_by_change(instance)?;
+        }
+        Ok(StateChangesAck { applied })
+    }
+
+    /// A state change of a task of `instance` is hearing from its agent.
+    fn heard_by_change(&self, instance: &str) -> Result<(), ControlError> {
+        if self.hear(instance) {
+            self.write_back(instance)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies `change` to its task in `txn`, adding the task's instance to
+/// `touched` when it changed (the caller rewrites those instances).
+fn apply_change(
+    txn: &mut Txn,
+    change: &TaskStateChange,
+    touched: &mut BTreeSet<String>,
+) -> Result<StateChangeAck, ControlError> {
+    let Some(task) = txn.get::<Task>(&change.task)? else {
+        return Ok(StateChangeAck {
+            applied: false,
+            task: None,
+        });
+    };
+    let mut task = task.value;
+    let applied = apply_task_state_change(&mut task, change);
+    if applied {
+        txn.put(&task)?;
+        if let Some(instance) = &task.container_instance_arn {
+            touched.insert(instance.clone());
+        }
+    }
+    Ok(StateChangeAck {
+        applied,
+        task: Some(task),
+    })
 }
 
 /// Every task assigned to `instance_arn`, whatever its status.
@@ -345,6 +387,13 @@ impl ControlPlane for LocalControlPlane {
         change: TaskStateChange,
     ) -> Result<StateChangeAck, ProtocolError> {
         Ok(self.submit(&change)?)
+    }
+
+    async fn submit_task_state_changes(
+        &self,
+        batch: TaskStateChanges,
+    ) -> Result<StateChangesAck, ProtocolError> {
+        Ok(self.submit_batch(&batch)?)
     }
 }
 
