@@ -367,6 +367,37 @@ impl Txn {
             .transpose()
     }
 
+    /// Reads record `key` of `T` as [`Txn::get`] does, without adding it to
+    /// the read set: a caller that relies on only some of what it reads
+    /// checks those with [`Txn::expect_version`], so changes to the rest
+    /// do not make its commit conflict.
+    pub fn peek<T: Record>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        codec::validate_table(T::TABLE)?;
+        let tk = (T::TABLE.to_owned(), key.to_owned());
+        if let Some(w) = self.writes.get(&tk) {
+            let base = self.reads.get(&tk).copied().unwrap_or(0);
+            return w
+                .as_ref()
+                .map(|w| decode_value::<T>(key, base + 1, &w.data))
+                .transpose();
+        }
+        self.snap
+            .get(T::TABLE, key)?
+            .map(|r| decode_value::<T>(key, r.version, &r.data))
+            .transpose()
+    }
+
+    /// Makes the commit conflict unless record `key` of `T` is still at
+    /// `version` (0: absent), as if it had been read at that version. A
+    /// record already in the read set keeps the version read first.
+    pub fn expect_version<T: Record>(&mut self, key: &str, version: u64) -> Result<(), StoreError> {
+        codec::validate_table(T::TABLE)?;
+        self.reads
+            .entry((T::TABLE.to_owned(), key.to_owned()))
+            .or_insert(version);
+        Ok(())
+    }
+
     /// The revision of the latest commit this transaction's snapshot holds: watching from it
     /// sees every change made after what this transaction reads.
     pub fn revision(&self) -> Result<u64, StoreError> {

@@ -494,7 +494,10 @@ fn counts_by_index_match_the_records_with_and_without_own_writes() -> anyhow::Re
     assert_eq!(txn.count_by_index(cluster, "b")?, 3);
     // A value that is a prefix of another's is not counted with it.
     assert_eq!(txn.count_by_index(cluster, "")?, 0);
-    assert_eq!(txn.count_by_index(Index::<Task>::new("status"), "PENDING")?, 7);
+    assert_eq!(
+        txn.count_by_index(Index::<Task>::new("status"), "PENDING")?,
+        7
+    );
     assert_eq!(txn.count_by_index(Index::<Task>::new("nothing"), "a")?, 0);
 
     // A transaction that moved one and deleted one counts what it would commit.

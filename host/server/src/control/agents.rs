@@ -15,7 +15,7 @@
 //! message's own transaction, or in one of its own for the read-only
 //! manifest.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -249,10 +249,10 @@ impl LocalControlPlane {
         let up = self
             .store
             .update(|txn| -> Result<StateChangeAck, ControlError> {
-                let mut touched = BTreeSet::new();
+                let mut touched = Touched::new();
                 let ack = apply_change(txn, change, &mut touched)?;
-                for instance in &touched {
-                    refresh_instance(txn, instance)?;
+                for (instance, shift) in &touched {
+                    refresh_instance(txn, instance, *shift)?;
                 }
                 Ok(ack)
             })?;
@@ -272,21 +272,21 @@ impl LocalControlPlane {
     /// Applies a batch in one transaction, rewriting each touched instance
     /// once (a batch of 200 starts costs one recount, not 200).
     fn submit_batch(&self, batch: &TaskStateChanges) -> Result<StateChangesAck, ControlError> {
-        let up = self.store.update(
-            |txn| -> Result<(Vec<bool>, BTreeSet<String>), ControlError> {
-                let mut touched = BTreeSet::new();
+        let up = self
+            .store
+            .update(|txn| -> Result<(Vec<bool>, Touched), ControlError> {
+                let mut touched = Touched::new();
                 let mut applied = Vec::with_capacity(batch.changes.len());
                 for change in &batch.changes {
                     applied.push(apply_change(txn, change, &mut touched)?.applied);
                 }
-                for instance in &touched {
-                    refresh_instance(txn, instance)?;
+                for (instance, shift) in &touched {
+                    refresh_instance(txn, instance, *shift)?;
                 }
                 Ok((applied, touched))
-            },
-        )?;
+            })?;
         let (applied, touched) = up.value;
-        for instance in &touched {
+        for instance in touched.keys() {
             self.heard_by_change(instance)?;
         }
         Ok(StateChangesAck { applied })
@@ -302,11 +302,12 @@ impl LocalControlPlane {
 }
 
 /// Applies `change` to its task in `txn`, adding the task's instance to
-/// `touched` when it changed (the caller rewrites those instances).
+/// `touched` when it changed, with how its counts shift (None: recount);
+/// the caller rewrites those instances.
 fn apply_change(
     txn: &mut Txn,
     change: &TaskStateChange,
-    touched: &mut BTreeSet<String>,
+    touched: &mut Touched,
 ) -> Result<StateChangeAck, ControlError> {
     let Some(task) = txn.get::<Task>(&change.task)? else {
         return Ok(StateChangeAck {
@@ -315,11 +316,17 @@ fn apply_change(
         });
     };
     let mut task = task.value;
+    let before = task.clone();
     let applied = apply_task_state_change(&mut task, change);
     if applied {
         txn.put(&task)?;
         if let Some(instance) = &task.container_instance_arn {
-            touched.insert(instance.clone());
+            let shift = berth_core::usage::count_shift(&before, &task);
+            let entry = touched.entry(instance.clone()).or_insert(Some((0, 0)));
+            *entry = match (*entry, shift) {
+                (Some((r, p)), Some((dr, dp))) => Some((r + dr, p + dp)),
+                _ => None,
+            };
         }
     }
     Ok(StateChangeAck {
@@ -327,6 +334,11 @@ fn apply_change(
         task: Some(task),
     })
 }
+
+/// The instances a transaction's state changes touched, each with the
+/// shift of its running and pending counts, or None when it must be
+/// recounted from its tasks.
+type Touched = BTreeMap<String, Option<(i64, i64)>>;
 
 /// Every task assigned to `instance_arn`, whatever its status.
 pub(super) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
@@ -346,10 +358,25 @@ fn definition(txn: &mut Txn, td_arn: &str) -> Result<Option<TaskDefinition>, Con
         .map(|v| v.value))
 }
 
-/// Recomputes the instance's usage from its tasks in `txn` and rewrites it.
-fn refresh_instance(txn: &mut Txn, instance_arn: &str) -> Result<(), ControlError> {
+/// Rewrites the instance with its counts shifted by `shift` (running,
+/// pending), or with its usage recomputed from its tasks in `txn` when
+/// `shift` is None.
+fn refresh_instance(
+    txn: &mut Txn,
+    instance_arn: &str,
+    shift: Option<(i64, i64)>,
+) -> Result<(), ControlError> {
     if let Some(ci) = txn.get::<ContainerInstance>(instance_arn)? {
-        let mut ci = recount(txn, ci.value)?;
+        let mut ci = match shift {
+            None => recount(txn, ci.value)?,
+            Some((running, pending)) => {
+                let mut ci = ci.value;
+                let moved = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(n);
+                ci.running_tasks_count = moved(ci.running_tasks_count, running);
+                ci.pending_tasks_count = moved(ci.pending_tasks_count, pending);
+                ci
+            }
+        };
         ci.version += 1;
         txn.put(&ci)?;
     }
