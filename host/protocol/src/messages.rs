@@ -146,9 +146,10 @@ pub struct ManifestRequest {
 pub struct TaskManifest {
     /// The instance.
     pub container_instance_arn: String,
-    /// Rises whenever what the instance holds changes (a task assigned,
-    /// asked to stop, started or stopped): a manifest with a lower number
-    /// than one already seen is older.
+    /// Rises whenever the server changes what the instance holds (a task
+    /// assigned, asked to stop, stopped by the server; not the agent's own
+    /// report of a start): a manifest with a lower number than one already
+    /// seen is older.
     pub sequence: u64,
     /// The tasks, each with its definition.
     pub tasks: Vec<AssignedTask>,

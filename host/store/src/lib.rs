@@ -31,6 +31,7 @@ use std::marker::PhantomData;
 mod backend;
 mod codec;
 mod error;
+mod group_commit;
 mod record_watch;
 mod redb_backend;
 mod store;

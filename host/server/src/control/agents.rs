@@ -131,9 +131,14 @@ impl LocalControlPlane {
             {
                 // A change committed by another process sharing the store
                 // wakes nothing here: read once more before answering.
-                return Ok(self.read_manifest(req)?);
+                return self.read_manifest(req);
             }
-            manifest = self.read_manifest(req)?;
+            // Most rewrites of the record leave the sequence alone (a task
+            // reported RUNNING moves only the counts): the tasks are read
+            // only when it rose.
+            if self.sequence(&req.container_instance_arn)? != known {
+                manifest = self.read_manifest(req)?;
+            }
         }
     }
 
@@ -212,6 +217,15 @@ impl LocalControlPlane {
             self.write_back(&req.container_instance_arn)?;
         }
         self.read_manifest(req)
+    }
+
+    /// The instance's manifest sequence number as stored (0: no such instance).
+    fn sequence(&self, instance_arn: &str) -> Result<u64, ControlError> {
+        Ok(self
+            .store
+            .begin()?
+            .peek::<ContainerInstance>(instance_arn)?
+            .map_or(0, |ci| ci.value.version))
     }
 
     /// The instance's manifest as stored, without hearing from its agent.
@@ -360,15 +374,23 @@ fn definition(txn: &mut Txn, td_arn: &str) -> Result<Option<TaskDefinition>, Con
 
 /// Rewrites the instance with its counts shifted by `shift` (running,
 /// pending), or with its usage recomputed from its tasks in `txn` when
-/// `shift` is None.
+/// `shift` is None. Only the latter raises the manifest's sequence (the
+/// record's `version`): a shift is the agent's own report of a start,
+/// which it need not be told of, and thousands of agents each fetching
+/// their manifest again after every report of theirs is what a fleet
+/// cannot afford.
 fn refresh_instance(
     txn: &mut Txn,
     instance_arn: &str,
     shift: Option<(i64, i64)>,
 ) -> Result<(), ControlError> {
     if let Some(ci) = txn.get::<ContainerInstance>(instance_arn)? {
-        let mut ci = match shift {
-            None => recount(txn, ci.value)?,
+        let ci = match shift {
+            None => {
+                let mut ci = recount(txn, ci.value)?;
+                ci.version += 1;
+                ci
+            }
             Some((running, pending)) => {
                 let mut ci = ci.value;
                 let moved = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(n);
@@ -377,7 +399,6 @@ fn refresh_instance(
                 ci
             }
         };
-        ci.version += 1;
         txn.put(&ci)?;
     }
     Ok(())
