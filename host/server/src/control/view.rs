@@ -219,6 +219,19 @@ impl ClusterView {
         if !resources_same {
             return Ok(false);
         }
+        if holds_same(&self.instances[i], &ci) {
+            // Only its counts, status, connection or attributes moved (a
+            // task reported RUNNING, a heartbeat): what its tasks hold is
+            // as the view has it, so they are not read again.
+            self.state
+                .update_instance(i, spec.active, spec.agent_connected, spec.attributes);
+            self.instances[i] = ci;
+            self.versions[i] = version;
+            for (s, _) in self.sessions.values_mut() {
+                s.instance_changed(i);
+            }
+            return Ok(true);
+        }
         for (spec, ports) in std::mem::take(&mut self.held[i]) {
             self.state.remove_task(i, &spec, &ports);
         }
@@ -361,6 +374,18 @@ impl ClusterView {
         }
         self.touched.clear();
     }
+}
+
+/// Whether two readings of an instance record say its tasks hold the same:
+/// every change to what they hold raises the record's `version` (the
+/// manifest's sequence) and moves its remaining resources or its count of
+/// holding tasks; a task reported RUNNING moves neither.
+fn holds_same(a: &ContainerInstance, b: &ContainerInstance) -> bool {
+    let holding =
+        |c: &ContainerInstance| u64::from(c.running_tasks_count) + u64::from(c.pending_tasks_count);
+    a.version == b.version
+        && a.remaining_resources == b.remaining_resources
+        && holding(a) == holding(b)
 }
 
 fn same_record(a: &ContainerInstance, b: &ContainerInstance) -> bool {
