@@ -8,9 +8,11 @@ mod bench;
 mod cli;
 mod control;
 mod credentials;
+mod limits;
 mod liveness_args;
 mod logs;
 mod remote_agent;
+mod simulate;
 mod up;
 
 use std::path::PathBuf;
@@ -110,6 +112,20 @@ enum Command {
         /// placement constraints and the query language.
         #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = remote_agent::parse_attribute)]
         attributes: Vec<berth_core::model::Attribute>,
+        /// Simulate N instances without Docker (for measuring a server at
+        /// fleet scale): each registers, heartbeats and reports the tasks
+        /// it is given RUNNING; figures are printed every --report-every.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        simulate: Option<u32>,
+        /// With --simulate: CPU units of each simulated instance.
+        #[arg(long, default_value_t = 65_536, requires = "simulate")]
+        sim_cpu: i64,
+        /// With --simulate: MiB of memory of each simulated instance.
+        #[arg(long, default_value_t = 262_144, requires = "simulate")]
+        sim_memory: i64,
+        /// With --simulate: seconds between lines of figures.
+        #[arg(long, default_value_t = 5, requires = "simulate")]
+        report_every: u64,
     },
     /// The API's access key.
     Credentials {
@@ -188,11 +204,29 @@ fn main() -> ExitCode {
         Command::Agent {
             server,
             cluster,
+            simulate: Some(count),
+            sim_cpu,
+            sim_memory,
+            report_every,
+            ..
+        } => simulate::run(simulate::SimulateOptions {
+            servers: server,
+            cluster,
+            count,
+            cpu: sim_cpu,
+            memory_mib: sim_memory,
+            zones: 3,
+            report_every: std::time::Duration::from_secs(report_every.max(1)),
+        }),
+        Command::Agent {
+            server,
+            cluster,
             docker_host,
             data_dir,
             availability_zone,
             instance_type,
             attributes,
+            ..
         } => remote_agent::run(remote_agent::RemoteAgentOptions {
             servers: server,
             cluster,

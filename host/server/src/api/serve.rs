@@ -32,19 +32,7 @@ const RESERVED_FDS: u64 = 256;
 /// Raises the soft limit on open files to the hard limit, and returns the
 /// connections the API may hold: `wanted`, or fewer if the limit is lower.
 pub fn connection_budget(wanted: usize) -> usize {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let raised = rustix::process::Rlimit {
-        current: limit.maximum,
-        maximum: limit.maximum,
-    };
-    let soft = match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => limit.maximum,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-file limit");
-            limit.current
-        }
-    };
+    let soft = crate::limits::raise_open_file_limit();
     // None is unlimited.
     let room = soft.map_or(u64::MAX, |s| s.saturating_sub(RESERVED_FDS));
     let budget = wanted
