@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::berth_bin;
 
-const KEY_ID: &str = "AKIDE2ETEST";
+pub(crate) const KEY_ID: &str = "AKIDE2ETEST";
 pub(crate) const SECRET: &str = "e2e-secret-key";
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
+pub(crate) const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 
 /// A `berth up` on a free port with a temporary data directory; stopped
 /// with SIGTERM when dropped.
@@ -33,11 +33,25 @@ impl Server {
         s
     }
 
+    /// With extra `berth up` arguments, on a data directory of its own.
+    pub(crate) fn start_args(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::start_in_args(dir.path(), args);
+        s._dir = Some(dir);
+        s
+    }
+
     /// On the data directory `dir`, which outlives it (to restart on it).
     pub(crate) fn start_in(dir: &Path) -> Server {
+        Server::start_in_args(dir, &[])
+    }
+
+    /// On the data directory `dir` with extra `berth up` arguments.
+    pub(crate) fn start_in_args(dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(berth_bin())
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(args)
             .env("BERTH_ACCESS_KEY_ID", KEY_ID)
             .env("BERTH_SECRET_ACCESS_KEY", SECRET)
             .env("BERTH_LOG", "warn")
@@ -70,6 +84,11 @@ impl Server {
             addr,
             _dir: None,
         }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A signed ECS call; (HTTP status, JSON answer).
@@ -110,7 +129,7 @@ impl Server {
     }
 
     /// POST / with exactly these headers; (status, JSON body).
-    fn raw(&self, headers: &[(String, String)], body: &[u8]) -> (u16, Value) {
+    pub(crate) fn raw(&self, headers: &[(String, String)], body: &[u8]) -> (u16, Value) {
         let mut s = TcpStream::connect(&self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
@@ -171,7 +190,7 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A tiny SigV4 signer, written apart from the server's so a shared bug
 /// cannot hide.
-fn sign(
+pub(crate) fn sign(
     secret: &str,
     headers: &[(String, String)],
     body: &[u8],

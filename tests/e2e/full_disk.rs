@@ -1,12 +1,14 @@
 //! `berth up` whose data directory's file system fills up: a write is
-//! refused with an error naming the cause, and once space is freed the same
-//! process writes again (no restart), having lost nothing it acknowledged.
+//! refused with a 503 naming the cause, GET /health says the store cannot
+//! write, and once space is freed the same process writes again (no
+//! restart) and is healthy, having lost nothing it acknowledged.
 
 use std::process::Command;
 
 use serde_json::json;
 
 use crate::api::Server;
+use crate::hostile::health;
 
 #[test]
 fn a_full_data_directory_refuses_writes_until_space_is_freed() {
@@ -45,13 +47,39 @@ fn a_full_data_directory_refuses_writes_until_space_is_freed() {
             }
         })
         .expect("2,000 clusters on a full disk never failed");
-    assert_eq!(refusal.0, 500, "{}", refusal.1);
-    assert_eq!(refusal.1["__type"], "ServerException", "{}", refusal.1);
+    assert_eq!(refusal.0, 503, "{}", refusal.1);
+    assert_eq!(
+        refusal.1["__type"], "ServiceUnavailableException",
+        "{}",
+        refusal.1
+    );
     let message = refusal.1["message"].as_str().unwrap_or_default();
     assert!(message.contains("No space left"), "{message}");
+    // Reads still answer, but the health check sees the store cannot write.
+    let (status, report) = health(&s.addr);
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["store"]["writable"], false, "{report}");
+    assert!(
+        report["store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "{report}"
+    );
 
     std::fs::remove_file(&filler).expect("free space");
     s.ok("CreateCluster", json!({"clusterName": "after"}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, report) = health(&s.addr);
+        if report["store"]["writable"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never became writable again: {status} {report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
     let listed = s.ok("ListClusters", json!({"maxResults": 100}));
     let mut arns: Vec<String> = listed["clusterArns"]
         .as_array()

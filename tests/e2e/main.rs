@@ -5,6 +5,7 @@ mod cli;
 mod docker;
 mod full_disk;
 mod harness;
+mod hostile;
 mod hosts;
 mod house_style;
 mod policies;

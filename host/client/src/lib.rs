@@ -271,6 +271,12 @@ impl Connection {
     }
 
     /// The credentials calls on this connection are signed with.
+    /// Whether the connection can still carry a request (the server has
+    /// not closed it).
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.creds
     }

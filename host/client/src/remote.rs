@@ -5,8 +5,8 @@
 //! server of the list; one that connected but got no answer fails as
 //! `Unavailable` (every message is idempotent: the agent asks again).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,8 @@ use berth_core::model::ContainerInstance;
 use berth_protocol::{
     Backoff, ControlPlane, Heartbeat, HeartbeatAck, LogAnswer, LogRequestPoll, LogRequests,
     ManifestRequest, ProtocolError, RegisterInstance, RetireAck, RetireInstance, StateChangeAck,
-    SubmitContainerStateChange, TaskLogReader, TaskManifest, TaskStateChange,
+    StateChangesAck, SubmitContainerStateChange, TaskLogReader, TaskManifest, TaskStateChange,
+    TaskStateChanges,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,7 +37,14 @@ pub struct RemoteControlPlane {
     creds: Credentials,
     /// The server that answered last: calls start there.
     current: AtomicUsize,
+    /// Kept-alive connections, by server index: an agent's heartbeats and
+    /// reports reuse them rather than opening a TCP connection per message.
+    idle: Mutex<Vec<(usize, Connection)>>,
 }
+
+/// Idle connections kept per agent (the long poll holds one, the
+/// heartbeat and the state reports another, log answers a few more).
+const IDLE_CONNECTIONS: usize = 4;
 
 fn unavailable(message: String) -> ProtocolError {
     ProtocolError::Unavailable { message }
@@ -53,12 +61,29 @@ impl RemoteControlPlane {
             servers,
             creds,
             current: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
     /// The server calls go to first (the one that answered last).
     pub fn current_server(&self) -> &str {
         &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
+    /// An idle connection to server `at`, if one is still open.
+    fn reuse(&self, at: usize) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(_, c)| c.is_open());
+        let i = idle.iter().position(|(s, _)| *s == at)?;
+        Some(idle.swap_remove(i).1)
+    }
+
+    /// Keeps `conn` to server `at` for the next call, up to [`IDLE_CONNECTIONS`].
+    fn keep(&self, at: usize, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push((at, conn));
+        }
     }
 
     /// Posts `req` as message `name`, within `timeout`, to the first
@@ -78,6 +103,16 @@ impl RemoteControlPlane {
         for i in 0..self.servers.len() {
             let at = (first + i) % self.servers.len();
             let host = &self.servers[at];
+            // A kept connection the server closed meanwhile (its idle
+            // timeout, a restart) fails before any answer: the message is
+            // idempotent, so it goes again on a new connection.
+            if let Some(mut conn) = self.reuse(at) {
+                let request = self.request(name, host, &path, &body)?;
+                if let Ok(Ok(answer)) = tokio::time::timeout(timeout, conn.send(request)).await {
+                    self.keep(at, conn);
+                    return decode(name, host, answer.0, &answer.1);
+                }
+            }
             let mut conn = match Connection::open(host, &self.creds).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -89,11 +124,7 @@ impl RemoteControlPlane {
                 tracing::info!(server = %host, "the agent moves to the next server");
                 self.current.store(at, Ordering::Relaxed);
             }
-            let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-            let request = signed_post(conn.credentials(), host, &path, headers, body.clone())
-                .map_err(|e| ProtocolError::Refused {
-                    message: format!("building {name}: {e}"),
-                })?;
+            let request = self.request(name, host, &path, &body)?;
             let (status, bytes) = match tokio::time::timeout(timeout, conn.send(request)).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => return Err(unavailable(format!("{name} on http://{host}: {e}"))),
@@ -104,12 +135,29 @@ impl RemoteControlPlane {
                     )));
                 }
             };
+            self.keep(at, conn);
             return decode(name, host, status, &bytes);
         }
         Err(unavailable(format!(
             "no server answers: {}",
             refused.join("; ")
         )))
+    }
+
+    /// Message `name` signed for `host`.
+    fn request(
+        &self,
+        name: &str,
+        host: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, ProtocolError> {
+        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        signed_post(&self.creds, host, path, headers, body.to_vec()).map_err(|e| {
+            ProtocolError::Refused {
+                message: format!("building {name}: {e}"),
+            }
+        })
     }
 }
 
@@ -176,6 +224,13 @@ impl ControlPlane for RemoteControlPlane {
         change: TaskStateChange,
     ) -> Result<StateChangeAck, ProtocolError> {
         self.post("task-state", &change, CALL_TIMEOUT).await
+    }
+
+    async fn submit_task_state_changes(
+        &self,
+        batch: TaskStateChanges,
+    ) -> Result<StateChangesAck, ProtocolError> {
+        self.post("task-states", &batch, CALL_TIMEOUT).await
     }
 
     async fn submit_container_state_change(

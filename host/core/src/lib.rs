@@ -9,6 +9,7 @@ pub mod liveness;
 pub mod model;
 pub mod placement;
 pub mod query;
+pub mod quote;
 pub mod reconcile;
 pub mod status;
 pub mod usage;

@@ -141,6 +141,24 @@ pub fn apply_usage<'a>(ci: &mut ContainerInstance, tasks: impl IntoIterator<Item
     ci.remaining_resources = u.remaining_resources;
 }
 
+/// How a task's change moves its instance's running and pending counts,
+/// when that is all it moves: `None` when what the task holds changed
+/// (it started or stopped holding, or its hold differs), and the caller
+/// recounts. Applied to a record read in the same transaction, the shift
+/// is exact; it spares reading every task of the instance for the common
+/// change, a task reported RUNNING.
+pub fn count_shift(before: &Task, after: &Task) -> Option<(i64, i64)> {
+    match (holds_resources(before), holds_resources(after)) {
+        (false, false) => Some((0, 0)),
+        (true, true) if task_hold(before) == task_hold(after) => {
+            let running = |t: &Task| i64::from(t.last_status == crate::status::TaskStatus::Running);
+            let d = running(after) - running(before);
+            Some((d, -d))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +173,40 @@ mod tests {
                             "lastStatus": last, "networkBindings": bindings}]
         }))
         .expect("task")
+    }
+
+    #[test]
+    fn a_start_shifts_counts_and_a_change_of_hold_asks_for_a_recount() {
+        let none = json!([]);
+        let pending = task("RUNNING", "PENDING", 64, 128, none.clone());
+        let running = task("RUNNING", "RUNNING", 64, 128, none.clone());
+        assert_eq!(count_shift(&pending, &running), Some((1, -1)));
+        assert_eq!(count_shift(&running, &running), Some((0, 0)));
+        let stopping = task("STOPPED", "RUNNING", 64, 128, none.clone());
+        assert_eq!(count_shift(&running, &stopping), None);
+        let stopped = task("STOPPED", "STOPPED", 64, 128, none.clone());
+        assert_eq!(count_shift(&stopping, &stopped), Some((0, 0)));
+        let bound = task(
+            "RUNNING",
+            "RUNNING",
+            64,
+            128,
+            json!([{"containerPort": 80, "hostPort": 8080}]),
+        );
+        assert_eq!(count_shift(&pending, &bound), None);
+        // Whatever the shift says, it agrees with counting afresh.
+        let reg = registered(1024, 1024);
+        let before = instance_usage(&reg, [&pending, &running]);
+        let after = instance_usage(&reg, [&running, &running]);
+        let (dr, dp) = count_shift(&pending, &running).unwrap();
+        assert_eq!(
+            i64::from(after.running_tasks_count) - i64::from(before.running_tasks_count),
+            dr
+        );
+        assert_eq!(
+            i64::from(after.pending_tasks_count) - i64::from(before.pending_tasks_count),
+            dp
+        );
     }
 
     fn registered(cpu: i64, mem: i64) -> Vec<Resource> {

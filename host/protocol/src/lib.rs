@@ -96,6 +96,21 @@ pub trait ControlPlane: Send + Sync + std::fmt::Debug {
         change: TaskStateChange,
     ) -> Result<StateChangeAck, ProtocolError>;
 
+    /// Several tasks' state changes, each as
+    /// [`ControlPlane::submit_task_state_change`] would apply it; a control
+    /// plane may apply them together (the in-process one does, in one
+    /// transaction).
+    async fn submit_task_state_changes(
+        &self,
+        batch: TaskStateChanges,
+    ) -> Result<StateChangesAck, ProtocolError> {
+        let mut applied = Vec::with_capacity(batch.changes.len());
+        for change in batch.changes {
+            applied.push(self.submit_task_state_change(change).await?.applied);
+        }
+        Ok(StateChangesAck { applied })
+    }
+
     /// One container's state change (ECS's `SubmitContainerStateChange`):
     /// a task state change with that container only.
     async fn submit_container_state_change(

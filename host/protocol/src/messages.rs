@@ -148,9 +148,10 @@ pub struct ManifestRequest {
 pub struct TaskManifest {
     /// The instance.
     pub container_instance_arn: String,
-    /// Rises whenever what the instance holds changes (a task assigned,
-    /// asked to stop, started or stopped): a manifest with a lower number
-    /// than one already seen is older.
+    /// Rises whenever the server changes what the instance holds (a task
+    /// assigned, asked to stop, stopped by the server; not the agent's own
+    /// report of a start): a manifest with a lower number than one already
+    /// seen is older.
     pub sequence: u64,
     /// The tasks, each with its definition.
     pub tasks: Vec<AssignedTask>,
@@ -274,6 +275,26 @@ pub struct SubmitContainerStateChange {
     pub container: ContainerStateChange,
     /// When the agent saw it, epoch seconds.
     pub at: f64,
+}
+
+/// Several tasks' state changes in one message, applied in one store
+/// transaction (an agent that starts many tasks at once reports them
+/// together: one round trip and one commit instead of one per task).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateChanges {
+    /// The changes, applied in order.
+    pub changes: Vec<TaskStateChange>,
+}
+
+/// The answer to [`TaskStateChanges`]: per change, in order, whether it
+/// changed its task (the tasks themselves are left out to keep it small).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChangesAck {
+    /// False for a change already applied, out of date, or of a task that
+    /// does not exist.
+    pub applied: Vec<bool>,
 }
 
 /// The answer to a state change.

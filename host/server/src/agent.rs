@@ -37,6 +37,8 @@ pub struct RunningAgents {
     pub notifier: Arc<tokio::sync::Notify>,
     /// The agents' log-read side, by instance, for the API's GetTaskLogs.
     pub log_readers: Arc<AgentLogReaders>,
+    /// The container instance of each agent, for GET /health.
+    pub instances: Vec<String>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     fan_out: tokio::task::JoinHandle<()>,
@@ -77,6 +79,7 @@ pub async fn spawn(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut handles: Vec<AgentHandle> = Vec::new();
     let mut tasks = Vec::new();
+    let mut instances = Vec::new();
     for index in 0..opts.instances {
         let mut cfg = AgentConfig::new(opts.cluster.as_str(), data_dir);
         cfg.index = index;
@@ -87,6 +90,7 @@ pub async fn spawn(
         let agent = Agent::new(Arc::clone(&plane), cfg).context("starting the Docker agent")?;
         tracing::info!(instance = %agent.instance_arn(), index, "starting the Docker agent");
         log_readers.register(agent.instance_arn(), agent.log_reader());
+        instances.push(agent.instance_arn().to_owned());
         handles.push(agent.handle());
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(agent.run(async move {
@@ -143,6 +147,7 @@ pub async fn spawn(
     Ok(RunningAgents {
         notifier,
         log_readers,
+        instances,
         stop,
         tasks,
         fan_out,

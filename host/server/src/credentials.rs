@@ -79,6 +79,56 @@ pub fn load(data_dir: &Path) -> anyhow::Result<(Credentials, Source)> {
     }
 }
 
+/// Writes a fresh key to the data directory's file, in place of the one
+/// there (written aside, then renamed over it, so a crash leaves one key or
+/// the other whole). A running berth keeps the key it started with until
+/// it restarts.
+pub fn rotate(data_dir: &Path) -> anyhow::Result<Credentials> {
+    let path = data_dir.join(FILE);
+    anyhow::ensure!(
+        path.exists(),
+        "{} does not exist: berth creates it at its first start",
+        path.display()
+    );
+    let c = generate();
+    let aside = data_dir.join(format!("{FILE}.new"));
+    let _ = std::fs::remove_file(&aside);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&aside)
+        .with_context(|| format!("creating {}", aside.display()))?;
+    let json = serde_json::to_vec_pretty(&c).context("encoding credentials")?;
+    f.write_all(&json)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", aside.display()))?;
+    std::fs::rename(&aside, &path).with_context(|| format!("replacing {}", path.display()))?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", data_dir.display()))?;
+    Ok(c)
+}
+
+/// `berth credentials rotate`: the new key, and what to do with it.
+pub fn run_rotate(data_dir: &Path) -> anyhow::Result<()> {
+    let c = rotate(data_dir)?;
+    let path = data_dir.join(FILE);
+    if std::env::var_os("BERTH_ACCESS_KEY_ID").is_some() {
+        println!(
+            "berth: note: BERTH_ACCESS_KEY_ID is set here; a berth started with it uses that key, not {}",
+            path.display()
+        );
+    }
+    println!(
+        "berth: a new key is in {}; a running berth accepts the old key until it restarts, then only the new one (give it to agents and clients too):",
+        path.display()
+    );
+    println!("  export AWS_ACCESS_KEY_ID={}", c.access_key_id);
+    println!("  export AWS_SECRET_ACCESS_KEY={}", c.secret_access_key);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +154,15 @@ mod tests {
         assert_eq!(s, Source::File);
         assert_eq!(a, b);
         assert_ne!(a, generate());
+        let c = rotate(dir.path()).unwrap();
+        assert_ne!(c, a);
+        let (d, s) = load(dir.path()).unwrap();
+        assert_eq!((d, s), (c, Source::File));
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -4,13 +4,16 @@
 mod agent;
 mod agent_args;
 mod api;
+mod api_args;
 mod bench;
 mod cli;
 mod control;
 mod credentials;
+mod limits;
 mod liveness_args;
 mod logs;
 mod remote_agent;
+mod simulate;
 mod up;
 
 use std::path::PathBuf;
@@ -59,6 +62,8 @@ enum Command {
         stopped_task_ttl: u64,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
+        #[command(flatten)]
+        api: api_args::ApiArgs,
         /// The cluster this host's container instances join (created if missing).
         #[arg(long, env = "BERTH_CLUSTER", default_value = "default")]
         cluster: String,
@@ -80,6 +85,8 @@ enum Command {
         stopped_task_ttl: u64,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
+        #[command(flatten)]
+        api: api_args::ApiArgs,
     },
     /// Join this host's Docker engine to a `berth server` as a container
     /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -110,6 +117,25 @@ enum Command {
         attributes: Vec<berth_core::model::Attribute>,
         #[command(flatten)]
         runtime: agent_args::AgentRuntimeArgs,
+        /// Simulate N instances without Docker (for measuring a server at
+        /// fleet scale): each registers, heartbeats and reports the tasks
+        /// it is given RUNNING; figures are printed every --report-every.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        simulate: Option<u32>,
+        /// With --simulate: CPU units of each simulated instance.
+        #[arg(long, default_value_t = 65_536, requires = "simulate")]
+        sim_cpu: i64,
+        /// With --simulate: MiB of memory of each simulated instance.
+        #[arg(long, default_value_t = 262_144, requires = "simulate")]
+        sim_memory: i64,
+        /// With --simulate: seconds between lines of figures.
+        #[arg(long, default_value_t = 5, requires = "simulate")]
+        report_every: u64,
+    },
+    /// The API's access key.
+    Credentials {
+        #[command(subcommand)]
+        what: CredentialsCommand,
     },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
@@ -118,6 +144,17 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Write a fresh key to the data directory's credentials file and print
+    /// it; a running berth accepts the old key until it restarts.
+    Rotate {
+        /// Where berth keeps its state.
+        #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
+        data_dir: PathBuf,
     },
 }
 
@@ -140,6 +177,7 @@ fn main() -> ExitCode {
             instances,
             stopped_task_ttl,
             liveness,
+            api,
             cluster,
             runtime,
         } => up::run(
@@ -155,18 +193,38 @@ fn main() -> ExitCode {
             },
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
+            api.limits(),
         ),
         Command::Server {
             data_dir,
             listen,
             stopped_task_ttl,
             liveness,
+            api,
         } => up::run_server(
             &data_dir,
             listen,
             std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
+            api.limits(),
         ),
+        Command::Agent {
+            server,
+            cluster,
+            simulate: Some(count),
+            sim_cpu,
+            sim_memory,
+            report_every,
+            ..
+        } => simulate::run(simulate::SimulateOptions {
+            servers: server,
+            cluster,
+            count,
+            cpu: sim_cpu,
+            memory_mib: sim_memory,
+            zones: 3,
+            report_every: std::time::Duration::from_secs(report_every.max(1)),
+        }),
         Command::Agent {
             server,
             cluster,
@@ -176,6 +234,7 @@ fn main() -> ExitCode {
             instance_type,
             attributes,
             runtime,
+            ..
         } => remote_agent::run(remote_agent::RemoteAgentOptions {
             servers: server,
             cluster,
@@ -186,6 +245,9 @@ fn main() -> ExitCode {
             attributes,
             runtime,
         }),
+        Command::Credentials {
+            what: CredentialsCommand::Rotate { data_dir },
+        } => credentials::run_rotate(&data_dir),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),
     };

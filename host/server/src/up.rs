@@ -16,6 +16,7 @@ use berth_core::arn::ArnContext;
 
 use crate::api::{self, Api};
 use crate::control::Control;
+use crate::control::health::Health;
 use crate::control::liveness::Liveness;
 use crate::credentials::{self, Credentials, Source};
 
@@ -64,6 +65,7 @@ pub fn run(
     agent: &crate::agent::AgentOptions,
     stopped_task_ttl: Duration,
     liveness: berth_core::liveness::Timing,
+    limits: api::Limits,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, check)? else {
         return Ok(());
@@ -82,6 +84,8 @@ pub fn run(
         stopped_task_ttl,
         liveness,
         serves_remote_agents: false,
+        limits,
+        local_agents: agents.instances.clone(),
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -102,6 +106,7 @@ pub fn run_server(
     listen: SocketAddr,
     stopped_task_ttl: Duration,
     liveness: berth_core::liveness::Timing,
+    limits: api::Limits,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, false)? else {
         return Ok(());
@@ -118,6 +123,9 @@ pub fn run_server(
         // The remote agents' messages, through the API's agent endpoints.
         liveness: Arc::new(Liveness::new(liveness)),
         serves_remote_agents: true,
+        limits,
+        // Remote agents are the fleet's, not this process's health.
+        local_agents: Vec::new(),
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -139,6 +147,9 @@ struct Server<'a> {
     liveness: Arc<Liveness>,
     /// `berth server`: say how agents join.
     serves_remote_agents: bool,
+    limits: api::Limits,
+    /// The container instances of this process's agents (GET /health).
+    local_agents: Vec<String>,
 }
 
 impl Server<'_> {
@@ -178,8 +189,18 @@ impl Server<'_> {
             let _ = std::io::stdout().flush();
         }
         let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
-        let api = Arc::new(Api::new(control, credentials));
-        let served = api::serve(api::router(api), listener, shutdown).await;
+        let health = Arc::new(Health::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.liveness),
+            Arc::clone(control.beats()),
+            self.local_agents.clone(),
+        ));
+        let api = Arc::new(
+            Api::new(control, credentials)
+                .with_limits(self.limits.clone())
+                .with_health(health),
+        );
+        let served = api::serve(api::router(api), listener, &self.limits, shutdown).await;
         schedulers.stop().await;
         served
     }
@@ -222,6 +243,9 @@ impl Server<'_> {
 }
 
 /// The "running" lines: where the API is, and the key to call it with.
+/// The secret is printed only when berth created it; one from the
+/// environment or the file is only pointed at, so a log of every start
+/// does not hold it.
 fn announce(
     addr: SocketAddr,
     credentials: &Credentials,
@@ -230,17 +254,30 @@ fn announce(
     region: &str,
 ) {
     println!("berth: running; ECS API on http://{addr}; stop with Ctrl-C");
-    let from = match source {
-        Source::Environment => "from BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY".to_owned(),
-        Source::Created => format!("created in {}", data_dir.join("credentials").display()),
-        Source::File => format!("from {}", data_dir.join("credentials").display()),
+    let file = data_dir.join(berth_client::CREDENTIALS_FILE);
+    let (from, secret) = match source {
+        Source::Environment => (
+            "from BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY".to_owned(),
+            "  export AWS_SECRET_ACCESS_KEY=\"$BERTH_SECRET_ACCESS_KEY\"".to_owned(),
+        ),
+        Source::Created => (
+            format!("created in {}", file.display()),
+            format!(
+                "  export AWS_SECRET_ACCESS_KEY={}",
+                credentials.secret_access_key
+            ),
+        ),
+        Source::File => (
+            format!("from {}", file.display()),
+            format!(
+                "  (the secret access key is secret_access_key in {}; berth prints it only when it creates it)",
+                file.display()
+            ),
+        ),
     };
     println!("berth: credentials {from}; to use the AWS CLI or boto3:");
     println!("  export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
-    println!(
-        "  export AWS_SECRET_ACCESS_KEY={}",
-        credentials.secret_access_key
-    );
+    println!("{secret}");
     println!("  export AWS_DEFAULT_REGION={region}");
     println!("  aws ecs --endpoint-url http://{addr} list-clusters");
     let _ = std::io::stdout().flush();
@@ -281,6 +318,7 @@ impl Schedulers {
         let liveness = tokio::spawn(crate::control::liveness::run(
             Arc::clone(liveness),
             Arc::clone(store),
+            Arc::clone(control.beats()),
             until_stopped(),
         ));
         Schedulers {

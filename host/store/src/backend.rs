@@ -162,6 +162,10 @@ pub trait Snapshot: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, RawRecord)>, StoreError>;
+
+    /// How many records of `table` have index entry `(index, value)`,
+    /// counted from the index alone (no record is read).
+    fn count_index(&self, table: &str, index: &str, value: &str) -> Result<u64, StoreError>;
 }
 
 /// Facts established when a store was opened.

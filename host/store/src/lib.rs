@@ -31,6 +31,8 @@ use std::marker::PhantomData;
 mod backend;
 mod codec;
 mod error;
+mod group_commit;
+mod record_watch;
 mod redb_backend;
 mod store;
 pub mod tables;
@@ -40,6 +42,7 @@ pub use backend::{
 };
 pub use codec::RawRecord;
 pub use error::{CommitError, ConflictEntry, OpenError, StoreError, UpdateError};
+pub use record_watch::RecordWatch;
 pub use redb_backend::{DEFAULT_CHANGE_LOG_LEN, RedbBackend, SCHEMA_VERSION};
 pub use store::{
     CommitInfo, DEFAULT_UPDATE_ATTEMPTS, Page, PageRequest, Store, StoreInfo, Txn, Updated, Watch,

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 use crate::backend::{Backend, Changes, NewRecord, ReadEntry, Snapshot, WriteOp};
 use crate::codec::{self, RawRecord};
 use crate::error::{CommitError, OpenError, StoreError, UpdateError};
+use crate::record_watch::{RecordWatch, RecordWatchers};
 use crate::redb_backend::RedbBackend;
 use crate::{Index, Record, Versioned};
 
@@ -21,6 +22,7 @@ pub const DEFAULT_UPDATE_ATTEMPTS: u32 = 32;
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    watchers: Arc<RecordWatchers>,
 }
 
 /// What [`Store::info`] reports, for `berth up` to print.
@@ -135,7 +137,10 @@ impl Store {
 
     /// A store over any backend.
     pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
-        Store { backend }
+        Store {
+            backend,
+            watchers: Arc::default(),
+        }
     }
 
     /// What was opened, with current record counts.
@@ -156,6 +161,7 @@ impl Store {
     pub fn begin(&self) -> Result<Txn, StoreError> {
         Ok(Txn {
             backend: Arc::clone(&self.backend),
+            watchers: Arc::clone(&self.watchers),
             snap: self.backend.snapshot()?,
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
@@ -232,6 +238,13 @@ impl Store {
     /// Follows the changes to `tables` (every table when empty) committed after revision
     /// `after`, by any handle over this store. To see every change to some records, read them
     /// in a transaction and watch from [`Txn::revision`].
+    /// A wait for the next commit through this store that writes record
+    /// `key` of `T` (commits by other processes sharing the backend do not
+    /// wake it: see [`RecordWatch`]).
+    pub fn watch_record<T: Record>(&self, key: &str) -> RecordWatch {
+        self.watchers.watch(T::TABLE, key)
+    }
+
     pub fn watch(&self, tables: &[&str], after: u64) -> Watch {
         Watch {
             backend: Arc::clone(&self.backend),
@@ -316,6 +329,7 @@ type TableKey = (String, String);
 /// Dropping a transaction without committing discards it.
 pub struct Txn {
     backend: Arc<dyn Backend>,
+    watchers: Arc<RecordWatchers>,
     snap: Box<dyn Snapshot>,
     /// (table, key) -> version read (0 = absent).
     reads: BTreeMap<TableKey, u64>,
@@ -351,6 +365,37 @@ impl Txn {
             .or_insert(raw.as_ref().map_or(0, |r| r.version));
         raw.map(|r| decode_value::<T>(key, r.version, &r.data))
             .transpose()
+    }
+
+    /// Reads record `key` of `T` as [`Txn::get`] does, without adding it to
+    /// the read set: a caller that relies on only some of what it reads
+    /// checks those with [`Txn::expect_version`], so changes to the rest
+    /// do not make its commit conflict.
+    pub fn peek<T: Record>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        codec::validate_table(T::TABLE)?;
+        let tk = (T::TABLE.to_owned(), key.to_owned());
+        if let Some(w) = self.writes.get(&tk) {
+            let base = self.reads.get(&tk).copied().unwrap_or(0);
+            return w
+                .as_ref()
+                .map(|w| decode_value::<T>(key, base + 1, &w.data))
+                .transpose();
+        }
+        self.snap
+            .get(T::TABLE, key)?
+            .map(|r| decode_value::<T>(key, r.version, &r.data))
+            .transpose()
+    }
+
+    /// Makes the commit conflict unless record `key` of `T` is still at
+    /// `version` (0: absent), as if it had been read at that version. A
+    /// record already in the read set keeps the version read first.
+    pub fn expect_version<T: Record>(&mut self, key: &str, version: u64) -> Result<(), StoreError> {
+        codec::validate_table(T::TABLE)?;
+        self.reads
+            .entry((T::TABLE.to_owned(), key.to_owned()))
+            .or_insert(version);
+        Ok(())
     }
 
     /// The revision of the latest commit this transaction's snapshot holds: watching from it
@@ -433,6 +478,34 @@ impl Txn {
             |snap, after, n| snap.scan_index(T::TABLE, index, value, after, n),
             |_, idx| idx.iter().any(|(i, v)| i == index && v == value),
         )
+    }
+
+    /// How many `T` records have index entry `(index, value)`, this
+    /// transaction's own writes included. Counted from the index when the
+    /// transaction wrote nothing to `T`'s table (no record is decoded),
+    /// else by reading them. Records no read: a count does not conflict.
+    pub fn count_by_index<T: Record>(
+        &self,
+        index: Index<T>,
+        value: &str,
+    ) -> Result<u64, StoreError> {
+        codec::validate_table(T::TABLE)?;
+        if !self.writes.keys().any(|(table, _)| table == T::TABLE) {
+            return self.snap.count_index(T::TABLE, index.name(), value);
+        }
+        let mut n = 0;
+        let mut page = PageRequest::first(1000);
+        loop {
+            let p = self.by_index(index, value, page)?;
+            n += p.items.len() as u64;
+            let Some(token) = p.next_token else {
+                return Ok(n);
+            };
+            page = PageRequest {
+                token: Some(token),
+                limit: 1000,
+            };
+        }
     }
 
     /// Merges a snapshot page with this transaction's buffered writes.
@@ -525,6 +598,12 @@ impl Txn {
             .map(|((table, key), put)| WriteOp { table, key, put })
             .collect();
         let versions = self.backend.commit(&reads, &writes)?;
+        self.watchers.fire(
+            writes
+                .iter()
+                .zip(&versions)
+                .map(|(w, v)| (w.table.as_str(), w.key.as_str(), *v)),
+        );
         Ok(CommitInfo {
             written: writes
                 .into_iter()

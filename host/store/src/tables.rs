@@ -118,7 +118,7 @@ impl Record for Service {
 
 /// The cluster ARN of a container instance, from its own ARN
 /// (`...:container-instance/<cluster>/<id>`), with the rest of the ARN's prefix.
-fn instance_cluster_arn(arn: &str) -> String {
+pub fn instance_cluster_arn(arn: &str) -> String {
     match arn.split_once(":container-instance/") {
         Some((prefix, rest)) => {
             let cluster = rest.split('/').next().unwrap_or(rest);

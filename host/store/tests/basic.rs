@@ -476,3 +476,39 @@ fn reopen_keeps_data_and_reports_counts() -> anyhow::Result<()> {
     assert_eq!(all_by_index(&store, "cluster", "c")?.len(), 3);
     Ok(())
 }
+
+#[test]
+fn counts_by_index_match_the_records_with_and_without_own_writes() -> anyhow::Result<()> {
+    let (_dir, store) = open()?;
+    let cluster = Index::<Task>::new("cluster");
+    let mut txn = store.begin()?;
+    for n in 0..7 {
+        txn.put(&task(n, if n < 4 { "a" } else { "b" }, "PENDING"))?;
+    }
+    // Before the commit: counted from the transaction's own writes.
+    assert_eq!(txn.count_by_index(cluster, "a")?, 4);
+    txn.commit()?;
+
+    let txn = store.begin()?;
+    assert_eq!(txn.count_by_index(cluster, "a")?, 4);
+    assert_eq!(txn.count_by_index(cluster, "b")?, 3);
+    // A value that is a prefix of another's is not counted with it.
+    assert_eq!(txn.count_by_index(cluster, "")?, 0);
+    assert_eq!(
+        txn.count_by_index(Index::<Task>::new("status"), "PENDING")?,
+        7
+    );
+    assert_eq!(txn.count_by_index(Index::<Task>::new("nothing"), "a")?, 0);
+
+    // A transaction that moved one and deleted one counts what it would commit.
+    let mut txn = store.begin()?;
+    let mut t0 = txn.get::<Task>("arn:task/0000")?.expect("t0").value;
+    t0.cluster = "b".into();
+    txn.put(&t0)?;
+    txn.delete::<Task>("arn:task/0001")?;
+    assert_eq!(txn.count_by_index(cluster, "a")?, 2);
+    assert_eq!(txn.count_by_index(cluster, "b")?, 4);
+    txn.commit()?;
+    assert_eq!(store.begin()?.count_by_index(cluster, "a")?, 2);
+    Ok(())
+}

@@ -273,3 +273,28 @@ fn concurrent_committers_each_get_their_own_revision() -> anyhow::Result<()> {
     assert_eq!(revs, (1..=40).collect::<Vec<_>>());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_record_watch_wakes_only_for_its_record() -> anyhow::Result<()> {
+    let (_dir, store) = open()?;
+    put(&store, &task("t1", "PENDING"))?;
+    let mut watch = store.watch_record::<Task>("t1");
+    let wait = Duration::from_millis(300);
+    // Other records, and the same key in another table, do not wake it.
+    put(&store, &task("t2", "PENDING"))?;
+    store.update(|txn| txn.put(&Service { name: "t1".into() }))?;
+    assert!(tokio::time::timeout(wait, watch.changed()).await.is_err());
+    // A write of the record does, also one landing before the wait begins.
+    put(&store, &task("t1", "RUNNING"))?;
+    tokio::time::timeout(wait, watch.changed()).await?;
+    assert!(tokio::time::timeout(wait, watch.changed()).await.is_err());
+    // So does its deletion, from another handle of the same store.
+    let other = store.clone();
+    let deleter = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        other.update(|txn| txn.delete::<Task>("t1"))
+    });
+    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await?;
+    assert!(deleter.await??.value);
+    Ok(())
+}

@@ -50,7 +50,8 @@ impl Server {
     }
 
     /// Starts the process on `self.port` (0 the first time) and reads the
-    /// port and the credentials it announces.
+    /// port it announces and the credentials in its data directory (berth
+    /// prints the secret only at the start that creates it).
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -72,8 +73,8 @@ impl Server {
         std::fs::write(self.dir.join("server.pid"), child.id().to_string()).expect("server.pid");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut said = Vec::new();
-        let (mut port, mut key, mut secret) = (None, None, None);
-        while port.is_none() || key.is_none() || secret.is_none() {
+        let mut port = None;
+        while port.is_none() {
             let Some(Ok(line)) = lines.next() else {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -91,19 +92,23 @@ impl Server {
                 let p = addr.rsplit(':').next().unwrap_or_default();
                 port = Some(p.parse().expect("the port berth server announced"));
             }
-            let line = line.trim();
-            if let Some(k) = line.strip_prefix("export AWS_ACCESS_KEY_ID=") {
-                key = Some(k.to_owned());
-            }
-            if let Some(s) = line.strip_prefix("export AWS_SECRET_ACCESS_KEY=") {
-                secret = Some(s.to_owned());
-            }
-            said.push(line.to_owned());
+            said.push(line.trim().to_owned());
         }
+        let file = self.dir.join("data").join("credentials");
+        let creds: Value = serde_json::from_slice(
+            &std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+        )
+        .expect("the credentials file is JSON");
         (self.port, self.key, self.secret) = (
             port.unwrap_or_default(),
-            key.unwrap_or_default(),
-            secret.unwrap_or_default(),
+            creds["access_key_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            creds["secret_access_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         );
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);

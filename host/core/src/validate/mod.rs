@@ -13,6 +13,14 @@ mod options_tests;
 
 pub use options::{BERTH_LABEL_PREFIX, LOG_DRIVERS, valid_secret_name};
 
+use crate::quote::{Quoted, bounded};
+
+/// Bytes of one error's message at most (the offending value inside is
+/// quoted cut shorter still, see [`Quoted`]).
+const MAX_MESSAGE: usize = 512;
+/// Errors an [`InvalidInput`] lists before it only counts the rest.
+const MAX_ERRORS_SHOWN: usize = 20;
+
 use crate::model::{
     ContainerDefinition, DependencyCondition, NetworkMode, PlacementConstraint,
     PlacementConstraintType, PlacementStrategy, PlacementStrategyType, RegisterTaskDefinition,
@@ -42,13 +50,16 @@ pub struct InvalidInput(pub Vec<FieldError>);
 
 impl fmt::Display for InvalidInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(MAX_ERRORS_SHOWN).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{e}")?;
         }
-        Ok(())
+        match self.0.len().saturating_sub(MAX_ERRORS_SHOWN) {
+            0 => Ok(()),
+            more => write!(f, "; and {more} more"),
+        }
     }
 }
 
@@ -70,7 +81,7 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, InvalidInput> {
         let path = if path == "." { String::new() } else { path };
         InvalidInput(vec![FieldError {
             path,
-            message: e.into_inner().to_string(),
+            message: bounded(e.into_inner().to_string(), MAX_MESSAGE),
         }])
     })
 }
@@ -84,7 +95,7 @@ impl Check {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
-            message: message.into(),
+            message: bounded(message.into(), MAX_MESSAGE),
         });
     }
     fn range(&mut self, path: &str, v: Option<u32>, lo: u32, hi: u32) {
@@ -148,7 +159,7 @@ pub fn task_definition(td: &RegisterTaskDefinition) -> Result<(), InvalidInput> 
             "family",
             format!(
                 "`{}` must be 1-255 letters, digits, hyphens or underscores",
-                td.family
+                Quoted(&td.family)
             ),
         );
     }
@@ -204,7 +215,7 @@ pub fn task_definition(td: &RegisterTaskDefinition) -> Result<(), InvalidInput> 
                 format!("volumes[{i}].name"),
                 format!(
                     "`{}` must be 1-255 letters, digits, hyphens or underscores",
-                    v.name
+                    Quoted(&v.name)
                 ),
             );
         }
@@ -291,7 +302,7 @@ fn container_basics(c: &mut Check, p: &str, d: &ContainerDefinition) {
             format!("{p}.name"),
             format!(
                 "`{}` must be 1-255 letters, digits, hyphens or underscores",
-                d.name
+                Quoted(&d.name)
             ),
         );
     }
@@ -679,6 +690,7 @@ impl ErrorSink for Check {
 
 impl ErrorSink for Vec<FieldError> {
     fn push(&mut self, path: String, message: String) {
+        let message = bounded(message, MAX_MESSAGE);
         self.push(FieldError { path, message });
     }
 }

@@ -20,6 +20,7 @@ use axum::routing::post;
 use berth_protocol::{
     ControlPlane, Heartbeat, LogAnswer, LogRequestPoll, LogRequests, ManifestRequest,
     ProtocolError, RegisterInstance, RetireInstance, SubmitContainerStateChange, TaskStateChange,
+    TaskStateChanges,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -66,6 +67,7 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         .route(&at("manifest"), post(manifest))
         .route(&at("task-state"), post(task_state))
         .route(&at("container-state"), post(container_state))
+        .route(&at("task-states"), post(task_states))
         .route(&at("log-requests"), post(log_requests))
         .route(&at("log-answers"), post(log_answers))
 }
@@ -137,6 +139,14 @@ async fn task_state(State(api): State<Arc<Api>>, body: Bytes) -> Response {
     let plane = &api.agents.plane;
     handle(&body, |r: TaskStateChange| {
         plane.submit_task_state_change(r)
+    })
+    .await
+}
+
+async fn task_states(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+    let plane = &api.agents.plane;
+    handle(&body, |r: TaskStateChanges| {
+        plane.submit_task_state_changes(r)
     })
     .await
 }

@@ -8,49 +8,62 @@
 //! listener.
 
 pub mod agent;
+mod auth;
 mod logs;
 mod operations;
+mod serve;
 pub mod sigv4;
+pub mod throttle;
 
-use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use http_body_util::{BodyExt, Limited};
+use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
+#[cfg(test)]
+use auth::{MAX_BODY, MAX_POLICY_BODY};
 pub use berth_client::{BERTH_PREFIX, ECS_PREFIX, JSON};
+pub use serve::serve;
 
+use crate::control::health::Health;
 use crate::control::{Control, ControlError};
 use crate::credentials::Credentials;
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 1024 * 1024;
-/// Largest body of `InstallPolicy`, whose component travels base64 inside.
-pub const MAX_POLICY_BODY: usize = 16 * 1024 * 1024;
-/// How long requests in flight may take to finish once shutdown begins.
-const DRAIN: Duration = Duration::from_secs(10);
+/// Bytes of an error message at most, whatever built it: a message quotes
+/// the offending input, and a 1 MB input must not come back whole.
+const MAX_ERROR_MESSAGE: usize = 4096;
 
-/// The body limit of a request, by its target (or, for an agent's log
-/// answer, which carries a page of logs, its path).
-fn body_limit(path: &str, headers: &HeaderMap) -> usize {
-    let install = headers.get("x-amz-target").and_then(|v| v.to_str().ok())
-        == Some(&*format!("{BERTH_PREFIX}.InstallPolicy"));
-    let log_answer = path == format!("{}/log-answers", agent::AGENT_PATH);
-    if install || log_answer {
-        MAX_POLICY_BODY
-    } else {
-        MAX_BODY
+/// The limits and timeouts a client meets (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// From a connection's start, or the end of the previous answer, until
+    /// the request's headers are complete (so also the idle keep-alive time).
+    pub header_timeout: Duration,
+    /// From the headers until the whole body is read.
+    pub body_timeout: Duration,
+    /// The token buckets' rates, per access key and group of operations.
+    pub rates: throttle::Rates,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            rates: throttle::Rates::default(),
+        }
     }
 }
 
@@ -67,14 +80,18 @@ impl ApiError {
         ApiError {
             code,
             status,
-            message: message.into(),
+            message: berth_core::quote::bounded(message.into(), MAX_ERROR_MESSAGE),
         }
     }
 }
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
-        let status = if e.is_server() { 500 } else { 400 };
+        let status = match e {
+            ControlError::Unavailable(_) => 503,
+            _ if e.is_server() => 500,
+            _ => 400,
+        };
         ApiError::new(e.code(), status, e.to_string())
     }
 }
@@ -127,17 +144,41 @@ pub struct Api {
     control: Arc<Control>,
     credentials: Credentials,
     agents: agent::AgentEndpoints,
+    limits: Limits,
+    /// Turns for bodies past [`auth::SMALL_BODY`].
+    large_bodies: tokio::sync::Semaphore,
+    throttle: throttle::Throttle,
+    /// What GET /health checks (None: it answers 503 naming nothing to check).
+    health: Option<Arc<Health>>,
 }
 
 impl Api {
     /// The API over `control`, accepting requests signed with `credentials`.
     pub fn new(control: Arc<Control>, credentials: Credentials) -> Self {
         let agents = agent::AgentEndpoints::new(control.agent_plane());
+        let limits = Limits::default();
         Api {
             control,
             credentials,
             agents,
+            throttle: throttle::Throttle::new(limits.rates),
+            limits,
+            large_bodies: tokio::sync::Semaphore::new(auth::LARGE_BODIES),
+            health: None,
         }
+    }
+
+    /// With these limits and rates.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.throttle = throttle::Throttle::new(limits.rates);
+        self.limits = limits;
+        self
+    }
+
+    /// GET /health answers from `health`.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// With the agent endpoints answering from `agents` (tests).
@@ -164,6 +205,7 @@ pub fn router(api: Arc<Api>) -> Router {
     ));
     Router::new()
         .route("/", aws_json)
+        .route("/health", get(health))
         .merge(agent)
         .fallback(no_route)
         .with_state(api)
@@ -172,12 +214,48 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(middleware::from_fn(request_id))
 }
 
-/// The awsJson endpoint: the operation named by `X-Amz-Target`.
+/// `GET /health`, unauthenticated: 200 when the store takes writes, this
+/// process's agents are connected and the scheduler loops run; else 503.
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    let Some(h) = api.health.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(CONTENT_TYPE, "application/json")],
+            r#"{"healthy":false,"message":"this server checks nothing"}"#,
+        )
+            .into_response();
+    };
+    let report = match tokio::task::spawn_blocking(move || h.check()).await {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::new(
+                "ServerException",
+                500,
+                format!("the health check failed: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let status = if report.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::to_vec(&report).unwrap_or_default();
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The awsJson endpoint: the operation named by `X-Amz-Target`, within its
+/// group's rate for the (verified) key.
 async fn aws_json(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let group = throttle::Group::of(target.rsplit('.').next().unwrap_or(""));
+    if !api.throttle.take(&api.credentials.access_key_id, group) {
+        return ApiError::new("ThrottlingException", 400, "Rate exceeded").into_response();
+    }
     match operations::answer(&api.control, target, &body).await {
         Ok(answer) => ([(CONTENT_TYPE, JSON)], answer).into_response(),
         Err(e) => e.into_response(),
@@ -187,7 +265,7 @@ async fn aws_json(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) 
 /// Reads the body (up to the target's limit) and checks its SigV4 signature
 /// before the endpoint runs; the endpoint gets the body read.
 async fn signed_body(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
-    match verified(&api, req).await {
+    match auth::verified(&api, req).await {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -202,35 +280,17 @@ async fn signed_agent(State(api): State<Arc<Api>>, req: Request, next: Next) -> 
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "an unknown address".to_owned(), |c| c.0.to_string());
     let path = req.uri().path().to_owned();
-    match verified(&api, req).await {
+    match auth::verified(&api, req).await {
         Ok(req) => next.run(req).await,
-        Err(e) if e.status == 413 => e.into_response(),
+        // Not about who signed: too large, too slow, no Host.
+        Err(e) if matches!(e.status, 400 | 408 | 413) && !e.code.contains("Signature") => {
+            e.into_response()
+        }
         Err(e) => {
             tracing::warn!(remote = %from, path = %path, code = e.code, "agent request refused: {}", e.message);
             ApiError::new(e.code, 403, e.message).into_response()
         }
     }
-}
-
-/// The request with its body read (within its limit), if its signature is
-/// the server's key's.
-async fn verified(api: &Api, req: Request) -> Result<Request, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, body_limit(parts.uri.path(), &parts.headers)).await?;
-    let verified = sigv4::verify(
-        &api.credentials,
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query().unwrap_or(""),
-        &parts.headers,
-        &body,
-        chrono::Utc::now(),
-    );
-    if let Err(e) = verified {
-        let (code, status) = e.code_and_status();
-        return Err(ApiError::new(code, status, e.to_string()));
-    }
-    Ok(Request::from_parts(parts, Body::from(body)))
 }
 
 /// Any method but POST on `/`.
@@ -269,60 +329,6 @@ async fn request_id(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-amzn-requestid", v);
     }
     resp
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        "RequestEntityTooLargeException",
-        413,
-        format!("the request body is larger than {limit} bytes"),
-    )
-}
-
-/// Reads a body up to `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large(limit))
-        }
-        Err(e) => Err(ApiError::new(
-            "SerializationException",
-            400,
-            format!("reading the body: {e}"),
-        )),
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish (up to ten seconds).
-pub async fn serve(
-    router: Router,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The peer's address reaches the handlers, to log refused agents.
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    })
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => r.context("serving the API"),
-        Ok(()) = stopped => tokio::time::timeout(DRAIN, server)
-            .await
-            .context("requests still in flight after 10s")?
-            .context("serving the API"),
-    }
 }
 
 #[cfg(test)]

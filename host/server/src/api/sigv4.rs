@@ -64,10 +64,12 @@ fn parse_authorization(h: &str) -> Result<Authorization, AuthError> {
         .ok_or_else(|| incomplete("only AWS4-HMAC-SHA256 is supported"))?;
     let (mut cred, mut signed, mut sig) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or_else(|| incomplete(&format!("`{}` is not key=value", part.trim())))?;
+        let (k, v) = part.trim().split_once('=').ok_or_else(|| {
+            incomplete(&format!(
+                "`{}` is not key=value",
+                berth_core::quote::Quoted(part.trim())
+            ))
+        })?;
         match k {
             "Credential" => cred = Some(v),
             "SignedHeaders" => signed = Some(v),
@@ -109,16 +111,23 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Verifies a request's SigV4 signature against `creds`, at time `now`.
-pub fn verify(
+/// What [`precheck`] found in the headers: the parsed Authorization and
+/// the request's time, for [`verify_signature`] once the body is read.
+#[derive(Debug)]
+pub struct Prechecked {
+    auth: Authorization,
+    amz_date: String,
+}
+
+/// Everything about a request's signature that the headers alone can tell:
+/// the Authorization header parses, names the server's key, and its time is
+/// within [`MAX_SKEW_SECS`] of `now`. A request that fails here is refused
+/// before a byte of its body is read.
+pub fn precheck(
     creds: &Credentials,
-    method: &str,
-    path: &str,
-    query: &str,
     headers: &HeaderMap,
-    body: &[u8],
     now: DateTime<Utc>,
-) -> Result<(), AuthError> {
+) -> Result<Prechecked, AuthError> {
     let auth = headers.get("authorization").ok_or(AuthError::Missing)?;
     let auth = parse_authorization(
         auth.to_str()
@@ -130,13 +139,16 @@ pub fn verify(
         .ok_or_else(|| AuthError::Incomplete("no X-Amz-Date header".into()))?;
     let when = NaiveDateTime::parse_from_str(amz_date, AMZ_DATE_FORMAT)
         .map_err(|_| {
-            AuthError::Incomplete(format!("X-Amz-Date `{amz_date}` is not YYYYMMDDTHHMMSSZ"))
+            AuthError::Incomplete(format!(
+                "X-Amz-Date `{}` is not YYYYMMDDTHHMMSSZ",
+                berth_core::quote::Quoted(amz_date)
+            ))
         })?
         .and_utc();
     if !amz_date.starts_with(&auth.date) {
         return Err(AuthError::Incomplete(format!(
             "Credential date {} is not the date of X-Amz-Date {amz_date}",
-            auth.date
+            berth_core::quote::Quoted(&auth.date)
         )));
     }
     if !auth.signed.iter().any(|h| h == "host") {
@@ -145,7 +157,9 @@ pub fn verify(
         ));
     }
     if auth.key_id != creds.access_key_id {
-        return Err(AuthError::UnknownKey(auth.key_id));
+        return Err(AuthError::UnknownKey(
+            berth_core::quote::Quoted(&auth.key_id).to_string(),
+        ));
     }
     let skew = (now - when).num_seconds();
     if skew.abs() > MAX_SKEW_SECS {
@@ -155,6 +169,23 @@ pub fn verify(
             now.format(AMZ_DATE_FORMAT)
         )));
     }
+    Ok(Prechecked {
+        auth,
+        amz_date: amz_date.to_owned(),
+    })
+}
+
+/// The signature itself, over the headers and the body read.
+pub fn verify_signature(
+    creds: &Credentials,
+    pre: &Prechecked,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), AuthError> {
+    let auth = &pre.auth;
     let payload_hash = sha256_hex(body);
     if let Some(h) = headers
         .get("x-amz-content-sha256")
@@ -176,7 +207,7 @@ pub fn verify(
         "{}/{}/{}/aws4_request",
         auth.date, auth.region, auth.service
     );
-    let sts = string_to_sign(amz_date, &scope, &canonical);
+    let sts = string_to_sign(&pre.amz_date, &scope, &canonical);
     let key = signing_key(
         &creds.secret_access_key,
         &auth.date,
@@ -189,6 +220,23 @@ pub fn verify(
     // Constant-time comparison.
     mac.verify_slice(&given)
         .map_err(|_| AuthError::BadSignature)
+}
+
+/// Verifies a request's SigV4 signature against `creds`, at time `now`:
+/// [`precheck`], then [`verify_signature`] (the API runs the two apart,
+/// reading the body in between).
+#[cfg(test)]
+pub fn verify(
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), AuthError> {
+    let pre = precheck(creds, headers, now)?;
+    verify_signature(creds, &pre, method, path, query, headers, body)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! machines and (later) policies in one run.
 
 pub mod api;
+pub mod fleet;
 pub mod placement;
 
 use clap::{Subcommand, ValueEnum};
@@ -17,6 +18,10 @@ pub enum BenchCommand {
     /// Requests per second and latency of a running `berth up`'s ECS API,
     /// from signed requests on concurrent connections.
     Api(api::LoadArgs),
+    /// Nomad's C1M on one machine: places many tasks on a running `berth
+    /// server`'s (simulated) instances with RunTask and waits until their
+    /// agents report them all RUNNING.
+    Fleet(fleet::FleetArgs),
 }
 
 /// How a bench prints its figures.
@@ -34,5 +39,6 @@ pub fn run(what: BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Placement(args) => placement::run(&args),
         BenchCommand::Api(args) => api::run(&args),
+        BenchCommand::Fleet(args) => fleet::run(&args),
     }
 }

@@ -25,11 +25,12 @@ use berth_core::model::{ContainerInstance, Task, TaskDefinition};
 use berth_core::status::{DesiredStatus, InstanceStatus, TaskStatus};
 use berth_protocol::{
     AssignedTask, ControlPlane, Heartbeat, HeartbeatAck, ManifestRequest, ProtocolError,
-    RegisterInstance, RegistryCredential, RetireAck, RetireInstance, StateChangeAck, TaskLogReader,
-    TaskManifest, TaskStateChange, apply_task_state_change,
+    RegisterInstance, RegistryCredential, RetireAck, RetireInstance, StateChangeAck,
+    StateChangesAck, TaskLogReader, TaskManifest, TaskStateChange, TaskStateChanges,
+    apply_task_state_change,
 };
 use berth_store::tables::{TASKS_BY_INSTANCE, task_definition_key};
-use berth_store::{Changes, Record, Store, Txn};
+use berth_store::{Store, Txn};
 
 use super::instances::put_registration;
 use super::liveness::{Liveness, come_back};
@@ -137,10 +138,13 @@ impl LocalControlPlane {
     ) -> Result<TaskManifest, ControlError> {
         let deadline = tokio::time::Instant::now() + self.manifest_wait;
         // Watched from before the read, so a change landing between the
-        // read and the wait still wakes it.
+        // read and the wait still wakes it. Only commits that rewrite this
+        // instance's record wake it (not every commit, as a table watch
+        // would: with thousands of agents polling that cost more than the
+        // commits themselves).
         let mut watch = self
             .store
-            .watch(&[ContainerInstance::TABLE], self.store.revision()?);
+            .watch_record::<ContainerInstance>(&req.container_instance_arn);
         // The request is what is heard from the agent; the re-reads below
         // are not: the poll's connection may have died since (a host cut
         // off), and hearing them would keep a lost agent's tasks forever.
@@ -149,21 +153,20 @@ impl LocalControlPlane {
             if manifest.sequence != known {
                 return Ok(manifest);
             }
-            loop {
-                let Ok(changes) = tokio::time::timeout_at(deadline, watch.next()).await else {
-                    return Ok(manifest);
-                };
-                let ours = match changes? {
-                    Changes::Events { events, .. } => {
-                        events.iter().any(|e| e.key == req.container_instance_arn)
-                    }
-                    Changes::Compacted { .. } => true,
-                };
-                if ours {
-                    break;
-                }
+            if tokio::time::timeout_at(deadline, watch.changed())
+                .await
+                .is_err()
+            {
+                // A change committed by another process sharing the store
+                // wakes nothing here: read once more before answering.
+                return self.read_manifest(req);
             }
-            manifest = self.read_manifest(req)?;
+            // Most rewrites of the record leave the sequence alone (a task
+            // reported RUNNING moves only the counts): the tasks are read
+            // only when it rose.
+            if self.sequence(&req.container_instance_arn)? != known {
+                manifest = self.read_manifest(req)?;
+            }
         }
     }
 
@@ -244,6 +247,15 @@ impl LocalControlPlane {
         self.read_manifest(req)
     }
 
+    /// The instance's manifest sequence number as stored (0: no such instance).
+    fn sequence(&self, instance_arn: &str) -> Result<u64, ControlError> {
+        Ok(self
+            .store
+            .begin()?
+            .peek::<ContainerInstance>(instance_arn)?
+            .map_or(0, |ci| ci.value.version))
+    }
+
     /// The instance's manifest as stored, without hearing from its agent.
     fn read_manifest(&self, req: &ManifestRequest) -> Result<TaskManifest, ControlError> {
         let mut txn = self.store.begin()?;
@@ -281,24 +293,12 @@ impl LocalControlPlane {
         let up = self
             .store
             .update(|txn| -> Result<StateChangeAck, ControlError> {
-                let Some(task) = txn.get::<Task>(&change.task)? else {
-                    return Ok(StateChangeAck {
-                        applied: false,
-                        task: None,
-                    });
-                };
-                let mut task = task.value;
-                let applied = apply_task_state_change(&mut task, change);
-                if applied {
-                    txn.put(&task)?;
-                    if let Some(instance) = &task.container_instance_arn {
-                        refresh_instance(txn, instance)?;
-                    }
+                let mut touched = Touched::new();
+                let ack = apply_change(txn, change, &mut touched)?;
+                for (instance, shift) in &touched {
+                    refresh_instance(txn, instance, *shift)?;
                 }
-                Ok(StateChangeAck {
-                    applied,
-                    task: Some(task),
-                })
+                Ok(ack)
             })?;
         // The change names the task, not the agent: the agent heard from
         // is the one of the task's instance.
@@ -307,13 +307,82 @@ impl LocalControlPlane {
             .task
             .as_ref()
             .and_then(|t| t.container_instance_arn.as_deref())
-            && self.hear(instance)
         {
-            self.write_back(instance)?;
+            self.heard_by_change(instance)?;
         }
         Ok(up.value)
     }
+
+    /// Applies a batch in one transaction, rewriting each touched instance
+    /// once (a batch of 200 starts costs one recount, not 200).
+    fn submit_batch(&self, batch: &TaskStateChanges) -> Result<StateChangesAck, ControlError> {
+        let up = self
+            .store
+            .update(|txn| -> Result<(Vec<bool>, Touched), ControlError> {
+                let mut touched = Touched::new();
+                let mut applied = Vec::with_capacity(batch.changes.len());
+                for change in &batch.changes {
+                    applied.push(apply_change(txn, change, &mut touched)?.applied);
+                }
+                for (instance, shift) in &touched {
+                    refresh_instance(txn, instance, *shift)?;
+                }
+                Ok((applied, touched))
+            })?;
+        let (applied, touched) = up.value;
+        for instance in touched.keys() {
+            self.heard_by_change(instance)?;
+        }
+        Ok(StateChangesAck { applied })
+    }
+
+    /// A state change of a task of `instance` is hearing from its agent.
+    fn heard_by_change(&self, instance: &str) -> Result<(), ControlError> {
+        if self.hear(instance) {
+            self.write_back(instance)?;
+        }
+        Ok(())
+    }
 }
+
+/// Applies `change` to its task in `txn`, adding the task's instance to
+/// `touched` when it changed, with how its counts shift (None: recount);
+/// the caller rewrites those instances.
+fn apply_change(
+    txn: &mut Txn,
+    change: &TaskStateChange,
+    touched: &mut Touched,
+) -> Result<StateChangeAck, ControlError> {
+    let Some(task) = txn.get::<Task>(&change.task)? else {
+        return Ok(StateChangeAck {
+            applied: false,
+            task: None,
+        });
+    };
+    let mut task = task.value;
+    let before = task.clone();
+    let applied = apply_task_state_change(&mut task, change);
+    if applied {
+        txn.put(&task)?;
+        if let Some(instance) = &task.container_instance_arn {
+            let shift = berth_core::usage::count_shift(&before, &task);
+            let entry = touched.entry(instance.clone()).or_insert(Some((0, 0)));
+            *entry = match (*entry, shift) {
+                (Some((r, p)), Some((dr, dp))) => Some((r + dr, p + dp)),
+                _ => None,
+            };
+        }
+    }
+    Ok(StateChangeAck {
+        applied,
+        task: Some(task),
+    })
+}
+
+/// The instances a transaction's state changes touched, each with the
+/// shift of its running and pending counts, or None when it must be
+/// recounted from its tasks.
+type Touched = BTreeMap<String, Option<(i64, i64)>>;
 
 /// Every task assigned to `instance_arn`, whatever its status.
 pub(super) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
@@ -333,11 +402,33 @@ fn definition(txn: &mut Txn, td_arn: &str) -> Result<Option<TaskDefinition>, Con
         .map(|v| v.value))
 }
 
-/// Recomputes the instance's usage from its tasks in `txn` and rewrites it.
-fn refresh_instance(txn: &mut Txn, instance_arn: &str) -> Result<(), ControlError> {
+/// Rewrites the instance with its counts shifted by `shift` (running,
+/// pending), or with its usage recomputed from its tasks in `txn` when
+/// `shift` is None. Only the latter raises the manifest's sequence (the
+/// record's `version`): a shift is the agent's own report of a start,
+/// which it need not be told of, and thousands of agents each fetching
+/// their manifest again after every report of theirs is what a fleet
+/// cannot afford.
+fn refresh_instance(
+    txn: &mut Txn,
+    instance_arn: &str,
+    shift: Option<(i64, i64)>,
+) -> Result<(), ControlError> {
     if let Some(ci) = txn.get::<ContainerInstance>(instance_arn)? {
-        let mut ci = recount(txn, ci.value)?;
-        ci.version += 1;
+        let ci = match shift {
+            None => {
+                let mut ci = recount(txn, ci.value)?;
+                ci.version += 1;
+                ci
+            }
+            Some((running, pending)) => {
+                let mut ci = ci.value;
+                let moved = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(n);
+                ci.running_tasks_count = moved(ci.running_tasks_count, running);
+                ci.pending_tasks_count = moved(ci.pending_tasks_count, pending);
+                ci
+            }
+        };
         txn.put(&ci)?;
     }
     Ok(())
@@ -374,6 +465,13 @@ impl ControlPlane for LocalControlPlane {
         change: TaskStateChange,
     ) -> Result<StateChangeAck, ProtocolError> {
         Ok(self.submit(&change)?)
+    }
+
+    async fn submit_task_state_changes(
+        &self,
+        batch: TaskStateChanges,
+    ) -> Result<StateChangesAck, ProtocolError> {
+        Ok(self.submit_batch(&batch)?)
     }
 }
 

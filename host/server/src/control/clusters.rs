@@ -20,28 +20,25 @@ pub(super) fn valid_cluster_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Fills the counts of `c` from the indexes, so they are never stale.
+/// Fills the counts of `c` from the indexes, so they are never stale
+/// (counted from index entries alone: a cluster of a million tasks is
+/// described without reading them).
 pub(super) fn with_counts(txn: &Txn, mut c: Cluster) -> Result<Cluster, StoreError> {
     let arn = &c.cluster_arn;
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     let count = |status: TaskStatus| -> Result<u32, StoreError> {
         let value = in_cluster(arn, status.as_str());
-        Ok(
-            u32::try_from(all_by_index(txn, TASKS_BY_LAST_STATUS, &value)?.len())
-                .unwrap_or(u32::MAX),
-        )
+        Ok(clamp(txn.count_by_index(TASKS_BY_LAST_STATUS, &value)?))
     };
     let mut instances = 0;
     for status in [InstanceStatus::Active, InstanceStatus::Draining] {
-        instances +=
-            all_by_index(txn, INSTANCES_BY_STATUS, &in_cluster(arn, status.as_str()))?.len();
+        instances += txn.count_by_index(INSTANCES_BY_STATUS, &in_cluster(arn, status.as_str()))?;
     }
-    c.registered_container_instances_count = u32::try_from(instances).unwrap_or(u32::MAX);
+    c.registered_container_instances_count = clamp(instances);
     c.running_tasks_count = count(TaskStatus::Running)?;
     c.pending_tasks_count = count(TaskStatus::Pending)?;
     let active_services = in_cluster(arn, ServiceStatus::Active.as_str());
-    c.active_services_count =
-        u32::try_from(all_by_index(txn, SERVICES_BY_STATUS, &active_services)?.len())
-            .unwrap_or(u32::MAX);
+    c.active_services_count = clamp(txn.count_by_index(SERVICES_BY_STATUS, &active_services)?);
     Ok(c)
 }
 
@@ -84,7 +81,8 @@ impl Control {
             return Err(ControlError::invalid(
                 "clusterName",
                 format!(
-                    "`{name}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)"
+                    "`{}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)",
+                    berth_core::quote::Quoted(&name)
                 ),
             ));
         }

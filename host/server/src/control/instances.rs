@@ -35,7 +35,7 @@ pub(super) fn put_registration(
             "cluster",
             format!(
                 "`{}` is not a valid cluster name (1-255 letters, digits, hyphens, underscores)",
-                req.cluster
+                berth_core::quote::Quoted(&req.cluster)
             ),
         ));
     }
@@ -72,7 +72,10 @@ fn check_attribute(a: &Attribute, path: &str) -> Result<(), ControlError> {
     if !ok_name {
         return Err(ControlError::invalid(
             &format!("{path}.name"),
-            format!("`{}` is not a valid attribute name", a.name),
+            format!(
+                "`{}` is not a valid attribute name",
+                berth_core::quote::Quoted(&a.name)
+            ),
         ));
     }
     if let Some(v) = &a.value

@@ -144,6 +144,14 @@ impl Liveness {
         }
     }
 
+    /// Seconds since the agent of `arn` was last heard from, and the
+    /// timeout after which it is judged lost; None if never heard.
+    pub fn heard_ago(&self, arn: &str) -> Option<(f64, f64)> {
+        let now = self.clock.now();
+        let heard = self.agents().get(arn).and_then(|p| p.heard)?;
+        Some((now - heard, self.timing.timeout))
+    }
+
     /// [`come_back`] for `arn` committed: it is not lost any more.
     pub fn came_back(&self, arn: &str) {
         if let Some(p) = self.agents().get_mut(arn) {
@@ -414,7 +422,13 @@ fn live_instance_or_none(
 
 /// Runs a liveness pass every [`TICK`] on a blocking thread until
 /// `shutdown` resolves; a failed pass is logged and the next one comes.
-pub async fn run(liveness: Arc<Liveness>, store: Arc<Store>, shutdown: impl Future<Output = ()>) {
+/// Each pass that ends beats `beats` (for GET /health).
+pub async fn run(
+    liveness: Arc<Liveness>,
+    store: Arc<Store>,
+    beats: Arc<super::health::Beats>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -425,8 +439,11 @@ pub async fn run(liveness: Arc<Liveness>, store: Arc<Store>, shutdown: impl Futu
         }
         let (l, s) = (Arc::clone(&liveness), Arc::clone(&store));
         match tokio::task::spawn_blocking(move || l.pass(&s)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "liveness pass failed"),
+            Ok(Ok(_)) => beats.beat(super::health::LIVENESS_LOOP),
+            Ok(Err(e)) => {
+                beats.beat(super::health::LIVENESS_LOOP);
+                tracing::warn!(error = %e, "liveness pass failed");
+            }
             Err(e) => tracing::error!(error = %e, "liveness pass panicked"),
         }
     }

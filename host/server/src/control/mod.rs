@@ -8,6 +8,7 @@
 
 pub mod agents;
 mod clusters;
+pub mod health;
 mod instances;
 pub mod liveness;
 pub mod policies;
@@ -64,6 +65,10 @@ pub enum ControlError {
     /// The store failed, or contention outlasted the retries.
     #[error("{0}")]
     Server(String),
+    /// The store cannot write its file (a full disk, an I/O error): nothing
+    /// was written, and a later try can succeed once the cause is gone.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ControlError {
@@ -84,12 +89,13 @@ impl ControlError {
             ControlError::PolicyInUse(_) => "PolicyInUseException",
             ControlError::InvalidPolicy(_) => "InvalidPolicyException",
             ControlError::Server(_) => "ServerException",
+            ControlError::Unavailable(_) => "ServiceUnavailableException",
         }
     }
 
     /// True for the server's own failures (HTTP 5xx), false for the caller's.
     pub fn is_server(&self) -> bool {
-        matches!(self, ControlError::Server(_))
+        matches!(self, ControlError::Server(_) | ControlError::Unavailable(_))
     }
 
     fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
@@ -100,7 +106,12 @@ impl ControlError {
 impl From<StoreError> for ControlError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        ControlError::Server(format!("state store: {e}"))
+        match e {
+            StoreError::Io(_) => ControlError::Unavailable(format!(
+                "state store: {e}; nothing was written, try again once the data directory's file system has room (GET /health says when)"
+            )),
+            e => ControlError::Server(format!("state store: {e}")),
+        }
     }
 }
 
@@ -152,6 +163,8 @@ pub struct Control {
     /// Who was heard from when, told by the agents that reach this control
     /// plane over HTTP (see [`Control::agent_plane`]).
     liveness: Option<Arc<liveness::Liveness>>,
+    /// When each scheduler loop last finished a pass (GET /health).
+    beats: Arc<health::Beats>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -180,7 +193,13 @@ impl Control {
             last_collect: std::sync::Mutex::new(0.0),
             log_readers: Arc::default(),
             liveness: None,
+            beats: Arc::default(),
         }
+    }
+
+    /// When each scheduler loop last finished a pass.
+    pub fn beats(&self) -> &Arc<health::Beats> {
+        &self.beats
     }
 
     /// Reads task logs through the agents registered in `readers`.

@@ -119,8 +119,13 @@ pub(super) async fn passes(
         }
         let c = Arc::clone(&control);
         match tokio::task::spawn_blocking(move || pass(&c)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "{name} failed"),
+            // A failed pass still shows the loop alive; the store's health
+            // is told apart.
+            Ok(Ok(())) => control.beats.beat(name),
+            Ok(Err(e)) => {
+                control.beats.beat(name);
+                tracing::warn!(error = %e, "{name} failed");
+            }
             Err(e) => tracing::error!(error = %e, "{name} panicked"),
         }
     }

@@ -351,7 +351,7 @@ impl Control {
             &req.placement_constraints,
             &[],
         )?;
-        let mut view = self.views.take(txn, cluster_arn)?;
+        let mut view = self.views.take(txn, &self.store, cluster_arn)?;
         let out = match view.place_on_arn(&preq, instance_arn) {
             None => Ok(Err(NotStarted::Missing)),
             Some(Err(c)) => Ok(Err(NotStarted::Unfit(c))),
@@ -492,7 +492,7 @@ impl Control {
             &req.placement_strategy,
         )?;
         let policy = self.policy_for(&cluster.cluster_name, service, &req.tags)?;
-        let mut view = self.views.take(txn, &cluster.cluster_arn)?;
+        let mut view = self.views.take(txn, &self.store, &cluster.cluster_arn)?;
         let results = self.decide(&mut view, &policy, &preq, count as usize);
         let new = NewTask {
             cluster_name: &cluster.cluster_name,
@@ -584,7 +584,7 @@ impl Control {
                 &[],
                 &[],
             )?;
-            let mut view = self.views.take(txn, &cluster.cluster_arn)?;
+            let mut view = self.views.take(txn, &self.store, &cluster.cluster_arn)?;
             let new = NewTask {
                 cluster_name: &cluster.cluster_name,
                 cluster_arn: &cluster.cluster_arn,
@@ -809,7 +809,7 @@ impl Control {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index(txn, QUEUED_BY_CLUSTER, &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
-                let mut view = self.views.take(txn, &cluster_arn)?;
+                let mut view = self.views.take(txn, &self.store, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
                     let task = txn.get::<Task>(&q.task_arn)?.map(|t| t.value);

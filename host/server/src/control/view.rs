@@ -17,7 +17,7 @@
 //! mirrors follow the view's state by deltas, so a warm policy instance
 //! serves decision after decision, and one idle for [`SESSION_IDLE`] is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,8 @@ use berth_core::placement::{
 use berth_core::status::InstanceStatus;
 use berth_core::usage::{self, integer_resource};
 use berth_policy::{Fallback, LoadedPolicy, PolicyHost, PolicySession};
-use berth_store::Txn;
-use berth_store::tables::INSTANCES_BY_CLUSTER;
+use berth_store::tables::{INSTANCES_BY_CLUSTER, instance_cluster_arn};
+use berth_store::{Changes, Record, Store, Txn};
 
 use super::instances::tasks_on;
 use super::{ControlError, all_by_index};
@@ -47,6 +47,12 @@ pub(super) struct ClusterView {
     pub instances: Vec<ContainerInstance>,
     /// Store version of each instance record as last read or written.
     versions: Vec<u64>,
+    /// The store revision the view is current at: the change log after it
+    /// says which instance records to read again.
+    revision: u64,
+    /// Instances to read again whatever the log says (their placements
+    /// did not commit, or a commit wrote them differently).
+    stale: BTreeSet<usize>,
     /// What each instance's tasks hold, to take back out when it is reloaded.
     held: Vec<Vec<Held>>,
     /// Instances placed on in this transaction: how many tasks, and the
@@ -121,6 +127,8 @@ impl ClusterView {
             state: ClusterState::default(),
             instances: Vec::new(),
             versions: Vec::new(),
+            revision: txn.revision()?,
+            stale: BTreeSet::new(),
             held: Vec::new(),
             touched: BTreeMap::new(),
             sessions: HashMap::new(),
@@ -138,53 +146,115 @@ impl ClusterView {
         Ok(view)
     }
 
-    /// Brings a kept view up to date in `txn`: the instances whose record
-    /// moved are reloaded; a change in the set of instances rebuilds it.
-    fn refresh(mut self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
-        let current = read_instances(txn, cluster_arn)?;
-        let same_set = current.len() == self.instances.len()
-            && current
-                .iter()
-                .zip(&self.instances)
-                .all(|((_, c), v)| c.container_instance_arn == v.container_instance_arn);
-        if !same_set {
-            return self.rebuild(txn, cluster_arn);
-        }
-        for (i, (version, ci)) in current.into_iter().enumerate() {
-            if version == self.versions[i] {
-                continue;
+    /// Brings a kept view up to date with `txn`'s snapshot: only the
+    /// instances whose records changed since the view's revision (the
+    /// store's change log says which) are read again; an instance joining
+    /// or leaving the cluster, or a log compacted past the view's
+    /// revision, rebuilds it. Nothing read here joins the read set:
+    /// placement checks only the instances it places on
+    /// ([`ClusterView::write_touched`]), so a report from an agent of
+    /// another instance does not make a RunTask conflict.
+    fn refresh(
+        mut self,
+        txn: &mut Txn,
+        store: &Store,
+        cluster_arn: &str,
+    ) -> Result<ClusterView, ControlError> {
+        let snapshot = txn.revision()?;
+        let mut changed: BTreeSet<usize> = std::mem::take(&mut self.stale);
+        match store.changes(&[ContainerInstance::TABLE], self.revision)? {
+            Changes::Compacted { .. } => return self.rebuild(txn, cluster_arn),
+            Changes::Events { events, .. } => {
+                for e in events.iter().filter(|e| e.revision <= snapshot) {
+                    match self.state.index_of(&e.key) {
+                        Some(i) => {
+                            changed.insert(i);
+                        }
+                        None if instance_cluster_arn(&e.key) == cluster_arn => {
+                            return self.rebuild(txn, cluster_arn);
+                        }
+                        None => {}
+                    }
+                }
             }
-            let spec = spec_of(&ci);
-            let old = &self.state.instance(i).spec;
-            let resources_same = (old.cpu, old.memory, &old.reserved_tcp, &old.reserved_udp)
-                == (
-                    spec.cpu,
-                    spec.memory,
-                    &spec.reserved_tcp,
-                    &spec.reserved_udp,
-                );
-            if !resources_same {
-                // Registered resources are fixed at registration; a change
-                // means something unusual: start over.
+        }
+        for i in changed {
+            let arn = self.instances[i].container_instance_arn.clone();
+            let Some(ci) = txn.peek::<ContainerInstance>(&arn)? else {
+                return self.rebuild(txn, cluster_arn);
+            };
+            if ci.value.status == InstanceStatus::Inactive {
                 return self.rebuild(txn, cluster_arn);
             }
-            for (spec, ports) in std::mem::take(&mut self.held[i]) {
-                self.state.remove_task(i, &spec, &ports);
+            if ci.version == self.versions[i] {
+                continue;
             }
+            if !self.reload(txn, i, ci.version, ci.value)? {
+                return self.rebuild(txn, cluster_arn);
+            }
+        }
+        self.revision = snapshot;
+        Ok(self)
+    }
+
+    /// Reads again what instance `i` holds, from its record `ci` at
+    /// `version`; false when its registered resources changed (something
+    /// unusual: the caller starts over).
+    fn reload(
+        &mut self,
+        txn: &Txn,
+        i: usize,
+        version: u64,
+        ci: ContainerInstance,
+    ) -> Result<bool, ControlError> {
+        let spec = spec_of(&ci);
+        let old = &self.state.instance(i).spec;
+        let resources_same = (old.cpu, old.memory, &old.reserved_tcp, &old.reserved_udp)
+            == (
+                spec.cpu,
+                spec.memory,
+                &spec.reserved_tcp,
+                &spec.reserved_udp,
+            );
+        if !resources_same {
+            return Ok(false);
+        }
+        if holds_same(&self.instances[i], &ci) {
+            // Only its counts, status, connection or attributes moved (a
+            // task reported RUNNING, a heartbeat): what its tasks hold is
+            // as the view has it, so they are not read again.
             self.state
                 .update_instance(i, spec.active, spec.agent_connected, spec.attributes);
-            let held = held_on(txn, &ci.container_instance_arn)?;
-            for (spec, ports) in &held {
-                self.state.add_task(i, spec, ports);
-            }
-            self.held[i] = held;
             self.instances[i] = ci;
             self.versions[i] = version;
             for (s, _) in self.sessions.values_mut() {
                 s.instance_changed(i);
             }
+            return Ok(true);
         }
-        Ok(self)
+        for (spec, ports) in std::mem::take(&mut self.held[i]) {
+            self.state.remove_task(i, &spec, &ports);
+        }
+        self.state
+            .update_instance(i, spec.active, spec.agent_connected, spec.attributes);
+        let held = held_on(txn, &ci.container_instance_arn)?;
+        for (spec, ports) in &held {
+            self.state.add_task(i, spec, ports);
+        }
+        self.held[i] = held;
+        self.instances[i] = ci;
+        self.versions[i] = version;
+        for (s, _) in self.sessions.values_mut() {
+            s.instance_changed(i);
+        }
+        Ok(true)
+    }
+
+    /// A transaction's attempt that placed on this view did not commit:
+    /// what it placed is taken back by reading those instances again.
+    fn abandon_attempt(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        self.stale.extend(touched.into_keys());
     }
 
     /// Builds the view afresh, keeping its policy sessions: they mirror
@@ -271,6 +341,9 @@ impl ClusterView {
                 Resource::string_set("PORTS_UDP", strs(&inst.ports[1])),
             ];
             let ci = &mut self.instances[i];
+            // The one check placement needs: the instance placed on is
+            // still as the view read it.
+            txn.expect_version::<ContainerInstance>(&ci.container_instance_arn, self.versions[i])?;
             ci.remaining_resources = remaining;
             ci.pending_tasks_count = before.saturating_add(n);
             ci.version += 1;
@@ -290,37 +363,46 @@ impl ClusterView {
             let read = txn
                 .as_mut()
                 .and_then(|t| t.get::<ContainerInstance>(arn).ok().flatten());
-            self.versions[i] = match read {
-                Some(r) if same_record(&r.value, &self.instances[i]) => r.version,
-                _ => 0,
-            };
+            match read {
+                Some(r) if same_record(&r.value, &self.instances[i]) => {
+                    self.versions[i] = r.version
+                }
+                _ => {
+                    self.stale.insert(i);
+                }
+            }
         }
         self.touched.clear();
     }
+}
+
+/// Whether two readings of an instance record say its tasks hold the same:
+/// every change to what they hold raises the record's `version` (the
+/// manifest's sequence) and moves its remaining resources or its count of
+/// holding tasks; a task reported RUNNING moves neither.
+fn holds_same(a: &ContainerInstance, b: &ContainerInstance) -> bool {
+    let holding =
+        |c: &ContainerInstance| u64::from(c.running_tasks_count) + u64::from(c.pending_tasks_count);
+    a.version == b.version
+        && a.remaining_resources == b.remaining_resources
+        && holding(a) == holding(b)
 }
 
 fn same_record(a: &ContainerInstance, b: &ContainerInstance) -> bool {
     matches!((serde_json::to_value(a), serde_json::to_value(b)), (Ok(x), Ok(y)) if x == y)
 }
 
-/// The cluster's instances that are not INACTIVE, each read with CAS, in
-/// a stable order, with their store versions.
+/// The cluster's instances that are not INACTIVE, in a stable order, with
+/// their store versions (not in the read set: see [`ClusterView::refresh`]).
 fn read_instances(
     txn: &mut Txn,
     cluster_arn: &str,
 ) -> Result<Vec<(u64, ContainerInstance)>, ControlError> {
-    let arns: Vec<String> = all_by_index(txn, INSTANCES_BY_CLUSTER, cluster_arn)?
+    Ok(all_by_index(txn, INSTANCES_BY_CLUSTER, cluster_arn)?
         .into_iter()
         .filter(|c| c.value.status != InstanceStatus::Inactive)
-        .map(|c| c.value.container_instance_arn)
-        .collect();
-    let mut out = Vec::with_capacity(arns.len());
-    for a in arns {
-        if let Some(ci) = txn.get::<ContainerInstance>(&a)? {
-            out.push((ci.version, ci.value));
-        }
-    }
-    Ok(out)
+        .map(|c| (c.version, c.value))
+        .collect())
 }
 
 /// The views of every cluster. A placing transaction (always under this
@@ -343,17 +425,29 @@ impl Views {
     /// Starts a transaction's attempt: views left from an attempt that did
     /// not commit hold reservations that never happened, and are dropped.
     pub fn begin(&self) {
-        lock(&self.lent).clear();
+        // Kept rather than dropped: reading back the few instances the
+        // attempt placed on is far cheaper than building the view anew.
+        let left: Vec<(String, ClusterView)> = lock(&self.lent).drain().collect();
+        let mut kept = lock(&self.kept);
+        for (arn, mut v) in left {
+            v.abandon_attempt();
+            kept.insert(arn, v);
+        }
     }
 
     /// The cluster's view, current as of `txn`.
-    pub fn take(&self, txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
+    pub fn take(
+        &self,
+        txn: &mut Txn,
+        store: &Store,
+        cluster_arn: &str,
+    ) -> Result<ClusterView, ControlError> {
         if let Some(v) = lock(&self.lent).remove(cluster_arn) {
             return Ok(v);
         }
         let kept = lock(&self.kept).remove(cluster_arn);
         match kept {
-            Some(v) => v.refresh(txn, cluster_arn),
+            Some(v) => v.refresh(txn, store, cluster_arn),
             None => ClusterView::build(txn, cluster_arn),
         }
     }

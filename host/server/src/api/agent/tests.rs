@@ -345,3 +345,60 @@ async fn a_log_read_goes_to_the_polling_agent_and_comes_back() {
     .await;
     assert_eq!((status, empty), (200, json!({"requests": []})));
 }
+
+/// The agent protocol is not throttled: with the ECS writes' bucket empty
+/// (1 a second, burst 1), heartbeats keep being answered.
+#[tokio::test]
+async fn heartbeats_are_never_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(berth_store::Store::open(dir.path().join("berth.redb")).unwrap());
+    let control = Arc::new(Control::new(Arc::clone(&store), ArnContext::default()));
+    control.ensure_default_cluster().unwrap();
+    let limits = crate::api::Limits {
+        rates: crate::api::throttle::Rates::default().with(&"write=1:1".parse().unwrap()),
+        ..crate::api::Limits::default()
+    };
+    let api = router(Arc::new(
+        Api::new(Arc::clone(&control), creds()).with_limits(limits),
+    ));
+    let ecs = |name: &str| {
+        let body = serde_json::to_vec(&json!({"clusterName": name})).unwrap();
+        let headers = vec![
+            ("content-type".to_owned(), JSON.to_owned()),
+            ("host".to_owned(), "server:7171".to_owned()),
+            (
+                "x-amz-target".to_owned(),
+                format!("{}.CreateCluster", crate::api::ECS_PREFIX),
+            ),
+        ];
+        let mut b = Request::builder().method("POST").uri("/");
+        for (n, v) in &headers {
+            b = b.header(n, v);
+        }
+        for (n, v) in berth_client::sigv4::sign(
+            &creds(),
+            "local",
+            "ecs",
+            "/",
+            &headers,
+            &body,
+            chrono::Utc::now(),
+        ) {
+            b = b.header(n, v);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let (status, _) = send(&api, ecs("a")).await;
+    assert_eq!(status, 200);
+    let (status, e) = send(&api, ecs("b")).await;
+    assert_eq!(
+        (status, e["__type"].as_str()),
+        (400, Some("ThrottlingException"))
+    );
+    let hb =
+        json!({"cluster": "default", "containerInstanceArn": INSTANCE, "agentConnected": true});
+    for _ in 0..20 {
+        let (status, ok) = agent(&api, "heartbeat", hb.clone()).await;
+        assert_eq!(status, 200, "{ok}");
+    }
+}

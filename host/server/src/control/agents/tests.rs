@@ -84,7 +84,7 @@ async fn placed_task(f: &Fixture) -> String {
 }
 
 #[tokio::test]
-async fn a_state_change_submitted_twice_applies_once_and_the_sequence_rises() {
+async fn a_state_change_submitted_twice_applies_once_and_a_start_leaves_the_sequence() {
     let f = fixture();
     let before = f
         .plane
@@ -132,7 +132,16 @@ async fn a_state_change_submitted_twice_applies_once_and_the_sequence_rises() {
         .task_manifest(manifest_request())
         .await
         .expect("manifest");
-    assert!(running.sequence > placed.sequence);
+    // The agent's own report of a start is not news to it: the sequence
+    // stays, and only the instance's counts move.
+    assert_eq!(running.sequence, placed.sequence);
+    let mut txn = f.plane.store.begin().expect("txn");
+    let ci = txn
+        .get::<berth_core::model::ContainerInstance>(&placed.container_instance_arn)
+        .expect("read")
+        .expect("instance")
+        .value;
+    assert_eq!((ci.running_tasks_count, ci.pending_tasks_count), (1, 0));
 
     let second = f
         .plane

@@ -29,6 +29,10 @@ use crate::codec::{
     index_value_prefix, split_index_entry,
 };
 use crate::error::{CommitError, ConflictEntry, OpenError, StoreError};
+use crate::group_commit::GroupCommit;
+
+mod write;
+use write::{Job, JobResult};
 
 /// Schema version written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -96,6 +100,8 @@ pub struct RedbBackend {
     change_log_len: u64,
     /// The latest revision, sent after each commit lands.
     revision: tokio::sync::watch::Sender<u64>,
+    /// Writers waiting while a commit is made are committed together.
+    group: GroupCommit<Job, JobResult>,
 }
 
 impl fmt::Debug for RedbBackend {
@@ -173,6 +179,7 @@ impl RedbBackend {
             io_failed: AtomicBool::new(false),
             report,
             change_log_len: DEFAULT_CHANGE_LOG_LEN,
+            group: GroupCommit::default(),
             revision: tokio::sync::watch::Sender::new(revision),
         })
     }
@@ -293,41 +300,6 @@ fn decode_revision(bytes: &[u8]) -> Result<u64, StoreError> {
         reason: format!("revision is {} bytes, not 8", bytes.len()),
     })?;
     Ok(u64::from_le_bytes(fixed))
-}
-
-/// Within a write commit: raises the revision, logs what `writes` did under it (`versions`
-/// aligned with `writes`, 0 for a delete) and trims the log to its last `keep` entries.
-fn log_commit(
-    wtx: &WriteTransaction,
-    writes: &[WriteOp],
-    versions: &[u64],
-    keep: u64,
-) -> Result<u64, StoreError> {
-    let mut meta = wtx.open_table(META)?;
-    let previous = match meta.get(META_REVISION_KEY)? {
-        Some(v) => decode_revision(v.value())?,
-        None => 0,
-    };
-    let revision = previous + 1;
-    meta.insert(META_REVISION_KEY, revision.to_le_bytes().as_slice())?;
-    let mut log = wtx.open_table(CHANGES)?;
-    let changes: Vec<(&str, &str, u64)> = writes
-        .iter()
-        .zip(versions)
-        .map(|(w, v)| (w.table.as_str(), w.key.as_str(), *v))
-        .collect();
-    log.insert(revision, codec::encode_commit_changes(&changes).as_slice())?;
-    loop {
-        let oldest = match log.first()? {
-            Some((k, _)) => k.value(),
-            None => break,
-        };
-        if oldest + keep > revision {
-            break;
-        }
-        log.pop_first()?;
-    }
-    Ok(revision)
 }
 
 fn read_schema_version(db: &Database, path: &Path) -> Result<Option<u32>, OpenError> {
@@ -507,6 +479,22 @@ impl Snapshot for RedbSnapshot {
         }
         Ok(out)
     }
+
+    fn count_index(&self, table: &str, index: &str, value: &str) -> Result<u64, StoreError> {
+        let Some(idx) = open_read(&self.rtx, index_table(&index_table_name(table)))? else {
+            return Ok(0);
+        };
+        let prefix = index_value_prefix(index, value);
+        let mut n = 0;
+        for entry in idx.range::<&str>(start_bound(&prefix, None))? {
+            let (k, _) = entry?;
+            if !k.value().starts_with(prefix.as_str()) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 impl Backend for RedbBackend {
@@ -519,108 +507,18 @@ impl Backend for RedbBackend {
     }
 
     fn commit(&self, reads: &[ReadEntry], writes: &[WriteOp]) -> Result<Vec<u64>, CommitError> {
-        // Any step of a write can meet the I/O error (a page allocated, the
-        // commit's fsync): whichever does, the file is reopened before the
-        // next write.
-        let result = (|| -> Result<Vec<u64>, CommitError> {
-            // redb allows one open handle per table, so work table by table.
-            let mut reads_by_table: BTreeMap<&str, Vec<&ReadEntry>> = BTreeMap::new();
-            for r in reads {
-                reads_by_table.entry(&r.table).or_default().push(r);
-            }
-
-            if writes.is_empty() {
-                // Read-only: validating against the latest snapshot needs no write lock.
-                let rtx = self.db()?.begin_read().map_err(StoreError::from)?;
-                let mut changed = Vec::new();
-                for (table, entries) in &reads_by_table {
-                    let t = open_read(&rtx, record_table(table))?;
-                    check_table(table, t.as_ref(), entries, &mut changed)?;
-                }
-                return conflict_or(changed, Vec::new());
-            }
-
-            let db = self.db()?;
-            let wtx = db.begin_write().map_err(StoreError::from)?;
-            let mut changed = Vec::new();
-            for (table, entries) in &reads_by_table {
-                // Opening creates a missing table; that is undone if we abort below.
-                let t = wtx
-                    .open_table(record_table(table))
-                    .map_err(StoreError::from)?;
-                check_table(table, Some(&t), entries, &mut changed)?;
-            }
-            if !changed.is_empty() {
-                wtx.abort().map_err(StoreError::from)?;
-                return conflict_or(changed, Vec::new());
-            }
-
-            let mut by_table: BTreeMap<&str, Vec<(usize, &WriteOp)>> = BTreeMap::new();
-            for (i, w) in writes.iter().enumerate() {
-                by_table.entry(&w.table).or_default().push((i, w));
-            }
-            let mut versions = vec![0; writes.len()];
-            for (table, ops) in by_table {
-                codec::validate_table(table)?;
-                let mut records = wtx
-                    .open_table(record_table(table))
-                    .map_err(StoreError::from)?;
-                let idx_name = index_table_name(table);
-                let mut idx = wtx
-                    .open_table(index_table(&idx_name))
-                    .map_err(StoreError::from)?;
-                for (i, op) in ops {
-                    let key = op.key.as_str();
-                    let old = records
-                        .get(key)
-                        .map_err(StoreError::from)?
-                        .map(|v| decode_record(table, key, v.value()))
-                        .transpose()?;
-                    let old_version = old.as_ref().map_or(0, |r| r.version);
-                    if let Some(old) = &old {
-                        for (name, value) in &old.index_keys {
-                            idx.remove(index_entry_key(name, value, key).as_str())
-                                .map_err(StoreError::from)?;
-                        }
-                    }
-                    match &op.put {
-                        Some(NewRecord { index_keys, data }) => {
-                            let version = old_version + 1;
-                            let bytes = codec::encode_record(version, index_keys, data);
-                            records
-                                .insert(key, bytes.as_slice())
-                                .map_err(StoreError::from)?;
-                            for (name, value) in index_keys {
-                                idx.insert(index_entry_key(name, value, key).as_str(), ())
-                                    .map_err(StoreError::from)?;
-                            }
-                            versions[i] = version;
-                        }
-                        None => {
-                            records.remove(key).map_err(StoreError::from)?;
-                        }
-                    }
-                }
-            }
-            let revision = log_commit(&wtx, writes, &versions, self.change_log_len)?;
-            // Durability::Immediate is redb's default: commit returns once the data is fsynced.
-            wtx.commit().map_err(StoreError::from)?;
-            // Only now can a watcher read what it is woken for. Concurrent committers may get here
-            // out of order: the revision only moves forward.
-            self.revision.send_if_modified(|latest| {
-                let newer = revision > *latest;
-                if newer {
-                    *latest = revision;
-                }
-                newer
-            });
-            Ok(versions)
-        })();
-        if let Err(CommitError::Store(e @ StoreError::Io(_))) = &result {
-            self.io_failed.store(true, Ordering::Release);
-            tracing::warn!(path = %self.path.display(), error = %e, "store write failed; the file is reopened before the next write");
+        if writes.is_empty() {
+            return self.check_reads(reads);
         }
-        result
+        let job = Job {
+            reads: reads.to_vec(),
+            writes: writes.to_vec(),
+        };
+        self.group.run(job, &|jobs| self.commit_group(jobs), &|| {
+            Err(CommitError::Store(StoreError::Backend(
+                "the thread committing this write's group panicked; nothing is known of it".into(),
+            )))
+        })
     }
 
     fn table_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -756,41 +654,6 @@ fn describe_entry(entry: &str) -> String {
     match split_index_entry(entry) {
         Some((i, v, k)) => format!("{i}={v:?} -> {k:?}"),
         None => format!("{entry:?}"),
-    }
-}
-
-/// Appends to `changed` each read entry of `table` whose version is no longer the one read.
-fn check_table<T: ReadableTable<&'static str, &'static [u8]>>(
-    table: &str,
-    t: Option<&T>,
-    entries: &[&ReadEntry],
-    changed: &mut Vec<ConflictEntry>,
-) -> Result<(), StoreError> {
-    for r in entries {
-        let now = match t {
-            Some(t) => t
-                .get(r.key.as_str())?
-                .map_or(Ok(0), |v| decode_version(table, &r.key, v.value()))?,
-            None => 0,
-        };
-        if now != r.version {
-            changed.push(ConflictEntry {
-                table: r.table.clone(),
-                key: r.key.clone(),
-                read_version: r.version,
-                current_version: now,
-            });
-        }
-    }
-    Ok(())
-}
-
-fn conflict_or(changed: Vec<ConflictEntry>, ok: Vec<u64>) -> Result<Vec<u64>, CommitError> {
-    if changed.is_empty() {
-        Ok(ok)
-    } else {
-        tracing::debug!(n = changed.len(), "commit conflict");
-        Err(CommitError::Conflict { changed })
     }
 }
 

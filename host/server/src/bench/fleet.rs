@@ -1,0 +1,227 @@
+//! `berth bench fleet`: Nomad's C1M on one machine. Against a running
+//! `berth server` whose cluster has (simulated) instances, places
+//! `--tasks` tasks with RunTask `--count` at a time on `--connections`
+//! connections, then waits until the cluster counts them all RUNNING (as
+//! their agents report), printing progress every second. With
+//! `--server-pid` it also reports the server's CPU time and RSS, and with
+//! `--data-dir` the store's size.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use berth_client::{Connection, Credentials, ECS_PREFIX, endpoint_host};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Options of `berth bench fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[arg(long, env = "BERTH_ENDPOINT", default_value = "http://127.0.0.1:7171")]
+    endpoint: String,
+    /// The cluster (its instances must be registered already, e.g. by
+    /// `berth agent --simulate N`).
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Wait until this many instances are registered before starting.
+    #[arg(long, default_value_t = 0)]
+    instances: u64,
+    /// How many tasks to place.
+    #[arg(long, default_value_t = 1_000_000)]
+    tasks: u64,
+    /// Tasks per RunTask (ECS allows 1 to 10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10))]
+    count: u64,
+    /// Concurrent RunTask connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// CPU units and MiB of each task.
+    #[arg(long, default_value_t = 64)]
+    task_cpu: u64,
+    #[arg(long, default_value_t = 128)]
+    task_memory: u64,
+    /// Give up waiting for RUNNING after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+    /// The server's process id, for its CPU time and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server's data directory, for the store's size.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// RunTask calls made: latencies, tasks placed, failures.
+#[derive(Debug, Default)]
+struct Placed {
+    tasks: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Runs the bench and prints the figures.
+pub fn run(args: &FleetArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(run_async(args))
+}
+
+/// The server's CPU seconds (user + system) and RSS in MiB, from /proc.
+fn server_usage(pid: Option<u32>) -> Option<(f64, f64)> {
+    let pid = pid?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: utime is the
+    // 14th field of the line, stime the 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((ticks / 100.0, rss_kib / 1024.0))
+}
+
+async fn cluster_counts(conn: &mut Connection, cluster: &str) -> anyhow::Result<(u64, u64, u64)> {
+    let v = conn
+        .call(
+            ECS_PREFIX,
+            "DescribeClusters",
+            &json!({"clusters": [cluster]}),
+        )
+        .await?;
+    let c = &v["clusters"][0];
+    let n = |f: &str| c[f].as_u64().unwrap_or(0);
+    Ok((
+        n("registeredContainerInstancesCount"),
+        n("runningTasksCount"),
+        n("pendingTasksCount"),
+    ))
+}
+
+async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
+    let host = endpoint_host(&args.endpoint).map_err(anyhow::Error::msg)?;
+    let creds = Credentials::from_env()
+        .context("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the server's key")?;
+    let mut watch = Connection::open(&host, &creds).await?;
+    let family = "fleet-bench";
+    watch
+        .call(ECS_PREFIX, "RegisterTaskDefinition", &json!({"family": family, "containerDefinitions": [
+            {"name": "c", "image": "fleet-bench", "cpu": args.task_cpu, "memory": args.task_memory}]}))
+        .await?;
+    loop {
+        let (registered, _, _) = cluster_counts(&mut watch, &args.cluster).await?;
+        if registered >= args.instances {
+            println!("instances registered: {registered}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (_, running_before, _) = cluster_counts(&mut watch, &args.cluster).await?;
+    let usage_before = server_usage(args.server_pid);
+    let start = Instant::now();
+    let to_claim = Arc::new(AtomicU64::new(args.tasks));
+    let placed = Arc::new(Placed::default());
+    let body = json!({"cluster": args.cluster, "taskDefinition": family});
+    let mut workers = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let mut conn = Connection::open(&host, &creds).await?;
+        let (to_claim, placed, body, count) = (
+            Arc::clone(&to_claim),
+            Arc::clone(&placed),
+            body.clone(),
+            args.count,
+        );
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let Ok(left) = to_claim.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                    l.checked_sub(count.min(l)).filter(|_| l > 0)
+                }) else {
+                    return Ok::<_, anyhow::Error>(lat);
+                };
+                let n = count.min(left);
+                let mut body = body.clone();
+                body["count"] = json!(n);
+                let t = Instant::now();
+                let v: Value = conn.call(ECS_PREFIX, "RunTask", &body).await?;
+                lat.push(t.elapsed());
+                let got = v["tasks"].as_array().map_or(0, Vec::len) as u64;
+                placed.tasks.fetch_add(got, Ordering::Relaxed);
+                if got < n {
+                    placed.failures.fetch_add(n - got, Ordering::Relaxed);
+                    bail!("RunTask placed {got} of {n}: {}", v["failures"]);
+                }
+            }
+        }));
+    }
+    let mut placed_at = None;
+    let mut peak_rss: f64 = 0.0;
+    let target = running_before + args.tasks;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let running = loop {
+        tick.tick().await;
+        let (_, running, pending) = cluster_counts(&mut watch, &args.cluster).await?;
+        let done = placed.tasks.load(Ordering::Relaxed);
+        let usage = server_usage(args.server_pid);
+        if let Some((_, rss)) = usage {
+            peak_rss = peak_rss.max(rss);
+        }
+        let t = start.elapsed().as_secs_f64();
+        println!(
+            "t={t:.0}s placed={done} running={} pending={pending} server_rss_mib={}",
+            running - running_before,
+            usage.map_or("-".to_owned(), |u| format!("{:.0}", u.1))
+        );
+        if placed_at.is_none() && workers.iter().all(tokio::task::JoinHandle::is_finished) {
+            placed_at = Some(t);
+        }
+        if running >= target {
+            break running;
+        }
+        if t > args.timeout as f64 {
+            bail!(
+                "after {t:.0}s only {} of {} tasks RUNNING",
+                running - running_before,
+                args.tasks
+            );
+        }
+    };
+    let all_running = start.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.context("a RunTask worker panicked")??);
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let cpu = match (usage_before, server_usage(args.server_pid)) {
+        (Some(a), Some(b)) => json!(b.0 - a.0),
+        _ => Value::Null,
+    };
+    let store_mib = args.data_dir.as_ref().and_then(|d| {
+        std::fs::metadata(d.join("berth.redb"))
+            .ok()
+            .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+    });
+    println!(
+        "{}",
+        json!({"tasks": args.tasks, "running": running - running_before,
+               "placed_seconds": placed_at, "all_running_seconds": all_running,
+               "run_task_calls": lat.len(), "run_task_p50_ms": pct(0.5), "run_task_p99_ms": pct(0.99),
+               "server_cpu_seconds": cpu, "server_peak_rss_mib": peak_rss, "store_mib": store_mib})
+    );
+    Ok(())
+}
