@@ -56,6 +56,8 @@ struct Figures {
     errors: AtomicU64,
     /// Assignment latencies since the last report, in microseconds.
     latencies: Mutex<Vec<u64>>,
+    /// Every assignment latency of the run, in microseconds.
+    all_latencies: Mutex<Vec<u64>>,
 }
 
 impl Figures {
@@ -117,7 +119,17 @@ pub fn run(opts: SimulateOptions) -> anyhow::Result<()> {
     })
 }
 
-/// Prints one line of figures and starts a new latency window.
+/// The `p` quantile (0 to 1) of sorted microseconds, in milliseconds.
+fn quantile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Prints one line of figures: the window's latencies (then a new window
+/// starts) and the whole run's.
 fn report(figures: &Figures, started: Instant) {
     let mut lat = std::mem::take(
         &mut *figures
@@ -126,16 +138,16 @@ fn report(figures: &Figures, started: Instant) {
             .unwrap_or_else(PoisonError::into_inner),
     );
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i] as f64 / 1000.0
-    };
+    let mut all = figures
+        .all_latencies
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    all.extend_from_slice(&lat);
+    all.sort_unstable();
     println!(
         "t={:.1}s registered={} tasks_seen={} running={} stopped={} heartbeats={} errors={} \
-         assigned_in_window={} latency_ms_p50={:.1} p99={:.1} max={:.1}",
+         window: assigned={} latency_ms_p50={:.1} p99={:.1} max={:.1}; \
+         run: assigned={} latency_ms_p50={:.1} p99={:.1} max={:.1}",
         started.elapsed().as_secs_f64(),
         Figures::get(&figures.registered),
         Figures::get(&figures.seen),
@@ -144,9 +156,13 @@ fn report(figures: &Figures, started: Instant) {
         Figures::get(&figures.heartbeats),
         Figures::get(&figures.errors),
         lat.len(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
+        quantile_ms(&lat, 0.5),
+        quantile_ms(&lat, 0.99),
+        quantile_ms(&lat, 1.0),
+        all.len(),
+        quantile_ms(&all, 0.5),
+        quantile_ms(&all, 0.99),
+        quantile_ms(&all, 1.0),
     );
 }
 
