@@ -22,7 +22,9 @@ use bollard::models::ContainerSummary;
 use bollard::query_parameters::StopContainerOptionsBuilder;
 
 use crate::docker::{containers_with_label, task_containers};
-use crate::start::{Observed, definitions, ecs_health, observe, remove, start_task};
+use crate::start::{
+    Observed, definitions, ecs_health, observe, observe_stopped, remove, start_task,
+};
 use crate::{AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, now};
 
 /// What a pass may do.
@@ -399,7 +401,7 @@ async fn try_stop(inner: &Inner, docker: &Docker, a: &AssignedTask) -> Result<()
                 }) => {}
                 Err(e) => return Err(AgentError::from(e)),
             }
-            let o = observe(docker, &id).await?;
+            let o = observe_stopped(docker, &id).await?;
             remove(docker, &id).await?;
             Ok((name, o))
         })

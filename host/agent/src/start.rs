@@ -49,27 +49,51 @@ impl Observed {
     }
 }
 
-/// Inspects a container; `Ok(None)` when it does not exist. A container
-/// killed by SIGKILL (137) is looked at again a few times: Docker records
-/// `OOMKilled` from its own event, which may land just after the exit.
+/// Inspects a container; `Ok(None)` when it does not exist.
 pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed>, AgentError> {
-    let mut seen = observe_once(docker, id).await?;
-    for _ in 0..OOM_RECHECKS {
-        match &seen {
-            Some(o) if o.exited && o.exit_code == Some(137) && !o.oom_killed => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                seen = observe_once(docker, id).await?;
-            }
-            _ => break,
-        }
-    }
-    Ok(seen)
+    observe_once(docker, id, Some(chrono::Utc::now())).await
 }
 
-/// How many more looks a SIGKILLed container gets for Docker's `OOMKilled`.
-const OOM_RECHECKS: u32 = 5;
+/// [`observe`] for a container the agent itself has just stopped: how it
+/// ended is known, so there is no waiting for an OOM mark.
+pub(crate) async fn observe_stopped(
+    docker: &Docker,
+    id: &str,
+) -> Result<Option<Observed>, AgentError> {
+    observe_once(docker, id, None).await
+}
 
-async fn observe_once(docker: &Docker, id: &str) -> Result<Option<Observed>, AgentError> {
+/// How long a container with a memory limit that died of SIGKILL (137) is
+/// still shown running while Docker may yet mark it `OOMKilled`: Docker
+/// records the kernel's OOM kill from its own event, which can land after
+/// the exit (seconds later on a busy host). The agent's passes look again
+/// meanwhile; nothing waits.
+const OOM_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Whether a container that exited at `finished_at` (Docker's RFC 3339
+/// time) with `code` may still be marked OOM-killed at `now`.
+fn oom_may_follow(
+    code: Option<i64>,
+    memory_limit: Option<i64>,
+    finished_at: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    if code != Some(137) || memory_limit.unwrap_or(0) <= 0 {
+        return false;
+    }
+    let Some(at) = finished_at.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return false;
+    };
+    // A finish time in the future (a daemon's clock ahead) is no reason to wait.
+    let age = now.signed_duration_since(at);
+    age >= chrono::TimeDelta::zero() && age < OOM_GRACE
+}
+
+async fn observe_once(
+    docker: &Docker,
+    id: &str,
+    oom_grace_from: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Option<Observed>, AgentError> {
     let c = match docker.inspect_container(id, None).await {
         Ok(c) => c,
         Err(e) if is_not_found(&e) => return Ok(None),
@@ -81,7 +105,15 @@ async fn observe_once(docker: &Docker, id: &str) -> Result<Option<Observed>, Age
     let exited = matches!(
         status,
         ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD
-    );
+    ) && (oom_killed
+        || !oom_grace_from.is_some_and(|now| {
+            oom_may_follow(
+                state.exit_code,
+                c.host_config.as_ref().and_then(|h| h.memory),
+                state.finished_at.as_deref(),
+                now,
+            )
+        }));
     let mut bindings = Vec::new();
     for (key, binds) in c.network_settings.and_then(|n| n.ports).unwrap_or_default() {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
@@ -624,4 +656,54 @@ async fn commit_failed(inner: &Inner, task_arn: &str, reason: &str) -> Result<()
     change.reason = Some(reason.to_owned());
     crate::converge::submit_acknowledged(inner, change).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sigkilled_container_with_a_memory_limit_waits_briefly_for_docker_s_oom_mark() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T01:00:10Z")
+            .expect("a time")
+            .to_utc();
+        let at = |t: &str| Some(format!("2026-12-02T01:00:{t}Z"));
+        let just = at("09.5");
+        // Killed half a second ago with a limit: Docker may still mark it.
+        assert!(oom_may_follow(
+            Some(137),
+            Some(16 << 20),
+            just.as_deref(),
+            now
+        ));
+        // Past the grace, or any other exit, or no limit: reported as it is.
+        assert!(!oom_may_follow(
+            Some(137),
+            Some(16 << 20),
+            at("04").as_deref(),
+            now
+        ));
+        assert!(!oom_may_follow(
+            Some(1),
+            Some(16 << 20),
+            just.as_deref(),
+            now
+        ));
+        assert!(!oom_may_follow(Some(137), None, just.as_deref(), now));
+        assert!(!oom_may_follow(Some(137), Some(0), just.as_deref(), now));
+        // Docker's zero time (never finished), garbage, or a clock ahead of ours.
+        assert!(!oom_may_follow(
+            Some(137),
+            Some(1),
+            Some("0001-01-01T00:00:00Z"),
+            now
+        ));
+        assert!(!oom_may_follow(Some(137), Some(1), Some("soon"), now));
+        assert!(!oom_may_follow(
+            Some(137),
+            Some(1),
+            at("30").as_deref(),
+            now
+        ));
+    }
 }
