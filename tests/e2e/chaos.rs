@@ -286,7 +286,7 @@ fn observe(api: &Api, host: &Host, acked: &[String]) -> Settled {
     let mut outcomes = BTreeMap::<String, usize>::new();
     for t in described.values() {
         let exit = &t["containers"][0]["exitCode"];
-        let key = format!(
+        let mut key = format!(
             "{} {} exit {}",
             t["lastStatus"].as_str().unwrap_or("?"),
             t["stopCode"].as_str().unwrap_or("-"),
@@ -296,6 +296,10 @@ fn observe(api: &Api, host: &Host, acked: &[String]) -> Settled {
                 exit.to_string()
             }
         );
+        if t["stopCode"] == "TaskFailedToStart" {
+            let reason = t["stoppedReason"].as_str().unwrap_or_default();
+            key = format!("{key}: {}", reason.chars().take(100).collect::<String>());
+        }
         *outcomes.entry(key).or_default() += 1;
     }
     let listed = api.retry(
@@ -572,7 +576,8 @@ struct Storm {
 struct StormFigures {
     run_task_calls: u32,
     acknowledged: u32,
-    placement_failures: u32,
+    /// Tasks of calls answered 200 that were not placed, by reason.
+    placement_failures: BTreeMap<String, u32>,
     unavailable: u32,
     unreachable: u32,
 }
@@ -594,7 +599,10 @@ impl Storm {
                 match api.call("RunTask", &body) {
                     Ok(v) => {
                         f.acknowledged += 1;
-                        f.placement_failures += v["failures"].as_array().map_or(0, Vec::len) as u32;
+                        for fl in v["failures"].as_array().into_iter().flatten() {
+                            let reason = fl["reason"].as_str().unwrap_or("?").to_owned();
+                            *f.placement_failures.entry(reason).or_default() += 1;
+                        }
                         let mut a = acked.lock().expect("acked");
                         a.extend(
                             v["tasks"]
