@@ -12,27 +12,12 @@ use crate::hostile::health;
 
 #[test]
 fn a_full_data_directory_refuses_writes_until_space_is_freed() {
-    let mnt = tempfile::tempdir().expect("tempdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "this test mounts a tmpfs and needs root");
-    let unmount = Unmount(mnt.path().to_owned());
+    let (mnt, unmount) = mount_tmpfs("16m");
     let data = mnt.path().join("data");
     let s = Server::start_in(&data);
 
     let filler = mnt.path().join("filler");
-    let filled = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cat /dev/zero > {} 2>/dev/null; true",
-            filler.display()
-        ))
-        .status()
-        .expect("fill");
-    assert!(filled.success());
+    fill(&filler);
 
     let mut acked = Vec::new();
     let refusal = (0..2_000)
@@ -109,8 +94,35 @@ fn a_full_data_directory_refuses_writes_until_space_is_freed() {
     drop(unmount);
 }
 
+/// A tmpfs of `size` (mount's `size=`, e.g. `16m`) mounted on a fresh
+/// temporary directory, and the guard that unmounts it. Needs root.
+pub(crate) fn mount_tmpfs(size: &str) -> (tempfile::TempDir, Unmount) {
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "this test mounts a tmpfs and needs root");
+    let unmount = Unmount(mnt.path().to_owned());
+    (mnt, unmount)
+}
+
+/// Fills the file system of `file` with zeros written to it, until it is full.
+pub(crate) fn fill(file: &std::path::Path) {
+    let filled = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat /dev/zero > '{}' 2>/dev/null; true",
+            file.display()
+        ))
+        .status()
+        .expect("fill");
+    assert!(filled.success());
+}
+
 /// Unmounts the tmpfs when the test ends, passed or not.
-struct Unmount(std::path::PathBuf);
+pub(crate) struct Unmount(std::path::PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {

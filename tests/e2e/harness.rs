@@ -85,12 +85,38 @@ impl Up {
         Up::spawn(dir, env, args)
     }
 
+    /// As [`Up::start_in_with`], with berth's log (`BERTH_LOG`'s level, or
+    /// `warn`) appended to the file `log` rather than dropped.
+    pub fn start_in_logging(dir: &Path, env: &[(&str, &str)], args: &[&str], log: &Path) -> Up {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        Up::launch(dir, env, &Up::up_args(args), Stdio::from(file))
+    }
+
     /// `berth server` (no agent of its own) on the data directory `dir`.
     pub fn server_in(dir: &Path) -> Up {
-        Up::launch(dir, &[], &["server", "--listen", "127.0.0.1:0"])
+        Up::launch(
+            dir,
+            &[],
+            &["server", "--listen", "127.0.0.1:0"],
+            Stdio::null(),
+        )
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn spawn(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
+        Up::launch(dir, env, &Up::up_args(args), Stdio::null())
+    }
+
+    /// `up` on a free port in the e2e zone, then `args`.
+    fn up_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec![
             "up",
             "--listen",
@@ -99,21 +125,22 @@ impl Up {
             "e2e-zone",
         ];
         all.extend_from_slice(args);
-        Up::launch(dir, env, &all)
+        all
     }
 
-    /// `berth ARGS... --data-dir DIR` with the e2e key, once it listens.
-    fn launch(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
+    /// `berth ARGS... --data-dir DIR` with the e2e key, once it listens;
+    /// its log (at `warn` unless `env` sets `BERTH_LOG`) to `stderr`.
+    fn launch(dir: &Path, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Up {
         let mut child = Command::new(berth_bin())
+            .env("BERTH_LOG", "warn")
             .envs(env.iter().copied())
             .args(args)
             .arg("--data-dir")
             .arg(dir)
             .env("BERTH_ACCESS_KEY_ID", KEY)
             .env("BERTH_SECRET_ACCESS_KEY", SECRET)
-            .env("BERTH_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("berth up starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();

@@ -12,7 +12,7 @@ use berth_agent::testing::TEST_IMAGE;
 
 mod failures;
 mod fleet;
-mod lab;
+pub(crate) mod lab;
 mod restarts;
 mod story;
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: they start the real `berth` binary, as a user would.
 
 mod api;
+mod chaos;
 mod cli;
 mod docker;
 mod full_disk;

@@ -17,7 +17,9 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 use crate::container_config::{OOM_REASON, TaskSpec, container_config, docker_name};
 use crate::converge::{change_of, manifest};
 use crate::docker::{is_not_found, task_containers};
-use crate::{AgentError, Inner, LABEL_INSTANCE, LABEL_TASK_ARN, images, task_volumes};
+use crate::{
+    AgentError, Inner, LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN, images, task_volumes,
+};
 
 /// How long a start may wait for its dependency conditions.
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -382,8 +384,9 @@ async fn try_start(
 ) -> Result<Vec<Started>, StartError> {
     let task = &a.task;
     let (td, defs) = definitions(task, a.task_definition.as_ref()).map_err(StartError::Failed)?;
-    // Leftovers of an interrupted start go first, so a retry starts clean.
-    remove_task_containers(inner, docker, &task.task_arn).await?;
+    // An interrupted start (berth killed, Docker gone, the report not
+    // taken) is resumed: what it started is adopted, never run twice.
+    let earlier = earlier_start(inner, docker, &task.task_arn, &defs).await?;
     if !inner.cfg.allow_privileged
         && let Some(d) = defs.iter().find(|d| d.privileged == Some(true))
     {
@@ -394,7 +397,7 @@ async fn try_start(
             d.name
         )));
     }
-    for d in &defs {
+    for d in defs.iter().filter(|d| !earlier.contains_key(&d.name)) {
         pull_for(inner, docker, a, d).await?;
     }
     task_volumes::prepare(docker, &inner.instance_arn, &task.task_arn, &td)
@@ -408,7 +411,11 @@ async fn try_start(
         namespace_holder: order.first().map_or("", |&i| defs[i].name.as_str()),
     };
     let mut ids = HashMap::new();
-    for d in order.iter().map(|&i| &defs[i]) {
+    for d in order
+        .iter()
+        .map(|&i| &defs[i])
+        .filter(|d| !earlier.contains_key(&d.name))
+    {
         let opts = CreateContainerOptionsBuilder::default()
             .name(&docker_name(&task.task_arn, &d.name))
             .build();
@@ -432,6 +439,18 @@ async fn try_start(
     // Start in dependsOn order: each round starts every container whose
     // conditions hold, then waits a little and looks again.
     let mut started: Vec<Started> = Vec::new();
+    for (name, id) in earlier {
+        let seen = observe(docker, &id).await?.unwrap_or(Observed {
+            exited: true,
+            ..Default::default()
+        });
+        started.push(Started {
+            name,
+            id,
+            seen,
+            since: tokio::time::Instant::now(),
+        });
+    }
     let deadline = tokio::time::Instant::now() + DEPENDENCY_TIMEOUT;
     let mut rounds = 0u64;
     while started.len() < defs.len() {
@@ -487,6 +506,46 @@ async fn try_start(
                 return Err(StartError::Abandoned);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(started)
+}
+
+/// What an earlier attempt at starting `task_arn` left: the containers
+/// Docker started (running or exited since), by container name, which this
+/// attempt takes as started; it must not run them a second time. The rest
+/// (created and never started, or of no container of `defs`) is removed,
+/// to be created afresh.
+async fn earlier_start(
+    inner: &Inner,
+    docker: &Docker,
+    task_arn: &str,
+    defs: &[ContainerDefinition],
+) -> Result<HashMap<String, String>, AgentError> {
+    let mut started = HashMap::new();
+    for c in task_containers(docker, &inner.instance_arn, task_arn).await? {
+        let Some(id) = c.id else { continue };
+        let name = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_CONTAINER_NAME))
+            .filter(|n| defs.iter().any(|d| &d.name == *n))
+            .cloned();
+        let ran = match docker.inspect_container(&id, None).await {
+            // Docker's zero time until a container first starts.
+            Ok(i) => i
+                .state
+                .and_then(|s| s.started_at)
+                .is_some_and(|t| !t.starts_with("0001-")),
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match name {
+            Some(n) if ran && !started.contains_key(&n) => {
+                tracing::info!(task = %task_arn, container = %id, "adopting a container an interrupted start started");
+                started.insert(n, id);
+            }
+            _ => remove(docker, &id).await?,
         }
     }
     Ok(started)

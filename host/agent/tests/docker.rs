@@ -388,6 +388,55 @@ async fn a_restarted_agent_re_adopts_and_a_removed_container_stops_its_task() {
     assert_eq!(f.task(&keep).last_status, TaskStatus::Running);
 }
 
+/// A start whose RUNNING report was not taken (the control plane could
+/// not write it, or berth was killed first) is resumed by the next pass:
+/// the container it started is adopted, not removed and run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_start_is_resumed_not_run_twice() {
+    let Some(f) = fixture().await else { return };
+    f.plane.refuse_running_reports(1);
+    let arn = f.run_task("resumed", json!([{ "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sh", "-c", LOOP] }]));
+    // One pass: its start job starts the container, and its report is refused.
+    f.agent.reconcile_once().await.expect("reconcile");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while f.plane.running_reports_to_refuse() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(f.task(&arn).last_status, TaskStatus::Pending);
+    let first = f.containers_of(&arn).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let id = first[0].id.clone().expect("id");
+    let started_at = |i: bollard::models::ContainerInspectResponse| {
+        i.state.and_then(|s| s.started_at).unwrap_or_default()
+    };
+    let before = started_at(
+        f.docker
+            .inspect_container(&id, None)
+            .await
+            .expect("inspect"),
+    );
+    // The next passes resume it.
+    let t = f.until(&arn, "RUNNING", running).await;
+    assert_eq!(
+        t.containers[0].runtime_id.as_deref(),
+        Some(id.as_str()),
+        "the same container"
+    );
+    let after = f.containers_of(&arn).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    let now = started_at(
+        f.docker
+            .inspect_container(&id, None)
+            .await
+            .expect("inspect"),
+    );
+    assert_eq!(now, before, "started once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_agent_stops_what_was_replaced_before_it_starts_anything() {
     let Some(f) = fixture().await else { return };

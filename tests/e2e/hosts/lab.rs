@@ -217,8 +217,22 @@ impl Host {
             let _ = dockerd.kill();
             let _ = dockerd.wait();
         }
+        self.stop_lingering_containerd();
         std::thread::sleep(down);
         self.start_dockerd();
+    }
+
+    /// Stops the containerd the killed dockerd started, if it lingers (TERM,
+    /// then KILL after 10 s), and removes its pidfile: a dockerd started
+    /// while that pidfile names a process, even a dead one its new parent
+    /// has not reaped yet, waits for it in vain and exits. Its shims, and
+    /// so the containers, are left to the next dockerd.
+    fn stop_lingering_containerd(&self) {
+        let pidfile = self.dir.join("docker-exec/containerd/containerd.pid");
+        if let Some(pid) = pid_in(&pidfile) {
+            stop_pid(pid, Duration::from_secs(10));
+        }
+        let _ = std::fs::remove_file(&pidfile);
     }
 
     /// `docker save IMAGE` from the root daemon into this host's dockerd.

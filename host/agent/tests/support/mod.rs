@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use berth_core::model::{ContainerInstance, Task, TaskDefinition};
@@ -45,11 +46,24 @@ impl State {
 #[derive(Debug, Default)]
 pub struct FakeControlPlane {
     state: Mutex<State>,
+    /// How many more RUNNING reports to refuse, as a control plane that
+    /// cannot write (or is killed before it answers) leaves them.
+    refuse_running: AtomicU32,
 }
 
 impl FakeControlPlane {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses the next `n` reports of a task RUNNING.
+    pub fn refuse_running_reports(&self, n: u32) {
+        self.refuse_running.store(n, Ordering::SeqCst);
+    }
+
+    /// How many of the RUNNING reports to refuse are left.
+    pub fn running_reports_to_refuse(&self) -> u32 {
+        self.refuse_running.load(Ordering::SeqCst)
     }
 
     /// Places `task` (of `td`) on its instance, holding what the control
@@ -168,6 +182,16 @@ impl ControlPlane for FakeControlPlane {
         &self,
         change: TaskStateChange,
     ) -> Result<StateChangeAck, ProtocolError> {
+        if change.status == Some(TaskStatus::Running)
+            && self
+                .refuse_running
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(ProtocolError::Refused {
+                message: "a RUNNING report refused by the test".to_owned(),
+            });
+        }
         let mut s = self.state();
         let Some(task) = s.tasks.get_mut(&change.task) else {
             return Ok(StateChangeAck {
