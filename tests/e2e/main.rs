@@ -1,5 +1,10 @@
 //! End-to-end tests: they start the real `berth` binary, as a user would.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 mod api;
 mod chaos;
 mod cli;

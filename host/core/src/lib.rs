@@ -14,3 +14,6 @@ pub mod reconcile;
 pub mod status;
 pub mod usage;
 pub mod validate;
+
+#[cfg(test)]
+mod fuzz;

@@ -504,7 +504,7 @@ impl PolicySession {
         match r {
             Ok(decisions) => {
                 self.live = Some(live);
-                self.check(state, req, count, decisions)
+                check_answers(&mut self.ports_sent, state, req, count, decisions)
             }
             Err(e) => Err(self.classify(&e, &live.store, "place")),
         }
@@ -770,56 +770,57 @@ impl PolicySession {
         self.key = key;
         Ok(strategy)
     }
+}
 
-    /// Invariant 3: every answer is checked by the native engine before it counts.
-    fn check(
-        &mut self,
-        state: &mut ClusterState,
-        req: &PlacementRequest,
-        count: usize,
-        decisions: Vec<wit::Decision>,
-    ) -> Result<Answers, (FailureKind, String)> {
-        if decisions.len() != count {
-            return Err((
-                FailureKind::InvalidAnswer,
-                format!("{} answers for {count} tasks", decisions.len()),
-            ));
-        }
-        let mut out: Answers = Vec::with_capacity(count);
-        for (k, d) in decisions.into_iter().enumerate() {
-            let bad = match d {
-                wit::Decision::Unplaceable(why) => {
-                    out.push(Err(why.chars().take(256).collect()));
+/// Invariant 3: every answer is checked by the native engine before it counts.
+/// A rejected answer leaves `state` as it found it.
+fn check_answers(
+    ports_sent: &mut [Option<(Vec<u16>, Vec<u16>)>],
+    state: &mut ClusterState,
+    req: &PlacementRequest,
+    count: usize,
+    decisions: Vec<wit::Decision>,
+) -> Result<Answers, (FailureKind, String)> {
+    if decisions.len() != count {
+        return Err((
+            FailureKind::InvalidAnswer,
+            format!("{} answers for {count} tasks", decisions.len()),
+        ));
+    }
+    let mut out: Answers = Vec::with_capacity(count);
+    for (k, d) in decisions.into_iter().enumerate() {
+        let bad = match d {
+            wit::Decision::Unplaceable(why) => {
+                out.push(Err(why.chars().take(256).collect()));
+                continue;
+            }
+            wit::Decision::Placed(i) if i as usize >= state.len() => {
+                format!(
+                    "task {k}: instance id {i} out of range (the cluster has {})",
+                    state.len()
+                )
+            }
+            wit::Decision::Placed(i) => match place_on(state, req, i as usize) {
+                Ok(p) => {
+                    // The mirror added the static ports its own way; resend on the next change.
+                    if !req.task.static_ports.is_empty()
+                        && let Some(slot) = ports_sent.get_mut(p.instance)
+                    {
+                        *slot = None;
+                    }
+                    out.push(Ok(p));
                     continue;
                 }
-                wit::Decision::Placed(i) if i as usize >= state.len() => {
-                    format!(
-                        "task {k}: instance id {i} out of range (the cluster has {})",
-                        state.len()
-                    )
-                }
-                wit::Decision::Placed(i) => match place_on(state, req, i as usize) {
-                    Ok(p) => {
-                        // The mirror added the static ports its own way; resend on the next change.
-                        if !req.task.static_ports.is_empty()
-                            && let Some(slot) = self.ports_sent.get_mut(p.instance)
-                        {
-                            *slot = None;
-                        }
-                        out.push(Ok(p));
-                        continue;
-                    }
-                    Err(c) => format!("task {k}: instance {i} fails {}", c.reason()),
-                },
-            };
-            // Undo what this decision reserved, then fail it.
-            for p in out.iter().flatten() {
-                state.remove_task(p.instance, &req.task, &host_ports(req, p));
-            }
-            return Err((FailureKind::InvalidAnswer, bad));
+                Err(c) => format!("task {k}: instance {i} fails {}", c.reason()),
+            },
+        };
+        // Undo what this decision reserved, then fail it.
+        for p in out.iter().flatten() {
+            state.remove_task(p.instance, &req.task, &host_ports(req, p));
         }
-        Ok(out)
+        return Err((FailureKind::InvalidAnswer, bad));
     }
+    Ok(out)
 }
 
 /// The host ports a placed task holds.
@@ -912,3 +913,6 @@ fn strategy_parts(s: &Strategy) -> (&'static str, &'static str, &str) {
         Strategy::Random => ("random", "", ""),
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -1,6 +1,10 @@
 //! The `berth` binary: one command that starts the orchestrator on this
 //! machine, and the tools around it.
 
+// See host/server/Cargo.toml: a fuzz build links the fuzzer into the binary.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 mod agent;
 mod agent_args;
 mod api;

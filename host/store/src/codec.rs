@@ -214,20 +214,32 @@ pub fn encode_token(last_key: &str) -> String {
 /// Decodes a page token made by [`encode_token`].
 pub fn decode_token(token: &str) -> Result<String, StoreError> {
     let bytes = hex::decode(token).map_err(|_| StoreError::InvalidPageToken {
-        token: token.to_owned(),
+        token: token_shown(token),
         reason: "not a token issued by this store (bad encoding)",
     })?;
     let key = String::from_utf8(bytes).map_err(|_| StoreError::InvalidPageToken {
-        token: token.to_owned(),
+        token: token_shown(token),
         reason: "not a token issued by this store (bad contents)",
     })?;
     if key.is_empty() {
         return Err(StoreError::InvalidPageToken {
-            token: token.to_owned(),
+            token: token_shown(token),
             reason: "empty token",
         });
     }
     Ok(key)
+}
+
+/// Characters of a refused page token repeated in its error.
+const TOKEN_SHOWN_CHARS: usize = 32;
+
+/// The start of a token a client sent, for an error: a token of any length
+/// makes an error of bounded length.
+fn token_shown(token: &str) -> String {
+    match token.char_indices().nth(TOKEN_SHOWN_CHARS) {
+        None => token.to_owned(),
+        Some((cut, _)) => format!("{}…", &token[..cut]),
+    }
 }
 
 #[cfg(test)]

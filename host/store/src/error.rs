@@ -48,7 +48,7 @@ pub enum StoreError {
     /// A page token that this store did not hand out (or that was altered).
     #[error("malformed page token {token:?}: {reason}")]
     InvalidPageToken {
-        /// The token as received.
+        /// The start of the token as received (at most 32 characters).
         token: String,
         /// Why it was refused.
         reason: &'static str,

@@ -37,6 +37,9 @@ mod redb_backend;
 mod store;
 pub mod tables;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use backend::{
     Backend, Change, ChangeKind, Changes, NewRecord, OpenReport, ReadEntry, Snapshot, WriteOp,
 };

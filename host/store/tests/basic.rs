@@ -1,5 +1,10 @@
 //! CRUD, versions, index maintenance, pagination and commit conflicts through the public API.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use berth_store::{CommitError, Index, PageRequest, Record, Store, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 

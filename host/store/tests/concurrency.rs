@@ -1,6 +1,11 @@
 //! Many threads doing compare-and-swap read-modify-write on shared records: no lost updates, a
 //! budget that is never over-committed, and every conflict reported.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

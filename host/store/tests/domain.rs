@@ -1,6 +1,11 @@
 //! berth's domain records in the store: the lookups the API needs, through
 //! the indexes kept with each table.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use berth_core::arn::ArnContext;
 use berth_core::model::{
     Cluster, ClusterStatus, DesiredStatus, Task, TaskDefinition, TaskDefinitionStatus, TaskStatus,

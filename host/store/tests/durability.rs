@@ -5,6 +5,11 @@
 //! runs with `--ignored --exact` and `BERTH_STORE_CRASH_CHILD_DB` set. Set `BERTH_STORE_CRASH_SEED`
 //! to replay a run.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

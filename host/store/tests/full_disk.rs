@@ -4,6 +4,11 @@
 //! not be created leaves no file behind. Each test mounts its own small tmpfs
 //! (the tests run as root, as `.ci/run` does; without it they fail, saying so).
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

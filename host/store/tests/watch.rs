@@ -1,6 +1,11 @@
 //! The store-wide revision and the watch of changes: order, start revision, table filter,
 //! compaction, persistence, and waiters woken by commits from other handles.
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,11 @@
 //! shared like in production). The plugins are built from `plugins/` with
 //!     cargo build --manifest-path plugins/Cargo.toml --target wasm32-wasip2 --release
 
+// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
+// here gives this test binary the coverage symbols it then needs.
+#[cfg(fuzzing)]
+extern crate bolero as _;
+
 mod differential;
 mod hostile;
 mod plugins;

@@ -332,4 +332,6 @@ async fn request_id(req: Request, next: Next) -> Response {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

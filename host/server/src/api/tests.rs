@@ -10,14 +10,14 @@ use tower::ServiceExt;
 
 use super::*;
 
-fn creds() -> Credentials {
+pub(super) fn creds() -> Credentials {
     Credentials {
         access_key_id: "AKIDTEST".into(),
         secret_access_key: "secret".into(),
     }
 }
 
-fn api() -> (tempfile::TempDir, Router) {
+pub(super) fn api() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let store = berth_store::Store::open(dir.path().join("berth.redb")).unwrap();
     let control = Arc::new(Control::new(Arc::new(store), ArnContext::default()));
@@ -25,7 +25,7 @@ fn api() -> (tempfile::TempDir, Router) {
     (dir, router(Arc::new(Api::new(control, creds()))))
 }
 
-fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<Body> {
+pub(super) fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<Body> {
     let base = vec![
         ("content-type".to_owned(), JSON.to_owned()),
         ("host".to_owned(), "localhost".to_owned()),
@@ -46,7 +46,7 @@ fn request(target: &str, body: &[u8], signer: Option<&Credentials>) -> Request<B
 }
 
 /// The router's answer to one request, without a socket.
-async fn send(api: &Router, req: Request<Body>) -> (u16, serde_json::Value) {
+pub(super) async fn send(api: &Router, req: Request<Body>) -> (u16, serde_json::Value) {
     let resp = api.clone().oneshot(req).await.unwrap();
     assert!(resp.headers().contains_key("x-amzn-requestid"));
     assert_eq!(resp.headers()["content-type"], JSON);
