@@ -44,6 +44,19 @@ fn held(state: &ClusterState, group: &str) -> Vec<Held> {
 /// distinctInstance; cluster seed)
 type Input = (Vec<Option<u8>>, u8, (u16, u16, Vec<u16>, u8), bool, u8);
 
+/// A task's static host ports as a registered definition gives them: at
+/// most a few, none 0 (that is a dynamic port), none twice (registration
+/// refuses a host port claimed twice in a task).
+fn static_ports(ports: &[u16]) -> Vec<(u16, Protocol)> {
+    let mut out: Vec<(u16, Protocol)> = Vec::new();
+    for &p in ports.iter().filter(|&&p| p != 0) {
+        if out.len() < 3 && !out.contains(&(p, Protocol::Tcp)) {
+            out.push((p, Protocol::Tcp));
+        }
+    }
+    out
+}
+
 #[test]
 fn policy_answers() {
     bolero::check!().with_type::<Input>().for_each(
@@ -52,7 +65,7 @@ fn policy_answers() {
             let task = TaskSpec {
                 cpu: u32::from(*cpu),
                 memory: u32::from(*memory),
-                static_ports: ports.iter().take(3).map(|&p| (p, Protocol::Tcp)).collect(),
+                static_ports: static_ports(ports),
                 dynamic_ports: vec![Protocol::Tcp; usize::from(dynamic % 4)],
                 group: "service:fuzz".into(),
                 family: "fuzz".into(),
