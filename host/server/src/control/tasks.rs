@@ -746,7 +746,15 @@ impl Control {
                     self.arn
                         .container_instance(&cluster.cluster_name, arn::last_segment(ci))
                 };
-                all_by_index(&txn, TASKS_BY_INSTANCE, &arn)?
+                if desired == DesiredStatus::Stopped {
+                    // STOPPED tasks have left the instance index.
+                    all_by_index(&txn, TASKS_BY_CLUSTER, &cluster.cluster_arn)?
+                        .into_iter()
+                        .filter(|t| t.value.container_instance_arn.as_deref() == Some(arn.as_str()))
+                        .collect()
+                } else {
+                    all_by_index(&txn, TASKS_BY_INSTANCE, &arn)?
+                }
             }
             None => all_by_index(&txn, TASKS_BY_CLUSTER, &cluster.cluster_arn)?,
         };
