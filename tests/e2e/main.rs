@@ -18,6 +18,7 @@ mod policies;
 mod registry;
 mod remote;
 mod services;
+mod soak;
 mod story;
 mod taskdefs;
 

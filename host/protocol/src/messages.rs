@@ -141,8 +141,9 @@ pub struct ManifestRequest {
     pub known_sequence: Option<u64>,
 }
 
-/// The tasks assigned to an instance, every status (STOPPED ones too, until
-/// they are collected: the agent removes containers no live task owns).
+/// The tasks assigned to an instance and not yet STOPPED. A STOPPED task
+/// is final and leaves the manifest: the agent removes the containers no
+/// listed live task owns, so it needs no list of the instance's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskManifest {

@@ -5,6 +5,7 @@
 //! space (ARNs hold no spaces), so one index serves every cluster.
 
 use berth_core::model::{Cluster, ContainerInstance, Service, Task, TaskDefinition};
+use berth_core::status::TaskStatus;
 
 use crate::{Index, Record};
 
@@ -20,7 +21,10 @@ pub const TASKS_BY_CLUSTER: Index<Task> = Index::new("cluster");
 pub const TASKS_BY_DESIRED_STATUS: Index<Task> = Index::new("desired_status");
 /// Tasks by last status, [`in_cluster`].
 pub const TASKS_BY_LAST_STATUS: Index<Task> = Index::new("last_status");
-/// Tasks by container instance ARN.
+/// Tasks not yet STOPPED by container instance ARN. A STOPPED task leaves
+/// the index: what reads an instance's tasks (its manifest, its usage,
+/// placement's view) reads only its live ones, not every task it ever
+/// ran (stopped tasks stay in the store for `--stopped-task-ttl`).
 pub const TASKS_BY_INSTANCE: Index<Task> = Index::new("instance");
 /// Tasks by group, [`in_cluster`].
 pub const TASKS_BY_GROUP: Index<Task> = Index::new("group");
@@ -76,8 +80,8 @@ impl Record for Task {
     fn key(&self) -> String {
         self.task_arn.clone()
     }
-    /// Tasks by cluster, by instance, by group (in a cluster), and by
-    /// desired and last status (in a cluster).
+    /// Tasks by cluster, by instance until STOPPED, by group (in a
+    /// cluster), and by desired and last status (in a cluster).
     fn index_keys(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![
             (TASKS_BY_CLUSTER.name(), self.cluster_arn.clone()),
@@ -90,7 +94,9 @@ impl Record for Task {
                 in_cluster(&self.cluster_arn, self.last_status.as_str()),
             ),
         ];
-        if let Some(i) = &self.container_instance_arn {
+        if let Some(i) = &self.container_instance_arn
+            && self.last_status != TaskStatus::Stopped
+        {
             v.push((TASKS_BY_INSTANCE.name(), i.clone()));
         }
         if let Some(g) = &self.group {

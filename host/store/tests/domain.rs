@@ -171,6 +171,15 @@ fn domain_lookups_follow_updates() -> anyhow::Result<()> {
         PageRequest::first(10),
     )?;
     assert_eq!(inactive.items.len(), 1);
+    let on_i1 = r.by_index(
+        TASKS_BY_INSTANCE,
+        &a.container_instance("default", "i1"),
+        PageRequest::first(10),
+    )?;
+    assert!(
+        on_i1.items.is_empty(),
+        "a STOPPED task leaves its instance's index"
+    );
     assert!(store.verify_indexes()?.is_empty());
     Ok(())
 }

@@ -12,9 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use berth_client::{Connection, Credentials, ECS_PREFIX, endpoint_host};
+use berth_client::{Connection, ECS_PREFIX};
 use clap::Args;
 use serde_json::{Value, json};
+
+use super::target::{
+    ClusterCounts, block_on, cluster_counts, register_family, server, server_usage,
+    wait_for_instances,
+};
 
 /// Options of `berth bench fleet`.
 #[derive(Debug, Args)]
@@ -62,71 +67,16 @@ struct Placed {
 
 /// Runs the bench and prints the figures.
 pub fn run(args: &FleetArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(run_async(args))
-}
-
-/// The server's CPU seconds (user + system) and RSS in MiB, from /proc.
-fn server_usage(pid: Option<u32>) -> Option<(f64, f64)> {
-    let pid = pid?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may hold spaces: utime is the
-    // 14th field of the line, stime the 15th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    // USER_HZ is 100 on Linux.
-    Some((ticks / 100.0, rss_kib / 1024.0))
-}
-
-async fn cluster_counts(conn: &mut Connection, cluster: &str) -> anyhow::Result<(u64, u64, u64)> {
-    let v = conn
-        .call(
-            ECS_PREFIX,
-            "DescribeClusters",
-            &json!({"clusters": [cluster]}),
-        )
-        .await?;
-    let c = &v["clusters"][0];
-    let n = |f: &str| c[f].as_u64().unwrap_or(0);
-    Ok((
-        n("registeredContainerInstancesCount"),
-        n("runningTasksCount"),
-        n("pendingTasksCount"),
-    ))
+    block_on(run_async(args))
 }
 
 async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
-    let host = endpoint_host(&args.endpoint).map_err(anyhow::Error::msg)?;
-    let creds = Credentials::from_env()
-        .context("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the server's key")?;
+    let (host, creds) = server(&args.endpoint)?;
     let mut watch = Connection::open(&host, &creds).await?;
     let family = "fleet-bench";
-    watch
-        .call(ECS_PREFIX, "RegisterTaskDefinition", &json!({"family": family, "containerDefinitions": [
-            {"name": "c", "image": "fleet-bench", "cpu": args.task_cpu, "memory": args.task_memory}]}))
-        .await?;
-    loop {
-        let (registered, _, _) = cluster_counts(&mut watch, &args.cluster).await?;
-        if registered >= args.instances {
-            println!("instances registered: {registered}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let (_, running_before, _) = cluster_counts(&mut watch, &args.cluster).await?;
+    register_family(&mut watch, family, args.task_cpu, args.task_memory).await?;
+    wait_for_instances(&mut watch, &args.cluster, args.instances).await?;
+    let running_before = cluster_counts(&mut watch, &args.cluster).await?.running;
     let usage_before = server_usage(args.server_pid);
     let start = Instant::now();
     let to_claim = Arc::new(AtomicU64::new(args.tasks));
@@ -171,17 +121,19 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
     tick.tick().await;
     let running = loop {
         tick.tick().await;
-        let (_, running, pending) = cluster_counts(&mut watch, &args.cluster).await?;
+        let ClusterCounts {
+            running, pending, ..
+        } = cluster_counts(&mut watch, &args.cluster).await?;
         let done = placed.tasks.load(Ordering::Relaxed);
         let usage = server_usage(args.server_pid);
-        if let Some((_, rss)) = usage {
-            peak_rss = peak_rss.max(rss);
+        if let Some(u) = usage {
+            peak_rss = peak_rss.max(u.rss_mib);
         }
         let t = start.elapsed().as_secs_f64();
         println!(
             "t={t:.0}s placed={done} running={} pending={pending} server_rss_mib={}",
             running - running_before,
-            usage.map_or("-".to_owned(), |u| format!("{:.0}", u.1))
+            usage.map_or("-".to_owned(), |u| format!("{:.0}", u.rss_mib))
         );
         if placed_at.is_none() && workers.iter().all(tokio::task::JoinHandle::is_finished) {
             placed_at = Some(t);
@@ -208,7 +160,7 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     let cpu = match (usage_before, server_usage(args.server_pid)) {
-        (Some(a), Some(b)) => json!(b.0 - a.0),
+        (Some(a), Some(b)) => json!(b.cpu_seconds - a.cpu_seconds),
         _ => Value::Null,
     };
     let store_mib = args.data_dir.as_ref().and_then(|d| {

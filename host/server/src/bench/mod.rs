@@ -4,6 +4,8 @@
 pub mod api;
 pub mod fleet;
 pub mod placement;
+pub mod soak;
+mod target;
 
 use clap::{Subcommand, ValueEnum};
 
@@ -22,6 +24,11 @@ pub enum BenchCommand {
     /// server`'s (simulated) instances with RunTask and waits until their
     /// agents report them all RUNNING.
     Fleet(fleet::FleetArgs),
+    /// Issue 12's soak: fills a running `berth server`'s store with stopped
+    /// tasks and services, then loads it with DescribeTasks and
+    /// RunTask/StopTask for `--duration`, printing latency, errors and the
+    /// server's RSS and CPU per window.
+    Soak(soak::SoakArgs),
 }
 
 /// How a bench prints its figures.
@@ -40,5 +47,6 @@ pub fn run(what: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Placement(args) => placement::run(&args),
         BenchCommand::Api(args) => api::run(&args),
         BenchCommand::Fleet(args) => fleet::run(&args),
+        BenchCommand::Soak(args) => soak::run(&args),
     }
 }

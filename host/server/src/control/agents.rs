@@ -384,7 +384,9 @@ fn apply_change(
 /// recounted from its tasks.
 type Touched = BTreeMap<String, Option<(i64, i64)>>;
 
-/// Every task assigned to `instance_arn`, whatever its status.
+/// Every task assigned to `instance_arn` and not yet STOPPED (a STOPPED
+/// task has left the instance index: its agent has nothing left to do with
+/// it, and a manifest listing the instance's whole history grew with it).
 pub(super) fn tasks_of(txn: &Txn, instance_arn: &str) -> Result<Vec<Task>, ControlError> {
     Ok(all_by_index(txn, TASKS_BY_INSTANCE, instance_arn)?
         .into_iter()

@@ -746,7 +746,15 @@ impl Control {
                     self.arn
                         .container_instance(&cluster.cluster_name, arn::last_segment(ci))
                 };
-                all_by_index(&txn, TASKS_BY_INSTANCE, &arn)?
+                if desired == DesiredStatus::Stopped {
+                    // STOPPED tasks have left the instance index.
+                    all_by_index(&txn, TASKS_BY_CLUSTER, &cluster.cluster_arn)?
+                        .into_iter()
+                        .filter(|t| t.value.container_instance_arn.as_deref() == Some(arn.as_str()))
+                        .collect()
+                } else {
+                    all_by_index(&txn, TASKS_BY_INSTANCE, &arn)?
+                }
             }
             None => all_by_index(&txn, TASKS_BY_CLUSTER, &cluster.cluster_arn)?,
         };
@@ -870,21 +878,43 @@ impl Control {
     /// task ever run stays in the store, and what reads an instance's or a
     /// service's tasks slows down with the history.
     pub fn collect_stopped_tasks(&self, ttl: std::time::Duration) -> Result<usize, ControlError> {
+        self.collect_stopped_tasks_by(ttl, 1000)
+    }
+
+    /// [`Control::collect_stopped_tasks`], reading the tasks `page` at a time.
+    pub(super) fn collect_stopped_tasks_by(
+        &self,
+        ttl: std::time::Duration,
+        page: usize,
+    ) -> Result<usize, ControlError> {
         let cutoff = now() - ttl.as_secs_f64();
         let old = |t: &Task| {
             t.desired_status == DesiredStatus::Stopped
                 && t.last_status == TaskStatus::Stopped
                 && t.stopped_at.is_some_and(|s| s < cutoff)
         };
-        let doomed: Vec<String> = {
+        // One page of tasks decoded at a time, keeping only the ARNs due:
+        // decoding the whole table at once (every task of the last TTL) made
+        // a burst of memory once a minute, as large as the table, which the
+        // allocator kept (the soak's RSS grew by it every minute).
+        let mut doomed: Vec<String> = Vec::new();
+        {
             let txn = self.store.begin()?;
-            super::collect_pages(|p| txn.list::<Task>(p))?
-                .into_iter()
-                .map(|t| t.value)
-                .filter(|t| old(t))
-                .map(|t| t.task_arn)
-                .collect()
-        };
+            let mut req = berth_store::PageRequest::first(page.max(1));
+            loop {
+                let p = txn.list::<Task>(req.clone())?;
+                doomed.extend(
+                    p.items
+                        .into_iter()
+                        .filter(|t| old(&t.value))
+                        .map(|t| t.value.task_arn),
+                );
+                match p.next_token {
+                    Some(t) => req.token = Some(t),
+                    None => break,
+                }
+            }
+        }
         let mut gone = 0;
         for chunk in doomed.chunks(500) {
             let up = self.store.update(|txn| -> Result<usize, ControlError> {

@@ -574,9 +574,10 @@ fn stopped_tasks_are_removed_after_their_retention_only() {
     );
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
-        c.collect_stopped_tasks(std::time::Duration::from_millis(10))
+        c.collect_stopped_tasks_by(std::time::Duration::from_millis(10), 1)
             .unwrap(),
-        1
+        1,
+        "read one task at a time, every page is read"
     );
     let d = c
         .describe_tasks(DescribeTasksRequest {

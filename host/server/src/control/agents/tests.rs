@@ -217,6 +217,26 @@ async fn stopping_frees_the_instance_and_retire_waits_for_live_tasks() {
         .value;
     assert_eq!(ci.remaining_resources[0], Resource::integer("CPU", 1024));
     drop(txn);
+    // STOPPED: out of the manifest (which would otherwise grow with every
+    // task the instance ever ran), still listed as the instance's.
+    let manifest = f
+        .plane
+        .task_manifest(manifest_request())
+        .await
+        .expect("manifest");
+    assert!(manifest.tasks.is_empty(), "{:?}", manifest.tasks);
+    let listed = |desired: &str| {
+        f.control
+            .list_tasks(ListTasksRequest {
+                container_instance: Some(INSTANCE.into()),
+                desired_status: Some(desired.into()),
+                ..Default::default()
+            })
+            .expect("list")
+            .task_arns
+    };
+    assert_eq!(listed("STOPPED"), vec![arn.clone()]);
+    assert!(listed("RUNNING").is_empty());
 
     let hb = Heartbeat {
         cluster: "default".into(),
