@@ -165,11 +165,6 @@ impl Up {
         }
     }
 
-    /// The process id of the server.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// `aws ecs OP ARGS...` against this server, its JSON answer.
     pub fn aws(&self, args: &[&str]) -> Value {
         aws_answer(args, self.aws_output(args))
