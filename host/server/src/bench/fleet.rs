@@ -17,22 +17,15 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::target::{
-    ClusterCounts, block_on, cluster_counts, register_family, server, server_usage,
+    ClusterCounts, TargetArgs, block_on, cluster_counts, register_family, server, server_usage,
     wait_for_instances,
 };
 
 /// Options of `berth bench fleet`.
 #[derive(Debug, Args)]
 pub struct FleetArgs {
-    #[arg(long, env = "BERTH_ENDPOINT", default_value = "http://127.0.0.1:7171")]
-    endpoint: String,
-    /// The cluster (its instances must be registered already, e.g. by
-    /// `berth agent --simulate N`).
-    #[arg(long, default_value = "default")]
-    cluster: String,
-    /// Wait until this many instances are registered before starting.
-    #[arg(long, default_value_t = 0)]
-    instances: u64,
+    #[command(flatten)]
+    target: TargetArgs,
     /// How many tasks to place.
     #[arg(long, default_value_t = 1_000_000)]
     tasks: u64,
@@ -71,17 +64,19 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
-    let (host, creds) = server(&args.endpoint)?;
+    let (host, creds) = server(&args.target.endpoint)?;
     let mut watch = Connection::open(&host, &creds).await?;
     let family = "fleet-bench";
     register_family(&mut watch, family, args.task_cpu, args.task_memory).await?;
-    wait_for_instances(&mut watch, &args.cluster, args.instances).await?;
-    let running_before = cluster_counts(&mut watch, &args.cluster).await?.running;
+    wait_for_instances(&mut watch, &args.target.cluster, args.target.instances).await?;
+    let running_before = cluster_counts(&mut watch, &args.target.cluster)
+        .await?
+        .running;
     let usage_before = server_usage(args.server_pid);
     let start = Instant::now();
     let to_claim = Arc::new(AtomicU64::new(args.tasks));
     let placed = Arc::new(Placed::default());
-    let body = json!({"cluster": args.cluster, "taskDefinition": family});
+    let body = json!({"cluster": args.target.cluster, "taskDefinition": family});
     let mut workers = Vec::new();
     for _ in 0..args.connections.max(1) {
         let mut conn = Connection::open(&host, &creds).await?;
@@ -123,7 +118,7 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
         tick.tick().await;
         let ClusterCounts {
             running, pending, ..
-        } = cluster_counts(&mut watch, &args.cluster).await?;
+        } = cluster_counts(&mut watch, &args.target.cluster).await?;
         let done = placed.tasks.load(Ordering::Relaxed);
         let usage = server_usage(args.server_pid);
         if let Some(u) = usage {

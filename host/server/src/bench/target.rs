@@ -8,6 +8,21 @@ use anyhow::Context;
 use berth_client::{Connection, Credentials, ECS_PREFIX, endpoint_host};
 use serde_json::json;
 
+/// The server a bench runs against and the cluster it uses (flattened into
+/// each bench's options).
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    #[arg(long, env = "BERTH_ENDPOINT", default_value = "http://127.0.0.1:7171")]
+    pub endpoint: String,
+    /// The cluster (its instances must be registered already, e.g. by
+    /// `berth agent --simulate N`).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Wait until this many instances are registered before starting.
+    #[arg(long, default_value_t = 0)]
+    pub instances: u64,
+}
+
 /// Runs `fut` on a fresh multi-threaded runtime.
 pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()

@@ -112,7 +112,7 @@ pub async fn run(args: &SoakArgs, host: &str, creds: &Credentials) -> anyhow::Re
     let shared = Arc::new(Shared {
         host: host.to_owned(),
         creds: creds.clone(),
-        cluster: args.cluster.clone(),
+        cluster: args.target.cluster.clone(),
         window: Mutex::new(Window::default()),
         recent: Mutex::new(VecDeque::new()),
         deadline: Instant::now() + args.duration,

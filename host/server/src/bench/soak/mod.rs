@@ -21,21 +21,14 @@ use anyhow::Context;
 use berth_client::Connection;
 use clap::Args;
 
-use super::target::{block_on, register_family, server, wait_for_instances};
+use super::target::{TargetArgs, block_on, register_family, server, wait_for_instances};
 use figures::parse_duration;
 
 /// Options of `berth bench soak`.
 #[derive(Debug, Args)]
 pub struct SoakArgs {
-    #[arg(long, env = "BERTH_ENDPOINT", default_value = "http://127.0.0.1:7171")]
-    endpoint: String,
-    /// The cluster (its instances must be registered already, e.g. by
-    /// `berth agent --simulate N`).
-    #[arg(long, default_value = "default")]
-    cluster: String,
-    /// Wait until this many instances are registered before starting.
-    #[arg(long, default_value_t = 0)]
-    instances: u64,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Tasks run and stopped before the load (RunTask count=10, then
     /// StopTask of each), left STOPPED in the store.
     #[arg(long, default_value_t = 100_000)]
@@ -107,10 +100,10 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         .map(|p| report::read_summary(p))
         .transpose()?;
     block_on(async move {
-        let (host, creds) = server(&args.endpoint)?;
+        let (host, creds) = server(&args.target.endpoint)?;
         let mut conn = Connection::open(&host, &creds).await?;
         register_family(&mut conn, FAMILY, args.task_cpu, args.task_memory).await?;
-        wait_for_instances(&mut conn, &args.cluster, args.instances).await?;
+        wait_for_instances(&mut conn, &args.target.cluster, args.target.instances).await?;
         let seeding = seed::seed(args, &host, &creds)
             .await
             .context("seeding the store")?;

@@ -55,7 +55,7 @@ pub async fn seed(args: &SoakArgs, host: &str, creds: &Credentials) -> anyhow::R
             out.services, out.services_seconds
         );
     }
-    let before = cluster_counts(&mut watch().await?, &args.cluster).await?;
+    let before = cluster_counts(&mut watch().await?, &args.target.cluster).await?;
     let start = Instant::now();
     if args.seed_stopped > 0 {
         run_and_stop(args, host, creds, &retried).await?;
@@ -106,7 +106,7 @@ async fn wait_counts(
     let start = Instant::now();
     let mut printed = Instant::now();
     loop {
-        let c = cluster_counts(watch, &args.cluster).await?;
+        let c = cluster_counts(watch, &args.target.cluster).await?;
         if done(&c) {
             return Ok(());
         }
@@ -143,7 +143,7 @@ async fn create_services(
         let (next, retried) = (Arc::clone(&next), Arc::clone(retried));
         let (total, cluster, desired) = (
             args.seed_services,
-            args.cluster.clone(),
+            args.target.cluster.clone(),
             args.service_desired_count,
         );
         workers.spawn(async move {
@@ -181,7 +181,7 @@ async fn run_and_stop(
             Arc::clone(&stopped),
             Arc::clone(retried),
         );
-        let (total, cluster) = (args.seed_stopped, args.cluster.clone());
+        let (total, cluster) = (args.seed_stopped, args.target.cluster.clone());
         workers.spawn(async move {
             loop {
                 let Ok(at) = claimed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
