@@ -812,19 +812,26 @@ fn a_web_service_serves_while_healthy_and_a_version_failing_its_health_endpoint_
         first,
         "the last COMPLETED deployment is PRIMARY again"
     );
-    // The broken version's tasks were stopped for their health, at least
-    // as many as the breaker's threshold (3 for 2 tasks).
+    // The broken version's tasks failed as often as the breaker's threshold
+    // (3 for 2 tasks), for their health; on a loaded machine one may fail
+    // otherwise first (a start that timed out), which the breaker counts too.
     let d = up.stopped_tasks("web");
-    let sick = d
+    let failed: Vec<&Value> = d
         .iter()
         .filter(|t| {
             t["taskDefinitionArn"] == v2.as_str()
-                && t["stoppedReason"] == "Task failed container health checks"
+                && (t["stoppedReason"] == "Task failed container health checks"
+                    || t["stopCode"] != "ServiceSchedulerInitiated")
         })
+        .collect();
+    let sick = failed
+        .iter()
+        .filter(|t| t["stoppedReason"] == "Task failed container health checks")
         .count();
     assert!(
-        sick >= 3,
-        "{sick} tasks stopped for failing health checks: {d:#?}"
+        failed.len() >= 3 && sick >= 1,
+        "{} failed tasks, {sick} for failing health checks: {d:#?}",
+        failed.len()
     );
     let serving: Vec<Value> = up
         .tasks("web")

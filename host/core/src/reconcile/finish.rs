@@ -77,6 +77,9 @@ pub(super) struct Rest {
     pub primary_id: Option<String>,
     /// The PRIMARY deployment's live tasks before the step.
     pub primary: TaskCounts,
+    /// Some task of the PRIMARY deployment has run for less than
+    /// [`super::STEADY_AFTER`]: too soon to call the rollout done.
+    pub settling: bool,
     /// ACTIVE instances.
     pub active: usize,
     /// Tasks asked to stop before this step and not yet STOPPED.
@@ -133,6 +136,7 @@ impl Plan {
                 && rest.primary.healthy == desired
                 && rest.primary.total() == desired
                 && !old_left
+                && !rest.settling
                 && quiet
             {
                 p.rollout_state = Some(RolloutState::Completed);

@@ -42,6 +42,11 @@ pub const STOP_CODE: StopCode = StopCode::ServiceSchedulerInitiated;
 pub const MAX_DEPLOYMENTS: usize = 10;
 /// How long a stopped task stays remembered as counted.
 pub const SEEN_FOR: f64 = 3600.0;
+/// How long every task of a deployment must have been RUNNING before the
+/// deployment is COMPLETED: a container that exits at once is reported
+/// RUNNING first, and its exit must have time to arrive before the rollout
+/// is called done (Nomad's `min_healthy_time` plays this part).
+pub const STEADY_AFTER: f64 = 5.0;
 
 /// The restart back-off's event.
 pub fn unable_to_start(name: &str) -> String {
@@ -320,6 +325,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
         desired,
         primary_id: census.primary_id.clone(),
         primary,
+        settling: live.iter().any(|x| {
+            census.is_primary(x)
+                && x.last_status == TaskStatus::Running
+                && x.started_at.is_none_or(|a| t < a + STEADY_AFTER)
+        }),
         active: active.len(),
         stopping,
         still: live

@@ -208,7 +208,8 @@ impl World {
                     x.stopped_at = Some(self.now - 1.0);
                 } else {
                     x.last_status = TaskStatus::Running;
-                    x.started_at = Some(self.now - 1.0);
+                    // Started long enough ago to count as settled.
+                    x.started_at = Some(self.now - 1.0 - STEADY_AFTER);
                 }
             } else if x.desired_status == DesiredStatus::Stopped
                 && x.last_status != TaskStatus::Stopped
@@ -282,6 +283,44 @@ fn percents_dc(min: u32, max: u32) -> DeploymentConfiguration {
         minimum_healthy_percent: Some(min),
         deployment_circuit_breaker: None,
     }
+}
+
+#[test]
+fn a_rollout_completes_only_once_its_tasks_have_run_a_while() {
+    let s = service(
+        1,
+        percents_dc(100, 200),
+        vec![deployment(
+            "d1",
+            DeploymentStatus::Primary,
+            RolloutState::InProgress,
+            1,
+            1.0,
+        )],
+    );
+    let mut w = World::new(s, &["ci-a"]);
+    assert_eq!(w.step().started, 1);
+    // RUNNING just now: a container that exits at once looks like this
+    // until its exit is reported.
+    w.tasks[0].last_status = TaskStatus::Running;
+    w.tasks[0].started_at = Some(w.now);
+    w.now += STEADY_AFTER - 0.5;
+    w.step();
+    assert_eq!(
+        w.deployment("d1").rollout_state,
+        Some(RolloutState::InProgress)
+    );
+    w.now += 1.0;
+    let step = w.step();
+    assert_eq!(
+        w.deployment("d1").rollout_state,
+        Some(RolloutState::Completed)
+    );
+    assert!(
+        step.events.iter().any(|e| e.contains("steady state")),
+        "{:?}",
+        step.events
+    );
 }
 
 #[test]

@@ -118,7 +118,8 @@ fn agent(c: &Control) {
                         t.stopped_at = Some(t0);
                     } else {
                         t.last_status = TaskStatus::Running;
-                        t.started_at = Some(t0);
+                        // Backdated so the rollout may complete at once.
+                        t.started_at = Some(t0 - berth_core::reconcile::STEADY_AFTER);
                     }
                 } else if t.desired_status == DesiredStatus::Stopped
                     && t.last_status != TaskStatus::Stopped
