@@ -65,6 +65,17 @@ fn up_creates_then_reopens_the_store() {
     assert!(first.contains("(created, schema 1)"), "{first}");
     let second = text(&berth(&["up", "--check", "--data-dir", data]).stdout);
     assert!(second.contains("(opened, schema 1)"), "{second}");
+    // The page cache's bound is the operator's: any size opens the store,
+    // none at all is refused by name.
+    let small = berth(&["up", "--check", "--data-dir", data, "--store-cache", "4"]);
+    assert!(small.status.success(), "{}", text(&small.stderr));
+    let none = berth(&["up", "--check", "--data-dir", data, "--store-cache", "0"]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("--store-cache"),
+        "{}",
+        text(&none.stderr)
+    );
     // Private: the directory to its owner, the store file too.
     use std::os::unix::fs::PermissionsExt;
     let mode =

@@ -18,6 +18,7 @@ mod liveness_args;
 mod logs;
 mod remote_agent;
 mod simulate;
+mod store_args;
 mod up;
 
 use std::path::PathBuf;
@@ -60,10 +61,8 @@ enum Command {
         /// the host's ports, so give tasks dynamic host ports (hostPort 0).
         #[arg(long, env = "BERTH_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         instances: u32,
-        /// Seconds a stopped task stays visible (DescribeTasks, ListTasks
-        /// STOPPED) before it is deleted; ECS keeps them about an hour.
-        #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
-        stopped_task_ttl: u64,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
         #[command(flatten)]
@@ -84,9 +83,8 @@ enum Command {
         /// printed at start; 0.0.0.0:PORT for agents on other hosts).
         #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7171")]
         listen: std::net::SocketAddr,
-        /// Seconds a stopped task stays visible before it is deleted.
-        #[arg(long, env = "BERTH_STOPPED_TASK_TTL", default_value_t = 3600)]
-        stopped_task_ttl: u64,
+        #[command(flatten)]
+        store: store_args::StoreArgs,
         #[command(flatten)]
         liveness: liveness_args::LivenessArgs,
         #[command(flatten)]
@@ -179,13 +177,14 @@ fn main() -> ExitCode {
             availability_zone,
             memory_reserve,
             instances,
-            stopped_task_ttl,
+            store,
             liveness,
             api,
             cluster,
             runtime,
         } => up::run(
             &data_dir,
+            store,
             check,
             listen,
             &agent::AgentOptions {
@@ -195,23 +194,16 @@ fn main() -> ExitCode {
                 instances,
                 runtime,
             },
-            std::time::Duration::from_secs(stopped_task_ttl),
             liveness.timing(),
             api.limits(),
         ),
         Command::Server {
             data_dir,
             listen,
-            stopped_task_ttl,
+            store,
             liveness,
             api,
-        } => up::run_server(
-            &data_dir,
-            listen,
-            std::time::Duration::from_secs(stopped_task_ttl),
-            liveness.timing(),
-            api.limits(),
-        ),
+        } => up::run_server(&data_dir, store, listen, liveness.timing(), api.limits()),
         Command::Agent {
             server,
             cluster,

@@ -19,6 +19,7 @@ use crate::control::Control;
 use crate::control::health::Health;
 use crate::control::liveness::Liveness;
 use crate::credentials::{self, Credentials, Source};
+use crate::store_args::StoreArgs;
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
 pub fn default_data_dir() -> PathBuf {
@@ -33,7 +34,11 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Opens (or creates) the store in `data_dir` and reports it; None when
 /// `check` asks to stop there.
-fn open_store(data_dir: &Path, check: bool) -> anyhow::Result<Option<Arc<berth_store::Store>>> {
+fn open_store(
+    data_dir: &Path,
+    opts: StoreArgs,
+    check: bool,
+) -> anyhow::Result<Option<Arc<berth_store::Store>>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     // The store holds task definitions' environment and the credentials
@@ -41,7 +46,7 @@ fn open_store(data_dir: &Path, check: bool) -> anyhow::Result<Option<Arc<berth_s
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("making data directory {} private", data_dir.display()))?;
     let path = data_dir.join("berth.redb");
-    let store = berth_store::Store::open(&path)
+    let store = berth_store::Store::open_with_cache(&path, opts.cache_bytes())
         .with_context(|| format!("opening the store at {}", path.display()))?;
     let info = store.info().context("reading the store")?;
     println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
@@ -60,14 +65,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// SIGTERM, unless `check` asks to exit at once.
 pub fn run(
     data_dir: &Path,
+    opts: StoreArgs,
     check: bool,
     listen: SocketAddr,
     agent: &crate::agent::AgentOptions,
-    stopped_task_ttl: Duration,
     liveness: berth_core::liveness::Timing,
     limits: api::Limits,
 ) -> anyhow::Result<()> {
-    let Some(store) = open_store(data_dir, check)? else {
+    let Some(store) = open_store(data_dir, opts, check)? else {
         return Ok(());
     };
     let rt = runtime()?;
@@ -81,7 +86,7 @@ pub fn run(
         data_dir,
         tasks_changed: Arc::clone(&agents.notifier),
         log_readers: Arc::clone(&agents.log_readers),
-        stopped_task_ttl,
+        stopped_task_ttl: opts.stopped_task_ttl(),
         liveness,
         serves_remote_agents: false,
         limits,
@@ -103,12 +108,12 @@ pub fn run(
 /// host joins it over HTTP. Runs until SIGINT or SIGTERM.
 pub fn run_server(
     data_dir: &Path,
+    opts: StoreArgs,
     listen: SocketAddr,
-    stopped_task_ttl: Duration,
     liveness: berth_core::liveness::Timing,
     limits: api::Limits,
 ) -> anyhow::Result<()> {
-    let Some(store) = open_store(data_dir, false)? else {
+    let Some(store) = open_store(data_dir, opts, false)? else {
         return Ok(());
     };
     let rt = runtime()?;
@@ -119,7 +124,7 @@ pub fn run_server(
         // store's watch), so nobody listens here.
         tasks_changed: Arc::new(tokio::sync::Notify::new()),
         log_readers: Arc::default(),
-        stopped_task_ttl,
+        stopped_task_ttl: opts.stopped_task_ttl(),
         // The remote agents' messages, through the API's agent endpoints.
         liveness: Arc::new(Liveness::new(liveness)),
         serves_remote_agents: true,

@@ -135,6 +135,14 @@ impl Store {
         Ok(Store::with_backend(Arc::new(RedbBackend::open(path)?)))
     }
 
+    /// [`Store::open`] with redb's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Store, OpenError> {
+        Ok(Store::with_backend(Arc::new(RedbBackend::open_with_cache(
+            path,
+            cache_bytes,
+        )?)))
+    }
+
     /// A store over any backend.
     pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
         Store {

@@ -47,6 +47,10 @@ const CHANGES: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::n
 
 /// How many commits the change log keeps by default: a watcher further behind relists.
 pub const DEFAULT_CHANGE_LOG_LEN: u64 = 1024;
+/// The page cache's default bound: redb's own is 1 GiB, which a busy store
+/// fills and keeps; 256 MiB holds every interior page of a store of
+/// millions of records, and the OS page cache serves the rest.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 const INDEX_TABLE_PREFIX: &str = "__idx/";
 
 fn record_table(name: &str) -> RecordTable<'_> {
@@ -92,6 +96,8 @@ pub struct RedbBackend {
     /// opening it again.
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    /// The page cache's bound, kept to reopen the file with the same.
+    cache_bytes: usize,
     /// A write failed with an I/O error (a full disk): redb then refuses
     /// every write until the file is reopened, so the next write reopens it.
     io_failed: AtomicBool,
@@ -115,16 +121,22 @@ impl fmt::Debug for RedbBackend {
 impl RedbBackend {
     /// Creates or opens the redb file at `path`, checking and migrating its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        Self::open_with(path.as_ref(), SCHEMA_VERSION, MIGRATIONS)
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbBackend::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, OpenError> {
+        Self::open_with(path.as_ref(), SCHEMA_VERSION, MIGRATIONS, cache_bytes)
     }
 
     pub(crate) fn open_with(
         path: &Path,
         target: u32,
         migrations: &[Migration],
+        cache_bytes: usize,
     ) -> Result<Self, OpenError> {
         let existed = path.exists();
-        let result = Self::open_file(path, existed, target, migrations);
+        let result = Self::open_file(path, existed, target, migrations, cache_bytes);
         if result.is_err() && !existed {
             // A store that could not be created (a full disk) leaves no
             // half-written file to trip over at the next start.
@@ -138,12 +150,13 @@ impl RedbBackend {
         existed: bool,
         target: u32,
         migrations: &[Migration],
+        cache_bytes: usize,
     ) -> Result<Self, OpenError> {
         let backend_err = |e: StoreError| OpenError::Backend {
             path: path.to_owned(),
             source: e,
         };
-        let db = create_private(path, existed).map_err(backend_err)?;
+        let db = create_private(path, existed, cache_bytes).map_err(backend_err)?;
         let found = read_schema_version(&db, path)?;
         let mut report = OpenReport {
             path: path.to_owned(),
@@ -176,6 +189,7 @@ impl RedbBackend {
         Ok(RedbBackend {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_owned(),
+            cache_bytes,
             io_failed: AtomicBool::new(false),
             report,
             change_log_len: DEFAULT_CHANGE_LOG_LEN,
@@ -217,8 +231,10 @@ impl RedbBackend {
                 }
             }
         }
-        let db =
-            Database::create(&self.path).map_err(|e| StoreError::from(redb::Error::from(e)))?;
+        let db = Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+            .map_err(|e| StoreError::from(redb::Error::from(e)))?;
         let db = Arc::new(db);
         *slot = Some(db.clone());
         self.io_failed.store(false, Ordering::Release);
@@ -238,7 +254,7 @@ impl RedbBackend {
 /// definitions hold environment values. A file of zero bytes only (what a
 /// creation cut short by a full disk left, before berth removed such files)
 /// holds nothing and is created afresh.
-fn create_private(path: &Path, existed: bool) -> Result<Database, StoreError> {
+fn create_private(path: &Path, existed: bool, cache_bytes: usize) -> Result<Database, StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io =
         |what: &str, e: std::io::Error| StoreError::Io(format!("{what} {}: {e}", path.display()));
@@ -258,7 +274,10 @@ fn create_private(path: &Path, existed: bool) -> Result<Database, StoreError> {
             .open(path)
             .map_err(|e| io("cannot create", e))?;
     }
-    Ok(Database::create(path).map_err(redb::Error::from)?)
+    Ok(Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(redb::Error::from)?)
 }
 
 /// Whether the file is all zero bytes (an empty file too).
@@ -700,7 +719,10 @@ mod tests {
     fn newer_schema_is_refused_naming_both_versions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
-        drop(RedbBackend::open_with(&path, SCHEMA_VERSION + 1, &[]).expect("create newer"));
+        drop(
+            RedbBackend::open_with(&path, SCHEMA_VERSION + 1, &[], DEFAULT_CACHE_BYTES)
+                .expect("create newer"),
+        );
         let err = RedbBackend::open(&path).expect_err("must refuse");
         match &err {
             OpenError::SchemaTooNew {
@@ -726,7 +748,7 @@ mod tests {
     fn migrations_run_in_order_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
-        drop(RedbBackend::open_with(&path, 1, &[]).expect("create v1"));
+        drop(RedbBackend::open_with(&path, 1, &[], DEFAULT_CACHE_BYTES).expect("create v1"));
         // Listed out of order on purpose: steps are looked up by their `from` version.
         let steps = [
             Migration {
@@ -740,12 +762,12 @@ mod tests {
                 apply: |w| marker(w, "a"),
             },
         ];
-        let b = RedbBackend::open_with(&path, 3, &steps).expect("migrate");
+        let b = RedbBackend::open_with(&path, 3, &steps, DEFAULT_CACHE_BYTES).expect("migrate");
         assert_eq!(b.report.migrated_from, Some(1));
         assert_eq!(b.report.schema_version, 3);
         assert_eq!(trail(&b), b"ab");
         drop(b);
-        let b = RedbBackend::open_with(&path, 3, &steps).expect("reopen");
+        let b = RedbBackend::open_with(&path, 3, &steps, DEFAULT_CACHE_BYTES).expect("reopen");
         assert_eq!(b.report.migrated_from, None);
         assert_eq!(trail(&b), b"ab");
     }
@@ -754,14 +776,14 @@ mod tests {
     fn missing_migration_step_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.redb");
-        drop(RedbBackend::open_with(&path, 1, &[]).expect("create v1"));
-        let err = RedbBackend::open_with(&path, 2, &[]).expect_err("no step");
+        drop(RedbBackend::open_with(&path, 1, &[], DEFAULT_CACHE_BYTES).expect("create v1"));
+        let err = RedbBackend::open_with(&path, 2, &[], DEFAULT_CACHE_BYTES).expect_err("no step");
         assert!(
             matches!(err, OpenError::Migration { from: 1, to: 2, .. }),
             "{err}"
         );
         // The file stays at version 1 and still opens with the build that knows it.
-        RedbBackend::open_with(&path, 1, &[]).expect("still v1");
+        RedbBackend::open_with(&path, 1, &[], DEFAULT_CACHE_BYTES).expect("still v1");
     }
 
     #[test]
