@@ -5,6 +5,13 @@
 #[cfg(fuzzing)]
 extern crate bolero as _;
 
+// jemalloc returns freed memory to the system; glibc's malloc kept it in one
+// arena per thread, so a long-running server's RSS only grew (the soak in
+// docs/benchmarks.md). A fuzz build keeps the fuzzer's own.
+#[cfg(not(fuzzing))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod agent;
 mod agent_args;
 mod api;
