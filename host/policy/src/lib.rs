@@ -52,6 +52,7 @@ mod error;
 mod host;
 mod registry;
 mod session;
+mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
@@ -61,3 +62,4 @@ pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,
 };
 pub use session::{Answers, LoadedPolicy, PolicySession, PolicyStats, StatsSnapshot, host_ports};
+pub use stats::{FailureRecord, PolicyStatsRecord, RECENT_FAILURES};

@@ -51,6 +51,17 @@ enum Command {
         /// `ecs.availability-zone` attribute of this host's container instance.
         #[arg(long, env = "BERTH_AVAILABILITY_ZONE", default_value = "local")]
         availability_zone: String,
+        /// Zones to spread this host's `--instances` over, round robin
+        /// (`a,b,c`: instance 0 in a, 1 in b, 2 in c, 3 in a...); each
+        /// instance's `ecs.availability-zone`, set at every start. Replaces
+        /// `--availability-zone`.
+        #[arg(
+            long,
+            env = "BERTH_ZONES",
+            value_delimiter = ',',
+            conflicts_with = "availability_zone"
+        )]
+        zones: Vec<String>,
         /// MiB of Docker's memory not offered to tasks.
         #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]
         memory_reserve: i64,
@@ -177,6 +188,7 @@ fn main() -> ExitCode {
             check,
             listen,
             availability_zone,
+            zones,
             memory_reserve,
             instances,
             stopped_task_ttl,
@@ -190,7 +202,11 @@ fn main() -> ExitCode {
             listen,
             &agent::AgentOptions {
                 cluster,
-                availability_zone,
+                zones: if zones.is_empty() {
+                    vec![availability_zone]
+                } else {
+                    zones
+                },
                 memory_reserve_mib: memory_reserve,
                 instances,
                 runtime,
