@@ -56,7 +56,8 @@ mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
-    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, PolicyHost, WORLD, sha256_hex,
+    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET, PolicyHost, WORLD,
+    sha256_hex,
 };
 pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,
