@@ -53,14 +53,9 @@ enum Command {
         availability_zone: String,
         /// Zones to spread this host's `--instances` over, round robin
         /// (`a,b,c`: instance 0 in a, 1 in b, 2 in c, 3 in a...); each
-        /// instance's `ecs.availability-zone`, set at every start. Replaces
-        /// `--availability-zone`.
-        #[arg(
-            long,
-            env = "BERTH_ZONES",
-            value_delimiter = ',',
-            conflicts_with = "availability_zone"
-        )]
+        /// instance's `ecs.availability-zone`, set at every start (given,
+        /// it takes the place of `--availability-zone`).
+        #[arg(long, env = "BERTH_ZONES", value_delimiter = ',')]
         zones: Vec<String>,
         /// MiB of Docker's memory not offered to tasks.
         #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]

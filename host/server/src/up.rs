@@ -178,15 +178,6 @@ impl Server<'_> {
         if poll_once(shutdown.as_mut()).await {
             return Ok(());
         }
-        let shutdown = {
-            let mut down = down.clone();
-            async move {
-                tokio::select! {
-                    () = shutdown => {}
-                    _ = down.wait_for(Option::is_some) => {}
-                }
-            }
-        };
         announce(
             addr,
             &credentials,
@@ -200,7 +191,34 @@ impl Server<'_> {
             );
             let _ = std::io::stdout().flush();
         }
-        let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
+        // Taken by whichever stops them first: `berth down` (before its
+        // tasks are stopped, so no scheduler replaces them) or the end of
+        // serving.
+        let schedulers = Arc::new(tokio::sync::Mutex::new(Some(Schedulers::spawn(
+            &control,
+            &self.liveness,
+            &self.store,
+        ))));
+        // `berth down` with its tasks: the schedulers stop, then this host's
+        // tasks, while the API still answers (so `berth down`, polling
+        // until it does not, returns once they are stopped); then serving ends.
+        let shutdown = {
+            let schedulers = Arc::clone(&schedulers);
+            let control = Arc::clone(&control);
+            let instances = self.local_agents.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = down.wait_for(Option::is_some) => {}
+                }
+                if *down.borrow() == Some(true) {
+                    if let Some(s) = schedulers.lock().await.take() {
+                        s.stop().await;
+                    }
+                    stop_local_tasks(&control, &instances).await;
+                }
+            }
+        };
         let health = Arc::new(Health::new(
             Arc::clone(&self.store),
             Arc::clone(&self.liveness),
@@ -213,53 +231,10 @@ impl Server<'_> {
                 .with_health(health),
         );
         let served = api::serve(api::router(api), listener, &self.limits, shutdown).await;
-        schedulers.stop().await;
-        if *down.borrow_and_update() == Some(true) {
-            self.stop_local_tasks(&control).await;
+        if let Some(s) = schedulers.lock().await.take() {
+            s.stop().await;
         }
         served
-    }
-
-    /// `berth down`: asks every task of this host's agents to stop and
-    /// waits (the agents, still running, stop and remove their containers)
-    /// until none is left or [`DOWN_WAIT`] has passed.
-    async fn stop_local_tasks(&self, control: &Arc<Control>) {
-        let instances = self.local_agents.clone();
-        let c = Arc::clone(control);
-        let asked = tokio::task::spawn_blocking(move || c.stop_instance_tasks(&instances)).await;
-        match asked {
-            Ok(Ok(n)) => println!("berth: stopping {n} task(s) of this host"),
-            Ok(Err(e)) => tracing::error!(error = %e, "stopping this host's tasks failed"),
-            Err(e) => tracing::error!(error = %e, "stopping this host's tasks panicked"),
-        }
-        let _ = std::io::stdout().flush();
-        let deadline = tokio::time::Instant::now() + DOWN_WAIT;
-        loop {
-            let instances = self.local_agents.clone();
-            let c = Arc::clone(control);
-            let left = tokio::task::spawn_blocking(move || c.live_tasks_on(&instances)).await;
-            match left {
-                Ok(Ok(t)) if t.is_empty() => return,
-                Ok(Ok(t)) if tokio::time::Instant::now() >= deadline => {
-                    tracing::warn!(
-                        left = t.len(),
-                        "tasks still stopping after {}s; leaving them to the next start",
-                        DOWN_WAIT.as_secs()
-                    );
-                    return;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "reading this host's tasks failed");
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading this host's tasks panicked");
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
     }
 
     /// The control plane over the store, with the installed policies, and
@@ -352,6 +327,51 @@ struct Schedulers {
     services: tokio::task::JoinHandle<()>,
     liveness: tokio::task::JoinHandle<()>,
     policy_stats: tokio::task::JoinHandle<()>,
+}
+
+/// `berth down`: asks every task of this host's agents to stop, again
+/// while any is left (a RunTask may land meanwhile), and waits (the agents,
+/// still running, stop and remove their containers) until none is left or
+/// [`DOWN_WAIT`] has passed.
+async fn stop_local_tasks(control: &Arc<Control>, instances: &[String]) {
+    let deadline = tokio::time::Instant::now() + DOWN_WAIT;
+    let mut told = false;
+    loop {
+        let (c, i) = (Arc::clone(control), instances.to_vec());
+        let asked = tokio::task::spawn_blocking(move || c.stop_instance_tasks(&i)).await;
+        match asked {
+            Ok(Ok(n)) if !told => {
+                println!("berth: stopping {n} task(s) of this host");
+                let _ = std::io::stdout().flush();
+                told = true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "stopping this host's tasks failed"),
+            Err(e) => tracing::error!(error = %e, "stopping this host's tasks panicked"),
+        }
+        let (c, i) = (Arc::clone(control), instances.to_vec());
+        match tokio::task::spawn_blocking(move || c.live_tasks_on(&i)).await {
+            Ok(Ok(t)) if t.is_empty() => return,
+            Ok(Ok(t)) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    left = t.len(),
+                    "tasks still stopping after {}s; leaving them to the next start",
+                    DOWN_WAIT.as_secs()
+                );
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading this host's tasks failed");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading this host's tasks panicked");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// How long `berth down` waits for this host's tasks to stop: a container's

@@ -13,7 +13,7 @@
 //!   ],
 //!   "task": {"family": "web", "cpu": 256, "memory": 512,
 //!            "placementConstraints": [{"type": "memberOf",
-//!                                      "expression": "not(attribute:maintenance exists)"}]}
+//!                                      "expression": "attribute:maintenance !exists"}]}
 //! }
 //! ```
 //!
@@ -198,7 +198,7 @@ mod tests {
                 {"cpu": 1024, "memory": 2048, "zone": "b", "attributes": {"maintenance": null}, "memoryUsed": 2048}
             ],
             "task": {"family": "api", "cpu": 128, "memory": 256,
-                     "placementConstraints": [{"type": "memberOf", "expression": "not(attribute:maintenance exists)"}]}
+                     "placementConstraints": [{"type": "memberOf", "expression": "attribute:maintenance !exists"}]}
         }))
         .expect("valid");
         assert_eq!(f.len(), 4);
