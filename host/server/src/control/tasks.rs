@@ -215,6 +215,10 @@ fn check_started_by(s: Option<&str>) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// What one RunTask did: the tasks minted (placed or queued), the ones it
+/// could not place, and the policy that failed, if one did.
+pub(super) type Ran = (Vec<Task>, Vec<Failure>, Option<PolicyFailed>);
+
 /// Why a task was not placed.
 struct Unplaced {
     /// ECS's failure reason (`RESOURCE:CPU`, `ATTRIBUTE`, ...; `POLICY`
@@ -458,7 +462,7 @@ impl Control {
         txn: &mut Txn,
         req: &RunTaskRequest,
         service: Option<&str>,
-    ) -> Result<(Vec<Task>, Vec<Failure>, Option<PolicyFailed>), ControlError> {
+    ) -> Result<Ran, ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
         let queue = req
