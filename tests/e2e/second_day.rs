@@ -327,6 +327,39 @@ fn services_say_when_the_fallback_placed_and_down_stops_every_task() {
         "{err}"
     );
     ok(&up, &["run", "attack", "--wait", "--timeout", "60"]);
+    // With the pending fallback the service's task waits, and --wait says why.
+    ok(
+        &up,
+        &[
+            "policy",
+            "activate",
+            "hostile-trap",
+            "--fallback",
+            "pending",
+        ],
+    );
+    let err = fails(
+        &up,
+        &[
+            "services",
+            "create",
+            "held",
+            "--task-definition",
+            "attack",
+            "--count",
+            "1",
+            "--wait",
+            "--timeout",
+            "4",
+        ],
+        5,
+    );
+    assert!(
+        err.contains(
+            "berth: note: (service held) placement policy hostile-trap@0.1.0 failed (trap"
+        ) && err.contains("1 task(s) left to place at the next attempt (fallback pending)"),
+        "{err}"
+    );
     let running = || {
         let out = Command::new("docker")
             .args(["ps", "-aq", "--filter"])

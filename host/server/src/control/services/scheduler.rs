@@ -103,8 +103,16 @@ impl Control {
         let (placed, policy_events) = self.place(txn, &plan.service, &plan.starts)?;
         let step = plan.finish(&placed);
         let mut s = step.service;
-        for m in step.events.into_iter().chain(policy_events) {
+        for m in step.events {
             push_event(&mut s, m);
+        }
+        // A policy failing pass after pass (fallback pending) alternates
+        // with the step's own event: the same news among the newest few
+        // is not news, and would rewrite the service every second.
+        for m in policy_events {
+            if !s.events.iter().take(3).any(|e| e.message == m) {
+                push_event(&mut s, m);
+            }
         }
         if s != orig {
             txn.put(&s)?;
