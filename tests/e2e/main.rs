@@ -17,6 +17,7 @@ mod house_style;
 mod policies;
 mod registry;
 mod remote;
+mod second_day;
 mod services;
 mod soak;
 mod story;

@@ -623,6 +623,10 @@ pub struct Task {
     pub overrides: Option<TaskOverride>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// ECS's task attributes; berth notes here how placement went when a
+    /// policy failed (`berth.policy-fallback`, `berth.policy-failure`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<Attribute>,
 }
 
 // --------------------------------------------------------------- services

@@ -30,7 +30,9 @@ pub enum InstallError {
 }
 
 /// The kind of a failed decision, the key of the failure counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// The policy trapped (panic, unreachable, bad memory access...).
@@ -90,6 +92,14 @@ pub enum RegistryError {
     /// No policy has this id (sha256) or name.
     #[error("no policy `{0}`")]
     NotFound(String),
+    /// A name (or sha256 prefix) that matches several installed policies.
+    #[error("{}", ambiguous(given, candidates))]
+    Ambiguous {
+        /// What the caller gave.
+        given: String,
+        /// The matches: (name, version, sha256), in version order.
+        candidates: Vec<(String, String, String)>,
+    },
     /// A policy still bound to a scope cannot be removed.
     #[error("policy `{policy}` is in use by {}; deactivate it there first", scopes.join(", "))]
     InUse {
@@ -101,4 +111,25 @@ pub enum RegistryError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+}
+
+/// `ambiguous: zone-guard 0.1.0 (c3ff40c8...), 0.2.0 (9b1e07aa...)`, each
+/// policy's name given once per run of the same name.
+fn ambiguous(given: &str, candidates: &[(String, String, String)]) -> String {
+    let mut parts = Vec::new();
+    let mut last_name: Option<&str> = None;
+    for (name, version, sha) in candidates {
+        let short = sha.get(..8).unwrap_or(sha);
+        if last_name == Some(name.as_str()) {
+            parts.push(format!("{version} ({short}...)"));
+        } else {
+            parts.push(format!("{name} {version} ({short}...)"));
+        }
+        last_name = Some(name);
+    }
+    format!(
+        "ambiguous: {}; `{given}` matches {} installed policies: name one as NAME@VERSION or by a sha256 prefix of 8 or more characters",
+        parts.join(", "),
+        candidates.len()
+    )
 }

@@ -126,6 +126,11 @@ impl ResourceLimiter for StoreData {
     }
 }
 
+/// The tracing target of the lines policies log, so a subscriber can send
+/// them elsewhere than berth's own log (`berth bench placement` drops them
+/// unless asked).
+pub const POLICY_LOG_TARGET: &str = "berth_policy::guest";
+
 impl logger::Host for StoreData {
     fn log(&mut self, level: logger::Level, message: String) {
         if self.log_budget == 0 {
@@ -137,10 +142,10 @@ impl logger::Host for StoreData {
         let msg: String = message.chars().take(512).collect();
         let policy = &*self.policy;
         match level {
-            logger::Level::Debug => tracing::debug!(policy, "{msg}"),
-            logger::Level::Info => tracing::info!(policy, "{msg}"),
-            logger::Level::Warn => tracing::warn!(policy, "{msg}"),
-            logger::Level::Error => tracing::error!(policy, "{msg}"),
+            logger::Level::Debug => tracing::debug!(target: POLICY_LOG_TARGET, policy, "{msg}"),
+            logger::Level::Info => tracing::info!(target: POLICY_LOG_TARGET, policy, "{msg}"),
+            logger::Level::Warn => tracing::warn!(target: POLICY_LOG_TARGET, policy, "{msg}"),
+            logger::Level::Error => tracing::error!(target: POLICY_LOG_TARGET, policy, "{msg}"),
         }
     }
 }

@@ -52,12 +52,15 @@ mod error;
 mod host;
 mod registry;
 mod session;
+mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
-    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, PolicyHost, WORLD, sha256_hex,
+    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET, PolicyHost, WORLD,
+    sha256_hex,
 };
 pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,
 };
 pub use session::{Answers, LoadedPolicy, PolicySession, PolicyStats, StatsSnapshot, host_ports};
+pub use stats::{FailureRecord, PolicyStatsRecord, RECENT_FAILURES};

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DecisionError, InstallError, RegistryError};
 use crate::host::PolicyHost;
 use crate::session::{LoadedPolicy, PolicySession, StatsSnapshot};
+use crate::stats::{FailureRecord, Kept, PolicyStatsRecord};
 
 /// An installed policy component, keyed by the sha256 of its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,10 +108,23 @@ pub struct PolicySummary {
     pub size: usize,
     /// Scopes where it is active.
     pub active_in: Vec<String>,
+    /// The fallback in force in each of those scopes, in the same order.
+    pub fallbacks: Vec<Fallback>,
     /// The parameters it documents: (name, description).
     pub parameters: Vec<(String, String)>,
-    /// Counters since this process loaded it.
+    /// Counters: what the store held when this process loaded it, plus
+    /// what it counted since (see [`Registry::flush_stats`]).
     pub stats: StatsSnapshot,
+    /// The last failed decisions, oldest first.
+    pub recent_failures: Vec<FailureRecord>,
+}
+
+/// A version as numbers where it has them (`0.10.0` after `0.9.0`), so the
+/// list of an ambiguous name reads in version order.
+fn version_key(v: &str) -> Vec<(u64, &str)> {
+    v.split(['.', '-', '+'])
+        .map(|part| (part.parse().unwrap_or(u64::MAX), part))
+        .collect()
 }
 
 /// What to do with tasks when the policy fails a decision.
@@ -144,6 +158,8 @@ pub struct Registry {
     active: RwLock<HashMap<String, Arc<ArcSwapOption<LoadedPolicy>>>>,
     /// The fallback per scope key (absent: [`Fallback::Native`]).
     fallbacks: RwLock<HashMap<String, Fallback>>,
+    /// Stored totals and the last failures, per loaded policy's sha256.
+    kept: Mutex<HashMap<String, Kept>>,
     /// The watch of the policies and bindings tables, up to where this
     /// process has applied them.
     following: Mutex<Watch>,
@@ -176,6 +192,7 @@ impl Registry {
             loaded: RwLock::default(),
             active: RwLock::default(),
             fallbacks: RwLock::default(),
+            kept: Mutex::default(),
             following: Mutex::new(following),
         };
         reg.load_all(&txn)?;
@@ -309,6 +326,16 @@ impl Registry {
         let loaded = Arc::new(
             LoadedPolicy::from_compiled(&self.host, compiled).map_err(InstallError::Info)?,
         );
+        let stored = self
+            .store
+            .begin()
+            .and_then(|mut txn| txn.get::<PolicyStatsRecord>(&loaded.compiled.sha256))
+            .map_err(store_err)?
+            .map(|v| v.value);
+        self.kept.lock().map_err(store_err)?.insert(
+            loaded.compiled.sha256.clone(),
+            Kept::new(stored, &loaded.stats()),
+        );
         self.loaded
             .write()
             .map_err(store_err)?
@@ -334,23 +361,44 @@ impl Registry {
     }
 
     /// A loaded policy by id (sha256, or a unique prefix of at least 8
-    /// characters) or by name (the most recently loaded one of that name is
-    /// not guessed: a name must be unique).
+    /// characters), by `NAME@VERSION`, or by a bare name when exactly one
+    /// version of that name is installed. A name (or prefix) matching
+    /// several is refused with the list, never guessed.
     pub fn get(&self, id_or_name: &str) -> Result<Arc<LoadedPolicy>, RegistryError> {
         let loaded = self.loaded.read().map_err(store_err)?;
         if let Some(p) = loaded.get(id_or_name) {
             return Ok(p.clone());
         }
-        let matches: Vec<&Arc<LoadedPolicy>> = loaded
+        let by_version = id_or_name.split_once('@');
+        let mut matches: Vec<&Arc<LoadedPolicy>> = loaded
             .values()
-            .filter(|p| {
-                p.name == id_or_name
-                    || (id_or_name.len() >= 8 && p.compiled.sha256.starts_with(id_or_name))
+            .filter(|p| match by_version {
+                Some((name, version)) => p.name == name && p.version == version,
+                None => {
+                    p.name == id_or_name
+                        || (id_or_name.len() >= 8 && p.compiled.sha256.starts_with(id_or_name))
+                }
             })
             .collect();
         match matches.as_slice() {
+            [] => Err(RegistryError::NotFound(id_or_name.to_owned())),
             [one] => Ok((*one).clone()),
-            _ => Err(RegistryError::NotFound(id_or_name.to_owned())),
+            _ => {
+                matches.sort_by(|a, b| {
+                    (&a.name, version_key(&a.version), &a.compiled.sha256).cmp(&(
+                        &b.name,
+                        version_key(&b.version),
+                        &b.compiled.sha256,
+                    ))
+                });
+                Err(RegistryError::Ambiguous {
+                    given: id_or_name.to_owned(),
+                    candidates: matches
+                        .iter()
+                        .map(|p| (p.name.clone(), p.version.clone(), p.compiled.sha256.clone()))
+                        .collect(),
+                })
+            }
         }
     }
 
@@ -396,16 +444,101 @@ impl Registry {
     }
 
     fn summary(&self, p: &LoadedPolicy) -> PolicySummary {
+        let live = p.stats();
+        let (stats, recent_failures) = match self.kept.lock() {
+            Ok(k) => match k.get(&p.compiled.sha256) {
+                Some(k) => (k.total(&live), k.recent()),
+                None => (live, Vec::new()),
+            },
+            Err(_) => (live, Vec::new()),
+        };
+        let active_in = self.scopes_of(&p.compiled.sha256);
         PolicySummary {
             sha256: p.compiled.sha256.clone(),
             name: p.name.clone(),
             version: p.version.clone(),
             world: p.compiled.world.to_owned(),
             size: p.compiled.size,
-            active_in: self.scopes_of(&p.compiled.sha256),
+            fallbacks: active_in.iter().map(|s| self.fallback_of(s)).collect(),
+            active_in,
             parameters: p.parameters.clone(),
-            stats: p.stats(),
+            stats,
+            recent_failures,
         }
+    }
+
+    /// Keeps a failed decision of policy `sha256` among its last failures
+    /// (the counters count it already), with the first task it was for.
+    pub fn record_failure(&self, e: &DecisionError, task: Option<&str>) {
+        if let Ok(mut k) = self.kept.lock()
+            && let Some(k) = k.get_mut(&e.policy)
+        {
+            k.push_failure(FailureRecord::new(e, task));
+        }
+    }
+
+    /// Writes every policy's totals that changed since the last flush, in
+    /// one transaction. Decisions never write the store themselves (a
+    /// decision is microseconds, a commit an fsync): the server calls this
+    /// every few seconds and when it stops, so a crash loses at most that.
+    pub fn flush_stats(&self) -> Result<usize, RegistryError> {
+        let policies: Vec<Arc<LoadedPolicy>> = match self.loaded.read() {
+            Ok(l) => l.values().cloned().collect(),
+            Err(_) => return Ok(0),
+        };
+        let changed: Vec<PolicyStatsRecord> = {
+            let kept = self.kept.lock().map_err(store_err)?;
+            policies
+                .iter()
+                .filter_map(|p| {
+                    let k = kept.get(&p.compiled.sha256)?;
+                    let rec = k.record(&p.compiled.sha256, &p.stats());
+                    k.stale(&rec).then_some(rec)
+                })
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        self.store
+            .update(|txn| {
+                for r in &changed {
+                    txn.put(r)?;
+                }
+                Ok::<(), berth_store::StoreError>(())
+            })
+            .map_err(store_err)?;
+        let mut kept = self.kept.lock().map_err(store_err)?;
+        for r in &changed {
+            if let Some(k) = kept.get_mut(&r.sha256) {
+                k.written(r.clone());
+            }
+        }
+        Ok(changed.len())
+    }
+
+    /// Sets a policy's counters and failures back to nothing, in the store
+    /// at once; returns it as it is now.
+    pub fn reset_stats(&self, id_or_name: &str) -> Result<PolicySummary, RegistryError> {
+        self.follow_store_or_log();
+        let p = self.get(id_or_name)?;
+        let sha = p.compiled.sha256.clone();
+        let rec = {
+            let mut kept = self.kept.lock().map_err(store_err)?;
+            let live = p.stats();
+            let k = kept
+                .entry(sha.clone())
+                .or_insert_with(|| Kept::new(None, &live));
+            k.reset(&live);
+            k.record(&sha, &live)
+        };
+        self.store.update(|txn| txn.put(&rec)).map_err(store_err)?;
+        if let Ok(mut kept) = self.kept.lock()
+            && let Some(k) = kept.get_mut(&sha)
+        {
+            k.written(rec);
+        }
+        Ok(self.summary(&p))
     }
 
     /// One policy with its counters.
@@ -504,6 +637,7 @@ impl Registry {
                     return Ok(false);
                 }
                 txn.delete::<PolicyRecord>(&sha)?;
+                txn.delete::<PolicyStatsRecord>(&sha)?;
                 Ok::<bool, berth_store::StoreError>(true)
             })
             .map_err(store_err)
@@ -518,6 +652,7 @@ impl Registry {
                 }
             })?;
         self.loaded.write().map_err(store_err)?.remove(&sha);
+        self.kept.lock().map_err(store_err)?.remove(&sha);
         Ok(())
     }
 

@@ -19,8 +19,8 @@ use crate::control::liveness::Liveness;
 pub struct AgentOptions {
     /// The cluster this host's instances join (created if missing).
     pub cluster: String,
-    /// `ecs.availability-zone` of this host.
-    pub availability_zone: String,
+    /// The `ecs.availability-zone` of each instance, round robin (at least one).
+    pub zones: Vec<String>,
     /// MiB of Docker's memory kept back from tasks.
     pub memory_reserve_mib: i64,
     /// How many agents (container instances) run on the one Docker daemon.
@@ -57,6 +57,26 @@ impl RunningAgents {
     }
 }
 
+/// A zone must be a valid attribute value: 1-255 letters, digits, and
+/// `-_./:@` (ECS's rule, minus the spaces a zone never has).
+fn check_zones(zones: &[String]) -> anyhow::Result<()> {
+    if zones.is_empty() {
+        anyhow::bail!("--zones: give at least one zone");
+    }
+    for z in zones {
+        let ok = !z.is_empty()
+            && z.len() <= 255
+            && z.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c));
+        if !ok {
+            anyhow::bail!(
+                "--zones: `{z}` is not a zone name (1-255 letters, digits, `-`, `_`, `.`, `/`, `:`, `@`)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Starts `opts.instances` agents on this host, each its own container
 /// instance of cluster `opts.cluster` (stable ids in `data_dir`), on the
 /// current runtime. When no Docker daemon answers they say so and keep
@@ -70,6 +90,7 @@ pub async fn spawn(
     if opts.instances == 0 {
         anyhow::bail!("--instances 0: berth up needs at least one container instance");
     }
+    check_zones(&opts.zones)?;
     let plane: Arc<dyn ControlPlane> = Arc::new(
         LocalControlPlane::new(Arc::clone(store), ArnContext::default())
             .with_liveness(Arc::clone(liveness)),
@@ -84,7 +105,7 @@ pub async fn spawn(
         let mut cfg = AgentConfig::new(opts.cluster.as_str(), data_dir);
         cfg.index = index;
         cfg.share = opts.instances;
-        cfg.availability_zone = opts.availability_zone.clone();
+        cfg.availability_zone = opts.zones[index as usize % opts.zones.len()].clone();
         cfg.memory_reserve_mib = opts.memory_reserve_mib;
         opts.runtime.apply(&mut cfg);
         let agent = Agent::new(Arc::clone(&plane), cfg).context("starting the Docker agent")?;

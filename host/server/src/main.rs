@@ -59,6 +59,12 @@ enum Command {
         /// `ecs.availability-zone` attribute of this host's container instance.
         #[arg(long, env = "BERTH_AVAILABILITY_ZONE", default_value = "local")]
         availability_zone: String,
+        /// Zones to spread this host's `--instances` over, round robin
+        /// (`a,b,c`: instance 0 in a, 1 in b, 2 in c, 3 in a...); each
+        /// instance's `ecs.availability-zone`, set at every start (given,
+        /// it takes the place of `--availability-zone`).
+        #[arg(long, env = "BERTH_ZONES", value_delimiter = ',')]
+        zones: Vec<String>,
         /// MiB of Docker's memory not offered to tasks.
         #[arg(long, env = "BERTH_MEMORY_RESERVE", default_value_t = 0)]
         memory_reserve: i64,
@@ -167,21 +173,71 @@ enum CredentialsCommand {
     },
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+/// berth's log on stderr at `BERTH_LOG`'s level, else `RUST_LOG`'s, else
+/// info. The lines policies log go with it, except in `berth bench
+/// placement`, which drops them unless `--policy-log` names a file (or `-`,
+/// stderr): a policy logging per decision would bury the figures.
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tracing_subscriber::filter::{EnvFilter, filter_fn};
+    use tracing_subscriber::prelude::*;
+    let level = || {
+        EnvFilter::try_from_env("BERTH_LOG")
+            .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
+            .unwrap_or_else(|_| "info".into())
+    };
+    let policy_log = match &cli.command {
+        Command::Bench {
+            what: bench::BenchCommand::Placement(args),
+        } => Some(args.policy_log.as_deref()),
+        _ => None,
+    };
+    let to_stderr = match policy_log {
+        None => true,
+        Some(p) => p.is_some_and(|p| p.as_os_str() == "-"),
+    };
+    let file = match policy_log {
+        Some(Some(p)) if p.as_os_str() != "-" => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("--policy-log {}", p.display()))?,
+        ),
+        _ => None,
+    };
+    let is_policy = |m: &tracing::Metadata<'_>| m.target() == berth_policy::POLICY_LOG_TARGET;
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(level())
+        .with_filter(filter_fn(move |m| to_stderr || !is_policy(m)));
+    let file = file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .with_filter(level())
+            .with_filter(filter_fn(is_policy))
+    });
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .context("setting up the log")
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("berth: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Up {
             data_dir,
             check,
             listen,
             availability_zone,
+            zones,
             memory_reserve,
             instances,
             store,
@@ -196,7 +252,11 @@ fn main() -> ExitCode {
             listen,
             &agent::AgentOptions {
                 cluster,
-                availability_zone,
+                zones: if zones.is_empty() {
+                    vec![availability_zone]
+                } else {
+                    zones
+                },
                 memory_reserve_mib: memory_reserve,
                 instances,
                 runtime,

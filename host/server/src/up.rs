@@ -167,7 +167,10 @@ impl Server<'_> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (credentials, source) = credentials::load(self.data_dir)?;
-        let control = self.control().await?;
+        // `berth down` (Shutdown through the API) ends the serving as a
+        // signal does, and may ask for this host's tasks to be stopped.
+        let (asked, mut down) = tokio::sync::watch::channel(None);
+        let control = self.control(asked).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
@@ -193,7 +196,34 @@ impl Server<'_> {
             );
             let _ = std::io::stdout().flush();
         }
-        let schedulers = Schedulers::spawn(&control, &self.liveness, &self.store);
+        // Taken by whichever stops them first: `berth down` (before its
+        // tasks are stopped, so no scheduler replaces them) or the end of
+        // serving.
+        let schedulers = Arc::new(tokio::sync::Mutex::new(Some(Schedulers::spawn(
+            &control,
+            &self.liveness,
+            &self.store,
+        ))));
+        // `berth down` with its tasks: the schedulers stop, then this host's
+        // tasks, while the API still answers (so `berth down`, polling
+        // until it does not, returns once they are stopped); then serving ends.
+        let shutdown = {
+            let schedulers = Arc::clone(&schedulers);
+            let control = Arc::clone(&control);
+            let instances = self.local_agents.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = down.wait_for(Option::is_some) => {}
+                }
+                if *down.borrow() == Some(true) {
+                    if let Some(s) = schedulers.lock().await.take() {
+                        s.stop().await;
+                    }
+                    stop_local_tasks(&control, &instances).await;
+                }
+            }
+        };
         let health = Arc::new(Health::new(
             Arc::clone(&self.store),
             Arc::clone(&self.liveness),
@@ -201,18 +231,23 @@ impl Server<'_> {
             self.local_agents.clone(),
         ));
         let api = Arc::new(
-            Api::new(control, credentials)
+            Api::new(Arc::clone(&control), credentials)
                 .with_limits(self.limits.clone())
                 .with_health(health),
         );
         let served = api::serve(api::router(api), listener, &self.limits, shutdown).await;
-        schedulers.stop().await;
+        if let Some(s) = schedulers.lock().await.take() {
+            s.stop().await;
+        }
         served
     }
 
     /// The control plane over the store, with the installed policies, and
     /// the `default` cluster made sure of.
-    async fn control(&self) -> anyhow::Result<Arc<Control>> {
+    async fn control(
+        &self,
+        asked: crate::control::down::ShutdownAsked,
+    ) -> anyhow::Result<Arc<Control>> {
         // The policy registry loads (and compiles) every installed policy.
         let policies = {
             let store = Arc::clone(&self.store);
@@ -236,7 +271,8 @@ impl Server<'_> {
                 .with_log_readers(Arc::clone(&self.log_readers))
                 .with_policies(Arc::new(policies))
                 .with_stopped_task_ttl(self.stopped_task_ttl)
-                .with_liveness(Arc::clone(&self.liveness)),
+                .with_liveness(Arc::clone(&self.liveness))
+                .with_shutdown(asked),
         );
         let c = Arc::clone(&control);
         tokio::task::spawn_blocking(move || c.ensure_default_cluster())
@@ -295,6 +331,81 @@ struct Schedulers {
     batch: tokio::task::JoinHandle<()>,
     services: tokio::task::JoinHandle<()>,
     liveness: tokio::task::JoinHandle<()>,
+    policy_stats: tokio::task::JoinHandle<()>,
+}
+
+/// `berth down`: asks every task of this host's agents to stop, again
+/// while any is left (a RunTask may land meanwhile), and waits (the agents,
+/// still running, stop and remove their containers) until none is left or
+/// [`DOWN_WAIT`] has passed.
+async fn stop_local_tasks(control: &Arc<Control>, instances: &[String]) {
+    let deadline = tokio::time::Instant::now() + DOWN_WAIT;
+    let mut told = false;
+    loop {
+        let (c, i) = (Arc::clone(control), instances.to_vec());
+        let asked = tokio::task::spawn_blocking(move || c.stop_instance_tasks(&i)).await;
+        match asked {
+            Ok(Ok(n)) if !told => {
+                println!("berth: stopping {n} task(s) of this host");
+                let _ = std::io::stdout().flush();
+                told = true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "stopping this host's tasks failed"),
+            Err(e) => tracing::error!(error = %e, "stopping this host's tasks panicked"),
+        }
+        let (c, i) = (Arc::clone(control), instances.to_vec());
+        match tokio::task::spawn_blocking(move || c.live_tasks_on(&i)).await {
+            Ok(Ok(t)) if t.is_empty() => return,
+            Ok(Ok(t)) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    left = t.len(),
+                    "tasks still stopping after {}s; leaving them to the next start",
+                    DOWN_WAIT.as_secs()
+                );
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading this host's tasks failed");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading this host's tasks panicked");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// How long `berth down` waits for this host's tasks to stop: a container's
+/// `stopTimeout` is at most 120 s (ECS's bound), and tasks stop at once.
+const DOWN_WAIT: Duration = Duration::from_secs(150);
+
+/// How often the policies' statistics are written to the store: decisions
+/// only count in memory, so a crash loses at most this much of them.
+const POLICY_STATS_FLUSH: Duration = Duration::from_secs(5);
+
+/// Writes the policies' statistics every [`POLICY_STATS_FLUSH`], and once
+/// more when stopped.
+async fn flush_policy_stats(control: Arc<Control>, stopped: impl Future<Output = ()>) {
+    let flush = || {
+        let c = Arc::clone(&control);
+        async move {
+            if let Err(e) = tokio::task::spawn_blocking(move || c.flush_policy_stats()).await {
+                tracing::error!(error = %e, "writing the policies' statistics panicked");
+            }
+        }
+    };
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            () = tokio::time::sleep(POLICY_STATS_FLUSH) => flush().await,
+        }
+    }
+    flush().await;
 }
 
 impl Schedulers {
@@ -326,11 +437,13 @@ impl Schedulers {
             Arc::clone(control.beats()),
             until_stopped(),
         ));
+        let policy_stats = tokio::spawn(flush_policy_stats(Arc::clone(control), until_stopped()));
         Schedulers {
             stop,
             batch,
             services,
             liveness,
+            policy_stats,
         }
     }
 
@@ -344,6 +457,9 @@ impl Schedulers {
         }
         if let Err(e) = self.batch.await {
             tracing::error!(error = %e, "the batch scheduler panicked");
+        }
+        if let Err(e) = self.policy_stats.await {
+            tracing::error!(error = %e, "the policy statistics flush panicked");
         }
     }
 }

@@ -79,6 +79,7 @@ fn task(a: &ArnContext, cluster: &str, id: &str, instance: &str, group: &str) ->
         containers: vec![],
         overrides: None,
         tags: vec![],
+        attributes: vec![],
     }
 }
 

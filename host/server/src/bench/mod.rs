@@ -2,6 +2,7 @@
 //! machines and (later) policies in one run.
 
 pub mod api;
+mod cluster_file;
 pub mod fleet;
 pub mod placement;
 pub mod soak;

@@ -24,6 +24,16 @@ pub struct PlacementArgs {
     /// wasm32-wasip2), on the same cluster and tasks as the native cases.
     #[arg(long)]
     policy: Option<std::path::PathBuf>,
+    /// With --policy: where the policy's log lines go, a file (appended
+    /// to) or `-` for stderr; dropped when not given. `BERTH_LOG` or
+    /// `RUST_LOG` (e.g. `warn`) filters them either way.
+    #[arg(long, value_name = "FILE|-", requires = "policy")]
+    pub policy_log: Option<std::path::PathBuf>,
+    /// Place on the cluster this JSON file describes (instances with CPU,
+    /// memory, zone and attributes, and the task; see docs/benchmarks.md)
+    /// instead of the synthetic ones of --instances.
+    #[arg(long, value_name = "FILE", conflicts_with = "instances")]
+    cluster: Option<std::path::PathBuf>,
     /// With --policy: give each policy case a `ratio` (its time per decision
     /// over the native strategy's of the same case).
     #[arg(long, requires = "policy")]
@@ -93,6 +103,10 @@ pub fn run(args: &PlacementArgs) -> anyhow::Result<()> {
             ),
         }
     }
+    let file = match &args.cluster {
+        Some(path) => Some(super::cluster_file::ClusterFile::load(path)?),
+        None => None,
+    };
     if let Some(c) = args.count.iter().find(|c| **c == 0 || **c > 10) {
         bail!("--count {c}: RunTask places 1 to 10 tasks per call");
     }
@@ -110,10 +124,20 @@ pub fn run(args: &PlacementArgs) -> anyhow::Result<()> {
             "cold ms"
         );
     }
-    for &n in &args.instances {
-        let mut state = synthetic::cluster(n, args.seed);
+    let sizes = match &file {
+        Some(f) => vec![f.len()],
+        None => args.instances.clone(),
+    };
+    for n in sizes {
+        let mut state = match &file {
+            Some(f) => f.state(),
+            None => synthetic::cluster(n, args.seed),
+        };
         for (name, chain) in &chains {
-            let req = synthetic::request(chain);
+            let req = match &file {
+                Some(f) => f.request(chain)?,
+                None => synthetic::request(chain),
+            };
             for &count in &args.count {
                 let mut placer = Placer::new(args.seed);
                 // Warm the per-state caches (constraint results, value columns) first.

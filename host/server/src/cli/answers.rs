@@ -98,8 +98,28 @@ pub struct Policy {
     pub size: u64,
     pub active_in: Vec<String>,
     #[serde(default)]
+    pub activations: Vec<PolicyActivation>,
+    #[serde(default)]
     pub parameters: Vec<PolicyParameter>,
     pub stats: PolicyStats,
+    /// Newest first.
+    #[serde(default)]
+    pub recent_failures: Vec<PolicyFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyActivation {
+    pub scope: String,
+    pub fallback: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PolicyFailure {
+    pub kind: String,
+    pub message: String,
+    /// Epoch seconds.
+    pub at: f64,
+    pub task: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@
 //! unreachable server or a deployment that failed.
 
 mod answers;
+mod down;
 mod logs;
 mod policy;
 mod secrets;
@@ -189,6 +190,9 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Stop a running `berth up`: its tasks' containers first (unless
+    /// `--keep-tasks`), then the server; services start again at the next `berth up`.
+    Down(down::DownArgs),
     /// Registry credentials for `repositoryCredentials` (never printed back).
     Secrets {
         #[command(subcommand)]
@@ -424,6 +428,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
     | ClientCommand::Policy { conn, .. }
     | ClientCommand::Secrets { conn, .. }
     | ClientCommand::Run(tasks::RunArgs { conn, .. })
+    | ClientCommand::Down(down::DownArgs { conn, .. })
     | ClientCommand::Logs(logs::LogsArgs { conn, .. })) = &cmd;
     let conn = conn.clone();
     let c = Client::new(&conn)?;
@@ -441,6 +446,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Services { what, .. } => services::run(&c, what, &conn).await,
         ClientCommand::Policy { what, .. } => policy::run(&c, what, &conn).await,
         ClientCommand::Secrets { what, .. } => secrets::run(&c, what, &conn).await,
+        ClientCommand::Down(args) => down::run(&c, args).await,
     }
 }
 
@@ -549,14 +555,36 @@ async fn instances(c: &Client, conn: &Conn, what: InstancesCommand) -> Result<()
                     resource(&i.registered_resources, name)
                 )
             };
+            let zone = i
+                .attributes
+                .iter()
+                .find(|a| a.name == "ecs.availability-zone")
+                .and_then(|a| a.value.clone())
+                .unwrap_or_else(|| "-".into());
+            // The custom attributes; the built-in `ecs.*` ones are the agent's.
+            let custom: Vec<String> = i
+                .attributes
+                .iter()
+                .filter(|a| !a.name.starts_with("ecs."))
+                .map(|a| match &a.value {
+                    Some(v) => format!("{}={v}", a.name),
+                    None => a.name.clone(),
+                })
+                .collect();
             vec![
                 short(&i.container_instance_arn),
                 i.ec2_instance_id.clone(),
                 i.status.to_string(),
+                zone,
                 free("CPU"),
                 free("MEMORY"),
                 i.running_tasks_count.to_string(),
                 i.pending_tasks_count.to_string(),
+                if custom.is_empty() {
+                    "-".into()
+                } else {
+                    custom.join(",")
+                },
             ]
         })
         .collect();
@@ -565,10 +593,12 @@ async fn instances(c: &Client, conn: &Conn, what: InstancesCommand) -> Result<()
             "INSTANCE",
             "HOST",
             "STATUS",
+            "ZONE",
             "CPU FREE",
             "MEMORY FREE",
             "RUNNING",
             "PENDING",
+            "ATTRIBUTES",
         ],
         rows,
     );

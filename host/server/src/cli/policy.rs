@@ -18,12 +18,14 @@ pub enum PolicyCommand {
     Ls,
     /// One policy: its parameters and statistics.
     Show {
-        /// sha256, a unique prefix of 8 characters or more, or the name.
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
         id: String,
     },
     /// Place the cluster's tasks (or one service's, with --service) with a policy.
     Activate {
-        /// sha256, a unique prefix of 8 characters or more, or the name.
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
         id: String,
         /// Only this service's tasks.
         #[arg(long)]
@@ -37,9 +39,17 @@ pub enum PolicyCommand {
         #[arg(long)]
         service: Option<String>,
     },
+    /// Set a policy's statistics (decisions, failures, latency, last
+    /// failures) back to nothing; they are kept in the store otherwise.
+    ResetStats {
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
+        id: String,
+    },
     /// Remove an installed policy (refused while it is active anywhere).
     Rm {
-        /// sha256, a unique prefix of 8 characters or more, or the name.
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
         id: String,
     },
 }
@@ -75,7 +85,9 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
                 )
                 .await?;
             if !json_out {
-                list(&[read::<answers::OnePolicy>("InstallPolicy", &v)?.policy]);
+                let p = read::<answers::OnePolicy>("InstallPolicy", &v)?.policy;
+                println!("installed {}@{}", p.name, p.version);
+                println!("sha256 {}", p.sha256);
             }
             v
         }
@@ -131,6 +143,19 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             }
             v
         }
+        PolicyCommand::ResetStats { id } => {
+            let v = c.berth("ResetPolicyStats", json!({"policy": id})).await?;
+            if !json_out {
+                let p = read::<answers::OnePolicy>("ResetPolicyStats", &v)?.policy;
+                println!(
+                    "statistics of {}@{} ({}) reset",
+                    p.name,
+                    p.version,
+                    id12(&p)
+                );
+            }
+            v
+        }
         PolicyCommand::Rm { id } => {
             let v = c.berth("DeletePolicy", json!({"policy": id})).await?;
             if !json_out {
@@ -155,12 +180,22 @@ fn failures(p: &Policy) -> u64 {
     p.stats.failures.values().sum()
 }
 
+/// Where it is active, each scope with the fallback in force there:
+/// `cluster/default (fallback native)`.
 fn active_in(p: &Policy) -> String {
     if p.active_in.is_empty() {
-        "-".into()
-    } else {
-        p.active_in.join(",")
+        return "-".into();
     }
+    p.active_in
+        .iter()
+        .map(
+            |scope| match p.activations.iter().find(|a| &a.scope == scope) {
+                Some(a) => format!("{scope} (fallback {})", a.fallback),
+                None => scope.clone(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A latency as the API's JSON writes it (`12.0`, not `12`).
@@ -223,6 +258,24 @@ fn show(p: &Policy) {
         micros(l.p99),
         micros(l.max)
     );
+    if !p.recent_failures.is_empty() {
+        println!();
+        println!("last failures, newest first:");
+        table(
+            &["TIME", "KIND", "TASK", "MESSAGE"],
+            p.recent_failures
+                .iter()
+                .map(|f| {
+                    vec![
+                        utc(f.at),
+                        f.kind.clone(),
+                        f.task.as_deref().map_or_else(|| "-".into(), super::short),
+                        f.message.replace('\n', " | "),
+                    ]
+                })
+                .collect(),
+        );
+    }
     if !p.parameters.is_empty() {
         println!();
         table(
@@ -233,4 +286,12 @@ fn show(p: &Policy) {
                 .collect(),
         );
     }
+}
+
+/// Epoch seconds as `2026-12-02T04:31:07Z`.
+fn utc(at: f64) -> String {
+    chrono::DateTime::from_timestamp(at as i64, 0).map_or_else(
+        || at.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }

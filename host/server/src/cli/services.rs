@@ -376,6 +376,7 @@ async fn finish(
 ) -> Result<()> {
     let mut svc = answer.service;
     let mut outcome = Ok(());
+    let known: Vec<String> = svc.events.iter().map(|e| e.id.clone()).collect();
     if wait.wait {
         let name = svc.service_name.clone();
         let Some(id) = primary(&svc).map(|d| d.id.clone()) else {
@@ -395,6 +396,13 @@ async fn finish(
         println!("{}", json!({"service": svc}));
     } else {
         summary(&svc);
+    }
+    // A policy that failed while we waited: the tasks were placed by the
+    // native fallback (without the policy's rules) or left PENDING.
+    for e in svc.events.iter().rev().filter(|e| !known.contains(&e.id)) {
+        if e.message.contains(") placement policy ") {
+            eprintln!("berth: note: {}", e.message);
+        }
     }
     outcome
 }

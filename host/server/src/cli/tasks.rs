@@ -150,6 +150,7 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
     }
     let answer: answers::Tasks = read("RunTask", &v)?;
     print_tasks(&v, &answer, args.conn.json());
+    note_policy_fallbacks(&started);
     outcome?;
     // Fewer tasks than asked for fails too: the server's reason for the first
     // one it could not place (the others are listed above).
@@ -168,6 +169,34 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Says which tasks a failed placement policy's fallback placed (the
+/// native strategies, without the policy's rules) or left PENDING, from
+/// the attributes placement marks them with.
+fn note_policy_fallbacks(tasks: &[Task]) {
+    let attr = |t: &Task, name: &str| {
+        t.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.value.clone())
+    };
+    for t in tasks {
+        let Some(fallback) = attr(t, crate::control::FALLBACK_ATTRIBUTE) else {
+            continue;
+        };
+        let why = attr(t, crate::control::FAILURE_ATTRIBUTE)
+            .unwrap_or_else(|| "the placement policy failed".into());
+        let what = if fallback == "pending" {
+            "left PENDING until the next attempt (fallback pending)"
+        } else {
+            "placed by the native fallback, without the policy's rules"
+        };
+        eprintln!(
+            "berth: note: task {}: placement policy {why}; {what}",
+            short(&t.task_arn)
+        );
+    }
 }
 
 /// RunTask's answer: as it came (`--output json`), else its table and failures.

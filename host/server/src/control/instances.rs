@@ -452,6 +452,18 @@ impl Control {
         }
         for (i, a) in req.attributes.iter().enumerate() {
             check_attribute(a, &format!("attributes[{i}]"))?;
+            // As ECS: the `ecs.` attributes are the agent's to say (it sets
+            // them afresh at every registration, so a change would not last).
+            if a.name.starts_with("ecs.") {
+                return Err(ControlError::invalid(
+                    &format!("attributes[{i}].name"),
+                    format!(
+                        "`{}` is a built-in attribute and cannot be {}; set an instance's zone with `berth up --zones` or `berth agent --availability-zone`",
+                        a.name,
+                        if put { "changed" } else { "deleted" }
+                    ),
+                ));
+            }
             if a.target_type
                 .as_deref()
                 .is_some_and(|t| t != "container-instance")

@@ -8,6 +8,7 @@
 
 pub mod agents;
 mod clusters;
+pub mod down;
 pub mod health;
 mod instances;
 pub mod liveness;
@@ -20,7 +21,7 @@ pub mod services;
 mod taskdefs;
 mod tasks;
 mod view;
-pub use policies::POLICY_TAG;
+pub use policies::{FAILURE_ATTRIBUTE, FALLBACK_ATTRIBUTE, POLICY_TAG};
 pub use tasks::{QUEUE_TAG, STOPPED_TASK_TTL};
 pub mod types;
 
@@ -165,6 +166,8 @@ pub struct Control {
     liveness: Option<Arc<liveness::Liveness>>,
     /// When each scheduler loop last finished a pass (GET /health).
     beats: Arc<health::Beats>,
+    /// Where a Shutdown through the API is told (None: refused).
+    shutdown: Option<down::ShutdownAsked>,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -194,7 +197,14 @@ impl Control {
             log_readers: Arc::default(),
             liveness: None,
             beats: Arc::default(),
+            shutdown: None,
         }
+    }
+
+    /// Shutdown through the API is told on `asked` (`berth down`).
+    pub fn with_shutdown(mut self, asked: down::ShutdownAsked) -> Self {
+        self.shutdown = Some(asked);
+        self
     }
 
     /// When each scheduler loop last finished a pass.

@@ -2,6 +2,7 @@
 //! `Berth_20261125`): install, list, describe, activate per cluster or
 //! service, deactivate, delete. The registry itself is berth-policy's.
 
+use berth_core::model::Attribute;
 use berth_policy::{Fallback, PolicySummary, RegistryError, Scope};
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +51,30 @@ pub struct PolicyDescription {
     pub world: String,
     pub size: usize,
     pub active_in: Vec<String>,
+    /// Each scope of `activeIn` with the fallback in force there.
+    pub activations: Vec<Activation>,
     pub parameters: Vec<PolicyParameter>,
     pub stats: PolicyStatsView,
+    /// The last failed decisions, newest first.
+    pub recent_failures: Vec<FailureView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Activation {
+    pub scope: String,
+    /// `native` or `pending`.
+    pub fallback: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureView {
+    /// trap, deadline, memory-limit, invalid-answer, instantiate.
+    pub kind: &'static str,
+    pub message: String,
+    /// Epoch seconds.
+    pub at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,7 +126,28 @@ pub struct DeactivatePolicyResponse {
 impl From<PolicySummary> for PolicyDescription {
     fn from(s: PolicySummary) -> Self {
         let [p50, p90, p99, max] = s.stats.latency_us;
+        let activations = s
+            .active_in
+            .iter()
+            .zip(&s.fallbacks)
+            .map(|(scope, f)| Activation {
+                scope: scope.clone(),
+                fallback: fallback_word(*f),
+            })
+            .collect();
         PolicyDescription {
+            activations,
+            recent_failures: s
+                .recent_failures
+                .into_iter()
+                .rev()
+                .map(|f| FailureView {
+                    kind: f.kind.as_str(),
+                    message: f.message,
+                    at: f.at,
+                    task: f.task,
+                })
+                .collect(),
             sha256: s.sha256,
             name: s.name,
             version: s.version,
@@ -179,6 +223,27 @@ impl Control {
         Ok(PolicyResponse {
             policy: self.registry()?.show(&id).map_err(policy_error)?.into(),
         })
+    }
+
+    /// ResetPolicyStats: a policy's counters and failures back to nothing.
+    pub fn reset_policy_stats(&self, req: PolicyRequest) -> Result<PolicyResponse, ControlError> {
+        let id = req
+            .policy
+            .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
+        let reg = self.registry()?;
+        let p = reg.reset_stats(&id).map_err(policy_error)?;
+        tracing::info!(policy = %p.sha256, name = %p.name, "policy statistics reset");
+        Ok(PolicyResponse { policy: p.into() })
+    }
+
+    /// Writes the policies' statistics that changed to the store (see
+    /// `berth_policy::Registry::flush_stats`); failures are logged.
+    pub fn flush_policy_stats(&self) {
+        if let Some(reg) = self.policies.as_deref()
+            && let Err(e) = reg.flush_stats()
+        {
+            tracing::warn!(error = %e, "writing the policies' statistics failed; retried at the next flush");
+        }
     }
 
     /// The scope a request names; the cluster (and service) must exist.
@@ -280,6 +345,9 @@ impl Control {
                     "tags",
                     format!("{POLICY_TAG}: no installed policy `{p}`"),
                 ),
+                e @ RegistryError::Ambiguous { .. } => {
+                    ControlError::invalid("tags", format!("{POLICY_TAG}: {e}"))
+                }
                 other => policy_error(other),
             })
     }
@@ -330,11 +398,112 @@ impl Control {
     }
 }
 
+/// The task attribute naming the fallback that placed a task (`native`)
+/// or left it PENDING (`pending`) because its policy failed.
+pub const FALLBACK_ATTRIBUTE: &str = "berth.policy-fallback";
+/// The task attribute saying which policy failed and why.
+pub const FAILURE_ATTRIBUTE: &str = "berth.policy-failure";
+
+/// A placement policy that failed a decision, and the fallback that applied.
+#[derive(Debug, Clone)]
+pub(super) struct PolicyFailed {
+    pub error: berth_policy::DecisionError,
+    /// `NAME@VERSION`.
+    pub policy: String,
+    pub fallback: Fallback,
+}
+
+impl PolicyFailed {
+    pub fn new(
+        policy: &berth_policy::LoadedPolicy,
+        error: berth_policy::DecisionError,
+        fallback: Fallback,
+    ) -> Self {
+        PolicyFailed {
+            error,
+            policy: format!("{}@{}", policy.name, policy.version),
+            fallback,
+        }
+    }
+
+    /// `binpack@0.1.0 failed (trap: ...)`, the reason cut short.
+    pub fn what(&self) -> String {
+        let mut reason = self.error.reason.clone();
+        if reason.len() > 200 {
+            let mut cut = 200;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push_str("...");
+        }
+        format!(
+            "{} failed ({}: {reason})",
+            self.policy,
+            self.error.kind.as_str()
+        )
+    }
+
+    /// The attributes that mark a task placed (or left) by the fallback.
+    pub fn attributes(&self) -> [Attribute; 2] {
+        let attr = |name: &str, value: String| Attribute {
+            name: name.to_owned(),
+            value: Some(value),
+            target_type: None,
+            target_id: None,
+        };
+        [
+            attr(FALLBACK_ATTRIBUTE, fallback_word(self.fallback).to_owned()),
+            attr(FAILURE_ATTRIBUTE, self.what()),
+        ]
+    }
+
+    /// Marks `task` with [`PolicyFailed::attributes`], replacing older marks.
+    pub fn mark(&self, task: &mut berth_core::model::Task) {
+        task.attributes
+            .retain(|a| a.name != FALLBACK_ATTRIBUTE && a.name != FAILURE_ATTRIBUTE);
+        task.attributes.extend(self.attributes());
+    }
+
+    /// The service event: what the fallback did with `placed` tasks.
+    pub fn event(&self, service: &str, placed: usize, left: usize) -> String {
+        match self.fallback {
+            Fallback::Native => format!(
+                "(service {service}) placement policy {}; the native fallback placed {placed} task(s), ignoring the policy's rules",
+                self.what()
+            ),
+            Fallback::Pending => format!(
+                "(service {service}) placement policy {}; {left} task(s) left to place at the next attempt (fallback pending)",
+                self.what()
+            ),
+        }
+    }
+}
+
+impl Control {
+    /// Keeps a policy's failed decision among its last failures, with the
+    /// first task it was for.
+    pub(super) fn note_policy_failure(&self, f: &PolicyFailed, task: Option<&str>) {
+        if let Some(reg) = self.policies.as_deref() {
+            reg.record_failure(&f.error, task);
+        }
+    }
+}
+
+/// The fallback as the API and CLI spell it.
+pub fn fallback_word(f: Fallback) -> &'static str {
+    match f {
+        Fallback::Native => "native",
+        Fallback::Pending => "pending",
+    }
+}
+
 fn policy_error(e: RegistryError) -> ControlError {
     match e {
         RegistryError::NotFound(p) => ControlError::PolicyNotFound(format!(
-            "no installed policy `{p}` (give its sha256, a prefix of 8 or more characters, or its name)"
+            "no installed policy `{p}` (give its sha256, a prefix of 8 or more characters, NAME@VERSION, or its name)"
         )),
+        e @ RegistryError::Ambiguous { .. } => ControlError::invalid("policy", e),
         e @ RegistryError::InUse { .. } => ControlError::PolicyInUse(e.to_string()),
         RegistryError::Install(
             e @ (berth_policy::InstallError::Store(_) | berth_policy::InstallError::Engine(_)),

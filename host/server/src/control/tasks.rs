@@ -20,6 +20,7 @@ use berth_store::{Index, Record, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::instances::tasks_on;
+use super::policies::PolicyFailed;
 use super::taskdefs::resolve;
 use super::types::*;
 use super::view::{ChosenPolicy, ClusterView};
@@ -192,6 +193,7 @@ impl NewTask<'_> {
             containers: containers_for(ctx, self.cluster_name, &id, self.td, dynamic),
             overrides: self.overrides.cloned(),
             tags: self.tags.to_vec(),
+            attributes: Vec::new(),
         }
     }
 }
@@ -212,6 +214,10 @@ fn check_started_by(s: Option<&str>) -> Result<(), ControlError> {
     }
     Ok(())
 }
+
+/// What one RunTask did: the tasks minted (placed or queued), the ones it
+/// could not place, and the policy that failed, if one did.
+pub(super) type Ran = (Vec<Task>, Vec<Failure>, Option<PolicyFailed>);
 
 /// Why a task was not placed.
 struct Unplaced {
@@ -303,7 +309,7 @@ impl Control {
                 // reserves in it, so the next call sees what the earlier took.
                 for (req, _) in &batch {
                     match self.run_in(txn, req, None) {
-                        Ok((tasks, failures)) => out.push(Ok(TasksResponse { tasks, failures })),
+                        Ok((tasks, failures, _)) => out.push(Ok(TasksResponse { tasks, failures })),
                         // The store failed: the whole attempt is void.
                         Err(e @ ControlError::Server(_)) => return Err(e),
                         // This call's own mistake: checked before it wrote anything.
@@ -376,14 +382,15 @@ impl Control {
     }
 
     /// Places `count` tasks of `preq` in `view`: through the chosen policy
-    /// (its answers checked by the native engine), or natively.
+    /// (its answers checked by the native engine), or natively; and, when
+    /// the policy failed, how and what its fallback did.
     fn decide(
         &self,
         view: &mut ClusterView,
         policy: &ChosenPolicy,
         preq: &PlacementRequest,
         count: usize,
-    ) -> Vec<Result<Placement, Unplaced>> {
+    ) -> (Vec<Result<Placement, Unplaced>>, Option<PolicyFailed>) {
         let native = |view: &mut ClusterView| -> Vec<Result<Placement, Unplaced>> {
             Placer::new(seed())
                 .place(&mut view.state, preq, count)
@@ -402,37 +409,47 @@ impl Control {
                 .collect()
         };
         let (Some((policy, fallback)), Some(reg)) = (policy, self.policies.as_deref()) else {
-            return native(view);
+            return (native(view), None);
         };
         match view.place_with_policy(reg.host(), policy, preq, count) {
-            Ok(answers) => answers
-                .into_iter()
-                .map(|a| {
-                    a.map_err(|why| Unplaced {
-                        reason: "POLICY".into(),
-                        detail: format!("policy {}: {why}", policy.name),
-                        queue: false,
-                    })
-                })
-                .collect(),
-            Err(e) => match fallback {
-                berth_policy::Fallback::Native => {
-                    tracing::warn!(error = %e, "placement policy failed; placing with the native strategies");
-                    native(view)
-                }
-                berth_policy::Fallback::Pending => {
-                    tracing::warn!(error = %e, "placement policy failed; leaving the tasks PENDING");
-                    (0..count)
-                        .map(|_| {
-                            Err(Unplaced {
-                                reason: "POLICY".into(),
-                                detail: e.to_string(),
-                                queue: true,
-                            })
+            Ok(answers) => (
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.map_err(|why| Unplaced {
+                            reason: "POLICY".into(),
+                            detail: format!("policy {}: {why}", policy.name),
+                            queue: false,
                         })
-                        .collect()
-                }
-            },
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => {
+                let failed = PolicyFailed::new(policy, e, *fallback);
+                let answers = match fallback {
+                    berth_policy::Fallback::Native => {
+                        tracing::warn!(error = %failed.error, "placement policy failed; placing with the native strategies");
+                        native(view)
+                    }
+                    berth_policy::Fallback::Pending => {
+                        tracing::warn!(error = %failed.error, "placement policy failed; leaving the tasks PENDING");
+                        (0..count)
+                            .map(|_| {
+                                Err(Unplaced {
+                                    reason: "POLICY".into(),
+                                    detail: format!(
+                                        "policy {}; left PENDING (fallback pending)",
+                                        failed.what()
+                                    ),
+                                    queue: true,
+                                })
+                            })
+                            .collect()
+                    }
+                };
+                (answers, Some(failed))
+            }
         }
     }
 
@@ -445,7 +462,7 @@ impl Control {
         txn: &mut Txn,
         req: &RunTaskRequest,
         service: Option<&str>,
-    ) -> Result<(Vec<Task>, Vec<Failure>), ControlError> {
+    ) -> Result<Ran, ControlError> {
         let count = req.count.unwrap_or(1);
         let td_ref = req.task_definition.clone().unwrap_or_default();
         let queue = req
@@ -472,7 +489,7 @@ impl Control {
                     tasks.push(t.value);
                 }
             }
-            return Ok((tasks, prior.value.failures));
+            return Ok((tasks, prior.value.failures, None));
         }
         let td = resolve(txn, &td_ref, "taskDefinition")?;
         if td.status != TaskDefinitionStatus::Active {
@@ -493,7 +510,7 @@ impl Control {
         )?;
         let policy = self.policy_for(&cluster.cluster_name, service, &req.tags)?;
         let mut view = self.views.take(txn, &self.store, &cluster.cluster_arn)?;
-        let results = self.decide(&mut view, &policy, &preq, count as usize);
+        let (results, policy_failed) = self.decide(&mut view, &policy, &preq, count as usize);
         let new = NewTask {
             cluster_name: &cluster.cluster_name,
             cluster_arn: &cluster.cluster_arn,
@@ -533,6 +550,12 @@ impl Control {
             }
         }
         self.views.lend(&cluster.cluster_arn, view);
+        if let Some(f) = &policy_failed {
+            for t in &mut tasks {
+                f.mark(t);
+            }
+            self.note_policy_failure(f, tasks.first().map(|t| t.task_arn.as_str()));
+        }
         for q in &queued {
             txn.put(q)?;
         }
@@ -547,7 +570,7 @@ impl Control {
                 failures: failures.clone(),
             })?;
         }
-        Ok((tasks, failures))
+        Ok((tasks, failures, policy_failed))
     }
 
     /// StartTask: one task on each named instance, checked by the same
@@ -848,7 +871,14 @@ impl Control {
                             None
                         }
                     };
-                    let Some(Ok(p)) = self.decide(&mut view, &policy, &preq, 1).pop() else { continue };
+                    let (mut answers, failed) = self.decide(&mut view, &policy, &preq, 1);
+                    if let Some(f) = &failed {
+                        self.note_policy_failure(f, Some(&task.task_arn));
+                    }
+                    let Some(Ok(p)) = answers.pop() else { continue };
+                    if let Some(f) = &failed {
+                        f.mark(&mut task);
+                    }
                     let ci_arn = view.instances[p.instance].container_instance_arn.clone();
                     let cluster_name = arn::cluster_name(&cluster_arn).to_owned();
                     let task_id = arn::last_segment(&task.task_arn).to_owned();

@@ -100,11 +100,19 @@ impl Control {
             now: t,
         });
         stop_tasks(txn, &tasks, &plan.stops, t)?;
-        let placed = self.place(txn, &plan.service, &plan.starts)?;
+        let (placed, policy_events) = self.place(txn, &plan.service, &plan.starts)?;
         let step = plan.finish(&placed);
         let mut s = step.service;
         for m in step.events {
             push_event(&mut s, m);
+        }
+        // A policy failing pass after pass (fallback pending) alternates
+        // with the step's own event: the same news among the newest few
+        // is not news, and would rewrite the service every second.
+        for m in policy_events {
+            if !s.events.iter().take(3).any(|e| e.message == m) {
+                push_event(&mut s, m);
+            }
         }
         if s != orig {
             txn.put(&s)?;
@@ -116,9 +124,16 @@ impl Control {
         Ok((step.started, step.stopped))
     }
 
-    /// Starts a plan's tasks; what placement did, for [`reconcile::Plan::finish`].
-    fn place(&self, txn: &mut Txn, s: &Service, starts: &Starts) -> Result<Placed, ControlError> {
+    /// Starts a plan's tasks; what placement did, for [`reconcile::Plan::finish`],
+    /// and the events of a placement policy that failed (what its fallback did).
+    fn place(
+        &self,
+        txn: &mut Txn,
+        s: &Service,
+        starts: &Starts,
+    ) -> Result<(Placed, Vec<String>), ControlError> {
         let mut placed = Placed::default();
+        let mut events = Vec::new();
         let request = |deployment_id: &String, task_definition: &String| RunTaskRequest {
             task_definition: Some(task_definition.clone()),
             group: Some(group_of(&s.service_name)),
@@ -163,7 +178,10 @@ impl Control {
                         ..request(deployment_id, task_definition)
                     };
                     match self.run_in(txn, &req, Some(&s.service_name)) {
-                        Ok((tasks, failures)) => {
+                        Ok((tasks, failures, policy_failed)) => {
+                            if let Some(f) = policy_failed {
+                                events.push(f.event(&s.service_name, tasks.len(), failures.len()));
+                            }
                             placed.started.extend(tasks.into_iter().map(|x| x.task_arn));
                             if let Some(f) = failures.first() {
                                 placed.unplaced.push(Unplaced::NoInstance {
@@ -183,7 +201,7 @@ impl Control {
                 }
             }
         }
-        Ok(placed)
+        Ok((placed, events))
     }
 }
 
