@@ -56,14 +56,14 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 /// host does not grant (and determinism is wanted anyway).
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
-use bindings::berth::placement::types as wit;
+use bindings::berth::placement0_1_0::types as wit;
 
 /// Dense id of a container instance, `0..cluster.len()`.
 pub type InstanceId = u32;
 /// Dense id of a task group.
 pub type GroupId = u32;
 
-pub use cluster::{Cluster, Spread};
+pub use cluster::{Candidates, Cluster, ClusterBuilder, InstanceSpec, Spread};
 pub use logging::{Level, log};
 pub use policy::{Info, Policy, Task};
 
