@@ -5,7 +5,7 @@
 //! no hashing), `candidates(task)` fills reused buffers and hands back the
 //! same list while nothing changed, and nothing calls the host.
 
-use std::cell::{OnceCell, Ref, RefCell};
+use std::cell::{Cell, OnceCell, Ref, RefCell};
 
 use crate::scan::{fill_fits, least_of};
 use crate::{GroupId, HashMap, InstanceId, Task};
@@ -137,6 +137,37 @@ pub(crate) struct CandidateCache {
     list: Vec<InstanceId>,
 }
 
+/// A short name looked up: its length and first and last eight bytes
+/// (together, the whole name), and its attribute id.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    words: (usize, u64, u64),
+    id: Option<u32>,
+}
+
+/// A name of up to 16 bytes as its length and two words that hold all of
+/// it; None for a longer one.
+#[inline]
+fn short_words(b: &[u8]) -> Option<(usize, u64, u64)> {
+    let n = b.len();
+    if n > 16 {
+        return None;
+    }
+    let word = |at: usize| {
+        b.get(at..)
+            .and_then(|t| t.first_chunk::<8>())
+            .map_or(0, |w| u64::from_le_bytes(*w))
+    };
+    if n >= 8 {
+        return Some((n, word(0), word(n - 8)));
+    }
+    let mut head = 0u64;
+    for (k, &x) in b.iter().enumerate() {
+        head |= u64::from(x) << (8 * k);
+    }
+    Some((n, head, 0))
+}
+
 /// Names [`Cluster::attribute`] remembers.
 const RECENT: usize = 4;
 
@@ -166,9 +197,11 @@ pub struct Cluster {
     /// Per attribute id, its column (built on first use, dropped when
     /// attributes change).
     pub(crate) columns: Vec<OnceCell<Column>>,
-    /// Names looked up last and their ids (None: no such attribute),
-    /// most recent first; cleared when attribute names change.
-    pub(crate) recent: RefCell<Vec<(Box<str>, Option<u32>)>>,
+    /// Names of up to 16 bytes looked up last, most recent first, and
+    /// their ids (None: no such attribute); cleared when names change.
+    seen: [Cell<Option<Seen>>; RECENT],
+    /// Longer names looked up last, the same way.
+    recent: RefCell<Vec<(Box<str>, Option<u32>)>>,
     /// Spread counts in use, kept current by placements and changes.
     pub(crate) spread: RefCell<Vec<SpreadCounts>>,
     /// The fits mask of [`Cluster::least`], reused so a decision allocates
@@ -278,15 +311,24 @@ impl Cluster {
         host_instance_name(i)
     }
 
-    /// The id of attribute `name`, through the short list of names looked
-    /// up last (found or not: a guard such as `maintenance` is often on no
-    /// instance at all): a loop asking for the same one or two names
-    /// compares a few words per call instead of hashing the name.
+    /// The id of attribute `name`, through the names looked up last
+    /// (found or not: a guard such as `maintenance` is often on no instance
+    /// at all): a loop asking for the same few names compares two words
+    /// per call (names up to 16 bytes) instead of hashing the name.
     #[inline]
     fn attribute_id(&self, name: &str) -> Option<u32> {
-        if let Ok(recent) = self.recent.try_borrow() {
+        let b = name.as_bytes();
+        if let Some(words) = short_words(b) {
+            for c in &self.seen {
+                if let Some(s) = c.get()
+                    && s.words == words
+                {
+                    return s.id;
+                }
+            }
+        } else if let Ok(recent) = self.recent.try_borrow() {
             for (n, id) in recent.iter() {
-                if same(n.as_bytes(), name.as_bytes()) {
+                if same(n.as_bytes(), b) {
                     return *id;
                 }
             }
@@ -297,13 +339,32 @@ impl Cluster {
     #[inline(never)]
     fn attribute_id_slow(&self, name: &str) -> Option<u32> {
         let id = self.attribute_ids.get(name).copied();
-        if let Ok(mut recent) = self.recent.try_borrow_mut() {
-            if recent.len() == RECENT {
-                recent.pop();
+        match short_words(name.as_bytes()) {
+            Some(words) => {
+                // Most recent first.
+                let mut next = Some(Seen { words, id });
+                for c in &self.seen {
+                    next = c.replace(next);
+                }
             }
-            recent.insert(0, (name.into(), id));
+            None => {
+                if let Ok(mut recent) = self.recent.try_borrow_mut() {
+                    if recent.len() == RECENT {
+                        recent.pop();
+                    }
+                    recent.insert(0, (name.into(), id));
+                }
+            }
         }
         id
+    }
+
+    /// Forgets the names looked up: attribute names changed.
+    pub(crate) fn forget_names(&mut self) {
+        self.recent.get_mut().clear();
+        for c in &self.seen {
+            c.set(None);
+        }
     }
 
     /// The interned column of attribute `attr`, built on first use.

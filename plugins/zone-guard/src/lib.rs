@@ -54,10 +54,10 @@ mod tests {
 
     use super::ZoneGuard;
 
-    /// Zone a runs two tasks of the group, b one, c none; c's only
-    /// instance with room is under maintenance.
-    fn cluster() -> Cluster {
-        Cluster::builder()
+    // The test sdk/README.md shows.
+    #[test]
+    fn skips_maintenance_then_balances_zones_then_takes_the_most_memory() {
+        let mut cluster = Cluster::builder()
             .instance(
                 InstanceSpec::new("a-1", 4096, 8192)
                     .zone("a")
@@ -68,35 +68,40 @@ mod tests {
                     .zone("b")
                     .tasks("service:web", 1),
             )
-            .instance(InstanceSpec::new("b-2", 4096, 8192).zone("b").used(0, 2048))
-            .instance(InstanceSpec::new("b-3", 4096, 8192).zone("b"))
             .instance(
                 InstanceSpec::new("c-1", 4096, 16384)
                     .zone("c")
                     .attribute("maintenance", None),
             )
             .instance(InstanceSpec::new("c-2", 4096, 1024).zone("c"))
-            .build()
+            .build();
+        let task = cluster.task("service:web", 256, 512); // group, cpu, memory
+        assert_eq!(ZoneGuard.choose(&cluster, &task), Some(3)); // c-2
+        cluster.reserve(3, &task); // as the SDK does after each answer
+        assert_eq!(ZoneGuard.choose(&cluster, &task), Some(1)); // b-1
     }
 
     #[test]
-    fn skips_maintenance_then_balances_zones_then_takes_the_most_memory() {
-        let mut cluster = cluster();
+    fn most_free_memory_breaks_ties_within_a_zone_then_the_lowest_id() {
+        let cluster = Cluster::builder()
+            .instance(
+                InstanceSpec::new("a-1", 4096, 16384)
+                    .zone("a")
+                    .tasks("service:web", 1),
+            )
+            .instance(InstanceSpec::new("b-1", 4096, 8192).zone("b").used(0, 4096))
+            .instance(InstanceSpec::new("b-2", 4096, 8192).zone("b"))
+            .instance(InstanceSpec::new("b-3", 4096, 8192).zone("b"))
+            .build();
         let task = cluster.task("service:web", 256, 512);
-        // c-1 is under maintenance; c-2 is the only other instance in the
-        // emptiest zone.
-        assert_eq!(ZoneGuard.choose(&cluster, &task), Some(5));
-        cluster.reserve(5, &task);
-        // c has 1 now, like b: b-1 and b-3 have the most memory, b-1 first.
-        assert_eq!(ZoneGuard.choose(&cluster, &task), Some(1));
-        // A task c-2 cannot hold: zone b (1 task) before a (2).
-        let big = cluster.task("service:web", 256, 4096);
-        assert_eq!(cluster.instance_name(1).as_deref(), Some("b-1"));
-        assert_eq!(ZoneGuard.choose(&cluster, &big), Some(1));
+        assert_eq!(ZoneGuard.choose(&cluster, &task), Some(2));
+        // A task only a-1 can hold goes there, balance or not.
+        let big = cluster.task("service:web", 256, 12288);
+        assert_eq!(ZoneGuard.choose(&cluster, &big), Some(0));
     }
 
     #[test]
-    fn answers_none_when_only_maintenance_instances_fit() {
+    fn answers_none_when_only_maintenance_instances_fit_and_names_them() {
         let cluster = Cluster::builder()
             .instance(
                 InstanceSpec::new("m-1", 4096, 8192)

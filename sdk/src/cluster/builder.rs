@@ -251,6 +251,34 @@ mod tests {
     }
 
     #[test]
+    fn attribute_lookups_stay_exact_whatever_names_are_asked_in_turn() {
+        // Names of every length around the cache's 8- and 16-byte edges,
+        // asked for in turn from strings built afresh (same addresses,
+        // other contents), present and absent.
+        let names: Vec<String> = (1..=24).map(|n| "x".repeat(n - 1) + "y").collect();
+        let mut b = Cluster::builder();
+        for (i, n) in names.iter().enumerate() {
+            b = b.instance(InstanceSpec::new("i", 1, 1).attribute(n, Some(&i.to_string())));
+        }
+        let c = b.build();
+        for round in 0..3 {
+            for (i, _) in names.iter().enumerate() {
+                for (j, n) in names.iter().enumerate() {
+                    let asked = n.as_str().to_owned();
+                    let want = (i == j).then(|| i.to_string());
+                    assert_eq!(
+                        c.attribute(i as u32, &asked).map(|v| v.map(str::to_owned)),
+                        want.map(Some),
+                        "round {round}: instance {i}, name {asked}"
+                    );
+                    let absent = format!("{n}z");
+                    assert_eq!(c.attribute(i as u32, &absent), None);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn reserving_updates_candidates_and_spread_counts() {
         let mut c = cluster();
         let web = c.group_id("service:web").expect("web");

@@ -187,7 +187,7 @@ impl Cluster {
             self.columns.resize_with(id as usize + 1, OnceCell::new);
         }
         self.attribute_ids.insert(name.clone(), id);
-        self.recent.get_mut().clear();
+        self.forget_names();
         self.attribute_names[id as usize] = name;
         self.invalidate_values();
     }
