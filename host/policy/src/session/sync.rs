@@ -10,6 +10,9 @@ use super::{PolicySession, instance_name, static_ports, wit};
 use crate::bindings::PlacementPolicy;
 use crate::host::StoreData;
 
+/// One attribute as `set-attributes` takes it: interned name, value.
+type Attr<'a> = (u32, Option<&'a str>);
+
 impl PolicySession {
     /// Sends the whole state to a fresh instance: `sync-full` (columns),
     /// the attribute names, `set-attributes` and `set-ports`.
@@ -42,7 +45,7 @@ impl PolicySession {
         };
         // Attributes are lowered straight from the state's strings (no copy
         // on the host): one flat list, sliced per instance.
-        let mut flat: Vec<(u32, Option<&str>)> = Vec::new();
+        let mut flat: Vec<Attr<'_>> = Vec::new();
         let mut spans = Vec::with_capacity(n);
         let mut new_names = Vec::new();
         self.ports_sent.reserve(n);
@@ -74,7 +77,7 @@ impl PolicySession {
             }
             spans.push(start..flat.len());
         }
-        let attrs: Vec<(u32, &[(u32, Option<&str>)])> = spans
+        let attrs: Vec<(u32, &[Attr<'_>])> = spans
             .into_iter()
             .enumerate()
             .map(|(i, r)| (i as u32, &flat[r]))
@@ -94,7 +97,7 @@ impl PolicySession {
             for (id, name) in &new_names {
                 p.call_define_attribute(&mut *store, *id, name)?;
             }
-            typed_export::<(&[(u32, &[(u32, Option<&str>)])],)>(instance, store, "set-attributes")?
+            typed_export::<(&[(u32, &[Attr<'_>])],)>(instance, store, "set-attributes")?
                 .call(&mut *store, (&attrs,))?;
             typed_export::<(&[(u32, &[u16], &[u16])],)>(instance, store, "set-ports")?
                 .call(&mut *store, (&ports,))?;
