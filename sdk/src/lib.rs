@@ -2,7 +2,8 @@
 //!
 //! A placement policy chooses the container instance a task runs on. berth
 //! runs it as a sandboxed WebAssembly component (world
-//! `berth:placement/placement-policy@0.1.0`). This crate hides the generated
+//! `berth:placement/placement-policy@0.2.0`: contract 0.1.0 plus the
+//! `names` import). This crate hides the generated
 //! bindings: you implement [`Policy`] over a [`Cluster`] view whose mirror
 //! the SDK keeps current, and export it with [`export_policy!`].
 //!
@@ -35,6 +36,10 @@
 //! Build it with `cargo build --target wasm32-wasip2 --release` in a crate
 //! with `crate-type = ["cdylib"]`; the `.wasm` file is the component.
 //!
+//! A policy is unit-tested natively with plain `cargo test`: build a
+//! cluster with [`Cluster::builder`] and call `choose` (see
+//! [`ClusterBuilder`]).
+//!
 //! [`Cluster::least`] breaks ties to the lowest instance id, as berth's
 //! native strategies do; [`Cluster::candidates`] lists the instances a task
 //! fits on for policies that need more than one key.
@@ -56,14 +61,14 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 /// host does not grant (and determinism is wanted anyway).
 type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
-use bindings::berth::placement::types as wit;
+use bindings::berth::placement0_1_0::types as wit;
 
 /// Dense id of a container instance, `0..cluster.len()`.
 pub type InstanceId = u32;
 /// Dense id of a task group.
 pub type GroupId = u32;
 
-pub use cluster::{Cluster, Spread};
+pub use cluster::{Candidates, Cluster, ClusterBuilder, InstanceSpec, Spread};
 pub use logging::{Level, log};
 pub use policy::{Info, Policy, Task};
 

@@ -67,4 +67,13 @@ pub trait Policy: Default + 'static {
     /// instances for which [`Cluster::fits`] holds, or the host rejects the
     /// answer and counts it against the policy.
     fn choose(&mut self, cluster: &Cluster, task: &Task) -> Option<InstanceId>;
+
+    /// Why `task` was left unplaced, after [`Policy::choose`] answered
+    /// `None`: the text berth records for the task (the host keeps the
+    /// first 256 characters). Off the hot path, so it may name instances
+    /// ([`Cluster::instance_name`]).
+    fn explain(&mut self, cluster: &Cluster, task: &Task) -> String {
+        let _ = (cluster, task);
+        "no instance fits".to_owned()
+    }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use bindings::exports::berth::placement::policy as exp;
+use bindings::exports::berth::placement0_1_0::policy as exp;
 
 /// The mirror and the policy value of this component instance.
 pub struct State<P> {
@@ -15,6 +15,9 @@ pub struct State<P> {
 
 impl<P: Policy> Default for State<P> {
     fn default() -> Self {
+        // The first call into a fresh instance builds the state: from then
+        // on a panic's message and location reach the host before the trap.
+        crate::logging::forward_panics();
         State {
             cluster: Cluster::default(),
             policy: P::default(),
@@ -131,12 +134,12 @@ impl<P: Policy> State<P> {
         (0..count)
             .map(|_| match self.policy.choose(&self.cluster, task) {
                 Some(i) if (i as usize) < self.cluster.len() => {
-                    self.cluster.apply(i, task);
+                    self.cluster.reserve(i, task);
                     wit::Decision::Placed(i)
                 }
                 // Out of range: passed on for the host to reject.
                 Some(i) => wit::Decision::Placed(i),
-                None => wit::Decision::Unplaceable("no instance fits".to_owned()),
+                None => wit::Decision::Unplaceable(self.policy.explain(&self.cluster, task)),
             })
             .collect()
     }

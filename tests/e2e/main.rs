@@ -183,6 +183,42 @@ fn bench_placement_prints_json_cases() {
 }
 
 #[test]
+fn bench_placement_compares_the_zone_guard_plugin_with_native_spread() {
+    let policy = policies::plugin_path("zone_guard");
+    let out = berth(&[
+        "bench",
+        "placement",
+        "--instances",
+        "300",
+        "--strategy",
+        "spread",
+        "--count",
+        "1",
+        "--seconds",
+        "0.05",
+        "--output",
+        "json",
+        "--policy",
+        policy.to_str().expect("utf-8 path"),
+        "--compare",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cases: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(cases.len(), 2, "native spread, then the policy: {cases:?}");
+    assert_eq!(cases[0]["strategy"], "spread");
+    let p = &cases[1];
+    assert_eq!(p["strategy"], "zone_guard.wasm", "{p}");
+    // Figures are the bench's to record, not the test's to judge (wall
+    // time on a shared machine); that they are there is.
+    assert!(p["ratio"].as_f64().is_some_and(|r| r > 0.0), "{p}");
+    assert!(p["cold_start_ms"].as_f64().is_some_and(|c| c > 0.0), "{p}");
+    assert!(p["decisions"].as_u64().is_some_and(|d| d > 0), "{p}");
+}
+
+#[test]
 fn bench_rejects_unknown_strategy() {
     let out = berth(&["bench", "placement", "--strategy", "cheapest"]);
     assert!(!out.status.success());

@@ -429,3 +429,49 @@ fn policies_and_their_bindings_survive_a_restart_and_load_from_the_disk_cache() 
         "the bad cache file was replaced"
     );
 }
+
+#[test]
+fn zone_guard_keeps_off_maintenance_and_names_the_instances_it_held_back() {
+    let s = Server::start();
+    s.ok("CreateCluster", json!({"clusterName": "zg"}));
+    s.ok("RegisterTaskDefinition", json!({"family": "tiny", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 32}]}));
+    s.ok("RegisterTaskDefinition", json!({"family": "big", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 6000}]}));
+    let register = |memory: u32, attributes: Value| {
+        let v = s.ok(
+            "RegisterContainerInstance",
+            json!({"cluster": "zg", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
+                "attributes": attributes}),
+        );
+        v["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .expect("arn")
+            .to_owned()
+    };
+    // The instance under maintenance has the most memory: a policy that
+    // ignored the attribute would take it.
+    let held = register(16384, json!([{"name": "maintenance"}]));
+    let free = register(4096, json!([]));
+    s.install_plugin("zone_guard");
+    s.berth_ok(
+        "ActivatePolicy",
+        json!({"policy": "zone-guard", "cluster": "zg", "fallback": "pending"}),
+    );
+    for _ in 0..3 {
+        let r = s.run_of("tiny", "zg", json!([]));
+        assert_eq!(placed_on(&r), free, "{r}");
+    }
+    // Only the maintenance instance has room: the task is refused with the
+    // policy's reason, which names it by its container instance id (the
+    // policy asked the host for the name through the `names` import).
+    let r = s.run_of("big", "zg", json!([]));
+    assert_eq!(r["tasks"], json!([]), "{r}");
+    let id = held.rsplit('/').next().expect("id");
+    assert_eq!(r["failures"][0]["reason"], "POLICY", "{r}");
+    assert_eq!(
+        r["failures"][0]["detail"],
+        format!("policy zone-guard: only instances under maintenance fit: {id}"),
+        "{r}"
+    );
+}

@@ -10,9 +10,9 @@ pub enum InstallError {
     /// The component does not validate or compile.
     #[error("invalid component: {0}")]
     Invalid(String),
-    /// It imports something outside the allow-list (wasi:io, wasi:cli, berth's logger).
+    /// It imports something outside the allow-list (wasi:io, wasi:cli, berth's logger and names).
     #[error(
-        "forbidden import `{0}`: a policy may import only wasi:io, wasi:cli and berth:placement/logger"
+        "forbidden import `{0}`: a policy may import only wasi:io, wasi:cli, berth:placement/logger and berth:placement/names"
     )]
     ForbiddenImport(String),
     /// It implements another world, another version, or lacks an export.

@@ -14,16 +14,23 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{PlacementPolicyPre, berth::placement::logger};
+use crate::bindings::PlacementPolicyPre;
+use crate::bindings::berth::{placement0_1_0::logger, placement0_2_0::names};
 use crate::error::InstallError;
 
 /// The WIT world a policy must implement, with its version.
 pub const WORLD: &str = "berth:placement/placement-policy@0.1.0";
+/// The world of policies that also name instances (SDK 0.2); it exports
+/// the same `policy` interface.
+pub const WORLD_0_2: &str = "berth:placement/placement-policy@0.2.0";
 /// The export every policy must have.
 pub const POLICY_EXPORT: &str = "berth:placement/policy@0.1.0";
 /// The logger import, the only non-WASI import allowed (with the types
 /// interface it uses, which has no functions).
 pub const LOGGER_IMPORT: &str = "berth:placement/logger@0.1.0";
+/// The instance-names import of contract 0.2.0 (policies built with SDK
+/// 0.2 import it when they name instances).
+pub const NAMES_IMPORT: &str = "berth:placement/names@0.2.0";
 const TYPES_IMPORT: &str = "berth:placement/types@0.1.0";
 
 /// Import prefixes a component may have: what a Rust wasm32-wasip2 build
@@ -77,6 +84,12 @@ pub(crate) struct StoreData {
     pub(crate) log_budget: u32,
     pub(crate) logs_dropped: Arc<AtomicU64>,
     pub(crate) policy: Arc<str>,
+    /// The last panic the guest reported through the logger during the
+    /// current call (the SDK's panic hook), attached to the trap after it.
+    pub(crate) panic: Option<String>,
+    /// Container instance ids by dense id, for `names`; filled only for a
+    /// policy that imports it.
+    pub(crate) names: Vec<Box<str>>,
 }
 
 impl StoreData {
@@ -90,6 +103,8 @@ impl StoreData {
             log_budget: cfg.log_lines_per_call,
             logs_dropped,
             policy,
+            panic: None,
+            names: Vec::new(),
         }
     }
 }
@@ -133,6 +148,10 @@ pub const POLICY_LOG_TARGET: &str = "berth_policy::guest";
 
 impl logger::Host for StoreData {
     fn log(&mut self, level: logger::Level, message: String) {
+        // Kept whatever the budget: the trap that follows reports it.
+        if matches!(level, logger::Level::Error) && message.starts_with("panicked") {
+            self.panic = Some(message.chars().take(512).collect());
+        }
         if self.log_budget == 0 {
             self.logs_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -150,7 +169,13 @@ impl logger::Host for StoreData {
     }
 }
 
-impl crate::bindings::berth::placement::types::Host for StoreData {}
+impl crate::bindings::berth::placement0_1_0::types::Host for StoreData {}
+
+impl names::Host for StoreData {
+    fn instance_name(&mut self, id: u32) -> Option<String> {
+        self.names.get(id as usize).map(|n| n.to_string())
+    }
+}
 
 /// One engine for every policy, with its epoch ticker.
 pub struct PolicyHost {
@@ -180,6 +205,8 @@ pub struct CompiledPolicy {
     pub size: usize,
     /// The world it implements.
     pub world: &'static str,
+    /// Whether it imports `names` (then sessions keep instance names for it).
+    pub uses_names: bool,
     pub(crate) pre: PlacementPolicyPre<StoreData>,
 }
 
@@ -276,8 +303,11 @@ impl PolicyHost {
         let sha256 = sha256_hex(bytes);
         let component = self.load_or_compile(&sha256, bytes)?;
         let ty = component.component_type();
+        let mut uses_names = false;
         for (name, _) in ty.imports(&self.engine) {
+            uses_names |= name == NAMES_IMPORT;
             let allowed = name == LOGGER_IMPORT
+                || name == NAMES_IMPORT
                 || name == TYPES_IMPORT
                 || ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p));
             if !allowed {
@@ -316,7 +346,8 @@ impl PolicyHost {
         Ok(CompiledPolicy {
             sha256,
             size: bytes.len(),
-            world: WORLD,
+            world: if uses_names { WORLD_0_2 } else { WORLD },
+            uses_names,
             pre,
         })
     }

@@ -2,7 +2,7 @@
 //!
 //! The only crate of berth that touches wasmtime. It runs user-supplied
 //! placement policies (components of the world
-//! `berth:placement/placement-policy@0.1.0`, see `wit/`) sandboxed:
+//! `berth:placement/placement-policy@0.1.0` or `@0.2.0`, see `wit/`) sandboxed:
 //!
 //! - one [`PolicyHost`]: one wasmtime `Engine` (Cranelift, proposals berth
 //!   does not need turned off, component-model concurrency off), an epoch
@@ -42,9 +42,12 @@
 //! ```
 
 mod bindings {
+    // The 0.2.0 world: 0.1.0's logger and `policy` export, and the `names`
+    // import. A 0.1.0 component links against it too (it just does not
+    // import `names`), so one set of bindings serves both.
     wasmtime::component::bindgen!({
-        path: "../../wit/berth-placement-0.1.0",
-        world: "berth:placement/placement-policy@0.1.0",
+        path: ["../../wit/berth-placement-0.1.0", "../../wit/berth-placement-0.2.0"],
+        world: "berth:placement/placement-policy@0.2.0",
     });
 }
 
@@ -56,7 +59,8 @@ mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
-    CompiledPolicy, HostConfig, LOGGER_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET, PolicyHost, WORLD,
+    CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET,
+    PolicyHost, WORLD,
     sha256_hex,
 };
 pub use registry::{

@@ -14,8 +14,8 @@ use rustc_hash::FxHashMap;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::PlacementPolicy;
-use crate::bindings::berth::placement::types as wit;
-use crate::bindings::exports::berth::placement::policy::Guest as PolicyExports;
+use crate::bindings::berth::placement0_1_0::types as wit;
+use crate::bindings::exports::berth::placement0_1_0::policy::Guest as PolicyExports;
 use crate::error::{DecisionError, FailureKind};
 use crate::host::{CompiledPolicy, PolicyHost, StoreData, TICK};
 
@@ -134,7 +134,7 @@ impl LoadedPolicy {
             .instantiate(&mut store)
             .map_err(|e| format!("{e:#}"))?;
         let info = bindings
-            .berth_placement_policy()
+            .berth_placement0_1_0_policy()
             .call_info(&mut store)
             .map_err(|e| format!("{e:#}"))?;
         Ok(LoadedPolicy {
@@ -357,6 +357,12 @@ impl PolicySession {
                 ),
             );
         }
+        // The SDK's panic hook reported the panic before the trap: the
+        // message and location are the useful part of the reason.
+        let panic = match &store.data().panic {
+            Some(p) => format!(": {p}"),
+            None => String::new(),
+        };
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => (
                 FailureKind::Deadline,
@@ -365,8 +371,8 @@ impl PolicySession {
                     self.host.config.deadline
                 ),
             ),
-            Some(t) => (FailureKind::Trap, format!("{what}: trapped: {t}")),
-            None => (FailureKind::Trap, format!("{what}: {e:#}")),
+            Some(t) => (FailureKind::Trap, format!("{what}: trapped: {t}{panic}")),
+            None => (FailureKind::Trap, format!("{what}: {e:#}{panic}")),
         }
     }
 
@@ -389,7 +395,14 @@ impl PolicySession {
         store.set_epoch_deadline(deadline_ticks(
             self.host.config.deadline.max(Duration::from_millis(200)),
         ));
-        let bindings = match self.policy.compiled.pre.instantiate(&mut store) {
+        let instance = self
+            .policy
+            .compiled
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|i| Ok((PlacementPolicy::new(&mut store, &i)?, i)));
+        let (bindings, instance) = match instance {
             Ok(b) => b,
             Err(e) => {
                 let (k, r) = self.classify(&e, &store, "instantiate");
@@ -407,55 +420,10 @@ impl PolicySession {
             .stats
             .instances_created
             .fetch_add(1, Ordering::Relaxed);
-        let n = state.len();
-        let (lo, hi) = state.ephemeral_ports();
-        let range = u32::from(hi - lo) + 1;
-        let mut cols = wit::ClusterColumns {
-            schedulable: Vec::with_capacity(n),
-            cpu_total: Vec::with_capacity(n),
-            memory_total: Vec::with_capacity(n),
-            cpu_free: Vec::with_capacity(n),
-            memory_free: Vec::with_capacity(n),
-            ephemeral_tcp_free: Vec::with_capacity(n),
-            ephemeral_udp_free: Vec::with_capacity(n),
-            running_tasks: Vec::with_capacity(n),
-        };
-        let mut ports = Vec::new();
-        let mut attrs = Vec::with_capacity(n);
-        let mut new_names = Vec::new();
-        for (i, inst) in state.instances().iter().enumerate() {
-            cols.schedulable
-                .push(u8::from(inst.spec.active && inst.spec.agent_connected));
-            cols.cpu_total.push(inst.spec.cpu);
-            cols.memory_total.push(inst.spec.memory);
-            cols.cpu_free.push(state.cpu_free(i));
-            cols.memory_free.push(state.mem_free(i));
-            cols.ephemeral_tcp_free
-                .push(range.saturating_sub(inst.ports[0].count_in(lo, hi) as u32));
-            cols.ephemeral_udp_free
-                .push(range.saturating_sub(inst.ports[1].count_in(lo, hi) as u32));
-            cols.running_tasks.push(inst.running_tasks);
-            let (tcp, udp) = static_ports(inst, lo, hi);
-            if !tcp.is_empty() || !udp.is_empty() {
-                ports.push((i as u32, tcp.clone(), udp.clone()));
-            }
-            self.ports_sent.push(Some((tcp, udp)));
-            attrs.push((i as u32, self.intern_attributes(inst, &mut new_names)));
-        }
-        let p = bindings.berth_placement_policy();
-        let r = (|| {
-            p.call_sync_full(&mut store, &cols)?;
-            for (id, name) in &new_names {
-                p.call_define_attribute(&mut store, *id, name)?;
-            }
-            p.call_set_attributes(&mut store, &attrs)?;
-            p.call_set_ports(&mut store, &ports)?;
-            wasmtime::Result::Ok(())
-        })();
+        let r = self.full_sync(&mut store, &instance, &bindings, state);
         if let Err(e) = r {
             return Err(self.classify(&e, &store, "full sync"));
         }
-        self.synced = n;
         self.live = Some(Live { store, bindings });
         Ok(())
     }
@@ -499,6 +467,7 @@ impl PolicySession {
         };
         live.store.set_epoch_deadline(deadline);
         live.store.data_mut().log_budget = budget;
+        live.store.data_mut().panic = None;
         let r = self.call(&mut live, state, req, count);
         // Reservations of a failed decision are undone by the caller path below.
         match r {
@@ -518,7 +487,7 @@ impl PolicySession {
         req: &PlacementRequest,
         count: usize,
     ) -> wasmtime::Result<Vec<wit::Decision>> {
-        let p = live.bindings.berth_placement_policy();
+        let p = live.bindings.berth_placement0_1_0_policy();
         let store = &mut live.store;
         if !self.dirty.is_empty() {
             self.sync_dirty(p, store, state)?;
@@ -557,6 +526,13 @@ impl PolicySession {
             let attrs = self.intern_attributes(inst, &mut new_names);
             for (id, name) in &new_names {
                 p.call_define_attribute(&mut *store, *id, name)?;
+            }
+            if self.policy.compiled.uses_names {
+                let names = &mut store.data_mut().names;
+                if names.len() <= i {
+                    names.resize(i + 1, Box::from(""));
+                }
+                names[i] = instance_name(inst).into();
             }
             let (tcp, udp) = static_ports(inst, lo, hi);
             if self.ports_sent.len() <= i {
@@ -888,11 +864,16 @@ fn static_iter(
     set.iter().filter(move |p| !(lo..=hi).contains(p))
 }
 
-fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) {
+pub(crate) fn static_ports(inst: &InstanceState, lo: u16, hi: u16) -> (Vec<u16>, Vec<u16>) {
     (
         static_iter(&inst.ports[0], lo, hi).collect(),
         static_iter(&inst.ports[1], lo, hi).collect(),
     )
+}
+
+/// The container instance id of an instance: the last part of its ARN.
+pub(crate) fn instance_name(inst: &InstanceState) -> &str {
+    berth_core::arn::last_segment(&inst.spec.arn)
 }
 
 /// The family a group names, for requests that carry none.
@@ -916,3 +897,4 @@ fn strategy_parts(s: &Strategy) -> (&'static str, &'static str, &str) {
 
 #[cfg(test)]
 mod fuzz;
+mod sync;

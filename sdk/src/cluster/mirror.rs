@@ -1,13 +1,24 @@
 //! How the SDK keeps the [`Cluster`] mirror current: the host's syncs and
-//! changes, and the policy's own placements.
+//! changes, and the policy's own placements. Every change drops the cached
+//! candidate list (`touch`); attribute columns and spread counts are kept
+//! current in place where that is cheap, else dropped and rebuilt on use.
 
-use super::Cluster;
-use crate::{GroupId, InstanceId, Task, wit};
+use std::cell::OnceCell;
+
+use super::{ABSENT, BARE, Cluster};
+use crate::{GroupId, InstanceId, Task};
+
+use crate::wit;
 
 impl Cluster {
+    /// Attributes changed wholesale: columns and spread counts are rebuilt
+    /// when next used.
     pub(crate) fn invalidate_values(&mut self) {
-        self.value_columns.get_mut().clear();
-        self.value_counts.get_mut().clear();
+        for c in &mut self.columns {
+            *c = OnceCell::new();
+        }
+        self.spread.get_mut().clear();
+        self.touch();
     }
 
     pub(crate) fn ensure_group(&mut self, g: GroupId) {
@@ -17,9 +28,13 @@ impl Cluster {
         }
     }
 
-    /// Reserves `task` on `i` in the mirror, as the host will.
-    pub(crate) fn apply(&mut self, i: InstanceId, task: &Task) {
+    /// Reserves `task` on `i` in the mirror, as the host will. Public for
+    /// tests that place several tasks in a row on a built cluster.
+    pub fn reserve(&mut self, i: InstanceId, task: &Task) {
         let u = i as usize;
+        if u >= self.len() {
+            return;
+        }
         self.cpu_free[u] = self.cpu_free[u].saturating_sub(task.cpu);
         self.memory_free[u] = self.memory_free[u].saturating_sub(task.memory);
         self.eph_tcp_free[u] = self.eph_tcp_free[u].saturating_sub(task.dynamic_tcp);
@@ -34,16 +49,27 @@ impl Cluster {
         }
         self.running[u] += 1;
         self.ensure_group(task.group);
-        self.group_counts[task.group as usize][u] += 1;
-        let cols = self.value_columns.get_mut();
-        for ((attr, g), counts) in self.value_counts.get_mut().iter_mut() {
-            if *g == task.group
-                && let Some((col, _)) = cols.get(attr)
-            {
-                counts[col[u] as usize] += 1;
+        let old = self.group_counts[task.group as usize][u];
+        self.group_counts[task.group as usize][u] = old + 1;
+        self.adjust_spread(task.group, u, old, old + 1);
+        self.refit(u);
+    }
+
+    /// Moves the spread counts of `g` for instance `u` from `old` to `new`.
+    fn adjust_spread(&mut self, g: GroupId, u: usize, old: u32, new: u32) {
+        let columns = &self.columns;
+        for s in self.spread.get_mut().iter_mut().filter(|s| s.group == g) {
+            let Some(col) = columns.get(s.attr as usize).and_then(OnceCell::get) else {
+                continue;
+            };
+            let v = col.ids.get(u).copied().unwrap_or(ABSENT);
+            // Absent and bare share one count, kept in both slots.
+            let slots: &[u32] = if v <= BARE { &[ABSENT, BARE] } else { &[v] };
+            for &k in slots {
+                let c = &mut s.counts[k as usize];
+                *c = (*c + new).saturating_sub(old);
             }
         }
-        let _ = cols;
     }
 
     pub(crate) fn sync_full(&mut self, c: wit::ClusterColumns) {
@@ -78,6 +104,7 @@ impl Cluster {
             self.tcp_ports[i] = tcp;
             self.udp_ports[i] = udp;
         }
+        self.refit(i);
     }
 
     pub(crate) fn set_group_count(&mut self, g: GroupId, id: InstanceId, count: u32) {
@@ -85,45 +112,48 @@ impl Cluster {
         if i >= self.len() {
             return;
         }
+        if g as usize >= self.group_counts.len() {
+            // A new group: the cached key may name it.
+            self.touch();
+        }
         self.ensure_group(g);
         let old = std::mem::replace(&mut self.group_counts[g as usize][i], count);
-        if old == count {
+        if old != count {
+            // Keep the spread counts and candidates current instead of
+            // dropping them.
+            self.adjust_spread(g, i, old, count);
+            self.refit(i);
+        }
+    }
+
+    /// Makes room for instance `u` in every column.
+    pub(crate) fn grow_to(&mut self, u: usize) {
+        if u < self.len() {
             return;
         }
-        // Keep the spread caches current instead of dropping them.
-        let cols = self.value_columns.get_mut();
-        for ((attr, cg), counts) in self.value_counts.get_mut().iter_mut() {
-            if *cg == g
-                && let Some((col, _)) = cols.get(attr)
-            {
-                let v = &mut counts[col[i] as usize];
-                *v = (*v + count).saturating_sub(old);
-            }
+        let n = u + 1;
+        self.schedulable.resize(n, false);
+        self.cpu_total.resize(n, 0);
+        self.memory_total.resize(n, 0);
+        self.cpu_free.resize(n, 0);
+        self.memory_free.resize(n, 0);
+        self.eph_tcp_free.resize(n, 0);
+        self.eph_udp_free.resize(n, 0);
+        self.running.resize(n, 0);
+        self.tcp_ports.resize(n, Vec::new());
+        self.udp_ports.resize(n, Vec::new());
+        self.attributes.resize(n, Vec::new());
+        for g in &mut self.group_counts {
+            g.resize(n, 0);
+        }
+        for f in &mut self.filters {
+            f.resize(n, 0);
         }
     }
 
     pub(crate) fn upsert(&mut self, inst: wit::Instance, groups: Vec<(u32, u32)>) {
         let u = inst.id as usize;
-        if u >= self.len() {
-            let n = u + 1;
-            self.schedulable.resize(n, false);
-            self.cpu_total.resize(n, 0);
-            self.memory_total.resize(n, 0);
-            self.cpu_free.resize(n, 0);
-            self.memory_free.resize(n, 0);
-            self.eph_tcp_free.resize(n, 0);
-            self.eph_udp_free.resize(n, 0);
-            self.running.resize(n, 0);
-            self.tcp_ports.resize(n, Vec::new());
-            self.udp_ports.resize(n, Vec::new());
-            self.attributes.resize(n, Vec::new());
-            for g in &mut self.group_counts {
-                g.resize(n, 0);
-            }
-            for f in &mut self.filters {
-                f.resize(n, 0);
-            }
-        }
+        self.grow_to(u);
         self.schedulable[u] = inst.schedulable;
         self.cpu_total[u] = inst.cpu_total;
         self.memory_total[u] = inst.memory_total;
@@ -153,7 +183,11 @@ impl Cluster {
         while self.attribute_names.len() <= id as usize {
             self.attribute_names.push(String::new());
         }
+        if self.columns.len() <= id as usize {
+            self.columns.resize_with(id as usize + 1, OnceCell::new);
+        }
         self.attribute_ids.insert(name.clone(), id);
+        self.forget_names();
         self.attribute_names[id as usize] = name;
         self.invalidate_values();
     }
@@ -169,6 +203,7 @@ impl Cluster {
     }
 
     pub(crate) fn set_ports(&mut self, entries: Vec<(u32, Vec<u16>, Vec<u16>)>) {
+        self.touch();
         for (i, tcp, udp) in entries {
             let u = i as usize;
             if u < self.len() {
@@ -183,7 +218,8 @@ impl Cluster {
         counts.resize(self.len(), 0);
         self.group_names[id as usize] = name;
         self.group_counts[id as usize] = counts;
-        self.invalidate_values();
+        self.spread.get_mut().retain(|s| s.group != id);
+        self.touch();
     }
 
     pub(crate) fn define_filter(&mut self, id: u32, mut members: Vec<u8>) {
@@ -192,6 +228,7 @@ impl Cluster {
         }
         members.resize(self.len(), 0);
         self.filters[id as usize] = members;
+        self.touch();
     }
 
     /// Marks instance `id` unschedulable.
@@ -199,5 +236,6 @@ impl Cluster {
         if let Some(s) = self.schedulable.get_mut(id as usize) {
             *s = false;
         }
+        self.touch();
     }
 }

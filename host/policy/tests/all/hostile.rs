@@ -3,7 +3,7 @@
 //! (on a fresh instance) works.
 
 use berth_core::placement::{ClusterState, synthetic};
-use berth_policy::{FailureKind, InstallError, PolicySession};
+use berth_policy::{DecisionError, FailureKind, InstallError, PolicySession};
 
 use crate::{host, load, plugin, request};
 
@@ -20,7 +20,8 @@ fn free(state: &ClusterState) -> Vec<(u32, u32, usize)> {
         .collect()
 }
 
-fn battery(name: &str, expected: FailureKind) {
+/// Runs the battery and gives back the failure of the attack.
+fn battery(name: &str, expected: FailureKind) -> DecisionError {
     let policy = load(name);
     let mut state = synthetic::cluster(100, 11);
     let mut session = PolicySession::new(host(), policy.clone());
@@ -62,11 +63,13 @@ fn battery(name: &str, expected: FailureKind) {
     // Other policies on the same host are unaffected.
     let mut other = PolicySession::new(host(), load("binpack"));
     assert!(other.place(&mut state, &normal, 1).is_ok());
+    err
 }
 
 #[test]
 fn endless_loop_hits_the_deadline() {
-    battery("hostile_endless_loop", FailureKind::Deadline);
+    let err = battery("hostile_endless_loop", FailureKind::Deadline);
+    assert!(!err.reason.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -75,8 +78,15 @@ fn memory_bomb_hits_the_memory_limit() {
 }
 
 #[test]
-fn trap_fails_the_decision() {
-    battery("hostile_trap", FailureKind::Trap);
+fn trap_fails_the_decision_with_the_panic_message_and_location() {
+    let err = battery("hostile_trap", FailureKind::Trap);
+    // The SDK's panic hook wrote them through the logger before the trap.
+    assert!(
+        err.reason.contains("panicked at ")
+            && err.reason.contains("src/lib.rs:")
+            && err.reason.ends_with(": deliberate trap"),
+        "{err}"
+    );
 }
 
 #[test]
