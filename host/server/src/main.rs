@@ -16,6 +16,8 @@ mod credentials;
 mod limits;
 mod liveness_args;
 mod logs;
+mod metrics;
+mod obs_args;
 mod remote_agent;
 mod simulate;
 mod store_args;
@@ -33,6 +35,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for a log collector.
+    #[arg(long, global = true, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +84,8 @@ enum Command {
         cluster: String,
         #[command(flatten)]
         runtime: agent_args::AgentRuntimeArgs,
+        #[command(flatten)]
+        obs: obs_args::ObsArgs,
     },
     /// Start the control plane only (ECS API, schedulers, placement policies,
     /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
@@ -89,6 +103,8 @@ enum Command {
         liveness: liveness_args::LivenessArgs,
         #[command(flatten)]
         api: api_args::ApiArgs,
+        #[command(flatten)]
+        obs: obs_args::ObsArgs,
     },
     /// Join this host's Docker engine to a `berth server` as a container
     /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -161,14 +177,18 @@ enum CredentialsCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Fields at the top level, beside time, level and target.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let result = match cli.command {
         Command::Up {
             data_dir,
@@ -182,6 +202,7 @@ fn main() -> ExitCode {
             api,
             cluster,
             runtime,
+            obs,
         } => up::run(
             &data_dir,
             store,
@@ -196,6 +217,7 @@ fn main() -> ExitCode {
             },
             liveness.timing(),
             api.limits(),
+            obs,
         ),
         Command::Server {
             data_dir,
@@ -203,7 +225,15 @@ fn main() -> ExitCode {
             store,
             liveness,
             api,
-        } => up::run_server(&data_dir, store, listen, liveness.timing(), api.limits()),
+            obs,
+        } => up::run_server(
+            &data_dir,
+            store,
+            listen,
+            liveness.timing(),
+            api.limits(),
+            obs,
+        ),
         Command::Agent {
             server,
             cluster,

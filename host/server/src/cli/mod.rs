@@ -7,6 +7,7 @@
 //! unreachable server or a deployment that failed.
 
 mod answers;
+mod audit;
 mod logs;
 mod policy;
 mod secrets;
@@ -196,6 +197,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The audit log: every mutating call, carried out or refused, oldest first.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -423,6 +426,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
     | ClientCommand::Services { conn, .. }
     | ClientCommand::Policy { conn, .. }
     | ClientCommand::Secrets { conn, .. }
+    | ClientCommand::Audit(audit::AuditArgs { conn, .. })
     | ClientCommand::Run(tasks::RunArgs { conn, .. })
     | ClientCommand::Logs(logs::LogsArgs { conn, .. })) = &cmd;
     let conn = conn.clone();
@@ -441,6 +445,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Services { what, .. } => services::run(&c, what, &conn).await,
         ClientCommand::Policy { what, .. } => policy::run(&c, what, &conn).await,
         ClientCommand::Secrets { what, .. } => secrets::run(&c, what, &conn).await,
+        ClientCommand::Audit(args) => audit::run(&c, args).await,
     }
 }
 

@@ -7,7 +7,9 @@
 //! thread.
 
 pub mod agents;
+pub mod audit;
 mod clusters;
+mod gauges;
 pub mod health;
 mod instances;
 pub mod liveness;
@@ -165,6 +167,8 @@ pub struct Control {
     liveness: Option<Arc<liveness::Liveness>>,
     /// When each scheduler loop last finished a pass (GET /health).
     beats: Arc<health::Beats>,
+    /// The audit log's retention and collector.
+    audit: audit::AuditLog,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -194,6 +198,7 @@ impl Control {
             log_readers: Arc::default(),
             liveness: None,
             beats: Arc::default(),
+            audit: audit::AuditLog::default(),
         }
     }
 
