@@ -15,7 +15,10 @@ use super::{berth_bin, text};
 
 /// `GET /metrics`, parsed as Prometheus parses it.
 fn scrape(up: &Up) -> prometheus_parse::Scrape {
-    let addr = up.metrics.as_deref().expect("berth up printed its metrics address");
+    let addr = up
+        .metrics
+        .as_deref()
+        .expect("berth up printed its metrics address");
     let mut s = TcpStream::connect(addr).expect("metrics listener");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -28,7 +31,11 @@ fn scrape(up: &Up) -> prometheus_parse::Scrape {
     s.read_to_string(&mut answer).expect("answer");
     let (head, body) = answer.split_once("\r\n\r\n").expect("headers end");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses")
 }
 
@@ -49,7 +56,11 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 }
 
 /// Scrapes until `ok` holds of a scrape, or panics after 60 s with the last.
-fn scrape_until(up: &Up, what: &str, ok: impl Fn(&prometheus_parse::Scrape) -> bool) -> prometheus_parse::Scrape {
+fn scrape_until(
+    up: &Up,
+    what: &str,
+    ok: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = scrape(up);
@@ -82,7 +93,13 @@ fn register(up: &Up, family: &str, memory: u64) {
 }
 
 fn run_tasks(up: &Up, family: &str, count: u32) -> Vec<String> {
-    let run = up.aws(&["run-task", "--task-definition", family, "--count", &count.to_string()]);
+    let run = up.aws(&[
+        "run-task",
+        "--task-definition",
+        family,
+        "--count",
+        &count.to_string(),
+    ]);
     run["tasks"]
         .as_array()
         .expect("tasks")
@@ -101,13 +118,24 @@ fn metrics_move_as_tasks_run_and_stop() {
     let cluster = [("cluster", "default")];
 
     let before = scrape_until(&up, "the agent connected and heard", |s| {
-        value(s, "berth_container_instances", &[("cluster", "default"), ("agent_connected", "true")]) == 1.0
+        value(
+            s,
+            "berth_container_instances",
+            &[("cluster", "default"), ("agent_connected", "true")],
+        ) == 1.0
             && value(s, "berth_agent_heartbeats_total", &[]) >= 1.0
     });
     let scheduled = [("policy", "native"), ("result", "scheduled")];
-    assert_eq!(value(&before, "berth_placement_attempts_total", &scheduled), 0.0);
     assert_eq!(
-        value(&before, "berth_tasks", &[("cluster", "default"), ("state", "RUNNING")]),
+        value(&before, "berth_placement_attempts_total", &scheduled),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &before,
+            "berth_tasks",
+            &[("cluster", "default"), ("state", "RUNNING")]
+        ),
         0.0
     );
 
@@ -119,11 +147,22 @@ fn metrics_move_as_tasks_run_and_stop() {
         up.until(arn, "RUNNING");
     }
     let running = scrape_until(&up, "two RUNNING tasks", |s| {
-        value(s, "berth_tasks", &[("cluster", "default"), ("state", "RUNNING")]) == 2.0
+        value(
+            s,
+            "berth_tasks",
+            &[("cluster", "default"), ("state", "RUNNING")],
+        ) == 2.0
     });
-    assert_eq!(value(&running, "berth_placement_attempts_total", &scheduled), 2.0);
     assert_eq!(
-        value(&running, "berth_placement_attempt_duration_seconds_count", &scheduled),
+        value(&running, "berth_placement_attempts_total", &scheduled),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &running,
+            "berth_placement_attempt_duration_seconds_count",
+            &scheduled
+        ),
         1.0,
         "one placement call placed both"
     );
@@ -133,24 +172,45 @@ fn metrics_move_as_tasks_run_and_stop() {
         "nothing left PENDING"
     );
     assert!(
-        value(&running, "berth_api_requests_total", &[("operation", "RunTask"), ("code", "Success")]) >= 1.0
+        value(
+            &running,
+            "berth_api_requests_total",
+            &[("operation", "RunTask"), ("code", "Success")]
+        ) >= 1.0
     );
-    assert!(value(&running, "berth_api_request_duration_seconds_count", &[("operation", "RunTask")]) >= 1.0);
+    assert!(
+        value(
+            &running,
+            "berth_api_request_duration_seconds_count",
+            &[("operation", "RunTask")]
+        ) >= 1.0
+    );
 
     // A task no instance holds: unschedulable, and the refusal is counted by code.
     let big = format!("e2e-metrics-big-{}", std::process::id());
     register(&up, &big, 100_000_000);
     let refused = up.aws(&["run-task", "--task-definition", &big]);
-    assert_eq!(refused["failures"][0]["reason"], "RESOURCE:MEMORY", "{refused}");
+    assert_eq!(
+        refused["failures"][0]["reason"], "RESOURCE:MEMORY",
+        "{refused}"
+    );
     let bogus = up.aws_output(&["run-task", "--task-definition", "no-such-family-e2e"]);
     assert!(!bogus.status.success());
     let after = scrape(&up);
     assert_eq!(
-        value(&after, "berth_placement_attempts_total", &[("policy", "native"), ("result", "unschedulable")]),
+        value(
+            &after,
+            "berth_placement_attempts_total",
+            &[("policy", "native"), ("result", "unschedulable")]
+        ),
         1.0
     );
     assert_eq!(
-        value(&after, "berth_api_requests_total", &[("operation", "RunTask"), ("code", "ClientException")]),
+        value(
+            &after,
+            "berth_api_requests_total",
+            &[("operation", "RunTask"), ("code", "ClientException")]
+        ),
         1.0,
         "{}",
         text(&bogus.stderr)
@@ -163,7 +223,11 @@ fn metrics_move_as_tasks_run_and_stop() {
         up.until(arn, "STOPPED");
     }
     scrape_until(&up, "no task RUNNING", |s| {
-        value(s, "berth_tasks", &[("cluster", "default"), ("state", "RUNNING")]) == 0.0
+        value(
+            s,
+            "berth_tasks",
+            &[("cluster", "default"), ("state", "RUNNING")],
+        ) == 0.0
     });
 }
 
@@ -219,15 +283,23 @@ fn the_audit_log_records_calls_and_failures_across_a_restart() {
             .collect();
         assert!(targets.contains(&arns[0].as_str()), "{ok}");
         assert!(targets.contains(&family.as_str()), "{ok}");
-        assert!(ok["requestId"].as_str().is_some_and(|r| r.len() == 36), "{ok}");
+        assert!(
+            ok["requestId"].as_str().is_some_and(|r| r.len() == 36),
+            "{ok}"
+        );
         let bad = &runs[1];
         assert_eq!(bad["result"], "ClientException", "{bad}");
         assert!(
-            bad["errorMessage"].as_str().is_some_and(|m| m.contains("no-such-family-e2e")),
+            bad["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("no-such-family-e2e")),
             "{bad}"
         );
         let all = audit(up, &[]);
-        assert!(all.iter().any(|e| e["operation"] == "RegisterTaskDefinition"));
+        assert!(
+            all.iter()
+                .any(|e| e["operation"] == "RegisterTaskDefinition")
+        );
         assert!(all.iter().all(|e| e["operation"] != "ListTasks"), "{all:?}");
     };
     check(&up);
@@ -243,10 +315,17 @@ fn the_audit_log_records_calls_and_failures_across_a_restart() {
     // The table, for people, and a bad age named.
     let out = berth_client(&up, &["audit", "--op", "RunTask"]);
     let table = text(&out.stdout);
-    assert!(out.status.success() && table.starts_with("TIME") && table.contains("ClientException"), "{table}");
+    assert!(
+        out.status.success() && table.starts_with("TIME") && table.contains("ClientException"),
+        "{table}"
+    );
     let out = berth_client(&up, &["audit", "--since", "5y"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("`5y` is not an age"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`5y` is not an age"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -254,7 +333,12 @@ fn log_format_json_writes_one_object_a_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("berth.log");
     let data = dir.path().join("data");
-    let up = Up::start_in_logging(&data, &[("BERTH_LOG", "info")], &["--log-format", "json"], &log);
+    let up = Up::start_in_logging(
+        &data,
+        &[("BERTH_LOG", "info")],
+        &["--log-format", "json"],
+        &log,
+    );
     // A refused call is logged (at debug) and an unknown path too; info
     // lines come from the start (the agent, the schedulers).
     let _ = up.aws_output(&["list-clusters"]);
@@ -270,8 +354,11 @@ fn log_format_json_writes_one_object_a_line() {
     };
     drop(up);
     for line in &lines {
-        let v: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
     }
 }

@@ -64,6 +64,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `berth up`: opens (or creates) the store in `data_dir` and reports it;
 /// then runs the server with this host's agents in process until SIGINT or
 /// SIGTERM, unless `check` asks to exit at once.
+// One parameter per group of `berth up`'s flags, as main.rs reads them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     data_dir: &Path,
     opts: StoreArgs,
@@ -227,8 +229,12 @@ impl Server<'_> {
     async fn spawn_metrics(
         &self,
         control: &Arc<Control>,
-    ) -> anyhow::Result<Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>
-    {
+    ) -> anyhow::Result<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    > {
         let Some(listen) = self.obs.metrics_listen else {
             return Ok(None);
         };

@@ -59,10 +59,12 @@ async fn metrics(State(control): State<Arc<Control>>) -> Response {
         )
             .into_response(),
         Ok(Ok(Err(e))) => ApiError::from(e).into_response(),
-        Ok(Err(e)) => {
-            ApiError::new("ServerException", 500, format!("reading the metrics failed: {e}"))
-                .into_response()
-        }
+        Ok(Err(e)) => ApiError::new(
+            "ServerException",
+            500,
+            format!("reading the metrics failed: {e}"),
+        )
+        .into_response(),
         Err(_) => ApiError::new(
             "ServerException",
             503,

@@ -71,7 +71,14 @@ pub async fn run(c: &Client, args: AuditArgs) -> Result<()> {
         })
         .collect();
     table(
-        &["TIME", "OPERATION", "RESULT", "ACCESS KEY", "REQUEST ID", "TARGETS"],
+        &[
+            "TIME",
+            "OPERATION",
+            "RESULT",
+            "ACCESS KEY",
+            "REQUEST ID",
+            "TARGETS",
+        ],
         rows,
     );
     Ok(())

@@ -154,18 +154,16 @@ impl Control {
         let mut events = Vec::new();
         let mut scanned = 0;
         loop {
-            let p = txn
-                .list::<AuditEvent>(page.clone())
-                .map_err(|e| match e {
-                    StoreError::InvalidPageToken { .. } => ControlError::invalid(
-                        "nextToken",
-                        format!(
-                            "`{}` is not a token this server handed out",
-                            req.next_token.as_deref().unwrap_or("")
-                        ),
+            let p = txn.list::<AuditEvent>(page.clone()).map_err(|e| match e {
+                StoreError::InvalidPageToken { .. } => ControlError::invalid(
+                    "nextToken",
+                    format!(
+                        "`{}` is not a token this server handed out",
+                        req.next_token.as_deref().unwrap_or("")
                     ),
-                    e => e.into(),
-                })?;
+                ),
+                e => e.into(),
+            })?;
             for item in p.items {
                 scanned += 1;
                 let ev = item.value;
@@ -268,10 +266,16 @@ mod tests {
     #[test]
     fn entries_list_in_time_order_filtered_paged_and_collected() {
         let (c, _dir) = control();
-        for (t, op) in [(300.0, "RunTask"), (100.0, "CreateCluster"), (200.0, "RunTask")] {
+        for (t, op) in [
+            (300.0, "RunTask"),
+            (100.0, "CreateCluster"),
+            (200.0, "RunTask"),
+        ] {
             c.record_audit(&event(t, op, "Success")).unwrap();
         }
-        let all = c.list_audit_events(ListAuditEventsRequest::default()).unwrap();
+        let all = c
+            .list_audit_events(ListAuditEventsRequest::default())
+            .unwrap();
         let times: Vec<f64> = all.events.iter().map(|e| e.time).collect();
         assert_eq!(times, [100.0, 200.0, 300.0]);
 
@@ -301,7 +305,9 @@ mod tests {
         assert_eq!(next.events[0].time, 200.0);
 
         assert_eq!(c.collect_audit_before(250.0).unwrap(), 2);
-        let left = c.list_audit_events(ListAuditEventsRequest::default()).unwrap();
+        let left = c
+            .list_audit_events(ListAuditEventsRequest::default())
+            .unwrap();
         assert_eq!(left.events.len(), 1);
         assert_eq!(left.events[0].time, 300.0);
     }
@@ -310,20 +316,26 @@ mod tests {
     fn bad_requests_name_the_field() {
         let (c, _dir) = control();
         let err = |r: ListAuditEventsRequest| c.list_audit_events(r).unwrap_err().to_string();
-        assert!(err(ListAuditEventsRequest {
-            operation: Some("Run Task".into()),
-            ..Default::default()
-        })
-        .contains("operation"));
-        assert!(err(ListAuditEventsRequest {
-            max_results: Some(0),
-            ..Default::default()
-        })
-        .contains("maxResults"));
-        assert!(err(ListAuditEventsRequest {
-            next_token: Some("zz".into()),
-            ..Default::default()
-        })
-        .contains("nextToken"));
+        assert!(
+            err(ListAuditEventsRequest {
+                operation: Some("Run Task".into()),
+                ..Default::default()
+            })
+            .contains("operation")
+        );
+        assert!(
+            err(ListAuditEventsRequest {
+                max_results: Some(0),
+                ..Default::default()
+            })
+            .contains("maxResults")
+        );
+        assert!(
+            err(ListAuditEventsRequest {
+                next_token: Some("zz".into()),
+                ..Default::default()
+            })
+            .contains("nextToken")
+        );
     }
 }

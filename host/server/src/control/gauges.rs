@@ -46,7 +46,8 @@ impl Control {
             let mut by_kind: std::collections::BTreeMap<(&'static str, bool), u64> =
                 Default::default();
             let mut assigned = 0u64;
-            for ci in all_by_index::<ContainerInstance>(&txn, INSTANCES_BY_CLUSTER, &c.cluster_arn)? {
+            for ci in all_by_index::<ContainerInstance>(&txn, INSTANCES_BY_CLUSTER, &c.cluster_arn)?
+            {
                 let ci = ci.value;
                 *by_kind
                     .entry((ci.status.as_str(), ci.agent_connected))
