@@ -54,6 +54,8 @@ pub fn web_ready() -> bool {
 pub struct Up {
     child: std::process::Child,
     pub addr: String,
+    /// Where `--metrics-listen` serves GET /metrics (`host:port`), if given.
+    pub metrics: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -144,11 +146,15 @@ impl Up {
             .spawn()
             .expect("berth up starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut metrics = None;
         let addr = loop {
             let Some(Ok(line)) = lines.next() else {
                 let _ = child.kill();
                 panic!("berth up ended before it listened");
             };
+            if let Some(rest) = line.strip_prefix("berth: metrics on http://") {
+                metrics = Some(rest.trim_end_matches("/metrics").to_owned());
+            }
             if let Some(rest) = line
                 .split("http://")
                 .nth(1)
@@ -161,6 +167,7 @@ impl Up {
         Up {
             child,
             addr,
+            metrics,
             _dir: None,
         }
     }

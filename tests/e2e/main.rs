@@ -8,6 +8,7 @@ extern crate bolero as _;
 mod api;
 mod chaos;
 mod cli;
+mod console;
 mod docker;
 mod full_disk;
 mod harness;

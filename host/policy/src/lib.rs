@@ -60,8 +60,7 @@ mod stats;
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
     CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET,
-    PolicyHost, WORLD,
-    sha256_hex,
+    PolicyHost, WORLD, sha256_hex,
 };
 pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,

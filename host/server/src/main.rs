@@ -23,6 +23,8 @@ mod credentials;
 mod limits;
 mod liveness_args;
 mod logs;
+mod metrics;
+mod obs_args;
 mod remote_agent;
 mod simulate;
 mod store_args;
@@ -40,6 +42,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for a log collector.
+    #[arg(long, global = true, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +97,8 @@ enum Command {
         cluster: String,
         #[command(flatten)]
         runtime: agent_args::AgentRuntimeArgs,
+        #[command(flatten)]
+        obs: obs_args::ObsArgs,
     },
     /// Start the control plane only (ECS API, schedulers, placement policies,
     /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
@@ -102,6 +116,8 @@ enum Command {
         liveness: liveness_args::LivenessArgs,
         #[command(flatten)]
         api: api_args::ApiArgs,
+        #[command(flatten)]
+        obs: obs_args::ObsArgs,
     },
     /// Join this host's Docker engine to a `berth server` as a container
     /// instance, signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
@@ -207,8 +223,13 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let is_policy = |m: &tracing::Metadata<'_>| m.target() == berth_policy::POLICY_LOG_TARGET;
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // --log-format json: fields at the top level, beside time, level and target.
+    let stderr = match cli.log_format {
+        LogFormat::Text => stderr.boxed(),
+        LogFormat::Json => stderr.json().flatten_event(true).boxed(),
+    };
+    let stderr = stderr
         .with_filter(level())
         .with_filter(filter_fn(move |m| to_stderr || !is_policy(m)));
     let file = file.map(|f| {
@@ -245,6 +266,7 @@ fn main() -> ExitCode {
             api,
             cluster,
             runtime,
+            obs,
         } => up::run(
             &data_dir,
             store,
@@ -263,6 +285,7 @@ fn main() -> ExitCode {
             },
             liveness.timing(),
             api.limits(),
+            obs,
         ),
         Command::Server {
             data_dir,
@@ -270,7 +293,15 @@ fn main() -> ExitCode {
             store,
             liveness,
             api,
-        } => up::run_server(&data_dir, store, listen, liveness.timing(), api.limits()),
+            obs,
+        } => up::run_server(
+            &data_dir,
+            store,
+            listen,
+            liveness.timing(),
+            api.limits(),
+            obs,
+        ),
         Command::Agent {
             server,
             cluster,

@@ -19,6 +19,7 @@ use crate::control::Control;
 use crate::control::health::Health;
 use crate::control::liveness::Liveness;
 use crate::credentials::{self, Credentials, Source};
+use crate::obs_args::ObsArgs;
 use crate::store_args::StoreArgs;
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
@@ -63,6 +64,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `berth up`: opens (or creates) the store in `data_dir` and reports it;
 /// then runs the server with this host's agents in process until SIGINT or
 /// SIGTERM, unless `check` asks to exit at once.
+// One parameter per group of `berth up`'s flags, as main.rs reads them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     data_dir: &Path,
     opts: StoreArgs,
@@ -71,6 +74,7 @@ pub fn run(
     agent: &crate::agent::AgentOptions,
     liveness: berth_core::liveness::Timing,
     limits: api::Limits,
+    obs: ObsArgs,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, opts, check)? else {
         return Ok(());
@@ -91,6 +95,7 @@ pub fn run(
         serves_remote_agents: false,
         limits,
         local_agents: agents.instances.clone(),
+        obs,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -112,6 +117,7 @@ pub fn run_server(
     listen: SocketAddr,
     liveness: berth_core::liveness::Timing,
     limits: api::Limits,
+    obs: ObsArgs,
 ) -> anyhow::Result<()> {
     let Some(store) = open_store(data_dir, opts, false)? else {
         return Ok(());
@@ -131,6 +137,7 @@ pub fn run_server(
         limits,
         // Remote agents are the fleet's, not this process's health.
         local_agents: Vec::new(),
+        obs,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -155,6 +162,8 @@ struct Server<'a> {
     limits: api::Limits,
     /// The container instances of this process's agents (GET /health).
     local_agents: Vec<String>,
+    /// `--metrics-listen`, `--audit-retention`.
+    obs: ObsArgs,
 }
 
 impl Server<'_> {
@@ -183,6 +192,7 @@ impl Server<'_> {
         if poll_once(shutdown.as_mut()).await {
             return Ok(());
         }
+        let metrics = self.spawn_metrics(&control).await?;
         announce(
             addr,
             &credentials,
@@ -236,10 +246,49 @@ impl Server<'_> {
                 .with_health(health),
         );
         let served = api::serve(api::router(api), listener, &self.limits, shutdown).await;
+        if let Some((stop, task)) = metrics {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         if let Some(s) = schedulers.lock().await.take() {
             s.stop().await;
         }
         served
+    }
+
+    /// `--metrics-listen`: serves GET /metrics beside the API (until the
+    /// sender is used or dropped), and says where.
+    async fn spawn_metrics(
+        &self,
+        control: &Arc<Control>,
+    ) -> anyhow::Result<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    > {
+        let Some(listen) = self.obs.metrics_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening for metrics on {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        println!("berth: metrics on http://{addr}/metrics");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(api::serve_metrics(Arc::clone(control), listener, async {
+            let _ = stopped.await;
+        }));
+        let task = tokio::spawn(async move {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "serving metrics failed"),
+                Err(e) => tracing::error!(error = %e, "the metrics server panicked"),
+            }
+        });
+        Ok(Some((stop, task)))
     }
 
     /// The control plane over the store, with the installed policies, and
@@ -271,6 +320,7 @@ impl Server<'_> {
                 .with_log_readers(Arc::clone(&self.log_readers))
                 .with_policies(Arc::new(policies))
                 .with_stopped_task_ttl(self.stopped_task_ttl)
+                .with_audit_retention(self.obs.audit_retention)
                 .with_liveness(Arc::clone(&self.liveness))
                 .with_shutdown(asked),
         );

@@ -48,8 +48,8 @@ pub use error::{CommitError, ConflictEntry, OpenError, StoreError, UpdateError};
 pub use record_watch::RecordWatch;
 pub use redb_backend::{DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_LOG_LEN, RedbBackend, SCHEMA_VERSION};
 pub use store::{
-    CommitInfo, DEFAULT_UPDATE_ATTEMPTS, Page, PageRequest, Store, StoreInfo, Txn, Updated, Watch,
-    WrittenRecord,
+    CommitCounts, CommitInfo, DEFAULT_UPDATE_ATTEMPTS, Page, PageRequest, Store, StoreInfo, Txn,
+    Updated, Watch, WrittenRecord,
 };
 
 /// A type stored in its own table.

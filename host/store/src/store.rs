@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
@@ -23,6 +24,27 @@ pub const DEFAULT_UPDATE_ATTEMPTS: u32 = 32;
 pub struct Store {
     backend: Arc<dyn Backend>,
     watchers: Arc<RecordWatchers>,
+    stats: Arc<CommitStats>,
+}
+
+/// Commit conflicts and retries since the store was opened, shared by its
+/// clones: counted where they happen, read by the server's metrics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+    gave_up: AtomicU64,
+}
+
+/// A reading of [`CommitStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Commits refused because something they read had changed.
+    pub conflicts: u64,
+    /// Attempts [`Store::update`] made again after a conflict.
+    pub retries: u64,
+    /// [`Store::update`]s that ran out of attempts.
+    pub gave_up: u64,
 }
 
 /// What [`Store::info`] reports, for `berth up` to print.
@@ -78,6 +100,14 @@ impl PageRequest {
     /// The first page of up to `limit` items.
     pub fn first(limit: usize) -> Self {
         PageRequest { token: None, limit }
+    }
+
+    /// A page of up to `limit` items whose keys come after `key`.
+    pub fn after(key: &str, limit: usize) -> Self {
+        PageRequest {
+            token: Some(codec::encode_token(key)),
+            limit,
+        }
     }
 }
 
@@ -148,6 +178,16 @@ impl Store {
         Store {
             backend,
             watchers: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Commit conflicts and [`Store::update`]'s retries so far.
+    pub fn commit_counts(&self) -> CommitCounts {
+        CommitCounts {
+            conflicts: self.stats.conflicts.load(Ordering::Relaxed),
+            retries: self.stats.retries.load(Ordering::Relaxed),
+            gave_up: self.stats.gave_up.load(Ordering::Relaxed),
         }
     }
 
@@ -170,6 +210,7 @@ impl Store {
         Ok(Txn {
             backend: Arc::clone(&self.backend),
             watchers: Arc::clone(&self.watchers),
+            stats: Arc::clone(&self.stats),
             snap: self.backend.snapshot()?,
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
@@ -211,11 +252,13 @@ impl Store {
                 Err(CommitError::Conflict { changed }) => {
                     conflicts += 1;
                     if conflicts >= max_attempts {
+                        self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
                         return Err(UpdateError::TooManyConflicts {
                             attempts: conflicts,
                             last: changed,
                         });
                     }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     // Jittered, growing backoff so contending writers stop colliding in lockstep.
                     let rng = rng.get_or_insert_with(seeded_rng);
                     let cap_us = 50u64 << conflicts.min(8);
@@ -338,6 +381,7 @@ type TableKey = (String, String);
 pub struct Txn {
     backend: Arc<dyn Backend>,
     watchers: Arc<RecordWatchers>,
+    stats: Arc<CommitStats>,
     snap: Box<dyn Snapshot>,
     /// (table, key) -> version read (0 = absent).
     reads: BTreeMap<TableKey, u64>,
@@ -605,7 +649,13 @@ impl Txn {
             .into_iter()
             .map(|((table, key), put)| WriteOp { table, key, put })
             .collect();
-        let versions = self.backend.commit(&reads, &writes)?;
+        let versions = match self.backend.commit(&reads, &writes) {
+            Err(e @ CommitError::Conflict { .. }) => {
+                self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            r => r?,
+        };
         self.watchers.fire(
             writes
                 .iter()

@@ -457,6 +457,16 @@ fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
         }
         other => panic!("expected TooManyConflicts, got {other:?}"),
     }
+    // Counted for the metrics: the first update's conflict and retry, then
+    // three conflicts, two retries and a give-up; a clone shares the counts.
+    assert_eq!(
+        store.clone().commit_counts(),
+        berth_store::CommitCounts {
+            conflicts: 4,
+            retries: 3,
+            gave_up: 1,
+        }
+    );
     Ok(())
 }
 

@@ -8,8 +8,10 @@
 //! listener.
 
 pub mod agent;
+mod audit;
 mod auth;
 mod logs;
+mod metrics;
 mod operations;
 mod serve;
 pub mod sigv4;
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -32,6 +34,7 @@ use serde::de::DeserializeOwned;
 #[cfg(test)]
 use auth::{MAX_BODY, MAX_POLICY_BODY};
 pub use berth_client::{BERTH_PREFIX, ECS_PREFIX, JSON};
+pub use metrics::serve_metrics;
 pub use serve::serve;
 
 use crate::control::health::Health;
@@ -246,17 +249,54 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
 }
 
 /// The awsJson endpoint: the operation named by `X-Amz-Target`, within its
-/// group's rate for the (verified) key.
-async fn aws_json(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+/// group's rate for the (verified) key; counted in the metrics, and a
+/// mutating call (carried out or not) recorded in the audit log before the
+/// answer goes.
+async fn aws_json(
+    State(api): State<Arc<Api>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let group = throttle::Group::of(target.rsplit('.').next().unwrap_or(""));
-    if !api.throttle.take(&api.credentials.access_key_id, group) {
-        return ApiError::new("ThrottlingException", 400, "Rate exceeded").into_response();
+    let operation = target.rsplit('.').next().unwrap_or("");
+    let group = throttle::Group::of(operation);
+    let answer = if api.throttle.take(&api.credentials.access_key_id, group) {
+        operations::answer(&api.control, target, &body).await
+    } else {
+        Err(ApiError::new("ThrottlingException", 400, "Rate exceeded"))
+    };
+    // A target berth does not serve is `unknown`: strangers do not grow
+    // the metrics' label sets or the audit log.
+    let known = !matches!(&answer, Err(e) if e.code == "UnknownOperationException");
+    let label = if known { operation } else { "unknown" };
+    let code = answer.as_ref().map_or_else(|e| e.code, |_| "Success");
+    if known && audit::is_mutating(operation) {
+        let event = audit::Call {
+            access_key_id: &api.credentials.access_key_id,
+            operation,
+            request_id: &request_id,
+            request: &body,
+            outcome: match &answer {
+                Ok(a) => Ok(a.as_slice()),
+                Err(e) => Err((e.code, e.message.as_str())),
+            },
+        }
+        .event();
+        let c = Arc::clone(&api.control);
+        let written = tokio::task::spawn_blocking(move || c.record_audit(&event)).await;
+        // The call was carried out (or refused) either way: its answer goes.
+        if !matches!(written, Ok(Ok(()))) {
+            crate::metrics::audit_write_failed();
+            tracing::error!(operation, request_id = %request_id, result = ?written, "writing the audit entry failed");
+        }
     }
-    match operations::answer(&api.control, target, &body).await {
+    crate::metrics::api_request(label, code, started.elapsed());
+    match answer {
         Ok(answer) => ([(CONTENT_TYPE, JSON)], answer).into_response(),
         Err(e) => e.into_response(),
     }
@@ -314,9 +354,14 @@ async fn no_route(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// A request's id, in its extensions for the handlers (the audit log).
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
 /// Gives every answer an `x-amzn-RequestId`, and logs the errors with it.
-async fn request_id(req: Request, next: Next) -> Response {
+async fn request_id(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
     let mut resp = next.run(req).await;
     if let Some(e) = resp.extensions_mut().remove::<ApiError>() {
         if e.status >= 500 {

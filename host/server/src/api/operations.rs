@@ -109,6 +109,7 @@ pub(super) async fn answer(c: &Arc<Control>, target: &str, b: &[u8]) -> Result<V
         (BERTH_PREFIX, "PutSecret") => dispatch(c, b, Control::put_secret).await,
         (BERTH_PREFIX, "ListSecrets") => dispatch(c, b, Control::list_secrets).await,
         (BERTH_PREFIX, "DeleteSecret") => dispatch(c, b, Control::delete_secret).await,
+        (BERTH_PREFIX, "ListAuditEvents") => dispatch(c, b, Control::list_audit_events).await,
         (BERTH_PREFIX, "GetTaskLogs") => logs::get_task_logs(c, b).await,
         (BERTH_PREFIX, "DescribeServer") => {
             let _: serde_json::Value = decode(b)?;

@@ -7,6 +7,7 @@
 //! unreachable server or a deployment that failed.
 
 mod answers;
+mod audit;
 mod down;
 mod logs;
 mod policy;
@@ -200,6 +201,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The audit log: every mutating call, carried out or refused, oldest first.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +430,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
     | ClientCommand::Services { conn, .. }
     | ClientCommand::Policy { conn, .. }
     | ClientCommand::Secrets { conn, .. }
+    | ClientCommand::Audit(audit::AuditArgs { conn, .. })
     | ClientCommand::Run(tasks::RunArgs { conn, .. })
     | ClientCommand::Down(down::DownArgs { conn, .. })
     | ClientCommand::Logs(logs::LogsArgs { conn, .. })) = &cmd;
@@ -447,6 +451,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Policy { what, .. } => policy::run(&c, what, &conn).await,
         ClientCommand::Secrets { what, .. } => secrets::run(&c, what, &conn).await,
         ClientCommand::Down(args) => down::run(&c, args).await,
+        ClientCommand::Audit(args) => audit::run(&c, args).await,
     }
 }
 

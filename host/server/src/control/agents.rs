@@ -185,6 +185,7 @@ impl LocalControlPlane {
     }
 
     fn heartbeat_sync(&self, hb: &Heartbeat) -> Result<HeartbeatAck, ControlError> {
+        crate::metrics::heartbeat();
         let arn = &hb.container_instance_arn;
         let maybe_lost = self.hear(arn);
         let up = self.store.update(|txn| -> Result<bool, ControlError> {

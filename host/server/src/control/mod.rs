@@ -7,8 +7,10 @@
 //! thread.
 
 pub mod agents;
+pub mod audit;
 mod clusters;
 pub mod down;
+mod gauges;
 pub mod health;
 mod instances;
 pub mod liveness;
@@ -168,6 +170,8 @@ pub struct Control {
     beats: Arc<health::Beats>,
     /// Where a Shutdown through the API is told (None: refused).
     shutdown: Option<down::ShutdownAsked>,
+    /// The audit log's retention and collector.
+    audit: audit::AuditLog,
 }
 
 /// Seconds since the Unix epoch, fractional.
@@ -198,6 +202,7 @@ impl Control {
             liveness: None,
             beats: Arc::default(),
             shutdown: None,
+            audit: audit::AuditLog::default(),
         }
     }
 

@@ -48,6 +48,10 @@ pub async fn run_every(control: Arc<Control>, tick: Duration, shutdown: impl Fut
             if let Err(e) = c.collect_stopped_tasks_now_and_then() {
                 tracing::warn!(error = %e, "removing old stopped tasks failed");
             }
+            // So are audit entries past theirs.
+            if let Err(e) = c.collect_audit_now_and_then() {
+                tracing::warn!(error = %e, "removing old audit entries failed");
+            }
             match c.place_queued()? {
                 0 => {}
                 n => tracing::info!(placed = n, "placed queued tasks"),

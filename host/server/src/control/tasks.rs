@@ -381,10 +381,36 @@ impl Control {
         out
     }
 
+    /// [`Control::decide_unmeasured`], counted and timed in the metrics.
+    fn decide(
+        &self,
+        view: &mut ClusterView,
+        policy: &ChosenPolicy,
+        preq: &PlacementRequest,
+        count: usize,
+    ) -> (Vec<Result<Placement, Unplaced>>, Option<PolicyFailed>) {
+        use crate::metrics::PlacementResult;
+        let started = std::time::Instant::now();
+        let out = self.decide_unmeasured(view, policy, preq, count);
+        let results: Vec<PlacementResult> = out
+            .0
+            .iter()
+            .map(|r| match r {
+                Ok(_) => PlacementResult::Scheduled,
+                // Left PENDING because the policy failed.
+                Err(u) if u.queue => PlacementResult::Error,
+                Err(_) => PlacementResult::Unschedulable,
+            })
+            .collect();
+        let name = policy.as_ref().map_or("native", |(p, _)| p.name.as_str());
+        crate::metrics::placement(name, &results, started.elapsed());
+        out
+    }
+
     /// Places `count` tasks of `preq` in `view`: through the chosen policy
     /// (its answers checked by the native engine), or natively; and, when
     /// the policy failed, how and what its fallback did.
-    fn decide(
+    fn decide_unmeasured(
         &self,
         view: &mut ClusterView,
         policy: &ChosenPolicy,
