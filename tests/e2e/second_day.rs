@@ -255,6 +255,14 @@ fn policies_are_named_by_version_and_their_failures_and_statistics_are_kept() {
     let failures = before["recentFailures"].as_array().expect("failures");
     assert_eq!(failures[0]["kind"], "trap", "{before}");
     assert!(failures[0]["task"].is_string(), "{before}");
+    // The guest's panic, forwarded by the SDK's hook, names its message and place.
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("panicked at") && m.contains("deliberate trap")),
+        "{before}"
+    );
+    assert!(show.contains("deliberate trap"), "{show}");
     assert!(
         failures[0]["at"].as_f64().is_some_and(|t| t > 1.7e9),
         "{before}"
