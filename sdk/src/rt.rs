@@ -23,18 +23,7 @@ impl<P: Policy> Default for State<P> {
             policy: P::default(),
             families: Vec::new(),
             strategies: Vec::new(),
-            task: Task {
-                cpu: 0,
-                memory: 0,
-                static_ports: Vec::new(),
-                dynamic_tcp: 0,
-                dynamic_udp: 0,
-                group: 0,
-                family: String::new(),
-                distinct_instance: false,
-                filter: None,
-                strategy: Vec::new(),
-            },
+            task: Task::new(0, 0),
             task_ids: None,
         }
     }

@@ -14,7 +14,7 @@ use super::harness::{KEY, SECRET, Up, docker_ready};
 use super::{berth_bin, text};
 
 /// `berth ARGS...` as a client of `up`, with its credentials in the environment.
-fn client(up: &Up) -> Command {
+pub(super) fn client(up: &Up) -> Command {
     let mut c = Command::new(berth_bin());
     c.env("BERTH_ENDPOINT", format!("http://{}", up.addr))
         .env("AWS_ACCESS_KEY_ID", KEY)
@@ -24,7 +24,7 @@ fn client(up: &Up) -> Command {
     c
 }
 
-fn cli(up: &Up, args: &[&str]) -> Output {
+pub(super) fn cli(up: &Up, args: &[&str]) -> Output {
     client(up).args(args).output().expect("berth runs")
 }
 

@@ -9,29 +9,16 @@
 //! `berth down`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_agent::testing::TEST_IMAGE;
 use serde_json::{Value, json};
 
-use super::harness::{KEY, SECRET, Up, docker_ready};
+use super::cli::cli;
+use super::harness::{Up, docker_ready};
 use super::policies::plugin_path;
 use super::{berth_bin, text};
-
-fn client(up: &Up) -> Command {
-    let mut c = Command::new(berth_bin());
-    c.env("BERTH_ENDPOINT", format!("http://{}", up.addr))
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("BERTH_LOG", "warn")
-        .env_remove("BERTH_DATA_DIR");
-    c
-}
-
-fn cli(up: &Up, args: &[&str]) -> Output {
-    client(up).args(args).output().expect("berth runs")
-}
 
 /// Runs and expects success; (stdout, stderr).
 fn ok(up: &Up, args: &[&str]) -> (String, String) {

@@ -194,17 +194,8 @@ impl Control {
     /// Deletes the entries older than the retention, at most once a minute
     /// (the batch scheduler calls this on its timer).
     pub fn collect_audit_now_and_then(&self) -> Result<usize, ControlError> {
-        {
-            let mut last = self
-                .audit
-                .last_collect
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let t = now();
-            if t - *last < 60.0 {
-                return Ok(0);
-            }
-            *last = t;
+        if !super::once_a_minute(&self.audit.last_collect) {
+            return Ok(0);
         }
         self.collect_audit_before(now() - self.audit.retention.as_secs_f64())
     }

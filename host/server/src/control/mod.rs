@@ -174,6 +174,20 @@ pub struct Control {
     audit: audit::AuditLog,
 }
 
+/// Whether a minute has passed since `last` (then set to now): the
+/// collectors run on a faster timer and act once a minute.
+fn once_a_minute(last: &std::sync::Mutex<f64>) -> bool {
+    let mut last = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let t = now();
+    if t - *last < 60.0 {
+        return false;
+    }
+    *last = t;
+    true
+}
+
 /// Seconds since the Unix epoch, fractional.
 pub fn now() -> f64 {
     SystemTime::now()
@@ -265,16 +279,8 @@ impl Control {
     /// Collects stopped tasks past their retention, at most once a minute
     /// (the batch scheduler calls this on its timer).
     pub fn collect_stopped_tasks_now_and_then(&self) -> Result<usize, ControlError> {
-        {
-            let mut last = self
-                .last_collect
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let t = now();
-            if t - *last < 60.0 {
-                return Ok(0);
-            }
-            *last = t;
+        if !once_a_minute(&self.last_collect) {
+            return Ok(0);
         }
         self.collect_stopped_tasks(self.stopped_task_ttl)
     }
