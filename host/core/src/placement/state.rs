@@ -122,10 +122,13 @@ pub struct InstanceState {
     /// Host ports in use, TCP then UDP.
     pub ports: [PortSet; 2],
     pub running_tasks: u32,
-    /// Where the search for a free ephemeral port starts: a hash of the
-    /// instance's ARN, so instances sharing one host (several agents, or
-    /// several berths on one Docker daemon) rarely hand out the same port.
-    pub port_seed: u16,
+    /// Where the next search for a free ephemeral port starts, TCP then
+    /// UDP. First a hash of the instance's ARN, so instances sharing one
+    /// host (several agents, or several berths on one Docker daemon) rarely
+    /// hand out the same port; then just past the port last handed out, as
+    /// the ECS agent does, so a port freed by a task that failed to bind it
+    /// (something outside berth listens there) is not handed straight back.
+    pub port_next: [u16; 2],
 }
 
 impl InstanceState {
@@ -343,11 +346,12 @@ impl ClusterState {
             (spec.reserved_tcp.iter().map(|&p| (p, Protocol::Tcp)))
                 .chain(spec.reserved_udp.iter().map(|&p| (p, Protocol::Udp)))
                 .collect();
-        let port_seed = port_seed(&spec.arn);
+        let (lo, hi) = self.ephemeral;
+        let start = lo + (port_seed(&spec.arn) % (hi - lo).saturating_add(1).max(1));
         self.instances.push(InstanceState {
             ports: [PortSet::default(), PortSet::default()],
             running_tasks: 0,
-            port_seed,
+            port_next: [start; 2],
             spec,
         });
         for (p, proto) in reserved {
@@ -488,7 +492,7 @@ impl ClusterState {
 
     /// Reserves a checked placement: resources, static ports, and free
     /// ephemeral ports for the dynamic mappings (searched from the
-    /// instance's `port_seed`), which it returns.
+    /// instance's `port_next`, which then moves past them), which it returns.
     pub(super) fn reserve(&mut self, i: usize, task: &TaskSpec, gid: usize) -> Vec<u16> {
         let (lo, hi) = self.ephemeral;
         self.cpu_free[i] -= task.cpu;
@@ -499,10 +503,11 @@ impl ClusterState {
         let mut chosen = Vec::with_capacity(task.dynamic_ports.len());
         for &proto in &task.dynamic_ports {
             // check_at made sure enough are free.
+            let pi = protocol_index(proto);
             let inst = &self.instances[i];
-            let start = lo + (inst.port_seed % (hi - lo).saturating_add(1).max(1));
-            if let Some(p) = inst.ports[protocol_index(proto)].free_from(lo, hi, start) {
+            if let Some(p) = inst.ports[pi].free_from(lo, hi, inst.port_next[pi]) {
                 self.take_port(i, p, proto);
+                self.instances[i].port_next[pi] = if p >= hi { lo } else { p + 1 };
                 chosen.push(p);
             }
         }

@@ -189,6 +189,36 @@ fn ports_static_conflict_and_dynamic_choice() {
     assert!(st.instance(0).ports[0].contains(22), "reserved port kept");
 }
 
+/// A port given back (its task stopped, perhaps because something outside
+/// berth held it and the bind failed) is not the next one handed out: the
+/// search moves on through the range and wraps around.
+#[test]
+fn a_freed_dynamic_port_is_not_handed_straight_back() {
+    let mut st = ClusterState::new((50000, 50003));
+    st.add_instance(inst(0, "a", 4096, 4096));
+    let mut t = task(1, 1, "g");
+    t.dynamic_ports = vec![Protocol::Tcp];
+    let r = req(t.clone(), &[], &[]);
+    let mut p = Placer::new(1);
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let port = p.place(&mut st, &r, 1)[0]
+            .as_ref()
+            .expect("placed")
+            .dynamic_host_ports[0];
+        // The task fails at once and gives its port back.
+        st.remove_task(0, &t, &[(port, Protocol::Tcp)]);
+        seen.push(port);
+    }
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0], pair[1], "port handed straight back: {seen:?}");
+    }
+    let mut distinct = seen[..4].to_vec();
+    distinct.sort_unstable();
+    assert_eq!(distinct, [50000, 50001, 50002, 50003], "every port in turn");
+    assert_eq!(seen[4], seen[0], "wraps around the range");
+}
+
 #[test]
 fn distinct_instance_and_task_group_constraints() {
     let mut st = ClusterState::default();
