@@ -1,0 +1,135 @@
+//! `berth sim`: placement policies tried on a workload in virtual time
+//! before they place real work (the engine is the `berth-sim` crate;
+//! this is its command line). docs/sim.md describes the formats.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use berth_policy::{Fallback, HostConfig, PolicyHost};
+use berth_sim::{ClusterSpec, SimConfig, Workload, generate};
+use clap::{Args, ValueEnum};
+
+use crate::bench::Output;
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The tasks: a JSON-lines file (docs/sim.md), or `synthetic:NAME[:TASKS]`
+    /// (NAME: uniform, batch, mixed).
+    #[arg(long, value_name = "FILE|synthetic:NAME[:TASKS]")]
+    workload: String,
+    /// The cluster: `COUNTxCPU:MEMORY[@ZONE/ZONE...]`, several joined by `,`
+    /// (`90x4096:16384@a/b/c,10x16384:65536@a`), or a JSON file with
+    /// attributes and join/drain/lose events (docs/sim.md).
+    #[arg(long, value_name = "SPEC|FILE")]
+    cluster: String,
+    /// What places the tasks (repeat to compare side by side): a policy
+    /// component (FILE.wasm), `native:binpack`, `native:spread`,
+    /// `native:random`, `native:spread-binpack`, `native:default`, or
+    /// `native` (each task's own strategy). Default: native:binpack and native:spread.
+    #[arg(long = "policy", value_name = "FILE.wasm|native[:CHAIN]")]
+    policies: Vec<String>,
+    /// What a policy component's failed decision falls back to.
+    #[arg(long, value_enum, default_value_t = FallbackArg::Native)]
+    fallback: FallbackArg,
+    /// Seed of the synthetic workload and of random placement: the same
+    /// seed gives the same report, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    /// Also draw CPU and memory reserved and tasks waiting over time, per
+    /// policy, to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Also find, per policy, the fewest starting instances the workload
+    /// fits in (no task waits), by bisection: a run per step.
+    #[arg(long)]
+    compact: bool,
+    /// Also report wall-clock decision latency (p50/p99): the report then
+    /// differs from run to run.
+    #[arg(long)]
+    timings: bool,
+    /// Where policy components' log lines go, a file (appended to) or `-`
+    /// for stderr; dropped when not given.
+    #[arg(long, value_name = "FILE|-")]
+    pub policy_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FallbackArg {
+    /// berth's native engine on the task's strategy places it.
+    Native,
+    /// The task waits, as on a server with `--fallback pending`.
+    Pending,
+}
+
+pub fn run(args: &SimArgs) -> anyhow::Result<()> {
+    let cluster = ClusterSpec::parse(&args.cluster).map_err(|e| anyhow!("--cluster {e}"))?;
+    let workload = load_workload(&args.workload, &cluster, args.seed)?;
+    let fallback = match args.fallback {
+        FallbackArg::Native => Fallback::Native,
+        FallbackArg::Pending => Fallback::Pending,
+    };
+    let host: std::cell::OnceCell<Arc<PolicyHost>> = std::cell::OnceCell::new();
+    let get_host = || -> Result<Arc<PolicyHost>, String> {
+        if let Some(h) = host.get() {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(PolicyHost::new(HostConfig::default()).map_err(|e| format!("policy host: {e}"))?);
+        Ok(host.get_or_init(|| h).clone())
+    };
+    let names = if args.policies.is_empty() {
+        vec!["native:binpack".to_owned(), "native:spread".to_owned()]
+    } else {
+        args.policies.clone()
+    };
+    let policies = names
+        .iter()
+        .map(|p| berth_sim::policy_choice(p, &get_host, fallback))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
+    let cfg = SimConfig {
+        workload_name: args.workload.clone(),
+        workload,
+        cluster_name: args.cluster.clone(),
+        cluster,
+        policies,
+        seed: args.seed,
+        compact: args.compact,
+        timings: args.timings,
+    };
+    let (report, runs) = berth_sim::simulate(&cfg).map_err(|e| anyhow!(e))?;
+    if let Some(path) = &args.chart {
+        let labelled: Vec<(String, &berth_sim::RunResult)> = report
+            .policies
+            .iter()
+            .map(|p| p.policy.clone())
+            .zip(&runs)
+            .collect();
+        berth_sim::chart::draw(path, &labelled).map_err(|e| anyhow!(e))?;
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Table => out.write_all(report.table().as_bytes())?,
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+    }
+    Ok(())
+}
+
+fn load_workload(arg: &str, cluster: &ClusterSpec, seed: u64) -> anyhow::Result<Workload> {
+    if let Some(spec) = arg.strip_prefix("synthetic:") {
+        let capacity = cluster.shapes.iter().fold((0u64, 0u64), |(c, m), s| {
+            (c + s.count * u64::from(s.cpu), m + s.count * u64::from(s.memory))
+        });
+        return generate::generate(spec, capacity, seed).map_err(|e| anyhow!("--workload {e}"));
+    }
+    let f = std::fs::File::open(arg)
+        .with_context(|| format!("--workload {arg}: not synthetic:NAME and not a readable file"))?;
+    let w = Workload::read(std::io::BufReader::new(f)).with_context(|| format!("--workload {arg}"))?;
+    if w.tasks.is_empty() {
+        bail!("--workload {arg}: no task in it");
+    }
+    Ok(w)
+}
