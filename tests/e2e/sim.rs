@@ -240,3 +240,26 @@ fn sim_names_what_is_wrong_with_its_input() {
     let out = berth(&["sim", "--workload", "synthetic:uniform", "--cluster", "1x1:1", "--policy", "native:best"]);
     assert!(text(&out.stderr).contains("native:binpack"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn sim_converts_a_clusterdata2019_trace_and_runs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = write(
+        dir.path(),
+        "instance_events.json",
+        concat!(
+            "{\"time\": \"1000000\", \"type\": \"0\", \"collection_id\": \"9\", \"instance_index\": \"0\", \"resource_request\": {\"cpus\": 0.125, \"memory\": 0.0625}}\n",
+            "{\"time\": \"2000000\", \"type\": \"3\", \"collection_id\": \"9\", \"instance_index\": \"0\"}\n",
+            "{\"time\": \"32000000\", \"type\": \"6\", \"collection_id\": \"9\", \"instance_index\": \"0\"}\n",
+            "{\"time\": \"1500000\", \"type\": \"0\", \"collection_id\": \"9\", \"instance_index\": \"1\", \"resource_request\": {\"cpus\": 0.125, \"memory\": 0.0625}}\n",
+        ),
+    );
+    let out = berth(&["sim", "convert", "--from", "clusterdata2019", &trace]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.contains("\"duration\":30.0"), "{lines}");
+    let workload = write(dir.path(), "w.jsonl", &lines);
+    let r = sim_json(&["--workload", &workload, "--cluster", "2x16384:65536"]);
+    assert_eq!(policy(&r, "native:binpack")["placed"], 2, "{r}");
+}

@@ -14,16 +14,19 @@ use clap::{Args, ValueEnum};
 use crate::bench::Output;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    command: Option<SimCommand>,
     /// The tasks: a JSON-lines file (docs/sim.md), or `synthetic:NAME[:TASKS]`
     /// (NAME: uniform, batch, mixed).
-    #[arg(long, value_name = "FILE|synthetic:NAME[:TASKS]")]
-    workload: String,
+    #[arg(long, value_name = "FILE|synthetic:NAME[:TASKS]", required = true)]
+    workload: Option<String>,
     /// The cluster: `COUNTxCPU:MEMORY[@ZONE/ZONE...]`, several joined by `,`
     /// (`90x4096:16384@a/b/c,10x16384:65536@a`), or a JSON file with
     /// attributes and join/drain/lose events (docs/sim.md).
-    #[arg(long, value_name = "SPEC|FILE")]
-    cluster: String,
+    #[arg(long, value_name = "SPEC|FILE", required = true)]
+    cluster: Option<String>,
     /// What places the tasks (repeat to compare side by side): a policy
     /// component (FILE.wasm), `native:binpack`, `native:spread`,
     /// `native:random`, `native:spread-binpack`, `native:default`, or
@@ -57,6 +60,29 @@ pub struct SimArgs {
     pub policy_log: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum SimCommand {
+    /// Write a trace as berth sim's workload lines (stdout).
+    Convert {
+        /// The trace's format: clusterdata2019 (Google's ClusterData 2019
+        /// `instance_events`, JSON lines as BigQuery exports them).
+        #[arg(long, value_enum)]
+        from: TraceFormat,
+        file: PathBuf,
+        /// CPU units of the trace's largest machine (its `cpus` 1.0).
+        #[arg(long, default_value_t = 16_384.0)]
+        cpu_units: f64,
+        /// MiB of the trace's largest machine (its `memory` 1.0).
+        #[arg(long, default_value_t = 65_536.0)]
+        memory_mib: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    Clusterdata2019,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FallbackArg {
     /// berth's native engine on the task's strategy places it.
@@ -66,8 +92,32 @@ enum FallbackArg {
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<()> {
-    let cluster = ClusterSpec::parse(&args.cluster).map_err(|e| anyhow!("--cluster {e}"))?;
-    let workload = load_workload(&args.workload, &cluster, args.seed)?;
+    if let Some(SimCommand::Convert {
+        from: TraceFormat::Clusterdata2019,
+        file,
+        cpu_units,
+        memory_mib,
+    }) = &args.command
+    {
+        if !(*cpu_units > 0.0 && *memory_mib > 0.0) {
+            bail!("--cpu-units and --memory-mib must be above 0");
+        }
+        let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+        let scale = berth_sim::convert::Scale {
+            cpu: *cpu_units,
+            memory: *memory_mib,
+        };
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        let n = berth_sim::convert::clusterdata2019(std::io::BufReader::new(f), out, scale)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        eprintln!("berth sim convert: {n} tasks");
+        return Ok(());
+    }
+    let (Some(workload_arg), Some(cluster_arg)) = (&args.workload, &args.cluster) else {
+        bail!("berth sim needs --workload and --cluster");
+    };
+    let cluster = ClusterSpec::parse(cluster_arg).map_err(|e| anyhow!("--cluster {e}"))?;
+    let workload = load_workload(workload_arg, &cluster, args.seed)?;
     let fallback = match args.fallback {
         FallbackArg::Native => Fallback::Native,
         FallbackArg::Pending => Fallback::Pending,
@@ -91,9 +141,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!(e))?;
     let cfg = SimConfig {
-        workload_name: args.workload.clone(),
+        workload_name: workload_arg.clone(),
         workload,
-        cluster_name: args.cluster.clone(),
+        cluster_name: cluster_arg.clone(),
         cluster,
         policies,
         seed: args.seed,

@@ -18,6 +18,7 @@
 pub mod chart;
 pub mod cluster;
 pub mod compact;
+pub mod convert;
 pub mod engine;
 pub mod generate;
 pub mod report;

@@ -391,7 +391,9 @@ impl Control {
     ) -> (Vec<Result<Placement, Unplaced>>, Option<PolicyFailed>) {
         use crate::metrics::PlacementResult;
         let started = std::time::Instant::now();
+        let shadow = self.shadow_before(view);
         let out = self.decide_unmeasured(view, policy, preq, count);
+        self.shadow_after(shadow, preq, &out.0);
         let results: Vec<PlacementResult> = out
             .0
             .iter()
