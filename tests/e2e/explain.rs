@@ -68,7 +68,11 @@ fn run_explain_names_the_eliminating_check_for_each_instance() {
     assert_eq!(verdict(e, &in_b)["eliminatedBy"], "ATTRIBUTE", "{e}");
     assert!(verdict(e, &in_a)["keys"].is_array(), "{e}");
     assert_eq!(e["policy"], "native");
-    assert_eq!(e["decisions"][0]["containerInstanceArn"], in_a.as_str(), "{e}");
+    assert_eq!(
+        e["decisions"][0]["containerInstanceArn"],
+        in_a.as_str(),
+        "{e}"
+    );
     assert_eq!(v["tasks"][0]["containerInstanceArn"], in_a.as_str(), "{v}");
 
     // Too big for either: both eliminated by memory, in the table for people.
@@ -89,5 +93,8 @@ fn run_explain_names_the_eliminating_check_for_each_instance() {
             .unwrap_or_else(|| panic!("{id} not in:\n{table}"));
         assert!(line.contains("eliminated by RESOURCE:MEMORY"), "{line}");
     }
-    assert!(table.contains("task 1: not placed: RESOURCE:MEMORY"), "{table}");
+    assert!(
+        table.contains("task 1: not placed: RESOURCE:MEMORY"),
+        "{table}"
+    );
 }

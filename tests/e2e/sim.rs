@@ -139,7 +139,12 @@ fn sim_is_deterministic_byte_for_byte_and_the_seed_matters() {
         "10x4096:16384@a/b",
         "--timings",
     ]);
-    for want in ["native:binpack", "native:spread", "pending p50/p99", "decision p50/p99"] {
+    for want in [
+        "native:binpack",
+        "native:spread",
+        "pending p50/p99",
+        "decision p50/p99",
+    ] {
         assert!(table.contains(want), "{want} missing:\n{table}");
     }
 }
@@ -230,15 +235,35 @@ fn sim_replaces_the_tasks_of_a_lost_host_and_stops_placing_on_a_drained_one() {
 #[test]
 fn sim_names_what_is_wrong_with_its_input() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad = write(dir.path(), "bad.jsonl", "{\"time\": 0, \"cpu\": 1, \"memory\": 1}\n{\"time\": 1, \"cpu\": 1}\n");
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"time\": 0, \"cpu\": 1, \"memory\": 1}\n{\"time\": 1, \"cpu\": 1}\n",
+    );
     let out = berth(&["sim", "--workload", &bad, "--cluster", "1x1:1"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("line 2") && err.contains("memory"), "{err}");
     let out = berth(&["sim", "--workload", "synthetic:nope", "--cluster", "1x1:1"]);
-    assert!(text(&out.stderr).contains("uniform, batch, mixed"), "{}", text(&out.stderr));
-    let out = berth(&["sim", "--workload", "synthetic:uniform", "--cluster", "1x1:1", "--policy", "native:best"]);
-    assert!(text(&out.stderr).contains("native:binpack"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("uniform, batch, mixed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = berth(&[
+        "sim",
+        "--workload",
+        "synthetic:uniform",
+        "--cluster",
+        "1x1:1",
+        "--policy",
+        "native:best",
+    ]);
+    assert!(
+        text(&out.stderr).contains("native:binpack"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -623,7 +623,11 @@ impl Registry {
     /// Makes a policy the shadow of `cluster`: asked every live decision
     /// there, its answers checked and counted, never committed (stored, so
     /// it survives restart; one shadow per cluster).
-    pub fn shadow(&self, cluster: &str, id_or_name: &str) -> Result<Arc<LoadedPolicy>, RegistryError> {
+    pub fn shadow(
+        &self,
+        cluster: &str,
+        id_or_name: &str,
+    ) -> Result<Arc<LoadedPolicy>, RegistryError> {
         let p = self.get(id_or_name)?;
         let b = PolicyBinding {
             scope: shadow_key(cluster),

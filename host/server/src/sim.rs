@@ -127,7 +127,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
         if let Some(h) = host.get() {
             return Ok(h.clone());
         }
-        let h = Arc::new(PolicyHost::new(HostConfig::default()).map_err(|e| format!("policy host: {e}"))?);
+        let h = Arc::new(
+            PolicyHost::new(HostConfig::default()).map_err(|e| format!("policy host: {e}"))?,
+        );
         Ok(host.get_or_init(|| h).clone())
     };
     let names = if args.policies.is_empty() {
@@ -171,13 +173,17 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
 fn load_workload(arg: &str, cluster: &ClusterSpec, seed: u64) -> anyhow::Result<Workload> {
     if let Some(spec) = arg.strip_prefix("synthetic:") {
         let capacity = cluster.shapes.iter().fold((0u64, 0u64), |(c, m), s| {
-            (c + s.count * u64::from(s.cpu), m + s.count * u64::from(s.memory))
+            (
+                c + s.count * u64::from(s.cpu),
+                m + s.count * u64::from(s.memory),
+            )
         });
         return generate::generate(spec, capacity, seed).map_err(|e| anyhow!("--workload {e}"));
     }
     let f = std::fs::File::open(arg)
         .with_context(|| format!("--workload {arg}: not synthetic:NAME and not a readable file"))?;
-    let w = Workload::read(std::io::BufReader::new(f)).with_context(|| format!("--workload {arg}"))?;
+    let w =
+        Workload::read(std::io::BufReader::new(f)).with_context(|| format!("--workload {arg}"))?;
     if w.tasks.is_empty() {
         bail!("--workload {arg}: no task in it");
     }

@@ -105,9 +105,15 @@ impl ClusterSpec {
         }
         let mut events = Vec::new();
         for (i, e) in f.events.iter().enumerate() {
-            let shape = shapes.iter().position(|s| s.name == e.shape).ok_or_else(|| {
-                format!("events[{i}].shape: no instance shape is named `{}`", e.shape)
-            })?;
+            let shape = shapes
+                .iter()
+                .position(|s| s.name == e.shape)
+                .ok_or_else(|| {
+                    format!(
+                        "events[{i}].shape: no instance shape is named `{}`",
+                        e.shape
+                    )
+                })?;
             if e.count == 0 {
                 return Err(format!("events[{i}].count: 0 changes nothing"));
             }
@@ -142,7 +148,9 @@ impl ClusterSpec {
             return Err("instances: every count is 0".into());
         }
         if total > MAX_INSTANCES {
-            return Err(format!("instances: {total} in all, more than {MAX_INSTANCES}"));
+            return Err(format!(
+                "instances: {total} in all, more than {MAX_INSTANCES}"
+            ));
         }
         Ok(())
     }
@@ -189,15 +197,17 @@ impl ClusterSpec {
 
 /// The compact form, or None when `arg` does not look like it.
 fn compact(arg: &str) -> Result<Option<ClusterSpec>, String> {
-    let looks = arg
-        .split(',')
-        .all(|g| g.split_once('x').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())));
+    let looks = arg.split(',').all(|g| {
+        g.split_once('x')
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
     if !looks {
         return Ok(None);
     }
     let mut shapes = Vec::new();
     for (i, group) in arg.split(',').enumerate() {
-        let bad = |why: &str| format!("--cluster `{group}`: {why} (COUNTxCPU:MEMORY[@ZONE/ZONE...])");
+        let bad =
+            |why: &str| format!("--cluster `{group}`: {why} (COUNTxCPU:MEMORY[@ZONE/ZONE...])");
         let (count, rest) = group.split_once('x').ok_or_else(|| bad("no x"))?;
         let (res, zones) = match rest.split_once('@') {
             Some((r, z)) => (r, z.split('/').map(str::to_owned).collect::<Vec<_>>()),
@@ -209,9 +219,13 @@ fn compact(arg: &str) -> Result<Option<ClusterSpec>, String> {
         let (cpu, memory) = res.split_once(':').ok_or_else(|| bad("no CPU:MEMORY"))?;
         shapes.push(Shape {
             name: format!("s{i}"),
-            count: count.parse().map_err(|_| bad("the count is not a number"))?,
+            count: count
+                .parse()
+                .map_err(|_| bad("the count is not a number"))?,
             cpu: cpu.parse().map_err(|_| bad("the CPU is not a number"))?,
-            memory: memory.parse().map_err(|_| bad("the memory is not a number"))?,
+            memory: memory
+                .parse()
+                .map_err(|_| bad("the memory is not a number"))?,
             zones,
             attributes: BTreeMap::new(),
         });
@@ -220,7 +234,8 @@ fn compact(arg: &str) -> Result<Option<ClusterSpec>, String> {
         shapes,
         events: Vec::new(),
     };
-    spec.check().map_err(|e| format!("--cluster `{arg}`: {e}"))?;
+    spec.check()
+        .map_err(|e| format!("--cluster `{arg}`: {e}"))?;
     Ok(Some(spec))
 }
 
@@ -264,7 +279,8 @@ impl Built {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let zone = (!s.zones.is_empty()).then(|| &s.zones[(self.made[j] % s.zones.len() as u64) as usize]);
+        let zone =
+            (!s.zones.is_empty()).then(|| &s.zones[(self.made[j] % s.zones.len() as u64) as usize]);
         if let Some(z) = zone {
             attributes.retain(|(k, _)| k != "ecs.availability-zone");
             attributes.push(("ecs.availability-zone".into(), Some(z.clone())));

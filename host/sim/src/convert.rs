@@ -114,9 +114,16 @@ pub fn clusterdata2019(r: impl BufRead, mut out: impl Write, scale: Scale) -> Re
             continue;
         }
         let e: Event = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
-        let time = int(&e.time).ok_or_else(|| at(format!("time: {} is not a time in microseconds", e.time)))?;
-        let kind = event_type(&e.kind).ok_or_else(|| at(format!("type: {} is not an event type (0-10 or SUBMIT...)", e.kind)))?;
-        let collection = int(&e.collection_id).ok_or_else(|| at(format!("collection_id: {} is not an id", e.collection_id)))?;
+        let time = int(&e.time)
+            .ok_or_else(|| at(format!("time: {} is not a time in microseconds", e.time)))?;
+        let kind = event_type(&e.kind).ok_or_else(|| {
+            at(format!(
+                "type: {} is not an event type (0-10 or SUBMIT...)",
+                e.kind
+            ))
+        })?;
+        let collection = int(&e.collection_id)
+            .ok_or_else(|| at(format!("collection_id: {} is not an id", e.collection_id)))?;
         let index = int(&e.instance_index).unwrap_or(0);
         let t = tasks.entry((collection, index)).or_default();
         if let Some(req) = &e.resource_request {

@@ -361,8 +361,11 @@ impl Sim<'_> {
             }
         };
         if t.duration_ms != FOREVER {
-            self.heap
-                .push(Reverse((now.saturating_add(t.duration_ms), END, u64::from(slot))));
+            self.heap.push(Reverse((
+                now.saturating_add(t.duration_ms),
+                END,
+                u64::from(slot),
+            )));
         }
         Ok(())
     }
@@ -500,7 +503,9 @@ impl Sim<'_> {
 
     fn set_status(&mut self, i: usize, active: bool, connected: bool) {
         let attrs = self.built.state.instance(i).spec.attributes.clone();
-        self.built.state.update_instance(i, active, connected, attrs);
+        self.built
+            .state
+            .update_instance(i, active, connected, attrs);
         if let Decider::Wasm { session, .. } = &mut self.decider {
             session.instance_changed(i);
         }
@@ -529,7 +534,8 @@ impl Sim<'_> {
             let total: i64 = self.zone_tasks.iter().sum();
             let most = self.zone_tasks.iter().copied().max().unwrap_or(0);
             let fewest = self.zone_tasks.iter().copied().min().unwrap_or(0);
-            (total > 0).then(|| (most - fewest) as f64 / (total as f64 / self.zone_tasks.len() as f64))
+            (total > 0)
+                .then(|| (most - fewest) as f64 / (total as f64 / self.zone_tasks.len() as f64))
         };
         self.res.samples.push(Sample {
             time_ms,
@@ -545,7 +551,11 @@ impl Sim<'_> {
 }
 
 /// The native engine's decision for one task, or its ECS reason.
-fn native(placer: &mut Placer, state: &mut ClusterState, req: &PlacementRequest) -> Result<Placement, String> {
+fn native(
+    placer: &mut Placer,
+    state: &mut ClusterState,
+    req: &PlacementRequest,
+) -> Result<Placement, String> {
     placer
         .place(state, req, 1)
         .pop()
@@ -567,6 +577,11 @@ fn host_ports(req: &PlacementRequest, dynamic: &[u16]) -> Vec<(u16, Protocol)> {
         .static_ports
         .iter()
         .copied()
-        .chain(dynamic.iter().copied().zip(req.task.dynamic_ports.iter().copied()))
+        .chain(
+            dynamic
+                .iter()
+                .copied()
+                .zip(req.task.dynamic_ports.iter().copied()),
+        )
         .collect()
 }

@@ -54,10 +54,7 @@ pub fn parse(spec: &str) -> Result<(&str, u64), String> {
         None => (spec, DEFAULT_TASKS),
     };
     if !NAMES.contains(&name) {
-        return Err(format!(
-            "synthetic:{name}: not one of {}",
-            NAMES.join(", ")
-        ));
+        return Err(format!("synthetic:{name}: not one of {}", NAMES.join(", ")));
     }
     if tasks == 0 || tasks > MAX_TASKS {
         return Err(format!("synthetic:{spec}: give 1 to {MAX_TASKS} tasks"));
@@ -85,10 +82,26 @@ pub fn generate(spec: &str, capacity: (u64, u64), seed: u64) -> Result<Workload,
                 capacity.0.saturating_sub(used.0),
                 capacity.1.saturating_sub(used.1),
             );
-            let scale = |part: u64, all: u64| if all == 0 { 0.0 } else { part as f64 / all as f64 };
+            let scale = |part: u64, all: u64| {
+                if all == 0 {
+                    0.0
+                } else {
+                    part as f64 / all as f64
+                }
+            };
             // What is left for batch, as a share of what the services left.
-            let share = 0.45 / scale(left.1, capacity.1).max(scale(left.0, capacity.0)).max(0.1);
-            batch(&mut b, &mut rng, tasks - services, left, share.min(0.9), 60_000)?;
+            let share = 0.45
+                / scale(left.1, capacity.1)
+                    .max(scale(left.0, capacity.0))
+                    .max(0.1);
+            batch(
+                &mut b,
+                &mut rng,
+                tasks - services,
+                left,
+                share.min(0.9),
+                60_000,
+            )?;
         }
     }
     Ok(b.finish())

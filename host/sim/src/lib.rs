@@ -119,8 +119,8 @@ pub fn policy_choice(
     let compiled = host
         .compile(&bytes)
         .map_err(|e| format!("--policy {arg}: {e}"))?;
-    let policy = LoadedPolicy::from_compiled(&host, compiled)
-        .map_err(|e| format!("--policy {arg}: {e}"))?;
+    let policy =
+        LoadedPolicy::from_compiled(&host, compiled).map_err(|e| format!("--policy {arg}: {e}"))?;
     let file = std::path::Path::new(arg)
         .file_name()
         .map_or_else(|| arg.to_owned(), |f| f.to_string_lossy().into_owned());

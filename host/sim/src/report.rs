@@ -99,7 +99,10 @@ fn pct(mut v: Vec<u64>, scale: f64) -> Pct {
 
 fn spread(mut v: Vec<f64>) -> Spread {
     if v.is_empty() {
-        return Spread { mean: 0.0, p99: 0.0 };
+        return Spread {
+            mean: 0.0,
+            p99: 0.0,
+        };
     }
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     v.sort_by(f64::total_cmp);
@@ -182,7 +185,11 @@ impl Report {
                 format!("{}/{}", p.pending_s.p50, p.pending_s.p99)
             }),
             ("cpu used mean/p99 %", |p| {
-                format!("{}/{}", pc(p.cpu_utilisation.mean), pc(p.cpu_utilisation.p99))
+                format!(
+                    "{}/{}",
+                    pc(p.cpu_utilisation.mean),
+                    pc(p.cpu_utilisation.p99)
+                )
             }),
             ("mem used mean/p99 %", |p| {
                 format!(
@@ -224,7 +231,13 @@ impl Report {
             .policies
             .iter()
             .zip(&cells)
-            .map(|(p, c)| c.iter().map(String::len).max().unwrap_or(0).max(p.policy.len()))
+            .map(|(p, c)| {
+                c.iter()
+                    .map(String::len)
+                    .max()
+                    .unwrap_or(0)
+                    .max(p.policy.len())
+            })
             .collect();
         let _ = write!(out, "{:label_w$}", "");
         for (p, w) in self.policies.iter().zip(&widths) {

@@ -100,7 +100,9 @@ fn one() -> u32 {
 /// Virtual milliseconds of `secs` seconds, checked.
 pub fn to_ms(field: &str, secs: f64) -> Result<u64, String> {
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{field}: {secs} is not a time (seconds, 0 or more)"));
+        return Err(format!(
+            "{field}: {secs} is not a time (seconds, 0 or more)"
+        ));
     }
     let ms = (secs * 1000.0).round();
     if ms >= 1e15 {
@@ -220,7 +222,11 @@ impl Line {
         let duration = match self.duration {
             None => FOREVER,
             Some(d) if d > 0.0 => to_ms("duration", d)?,
-            Some(d) => return Err(format!("duration: {d} is not above 0 (leave it out for a task that runs to the end)")),
+            Some(d) => {
+                return Err(format!(
+                    "duration: {d} is not above 0 (leave it out for a task that runs to the end)"
+                ));
+            }
         };
         if self.memory == 0 {
             return Err("memory: must be above 0 MiB".into());
@@ -229,7 +235,10 @@ impl Line {
             return Err(format!("count: {} is not within 1-{MAX_COUNT}", self.count));
         }
         if self.dynamic_ports > 100 {
-            return Err(format!("dynamicPorts: {} is more than 100", self.dynamic_ports));
+            return Err(format!(
+                "dynamicPorts: {} is more than 100",
+                self.dynamic_ports
+            ));
         }
         let group = match (self.group, self.service) {
             (Some(_), Some(_)) => return Err("give group or service, not both".into()),
@@ -239,14 +248,15 @@ impl Line {
             (None, Some(s)) => format!("service:{s}"),
             (None, None) => "family:sim".into(),
         };
-        let family = self
-            .family
-            .unwrap_or_else(|| family_of(&group).to_owned());
+        let family = self.family.unwrap_or_else(|| family_of(&group).to_owned());
         let mut static_ports: Vec<(u16, Protocol)> =
             self.ports.iter().map(|&p| (p, Protocol::Tcp)).collect();
         static_ports.extend(self.udp_ports.iter().map(|&p| (p, Protocol::Udp)));
         if let Some(p) = static_ports.iter().find(|(p, _)| *p == 0) {
-            return Err(format!("ports: {} is not a host port (use dynamicPorts)", p.0));
+            return Err(format!(
+                "ports: {} is not a host port (use dynamicPorts)",
+                p.0
+            ));
         }
         let kind = TaskKind {
             spec: TaskSpec {
@@ -296,21 +306,28 @@ mod tests {
 
     #[test]
     fn bad_lines_name_the_line_and_field() {
-        let e = read("{\"time\": 0, \"cpu\": 1, \"memory\": 1}\n{\"time\": -1, \"cpu\": 1, \"memory\": 1}")
-            .expect_err("negative time");
+        let e = read(
+            "{\"time\": 0, \"cpu\": 1, \"memory\": 1}\n{\"time\": -1, \"cpu\": 1, \"memory\": 1}",
+        )
+        .expect_err("negative time");
         assert_eq!(e.line, 2);
         assert!(e.to_string().contains("time: -1"), "{e}");
         let e = read("{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"disk\": 3}").expect_err("unknown");
         assert!(e.to_string().contains("disk"), "{e}");
-        let e = read("{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"duration\": 0}").expect_err("zero");
+        let e =
+            read("{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"duration\": 0}").expect_err("zero");
         assert!(e.to_string().contains("duration"), "{e}");
         let e = read(
             "{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"constraints\": [{\"type\": \"memberOf\", \"expression\": \"attribute:x ==\"}]}",
         )
         .expect_err("bad expression");
-        assert!(e.to_string().contains("placementConstraints[0].expression"), "{e}");
-        let e = read("{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"group\": \"g\", \"service\": \"s\"}")
-            .expect_err("both");
+        assert!(
+            e.to_string().contains("placementConstraints[0].expression"),
+            "{e}"
+        );
+        let e =
+            read("{\"time\": 0, \"cpu\": 1, \"memory\": 1, \"group\": \"g\", \"service\": \"s\"}")
+                .expect_err("both");
         assert!(e.to_string().contains("not both"), "{e}");
     }
 }

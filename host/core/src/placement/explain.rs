@@ -81,7 +81,9 @@ pub fn explain(state: &mut ClusterState, req: &PlacementRequest) -> Vec<Verdict>
                 .iter()
                 .zip(&spreads)
                 .filter_map(|(s, sp)| match (s, sp) {
-                    (Strategy::Binpack(BinpackField::Cpu), _) => Some(st.cpu_free(i) - req.task.cpu),
+                    (Strategy::Binpack(BinpackField::Cpu), _) => {
+                        Some(st.cpu_free(i) - req.task.cpu)
+                    }
                     (Strategy::Binpack(BinpackField::Memory), _) => {
                         Some(st.mem_free(i) - req.task.memory)
                     }

@@ -617,7 +617,10 @@ fn explain_names_each_instances_check_or_its_keys_and_agrees_with_place() {
         &[member_of("attribute:ecs.availability-zone != c")],
         &[],
     );
-    assert_eq!(explain(&mut st, &zone_c)[2], Verdict::Eliminated(Check::Attribute));
+    assert_eq!(
+        explain(&mut st, &zone_c)[2],
+        Verdict::Eliminated(Check::Attribute)
+    );
     assert_eq!(
         r.strategies.iter().map(strategy_label).collect::<Vec<_>>(),
         ["spread(attribute:ecs.availability-zone)", "binpack(memory)"]

@@ -170,7 +170,13 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
             if !json_out {
                 let a: answers::Activated = read("PromotePolicy", &v)?;
                 let p = &a.policy;
-                println!("{} {} ({}) is active in {}; its shadow ended", p.name, p.version, id12(p), a.scope);
+                println!(
+                    "{} {} ({}) is active in {}; its shadow ended",
+                    p.name,
+                    p.version,
+                    id12(p),
+                    a.scope
+                );
             }
             v
         }

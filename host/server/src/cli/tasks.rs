@@ -193,7 +193,11 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
 fn print_explanation(e: &Value) {
     let strs = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     println!(
@@ -216,7 +220,10 @@ fn print_explanation(e: &Value) {
                             format!("candidate, keys [{}]", keys.join(", "))
                         }
                     };
-                    vec![short(i["containerInstanceArn"].as_str().unwrap_or("?")), verdict]
+                    vec![
+                        short(i["containerInstanceArn"].as_str().unwrap_or("?")),
+                        verdict,
+                    ]
                 })
                 .collect()
         })
@@ -225,7 +232,11 @@ fn print_explanation(e: &Value) {
     for (k, d) in e["decisions"].as_array().into_iter().flatten().enumerate() {
         match d["containerInstanceArn"].as_str() {
             Some(arn) => println!("task {}: would go to {}", k + 1, short(arn)),
-            None => println!("task {}: not placed: {}", k + 1, d["reason"].as_str().unwrap_or("?")),
+            None => println!(
+                "task {}: not placed: {}",
+                k + 1,
+                d["reason"].as_str().unwrap_or("?")
+            ),
         }
     }
     if let Some(f) = e["policyFailure"].as_str() {

@@ -134,7 +134,10 @@ mod tests {
         );
         let path = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
         std::fs::read(&path).unwrap_or_else(|e| {
-            panic!("{}: {e}; build the plugins first (README's test command)", path.display())
+            panic!(
+                "{}: {e}; build the plugins first (README's test command)",
+                path.display()
+            )
         })
     }
 
@@ -218,7 +221,11 @@ mod tests {
         assert!(sh.decisions > 0, "{sh:?}");
         assert_eq!(sh.agreed, 0, "{sh:?}");
         assert_eq!(sh.would_fail, sh.decisions, "{sh:?}");
-        let traps = sh.failures.iter().find(|(k, _)| k.as_str() == "trap").map_or(0, |f| f.1);
+        let traps = sh
+            .failures
+            .iter()
+            .find(|(k, _)| k.as_str() == "trap")
+            .map_or(0, |f| f.1);
         assert_eq!(traps, sh.decisions, "{sh:?}");
     }
 
