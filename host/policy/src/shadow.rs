@@ -156,23 +156,32 @@ impl ShadowWorker {
     }
 }
 
-/// The worker: one session per candidate, fully synced on each decision's
-/// copy of the view (the copies are separate states), asked and compared.
+/// The worker: one warm session per candidate, kept in step with each
+/// decision's copy of the view by what changed since the previous copy
+/// (so a shadow's latency is a warm decision's, as the live policy's is).
 fn work(host: &Arc<PolicyHost>, rx: &Receiver<Job>) {
-    let mut sessions: HashMap<String, PolicySession> = HashMap::new();
+    let mut sessions: HashMap<String, (PolicySession, ClusterState)> = HashMap::new();
     while let Ok(mut job) = rx.recv() {
         let sha = job.policy.compiled.sha256.clone();
-        let session = sessions
-            .entry(sha)
-            .or_insert_with(|| PolicySession::new(host.clone(), job.policy.clone()));
-        if !Arc::ptr_eq(session.policy(), &job.policy) {
-            *session = PolicySession::new(host.clone(), job.policy.clone());
+        match sessions.get_mut(&sha) {
+            Some((session, prev)) if Arc::ptr_eq(session.policy(), &job.policy) => {
+                announce_changes(session, prev, &job.state);
+            }
+            _ => {
+                let session = PolicySession::new(host.clone(), job.policy.clone());
+                sessions.insert(sha.clone(), (session, ClusterState::default()));
+            }
         }
-        session.resync();
+        let Some((session, prev)) = sessions.get_mut(&sha) else {
+            continue;
+        };
         let count = job.live.len();
         let s = &job.stats;
         s.decisions.fetch_add(count as u64, Ordering::Relaxed);
-        match session.place(&mut job.state, &job.req, count) {
+        let answered = session.place(&mut job.state, &job.req, count);
+        // The session's mirror now holds this copy with its own answers.
+        *prev = job.state;
+        match answered {
             Ok(answers) => {
                 for (a, live) in answers.iter().zip(&job.live) {
                     let shadow = a.as_ref().ok().map(|p| p.instance);
@@ -192,6 +201,29 @@ fn work(host: &Arc<PolicyHost>, rx: &Receiver<Job>) {
                 let placed = job.live.iter().filter(|l| l.is_some()).count();
                 s.would_fail.fetch_add(placed as u64, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// Tells `session` (whose mirror holds `prev`) what differs in `next`:
+/// instances whose status or attributes changed in full, those whose
+/// usage changed as usage; a different number of instances (the view was
+/// rebuilt) starts it afresh.
+fn announce_changes(session: &mut PolicySession, prev: &ClusterState, next: &ClusterState) {
+    if prev.len() != next.len() {
+        session.resync();
+        return;
+    }
+    for i in 0..next.len() {
+        let (a, b) = (prev.instance(i), next.instance(i));
+        if a.spec != b.spec {
+            session.instance_changed(i);
+        } else if prev.cpu_free(i) != next.cpu_free(i)
+            || prev.mem_free(i) != next.mem_free(i)
+            || a.running_tasks != b.running_tasks
+            || a.ports != b.ports
+        {
+            session.usage_changed(i);
         }
     }
 }

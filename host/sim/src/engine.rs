@@ -235,20 +235,18 @@ pub fn run(
 }
 
 impl Sim<'_> {
+    /// The sampled span: while tasks arrive and the cluster changes (a
+    /// heavy tail of durations would otherwise fill the samples with an
+    /// emptying cluster long after the workload stopped).
     fn horizon(&self) -> u64 {
-        let tasks = self.w.tasks.iter().map(|t| {
-            if t.duration_ms == FOREVER {
-                t.arrival_ms
-            } else {
-                t.arrival_ms.saturating_add(t.duration_ms)
-            }
-        });
+        let last = self.w.tasks.last().map_or(0, |t| t.arrival_ms);
         let events = self.spec.events.iter().map(|e| e.time_ms);
-        tasks.chain(events).max().unwrap_or(0)
+        events.fold(last, u64::max)
     }
 
     fn run(&mut self) {
-        let step = (self.horizon() / SAMPLES).max(1);
+        let horizon = self.horizon();
+        let step = (horizon / SAMPLES).max(1);
         let mut next_sample = 0u64;
         let mut next_task = 0usize;
         loop {
@@ -261,7 +259,7 @@ impl Sim<'_> {
                 (Some(a), Some(e)) => a.min(e),
             };
             // The cluster is as it stands on [last event, now).
-            while next_sample < now {
+            while next_sample < now && next_sample <= horizon {
                 self.sample(next_sample);
                 next_sample += step;
             }
@@ -300,7 +298,9 @@ impl Sim<'_> {
             }
             self.res.end_ms = now;
         }
-        self.sample(next_sample.max(self.res.end_ms));
+        if next_sample <= horizon {
+            self.sample(next_sample);
+        }
         self.res.unplaced_at_end = self.pending.len() as u64;
         if self.res.unplaced_at_end > 0 {
             self.res.fit = false;

@@ -6,6 +6,7 @@
 //! that would decide (a fresh session of it, its log lines for that
 //! decision kept) or the native engine.
 
+use berth_core::model::TaskDefinition;
 use berth_core::placement::{
     ClusterState, PlacementRequest, Placer, TaskSpec, Verdict, explain, strategy_label,
 };
@@ -58,6 +59,26 @@ pub struct Decision {
     pub reason: Option<String>,
 }
 
+/// What a RunTask of `req` asks of placement: its task definition's
+/// demand with the overrides, its group (`family:F` unless given), the
+/// definition's constraints and the call's, and the call's strategy.
+pub(super) fn run_request(
+    req: &RunTaskRequest,
+    td: &TaskDefinition,
+) -> Result<PlacementRequest, ControlError> {
+    let group = req
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", td.family));
+    let spec = TaskSpec::from_definition(td, req.overrides.as_ref(), group);
+    Ok(PlacementRequest::compile(
+        spec,
+        &berth_core::placement::task_definition_constraints(td),
+        &req.placement_constraints,
+        &req.placement_strategy,
+    )?)
+}
+
 impl Control {
     /// ExplainPlacement: RunTask's request, answered with why its tasks
     /// would go where they would, changing nothing.
@@ -77,17 +98,7 @@ impl Control {
         let up = self.placing(|txn| {
             let cluster = self.active_cluster(txn, req.cluster.as_deref())?;
             let td = resolve(txn, &td_ref, "taskDefinition")?;
-            let group = req
-                .group
-                .clone()
-                .unwrap_or_else(|| format!("family:{}", td.family));
-            let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
-            let preq = PlacementRequest::compile(
-                spec,
-                &berth_core::placement::task_definition_constraints(&td),
-                &req.placement_constraints,
-                &req.placement_strategy,
-            )?;
+            let preq = run_request(&req, &td)?;
             let policy = self.policy_for(&cluster.cluster_name, None, &req.tags)?;
             let view = self.views.take(txn, &self.store, &cluster.cluster_arn)?;
             let mut state = view.state.clone();

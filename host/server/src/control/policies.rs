@@ -299,16 +299,7 @@ impl Control {
         let id = req
             .policy
             .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
-        let fallback = match req.fallback.as_deref() {
-            None | Some("native") => Fallback::Native,
-            Some("pending") => Fallback::Pending,
-            Some(other) => {
-                return Err(ControlError::invalid(
-                    "fallback",
-                    format!("`{other}` is not one of native, pending"),
-                ));
-            }
-        };
+        let fallback = parse_fallback(req.fallback.as_deref())?;
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
         let reg = self.registry()?;
         let p = reg
@@ -519,6 +510,18 @@ pub fn fallback_word(f: Fallback) -> &'static str {
     match f {
         Fallback::Native => "native",
         Fallback::Pending => "pending",
+    }
+}
+
+/// A request's `fallback` (default native).
+pub(super) fn parse_fallback(f: Option<&str>) -> Result<Fallback, ControlError> {
+    match f {
+        None | Some("native") => Ok(Fallback::Native),
+        Some("pending") => Ok(Fallback::Pending),
+        Some(other) => Err(ControlError::invalid(
+            "fallback",
+            format!("`{other}` is not one of native, pending"),
+        )),
     }
 }
 

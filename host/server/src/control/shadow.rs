@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use berth_core::arn;
 use berth_core::placement::{ClusterState, Placement, PlacementRequest};
-use berth_policy::{Fallback, LoadedPolicy};
+use berth_policy::LoadedPolicy;
 use serde::Deserialize;
 
-use super::policies::{ActivatePolicyResponse, policy_error};
+use super::policies::{ActivatePolicyResponse, parse_fallback, policy_error};
 use super::view::ClusterView;
 use super::{Control, ControlError};
 
@@ -92,16 +92,7 @@ impl Control {
         &self,
         req: ShadowPolicyRequest,
     ) -> Result<ActivatePolicyResponse, ControlError> {
-        let fallback = match req.fallback.as_deref() {
-            None | Some("native") => Fallback::Native,
-            Some("pending") => Fallback::Pending,
-            Some(other) => {
-                return Err(ControlError::invalid(
-                    "fallback",
-                    format!("`{other}` is not one of native, pending"),
-                ));
-            }
-        };
+        let fallback = parse_fallback(req.fallback.as_deref())?;
         let (id, cluster) = self.shadow_request(&req)?;
         let reg = self.registry()?;
         let p = reg.promote(&cluster, &id, fallback).map_err(policy_error)?;
