@@ -42,7 +42,7 @@ pub struct SimArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
-    /// Also draw CPU and memory reserved and tasks waiting over time, per
+    /// Also draw CPU and memory reserved, memory stranded and tasks waiting over time, per
     /// policy, to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,

@@ -1,5 +1,5 @@
-//! The SVG chart of a run over time: CPU and memory reserved, and tasks
-//! waiting, one line per policy (plotters' SVG backend, no fonts needed).
+//! The SVG chart of a run over time: CPU and memory reserved, memory
+//! stranded, and tasks waiting, one line per policy (plotters' SVG backend, no fonts needed).
 
 use plotters::prelude::*;
 
@@ -17,18 +17,21 @@ const COLOURS: [RGBColor; 6] = [
 /// Draws `runs` (label, result) to `path`.
 pub fn draw(path: &std::path::Path, runs: &[(String, &RunResult)]) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
-    let root = SVGBackend::new(path, (960, 900)).into_drawing_area();
+    let root = SVGBackend::new(path, (960, 1160)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((3, 1));
+    let panels = root.split_evenly((4, 1));
     let end_s = runs
         .iter()
         .flat_map(|(_, r)| r.samples.last())
         .map(|s| s.time_ms as f64 / 1000.0)
         .fold(1.0, f64::max);
     type Pick = fn(&crate::engine::Sample) -> f64;
-    let series: [(&str, &str, Pick); 3] = [
+    let series: [(&str, &str, Pick); 4] = [
         ("CPU reserved", "%", |s| s.cpu * 100.0),
         ("memory reserved", "%", |s| s.memory * 100.0),
+        ("memory stranded (free where no task's CPU fits)", "%", |s| {
+            s.stranded_memory * 100.0
+        }),
         ("tasks waiting", "tasks", |s| s.pending as f64),
     ];
     for (area, (title, unit, pick)) in panels.iter().zip(series) {

@@ -9,9 +9,9 @@
 //!   traces (Google's, Alibaba's) show; the arrival rate is set so the
 //!   reservations come to about 70% of the cluster's memory or CPU by the
 //!   end of the arrival window.
-//! - `mixed`: long-running services (a tenth of the tasks, with replicas,
-//!   placed in the first minute, about 30% of the cluster) under `batch`
-//!   churn (about 45%).
+//! - `mixed`: long-running services (with replicas, placed in the first
+//!   minute: a tenth of the tasks, or fewer when they come to 30% of the
+//!   cluster) under `batch` churn (about 45%).
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -77,8 +77,7 @@ pub fn generate(spec: &str, capacity: (u64, u64), seed: u64) -> Result<Workload,
         }
         "batch" => batch(&mut b, &mut rng, tasks, capacity, 0.7, 0)?,
         _ => {
-            let services = (tasks / 10).max(1);
-            let used = services_part(&mut b, &mut rng, services)?;
+            let (services, used) = services_part(&mut b, &mut rng, (tasks / 10).max(1), capacity)?;
             let left = (
                 capacity.0.saturating_sub(used.0),
                 capacity.1.saturating_sub(used.1),
@@ -176,13 +175,22 @@ fn batch(
     Ok(())
 }
 
-/// `n` service tasks (replicas of services of a few sizes) arriving in the
-/// first minute, running to the end; returns what they reserve.
-fn services_part(b: &mut Builder, rng: &mut SmallRng, n: u64) -> Result<(u64, u64), String> {
+/// Up to `n` service tasks (replicas of services of a few sizes) arriving
+/// in the first minute, running to the end, until they reserve 30% of the
+/// cluster's CPU or memory; how many, and what they reserve.
+fn services_part(
+    b: &mut Builder,
+    rng: &mut SmallRng,
+    n: u64,
+    capacity: (u64, u64),
+) -> Result<(u64, (u64, u64)), String> {
     let mut used = (0u64, 0u64);
     let mut made = 0;
     let mut s = 0;
-    while made < n {
+    let full = |used: (u64, u64)| {
+        used.0 * 10 >= capacity.0 * 3 || used.1 * 10 >= capacity.1 * 3
+    };
+    while made < n && !full(used) {
         let (c, m) = pick_size(rng);
         let replicas = rng.random_range(2..=12u64).min(n - made);
         let k = b.kind(simple_kind(&format!("service:svc-{s}"), c, m))?;
@@ -194,7 +202,7 @@ fn services_part(b: &mut Builder, rng: &mut SmallRng, n: u64) -> Result<(u64, u6
         made += replicas;
         s += 1;
     }
-    Ok(used)
+    Ok((made, used))
 }
 
 #[cfg(test)]
