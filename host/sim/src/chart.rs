@@ -29,9 +29,11 @@ pub fn draw(path: &std::path::Path, runs: &[(String, &RunResult)]) -> Result<(),
     let series: [(&str, &str, Pick); 4] = [
         ("CPU reserved", "%", |s| s.cpu * 100.0),
         ("memory reserved", "%", |s| s.memory * 100.0),
-        ("memory stranded (free where no task's CPU fits)", "%", |s| {
-            s.stranded_memory * 100.0
-        }),
+        (
+            "memory stranded (free where no task's CPU fits)",
+            "%",
+            |s| s.stranded_memory * 100.0,
+        ),
         ("tasks waiting", "tasks", |s| s.pending as f64),
     ];
     for (area, (title, unit, pick)) in panels.iter().zip(series) {

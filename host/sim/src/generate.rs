@@ -156,8 +156,7 @@ fn batch(
             cpu_ms += f64::from(c) * (d as f64).min(window);
             mem_ms += f64::from(m) * (d as f64).min(window);
         }
-        (cpu_ms / capacity.0.max(1) as f64).max(mem_ms / capacity.1.max(1) as f64)
-            / n.max(1) as f64
+        (cpu_ms / capacity.0.max(1) as f64).max(mem_ms / capacity.1.max(1) as f64) / n.max(1) as f64
     };
     let mut rate = 1.0;
     let mut window = f64::INFINITY;
@@ -187,9 +186,7 @@ fn services_part(
     let mut used = (0u64, 0u64);
     let mut made = 0;
     let mut s = 0;
-    let full = |used: (u64, u64)| {
-        used.0 * 10 >= capacity.0 * 3 || used.1 * 10 >= capacity.1 * 3
-    };
+    let full = |used: (u64, u64)| used.0 * 10 >= capacity.0 * 3 || used.1 * 10 >= capacity.1 * 3;
     while made < n && !full(used) {
         let (c, m) = pick_size(rng);
         let replicas = rng.random_range(2..=12u64).min(n - made);
