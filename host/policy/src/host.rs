@@ -90,6 +90,9 @@ pub(crate) struct StoreData {
     /// Container instance ids by dense id, for `names`; filled only for a
     /// policy that imports it.
     pub(crate) names: Vec<Box<str>>,
+    /// The lines logged during the current call, kept when the session
+    /// was asked to (`PolicySession::capture_logs`, for an explanation).
+    pub(crate) captured: Option<Vec<String>>,
 }
 
 impl StoreData {
@@ -105,6 +108,7 @@ impl StoreData {
             policy,
             panic: None,
             names: Vec::new(),
+            captured: None,
         }
     }
 }
@@ -159,6 +163,15 @@ impl logger::Host for StoreData {
         self.log_budget -= 1;
         // A long line is cut so one call cannot flood the log either.
         let msg: String = message.chars().take(512).collect();
+        if let Some(lines) = &mut self.captured {
+            let level = match level {
+                logger::Level::Debug => "debug",
+                logger::Level::Info => "info",
+                logger::Level::Warn => "warn",
+                logger::Level::Error => "error",
+            };
+            lines.push(format!("{level}: {msg}"));
+        }
         let policy = &*self.policy;
         match level {
             logger::Level::Debug => tracing::debug!(target: POLICY_LOG_TARGET, policy, "{msg}"),

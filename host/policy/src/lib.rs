@@ -55,6 +55,7 @@ mod error;
 mod host;
 mod registry;
 mod session;
+mod shadow;
 mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
@@ -66,4 +67,5 @@ pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,
 };
 pub use session::{Answers, LoadedPolicy, PolicySession, PolicyStats, StatsSnapshot, host_ports};
+pub use shadow::ShadowSnapshot;
 pub use stats::{FailureRecord, PolicyStatsRecord, RECENT_FAILURES};

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DecisionError, InstallError, RegistryError};
 use crate::host::PolicyHost;
 use crate::session::{LoadedPolicy, PolicySession, StatsSnapshot};
+use crate::shadow::{ShadowSnapshot, ShadowWorker};
 use crate::stats::{FailureRecord, Kept, PolicyStatsRecord};
 
 /// An installed policy component, keyed by the sha256 of its bytes.
@@ -117,6 +118,8 @@ pub struct PolicySummary {
     pub stats: StatsSnapshot,
     /// The last failed decisions, oldest first.
     pub recent_failures: Vec<FailureRecord>,
+    /// What it did as a shadow, when it shadowed in this process.
+    pub shadow: Option<ShadowSnapshot>,
 }
 
 /// A version as numbers where it has them (`0.10.0` after `0.9.0`), so the
@@ -163,6 +166,13 @@ pub struct Registry {
     /// The watch of the policies and bindings tables, up to where this
     /// process has applied them.
     following: Mutex<Watch>,
+    /// Shadow candidates' decisions, off the placement path.
+    shadows: ShadowWorker,
+}
+
+/// The binding key of a cluster's shadow (beside `cluster/NAME`).
+fn shadow_key(cluster: &str) -> String {
+    format!("shadow/{}", Scope::Cluster(cluster.into()).key())
 }
 
 impl std::fmt::Debug for Registry {
@@ -187,6 +197,7 @@ impl Registry {
         let from = txn.revision().map_err(store_err)?;
         let following = store.watch(&[PolicyRecord::TABLE, PolicyBinding::TABLE], from);
         let reg = Registry {
+            shadows: ShadowWorker::new(host.clone()),
             host,
             store,
             loaded: RwLock::default(),
@@ -464,6 +475,7 @@ impl Registry {
             parameters: p.parameters.clone(),
             stats,
             recent_failures,
+            shadow: self.shadows.snapshot(&p.compiled.sha256),
         }
     }
 
@@ -606,6 +618,73 @@ impl Registry {
             .ok()
             .and_then(|f| f.get(scope_key).copied())
             .unwrap_or_default()
+    }
+
+    /// Makes a policy the shadow of `cluster`: asked every live decision
+    /// there, its answers checked and counted, never committed (stored, so
+    /// it survives restart; one shadow per cluster).
+    pub fn shadow(
+        &self,
+        cluster: &str,
+        id_or_name: &str,
+    ) -> Result<Arc<LoadedPolicy>, RegistryError> {
+        let p = self.get(id_or_name)?;
+        let b = PolicyBinding {
+            scope: shadow_key(cluster),
+            sha256: p.compiled.sha256.clone(),
+            fallback: Fallback::Native,
+        };
+        self.store.update(|txn| txn.put(&b)).map_err(store_err)?;
+        self.shadows.stats(&p.compiled.sha256);
+        self.slot(&b.scope).store(Some(p.clone()));
+        Ok(p)
+    }
+
+    /// The shadow of `cluster`, if it has one.
+    pub fn shadow_of(&self, cluster: &str) -> Option<Arc<LoadedPolicy>> {
+        self.slot(&shadow_key(cluster)).load_full()
+    }
+
+    /// Offers a live decision to `policy`, the shadow: `state` is the view
+    /// as it stood before the decision, `live` where each task went.
+    /// Returns at once (see `shadow.rs`).
+    pub fn offer_shadow(
+        &self,
+        policy: Arc<LoadedPolicy>,
+        state: ClusterState,
+        req: PlacementRequest,
+        live: Vec<Option<usize>>,
+    ) {
+        self.shadows.offer(policy, state, req, live);
+    }
+
+    /// Makes the shadow (or any policy) the active one of `cluster` and
+    /// ends the cluster's shadow, in one transaction: the next decision
+    /// is the candidate's.
+    pub fn promote(
+        &self,
+        cluster: &str,
+        id_or_name: &str,
+        fallback: Fallback,
+    ) -> Result<Arc<LoadedPolicy>, RegistryError> {
+        let p = self.get(id_or_name)?;
+        let b = PolicyBinding {
+            scope: Scope::Cluster(cluster.into()).key(),
+            sha256: p.compiled.sha256.clone(),
+            fallback,
+        };
+        let shadow = shadow_key(cluster);
+        self.store
+            .update(|txn| {
+                txn.put(&b)?;
+                txn.delete::<PolicyBinding>(&shadow)?;
+                Ok::<(), berth_store::StoreError>(())
+            })
+            .map_err(store_err)?;
+        self.set_fallback(&b.scope, fallback);
+        self.slot(&b.scope).store(Some(p.clone()));
+        self.slot(&shadow).store(None);
+        Ok(p)
     }
 
     /// Removes the binding of `scope` (native strategies apply again).

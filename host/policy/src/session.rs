@@ -210,6 +210,9 @@ pub struct PolicySession {
     ports_sent: Vec<Option<(Vec<u16>, Vec<u16>)>>,
     /// Reused to build lookup keys without allocating per decision.
     key: String,
+    /// Keep the policy's log lines of each decision (see [`PolicySession::capture_logs`]).
+    capture: bool,
+    captured: Vec<String>,
 }
 
 impl std::fmt::Debug for PolicySession {
@@ -266,7 +269,21 @@ impl PolicySession {
             strategies: FxHashMap::default(),
             ports_sent: Vec::new(),
             key: String::new(),
+            capture: false,
+            captured: Vec::new(),
         }
+    }
+
+    /// From now on, keeps the lines the policy logs during each decision
+    /// (within the per-call budget) for [`PolicySession::take_logs`]: why
+    /// a decision was made, in the policy's own words.
+    pub fn capture_logs(&mut self) {
+        self.capture = true;
+    }
+
+    /// The lines the policy logged during the last decision, when capturing.
+    pub fn take_logs(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.captured)
     }
 
     /// The policy version this session runs.
@@ -468,7 +485,9 @@ impl PolicySession {
         live.store.set_epoch_deadline(deadline);
         live.store.data_mut().log_budget = budget;
         live.store.data_mut().panic = None;
+        live.store.data_mut().captured = self.capture.then(Vec::new);
         let r = self.call(&mut live, state, req, count);
+        self.captured = live.store.data_mut().captured.take().unwrap_or_default();
         // Reservations of a failed decision are undone by the caller path below.
         match r {
             Ok(decisions) => {

@@ -13,6 +13,7 @@
 //! Architecture Invariant: no IO here. A scheduler builds a `ClusterState`
 //! from a store snapshot, places, and commits the result with CAS.
 
+mod explain;
 mod state;
 pub mod synthetic;
 
@@ -28,6 +29,7 @@ use crate::model::{
 use crate::query::{self, Expr};
 use crate::validate::{self, FieldError, InvalidInput};
 
+pub use explain::{Verdict, explain, strategy_label};
 use state::PortDemand;
 pub use state::{
     ClusterState, DEFAULT_EPHEMERAL_PORTS, InstanceSpec, InstanceState, PortSet, TaskSpec,

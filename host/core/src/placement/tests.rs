@@ -609,3 +609,50 @@ fn a_privileged_container_is_placed_only_where_the_agent_allows_it() {
         .expect("placed");
     assert_eq!(p.instance, 1);
 }
+
+#[test]
+fn explain_names_each_instances_check_or_its_keys_and_agrees_with_place() {
+    let mut st = ClusterState::default();
+    st.add_instance(inst(0, "a", 4096, 4096));
+    st.add_instance(inst(1, "b", 100, 4096));
+    st.add_instance(inst(2, "c", 4096, 100));
+    let mut down = inst(3, "a", 4096, 4096);
+    down.agent_connected = false;
+    st.add_instance(down);
+    st.add_instance(inst(4, "b", 4096, 1024));
+    st.add_instance(inst(5, "a", 4096, 2048));
+    st.add_task(5, &task(10, 10, "g"), &[]);
+    let r = req(
+        task(500, 500, "g"),
+        &[member_of("attribute:ecs.availability-zone != c")],
+        &[
+            strat(S::Spread, Some("attribute:ecs.availability-zone")),
+            strat(S::Binpack, Some("memory")),
+        ],
+    );
+    let v = explain(&mut st, &r);
+    assert_eq!(v[1], Verdict::Eliminated(Check::Cpu));
+    assert_eq!(v[2], Verdict::Eliminated(Check::Memory));
+    assert_eq!(v[3], Verdict::Eliminated(Check::Agent));
+    // Zone a holds one task of the group; b none. Keys: (spread, binpack).
+    assert_eq!(v[0], Verdict::Candidate(vec![1, 3596]));
+    assert_eq!(v[4], Verdict::Candidate(vec![0, 524]));
+    assert_eq!(v[5], Verdict::Candidate(vec![1, 1538]));
+    assert_eq!(v[4].to_string(), "candidate, keys 0,524");
+    assert_eq!(v[2].to_string(), "eliminated by RESOURCE:MEMORY");
+    // The least keys, strategy by strategy, are what the engine picks.
+    assert_eq!(placed(&Placer::new(1).place(&mut st, &r, 1)), vec![4]);
+    let zone_c = req(
+        task(500, 50, "g"),
+        &[member_of("attribute:ecs.availability-zone != c")],
+        &[],
+    );
+    assert_eq!(
+        explain(&mut st, &zone_c)[2],
+        Verdict::Eliminated(Check::Attribute)
+    );
+    assert_eq!(
+        r.strategies.iter().map(strategy_label).collect::<Vec<_>>(),
+        ["spread(attribute:ecs.availability-zone)", "binpack(memory)"]
+    );
+}

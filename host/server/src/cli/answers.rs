@@ -105,6 +105,21 @@ pub struct Policy {
     /// Newest first.
     #[serde(default)]
     pub recent_failures: Vec<PolicyFailure>,
+    /// What it did as a cluster's shadow.
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shadow {
+    pub decisions: u64,
+    pub agreed: u64,
+    pub disagreed: u64,
+    pub agreement: f64,
+    pub would_fail: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub skipped: u64,
 }
 
 #[derive(Debug, Deserialize)]

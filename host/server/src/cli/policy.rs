@@ -1,4 +1,4 @@
-//! `berth policy install|ls|show|activate|deactivate|rm`: placement policies
+//! `berth policy install|ls|show|activate|shadow|promote|deactivate|rm`: placement policies
 //! (WebAssembly components) through berth's own operations.
 
 use std::path::PathBuf;
@@ -30,6 +30,25 @@ pub enum PolicyCommand {
         /// Only this service's tasks.
         #[arg(long)]
         service: Option<String>,
+        /// When the policy fails a decision: place natively, or leave the task PENDING.
+        #[arg(long, value_enum)]
+        fallback: Option<Fallback>,
+    },
+    /// Ask a candidate every live decision of the cluster beside the
+    /// policy (or native strategy) that places: its answers are checked and
+    /// counted (`berth policy show`), never committed; it runs off the
+    /// placement path, so it never delays or changes a placement.
+    Shadow {
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
+        id: String,
+    },
+    /// Make a policy (the shadow, typically) the cluster's active one and
+    /// end the cluster's shadow, atomically.
+    Promote {
+        /// sha256, a unique prefix of 8 characters or more, NAME@VERSION, or
+        /// the name (when one version of it is installed).
+        id: String,
         /// When the policy fails a decision: place natively, or leave the task PENDING.
         #[arg(long, value_enum)]
         fallback: Option<Fallback>,
@@ -123,6 +142,36 @@ pub async fn run(c: &Client, what: PolicyCommand, conn: &Conn) -> Result<()> {
                 let p = &a.policy;
                 println!(
                     "{} {} ({}) is active in {}",
+                    p.name,
+                    p.version,
+                    id12(p),
+                    a.scope
+                );
+            }
+            v
+        }
+        PolicyCommand::Shadow { id } => {
+            let v = c
+                .berth("ShadowPolicy", json!({"policy": id, "cluster": cluster}))
+                .await?;
+            if !json_out {
+                let a: answers::Activated = read("ShadowPolicy", &v)?;
+                let p = &a.policy;
+                println!("{} {} ({}) shadows {}", p.name, p.version, id12(p), a.scope);
+            }
+            v
+        }
+        PolicyCommand::Promote { id, fallback } => {
+            let mut body = json!({"policy": id, "cluster": cluster});
+            if let Some(f) = fallback {
+                body["fallback"] = json!(f.wire());
+            }
+            let v = c.berth("PromotePolicy", body).await?;
+            if !json_out {
+                let a: answers::Activated = read("PromotePolicy", &v)?;
+                let p = &a.policy;
+                println!(
+                    "{} {} ({}) is active in {}; its shadow ended",
                     p.name,
                     p.version,
                     id12(p),
@@ -258,6 +307,25 @@ fn show(p: &Policy) {
         micros(l.p99),
         micros(l.max)
     );
+    if let Some(sh) = &p.shadow {
+        let kinds: Vec<String> = sh
+            .failures
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "shadow      {} decisions, agreement {:.1}% ({} agreed, {} disagreed), {} would-be failures, {} failed ({}), {} skipped (worker busy)",
+            sh.decisions,
+            sh.agreement * 100.0,
+            sh.agreed,
+            sh.disagreed,
+            sh.would_fail,
+            sh.failures.values().sum::<u64>(),
+            kinds.join(", "),
+            sh.skipped
+        );
+    }
     if !p.recent_failures.is_empty() {
         println!();
         println!("last failures, newest first:");

@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// the cluster's.
     #[arg(long)]
     policy: Option<String>,
+    /// First say why the tasks go where they go: per instance, the check
+    /// that eliminated it or its key under each strategy; for a policy,
+    /// what it logged deciding (berth's ExplainPlacement, on the cluster
+    /// as it stands, placing nothing), then run them.
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     wait: WaitArgs,
     #[command(flatten)]
@@ -138,7 +144,19 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
     if !tags.is_empty() {
         body["tags"] = json!(tags);
     }
+    let explained = match args.explain {
+        true => Some(c.berth("ExplainPlacement", body.clone()).await?),
+        false => None,
+    };
+    if let Some(e) = &explained
+        && !args.conn.json()
+    {
+        print_explanation(e);
+    }
     let mut v = c.ecs("RunTask", body).await?;
+    if let Some(e) = explained {
+        v["explanation"] = e;
+    }
     let started = read::<answers::Tasks>("RunTask", &v)?.tasks;
     let mut outcome = Ok(());
     if args.wait.wait && !started.is_empty() {
@@ -169,6 +187,65 @@ pub async fn run(c: &Client, args: RunArgs) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// ExplainPlacement's answer for people.
+fn print_explanation(e: &Value) {
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    println!(
+        "placement explained: decided by {}; native strategies {} (least key wins, strategy by strategy)",
+        e["policy"].as_str().unwrap_or("?"),
+        strs(&e["strategies"]).join(", ")
+    );
+    let rows = e["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    let verdict = match i["eliminatedBy"].as_str() {
+                        Some(c) => format!("eliminated by {c}"),
+                        None => {
+                            let keys: Vec<String> = i["keys"]
+                                .as_array()
+                                .map(|k| k.iter().map(Value::to_string).collect())
+                                .unwrap_or_default();
+                            format!("candidate, keys [{}]", keys.join(", "))
+                        }
+                    };
+                    vec![
+                        short(i["containerInstanceArn"].as_str().unwrap_or("?")),
+                        verdict,
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["INSTANCE", "VERDICT"], rows);
+    for (k, d) in e["decisions"].as_array().into_iter().flatten().enumerate() {
+        match d["containerInstanceArn"].as_str() {
+            Some(arn) => println!("task {}: would go to {}", k + 1, short(arn)),
+            None => println!(
+                "task {}: not placed: {}",
+                k + 1,
+                d["reason"].as_str().unwrap_or("?")
+            ),
+        }
+    }
+    if let Some(f) = e["policyFailure"].as_str() {
+        println!("policy failed: {f}");
+    }
+    for line in strs(&e["policyLog"]) {
+        println!("policy log: {line}");
+    }
+    println!();
 }
 
 /// Says which tasks a failed placement policy's fallback placed (the

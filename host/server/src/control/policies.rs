@@ -57,6 +57,21 @@ pub struct PolicyDescription {
     pub stats: PolicyStatsView,
     /// The last failed decisions, newest first.
     pub recent_failures: Vec<FailureView>,
+    /// What it did as a shadow (since this server started), when it shadowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowView {
+    pub decisions: u64,
+    pub agreed: u64,
+    pub disagreed: u64,
+    pub agreement: f64,
+    pub would_fail: u64,
+    pub failures: std::collections::BTreeMap<&'static str, u64>,
+    pub skipped: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +151,15 @@ impl From<PolicySummary> for PolicyDescription {
             })
             .collect();
         PolicyDescription {
+            shadow: s.shadow.map(|sh| ShadowView {
+                decisions: sh.decisions,
+                agreed: sh.agreed,
+                disagreed: sh.disagreed,
+                agreement: sh.agreement,
+                would_fail: sh.would_fail,
+                failures: sh.failures.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+                skipped: sh.skipped,
+            }),
             activations,
             recent_failures: s
                 .recent_failures
@@ -176,7 +200,7 @@ impl From<PolicySummary> for PolicyDescription {
 }
 
 impl Control {
-    fn registry(&self) -> Result<&berth_policy::Registry, ControlError> {
+    pub(super) fn registry(&self) -> Result<&berth_policy::Registry, ControlError> {
         self.policies.as_deref().ok_or_else(|| {
             ControlError::Client("placement policies are not enabled on this server".into())
         })
@@ -275,16 +299,7 @@ impl Control {
         let id = req
             .policy
             .ok_or_else(|| ControlError::invalid("policy", "is required"))?;
-        let fallback = match req.fallback.as_deref() {
-            None | Some("native") => Fallback::Native,
-            Some("pending") => Fallback::Pending,
-            Some(other) => {
-                return Err(ControlError::invalid(
-                    "fallback",
-                    format!("`{other}` is not one of native, pending"),
-                ));
-            }
-        };
+        let fallback = parse_fallback(req.fallback.as_deref())?;
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
         let reg = self.registry()?;
         let p = reg
@@ -498,7 +513,19 @@ pub fn fallback_word(f: Fallback) -> &'static str {
     }
 }
 
-fn policy_error(e: RegistryError) -> ControlError {
+/// A request's `fallback` (default native).
+pub(super) fn parse_fallback(f: Option<&str>) -> Result<Fallback, ControlError> {
+    match f {
+        None | Some("native") => Ok(Fallback::Native),
+        Some("pending") => Ok(Fallback::Pending),
+        Some(other) => Err(ControlError::invalid(
+            "fallback",
+            format!("`{other}` is not one of native, pending"),
+        )),
+    }
+}
+
+pub(super) fn policy_error(e: RegistryError) -> ControlError {
     match e {
         RegistryError::NotFound(p) => ControlError::PolicyNotFound(format!(
             "no installed policy `{p}` (give its sha256, a prefix of 8 or more characters, NAME@VERSION, or its name)"

@@ -391,7 +391,9 @@ impl Control {
     ) -> (Vec<Result<Placement, Unplaced>>, Option<PolicyFailed>) {
         use crate::metrics::PlacementResult;
         let started = std::time::Instant::now();
+        let shadow = self.shadow_before(view);
         let out = self.decide_unmeasured(view, policy, preq, count);
+        self.shadow_after(shadow, preq, &out.0);
         let results: Vec<PlacementResult> = out
             .0
             .iter()
@@ -523,17 +525,7 @@ impl Control {
                 "taskDefinition: `{td_ref}` is INACTIVE"
             )));
         }
-        let group = req
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", td.family));
-        let spec = TaskSpec::from_definition(&td, req.overrides.as_ref(), group);
-        let preq = PlacementRequest::compile(
-            spec,
-            &berth_core::placement::task_definition_constraints(&td),
-            &req.placement_constraints,
-            &req.placement_strategy,
-        )?;
+        let preq = super::explain::run_request(req, &td)?;
         let policy = self.policy_for(&cluster.cluster_name, service, &req.tags)?;
         let mut view = self.views.take(txn, &self.store, &cluster.cluster_arn)?;
         let (results, policy_failed) = self.decide(&mut view, &policy, &preq, count as usize);

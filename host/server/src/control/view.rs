@@ -42,6 +42,7 @@ type Held = (TaskSpec, Vec<(u16, Protocol)>);
 
 /// One cluster as placement sees it.
 pub(super) struct ClusterView {
+    pub cluster_arn: String,
     pub state: ClusterState,
     /// Aligned with the state's instance indexes.
     pub instances: Vec<ContainerInstance>,
@@ -124,6 +125,7 @@ impl ClusterView {
     /// task they hold.
     fn build(txn: &mut Txn, cluster_arn: &str) -> Result<ClusterView, ControlError> {
         let mut view = ClusterView {
+            cluster_arn: cluster_arn.to_owned(),
             state: ClusterState::default(),
             instances: Vec::new(),
             versions: Vec::new(),
