@@ -5,7 +5,7 @@
 //! no hashing), `candidates(task)` fills reused buffers and hands back the
 //! same list while nothing changed, and nothing calls the host.
 
-use std::cell::{Cell, OnceCell, Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 
 use crate::scan::{fill_fits, least_of};
 use crate::{GroupId, HashMap, InstanceId, Task};
@@ -40,8 +40,9 @@ impl Spread<'_> {
     }
 }
 
-/// One attribute's value on every instance, interned.
-#[derive(Debug, Default)]
+/// One attribute's value on every instance, interned; `ids` has an entry
+/// per instance.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Column {
     /// Per instance: [`ABSENT`], [`BARE`], or `FIRST_VALUE + k` for `values[k]`.
     pub(crate) ids: Vec<u32>,
@@ -72,7 +73,7 @@ impl Column {
     }
 
     #[inline]
-    fn get(&self, i: InstanceId) -> Option<Option<&str>> {
+    pub(crate) fn get(&self, i: InstanceId) -> Option<Option<&str>> {
         match self.ids.get(i as usize).copied().unwrap_or(ABSENT) {
             ABSENT => None,
             BARE => Some(None),
@@ -185,7 +186,6 @@ pub struct Cluster {
     pub(crate) running: Vec<u32>,
     pub(crate) tcp_ports: Vec<Vec<u16>>,
     pub(crate) udp_ports: Vec<Vec<u16>>,
-    pub(crate) attributes: Vec<Vec<(u32, Option<String>)>>,
     pub(crate) attribute_names: Vec<String>,
     pub(crate) attribute_ids: HashMap<String, u32>,
     pub(crate) group_names: Vec<String>,
@@ -194,9 +194,9 @@ pub struct Cluster {
     /// Instance names given by a [`ClusterBuilder`]; in a component the
     /// host answers instead.
     pub(crate) names: Vec<String>,
-    /// Per attribute id, its column (built on first use, dropped when
-    /// attributes change).
-    pub(crate) columns: Vec<OnceCell<Column>>,
+    /// Per attribute id, its value on every instance: the mirror's only
+    /// copy of the attributes (the host sends them as columns).
+    pub(crate) columns: Vec<Column>,
     /// Names of up to 16 bytes looked up last, most recent first, and
     /// their ids (None: no such attribute); cleared when names change.
     seen: [Cell<Option<Seen>>; RECENT],
@@ -367,23 +367,10 @@ impl Cluster {
         }
     }
 
-    /// The interned column of attribute `attr`, built on first use.
+    /// The column of attribute `attr`.
+    #[inline]
     pub(crate) fn column(&self, attr: u32) -> Option<&Column> {
-        let cell = self.columns.get(attr as usize)?;
-        Some(cell.get_or_init(|| {
-            let mut col = Column {
-                ids: Vec::with_capacity(self.len()),
-                values: Vec::new(),
-            };
-            for attrs in &self.attributes {
-                let id = match attrs.iter().find(|(a, _)| *a == attr) {
-                    None => ABSENT,
-                    Some((_, v)) => col.intern(v.as_deref()),
-                };
-                col.ids.push(id);
-            }
-            col
-        }))
+        self.columns.get(attr as usize)
     }
 
     /// The value of attribute `name` on `i`: `None` when absent,
@@ -400,20 +387,14 @@ impl Cluster {
         self.attribute(i, name).is_some()
     }
 
-    /// Every attribute of `i` as `(name, value)`.
+    /// Every attribute of `i` as `(name, value)`, in the order their
+    /// names were defined.
     pub fn attributes(&self, i: InstanceId) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.attributes
-            .get(i as usize)
-            .into_iter()
-            .flatten()
-            .map(|(a, v)| {
-                (
-                    self.attribute_names
-                        .get(*a as usize)
-                        .map_or("", String::as_str),
-                    v.as_deref(),
-                )
-            })
+        self.columns.iter().enumerate().filter_map(move |(a, col)| {
+            let value = col.get(i)?;
+            let name = self.attribute_names.get(a).map_or("", String::as_str);
+            Some((name, value))
+        })
     }
 
     /// Tasks of `group` running on `i`.
@@ -641,12 +622,21 @@ impl Cluster {
         let k = self.ensure_counts(attr, group, col);
         let spread = self.spread.borrow();
         let counts = &spread[k].counts;
+        // A value an upsert took from its last instance is not listed.
+        let mut held = vec![false; FIRST_VALUE as usize + col.values.len()];
+        for &v in &col.ids {
+            if let Some(h) = held.get_mut(v as usize) {
+                *h = true;
+            }
+        }
         let mut out = Vec::with_capacity(col.values.len() + 1);
-        if col.ids.iter().any(|&v| v < FIRST_VALUE) {
+        if held[ABSENT as usize] || held[BARE as usize] {
             out.push((None, counts[ABSENT as usize]));
         }
         for (v, value) in col.values.iter().enumerate() {
-            out.push((Some(value.clone()), counts[FIRST_VALUE as usize + v]));
+            if held[FIRST_VALUE as usize + v] {
+                out.push((Some(value.clone()), counts[FIRST_VALUE as usize + v]));
+            }
         }
         out
     }

@@ -2,8 +2,9 @@
 //!
 //! A placement policy chooses the container instance a task runs on. berth
 //! runs it as a sandboxed WebAssembly component (world
-//! `berth:placement/placement-policy@0.2.0`: contract 0.1.0 plus the
-//! `names` import). This crate hides the generated
+//! `berth:placement/placement-policy@0.3.0`: contract 0.1.0, the `names`
+//! import of 0.2.0, and the `bulk` export through which a fresh instance's
+//! attributes and ports arrive in bulk). This crate hides the generated
 //! bindings: you implement [`Policy`] over a [`Cluster`] view whose mirror
 //! the SDK keeps current, and export it with [`export_policy!`].
 //!
@@ -117,6 +118,14 @@ macro_rules! export_policy {
             }
             fn place(changes: ::std::vec::Vec<$crate::rt::Change>, task: $crate::rt::WitTask, count: u32) -> ::std::vec::Vec<$crate::rt::Decision> {
                 __BERTH_STATE.with_borrow_mut(|s| s.place(changes, task, count))
+            }
+        }
+        impl $crate::rt::BulkGuest for __BerthExport {
+            fn set_attribute_column(attribute: u32, values: ::std::vec::Vec<::std::string::String>, ids: ::std::vec::Vec<u32>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.set_attribute_column(attribute, values, ids))
+            }
+            fn set_ports_flat(tcp_offsets: ::std::vec::Vec<u32>, tcp: ::std::vec::Vec<u16>, udp_offsets: ::std::vec::Vec<u32>, udp: ::std::vec::Vec<u16>) {
+                __BERTH_STATE.with_borrow_mut(|s| s.set_ports_flat(tcp_offsets, tcp, udp_offsets, udp))
             }
         }
         $crate::bindings::export_placement_policy!(__BerthExport with_types_in $crate::bindings);

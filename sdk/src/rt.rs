@@ -51,6 +51,19 @@ impl<P: Policy> State<P> {
     pub fn set_ports(&mut self, entries: Vec<(u32, Vec<u16>, Vec<u16>)>) {
         self.cluster.set_ports(entries);
     }
+    pub fn set_attribute_column(&mut self, attribute: u32, values: Vec<String>, ids: Vec<u32>) {
+        self.cluster.set_attribute_column(attribute, values, ids);
+    }
+    pub fn set_ports_flat(
+        &mut self,
+        tcp_offsets: Vec<u32>,
+        tcp: Vec<u16>,
+        udp_offsets: Vec<u32>,
+        udp: Vec<u16>,
+    ) {
+        self.cluster
+            .set_ports_flat(&tcp_offsets, &tcp, &udp_offsets, &udp);
+    }
     pub fn define_group(&mut self, id: u32, name: String, counts: Vec<u32>) {
         self.cluster.define_group(id, name, counts);
     }
@@ -134,5 +147,6 @@ impl<P: Policy> State<P> {
     }
 }
 
+pub use bindings::exports::berth::placement0_3_0::bulk::Guest as BulkGuest;
 pub use exp::Guest;
 pub use wit::{Change, ClusterColumns, Decision, Instance, PolicyInfo, Task as WitTask};

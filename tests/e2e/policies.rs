@@ -167,7 +167,7 @@ fn policies_install_activate_place_fall_back_and_remove() {
     let d = s.berth_ok("DescribePolicy", json!({"policy": &cheapest[..12]}));
     assert_eq!(
         d["policy"]["world"],
-        "berth:placement/placement-policy@0.1.0"
+        "berth:placement/placement-policy@0.3.0"
     );
     assert_eq!(d["policy"]["parameters"][0]["name"], "cost");
     let (_, v) = s.berth("DescribePolicy", json!({"policy": "nope"}));

@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, types::ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Linker, ResourceTable, types::ComponentItem,
+};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter,
 };
@@ -28,9 +30,16 @@ pub const POLICY_EXPORT: &str = "berth:placement/policy@0.1.0";
 /// The logger import, the only non-WASI import allowed (with the types
 /// interface it uses, which has no functions).
 pub const LOGGER_IMPORT: &str = "berth:placement/logger@0.1.0";
+/// The world of policies that also take the full sync in bulk (SDK 0.3);
+/// they export `policy` too.
+pub const WORLD_0_3: &str = "berth:placement/placement-policy@0.3.0";
 /// The instance-names import of contract 0.2.0 (policies built with SDK
 /// 0.2 import it when they name instances).
 pub const NAMES_IMPORT: &str = "berth:placement/names@0.2.0";
+/// The bulk-sync export of contract 0.3.0: attributes as columns and
+/// static ports as one flat list, called in place of `set-attributes` and
+/// `set-ports` when a component has it.
+pub const BULK_EXPORT: &str = "berth:placement/bulk@0.3.0";
 const TYPES_IMPORT: &str = "berth:placement/types@0.1.0";
 
 /// Import prefixes a component may have: what a Rust wasm32-wasip2 build
@@ -54,6 +63,10 @@ pub struct HostConfig {
     /// Where compiled components are kept across restarts (by content hash
     /// and engine compatibility); None compiles on every load.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Fully sync a policy that exports contract 0.3.0's `bulk` through it
+    /// (on by default); off, every policy is synced as contract 0.2.0
+    /// does, which tests use to compare the two paths.
+    pub bulk_sync: bool,
 }
 
 impl Default for HostConfig {
@@ -65,6 +78,7 @@ impl Default for HostConfig {
             pooling: true,
             pool_size: 64,
             cache_dir: None,
+            bulk_sync: true,
         }
     }
 }
@@ -89,10 +103,58 @@ pub(crate) struct StoreData {
     pub(crate) panic: Option<String>,
     /// Container instance ids by dense id, for `names`; filled only for a
     /// policy that imports it.
-    pub(crate) names: Vec<Box<str>>,
+    pub(crate) names: InstanceNames,
     /// The lines logged during the current call, kept when the session
     /// was asked to (`PolicySession::capture_logs`, for an explanation).
     pub(crate) captured: Option<Vec<String>>,
+}
+
+/// Container instance ids by dense id, in one string: a full sync of
+/// 10,000 instances makes two allocations, not 10,000.
+#[derive(Default)]
+pub(crate) struct InstanceNames {
+    text: String,
+    /// Per dense id, its name's byte range in `text`.
+    spans: Vec<(u32, u32)>,
+    /// Bytes of `text` no span covers any more.
+    garbage: usize,
+}
+
+impl InstanceNames {
+    /// Replaces every name.
+    pub(crate) fn set_all<'a>(&mut self, names: impl ExactSizeIterator<Item = &'a str>) {
+        self.text.clear();
+        self.spans.clear();
+        self.garbage = 0;
+        self.spans.reserve(names.len());
+        for n in names {
+            let start = self.text.len() as u32;
+            self.text.push_str(n);
+            self.spans.push((start, self.text.len() as u32));
+        }
+    }
+
+    /// Names instance `i`: appended, the old bytes left behind until they
+    /// are half of the text, then the text is rebuilt.
+    pub(crate) fn set(&mut self, i: usize, name: &str) {
+        if self.spans.len() <= i {
+            self.spans.resize(i + 1, (0, 0));
+        }
+        let (a, b) = self.spans[i];
+        self.garbage += (b - a) as usize;
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
+        self.spans[i] = (start, self.text.len() as u32);
+        if self.garbage > 4096 && self.garbage * 2 > self.text.len() {
+            let old = std::mem::take(self);
+            self.set_all((0..old.spans.len()).map(|k| old.get(k).unwrap_or("")));
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let &(a, b) = self.spans.get(i)?;
+        self.text.get(a as usize..b as usize)
+    }
 }
 
 impl StoreData {
@@ -107,7 +169,7 @@ impl StoreData {
             logs_dropped,
             policy,
             panic: None,
-            names: Vec::new(),
+            names: InstanceNames::default(),
             captured: None,
         }
     }
@@ -186,7 +248,7 @@ impl crate::bindings::berth::placement0_1_0::types::Host for StoreData {}
 
 impl names::Host for StoreData {
     fn instance_name(&mut self, id: u32) -> Option<String> {
-        self.names.get(id as usize).map(|n| n.to_string())
+        self.names.get(id as usize).map(str::to_owned)
     }
 }
 
@@ -220,7 +282,37 @@ pub struct CompiledPolicy {
     pub world: &'static str,
     /// Whether it imports `names` (then sessions keep instance names for it).
     pub uses_names: bool,
+    /// Whether it exports contract 0.3.0's `bulk` (then its full sync goes
+    /// through it).
+    pub bulk: bool,
+    pub(crate) bulk_exports: Option<BulkExports>,
     pub(crate) pre: PlacementPolicyPre<StoreData>,
+}
+
+/// The functions of the `bulk` export, found once at compile time.
+#[derive(Clone)]
+pub(crate) struct BulkExports {
+    pub(crate) attribute_column: ComponentExportIndex,
+    pub(crate) ports_flat: ComponentExportIndex,
+}
+
+impl BulkExports {
+    fn find(component: &Component) -> Result<Option<BulkExports>, InstallError> {
+        let Some(iface) = component.get_export_index(None, BULK_EXPORT) else {
+            return Ok(None);
+        };
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&iface), name)
+                .ok_or_else(|| {
+                    InstallError::WrongWorld(format!("`{BULK_EXPORT}` has no function `{name}`"))
+                })
+        };
+        Ok(Some(BulkExports {
+            attribute_column: func("set-attribute-column")?,
+            ports_flat: func("set-ports-flat")?,
+        }))
+    }
 }
 
 impl std::fmt::Debug for CompiledPolicy {
@@ -327,6 +419,7 @@ impl PolicyHost {
                 return Err(InstallError::ForbiddenImport(name.to_owned()));
             }
         }
+        let bulk_exports = BulkExports::find(&component)?;
         let mut exports = ty.exports(&self.engine);
         let found = exports.find(|(n, _)| *n == POLICY_EXPORT);
         match found {
@@ -359,8 +452,16 @@ impl PolicyHost {
         Ok(CompiledPolicy {
             sha256,
             size: bytes.len(),
-            world: if uses_names { WORLD_0_2 } else { WORLD },
+            world: if bulk_exports.is_some() {
+                WORLD_0_3
+            } else if uses_names {
+                WORLD_0_2
+            } else {
+                WORLD
+            },
             uses_names,
+            bulk: bulk_exports.is_some(),
+            bulk_exports,
             pre,
         })
     }
@@ -498,6 +599,31 @@ mod tests {
         let path = target.join("wasm32-wasip2/release/binpack.wasm");
         std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{} ({e}): build the plugins first", path.display()))
+    }
+
+    #[test]
+    fn instance_names_survive_many_renames_in_one_string() {
+        let mut names = InstanceNames::default();
+        names.set_all(["a", "bb", "ccc"].into_iter());
+        assert_eq!(names.get(1), Some("bb"));
+        for round in 0..5000 {
+            names.set(round % 3, &format!("name-{round}"));
+        }
+        names.set(5, "late");
+        assert_eq!(
+            (0..7).map(|i| names.get(i)).collect::<Vec<_>>(),
+            [
+                Some("name-4998"),
+                Some("name-4999"),
+                Some("name-4997"),
+                Some(""),
+                Some(""),
+                Some("late"),
+                None
+            ]
+        );
+        // Renames are compacted away, not kept forever.
+        assert!(names.text.len() < 2 * 4096 + 100, "{}", names.text.len());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The only crate of berth that touches wasmtime. It runs user-supplied
 //! placement policies (components of the world
-//! `berth:placement/placement-policy@0.1.0` or `@0.2.0`, see `wit/`) sandboxed:
+//! `berth:placement/placement-policy@0.1.0`, `@0.2.0` or `@0.3.0`, see
+//! `wit/`) sandboxed:
 //!
 //! - one [`PolicyHost`]: one wasmtime `Engine` (Cranelift, proposals berth
 //!   does not need turned off, component-model concurrency off), an epoch
@@ -44,7 +45,9 @@
 mod bindings {
     // The 0.2.0 world: 0.1.0's logger and `policy` export, and the `names`
     // import. A 0.1.0 component links against it too (it just does not
-    // import `names`), so one set of bindings serves both.
+    // import `names`), so one set of bindings serves both. 0.3.0's extra
+    // export, `bulk`, is called through typed functions looked up by
+    // index (see session/sync.rs), so it needs no bindings of its own.
     wasmtime::component::bindgen!({
         path: ["../../wit/berth-placement-0.1.0", "../../wit/berth-placement-0.2.0"],
         world: "berth:placement/placement-policy@0.2.0",
@@ -60,8 +63,8 @@ mod stats;
 
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
-    CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET,
-    PolicyHost, WORLD, sha256_hex,
+    BULK_EXPORT, CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT,
+    POLICY_LOG_TARGET, PolicyHost, WORLD, WORLD_0_2, WORLD_0_3, sha256_hex,
 };
 pub use registry::{
     Decision, Fallback, PolicyBinding, PolicyRecord, PolicyRunner, PolicySummary, Registry, Scope,

@@ -129,10 +129,16 @@ impl LoadedPolicy {
         // of its own, not a decision's deadline (a policy that loops here is
         // still stopped).
         store.set_epoch_deadline(deadline_ticks(LOAD_DEADLINE.max(host.config.deadline)));
-        let bindings = compiled
+        let instance = compiled
             .pre
+            .instance_pre()
             .instantiate(&mut store)
             .map_err(|e| format!("{e:#}"))?;
+        let bindings = PlacementPolicy::new(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
+        if let Some(bulk) = &compiled.bulk_exports {
+            sync::check_bulk(&instance, &mut store, bulk)
+                .map_err(|e| format!("{}: {e:#}", crate::host::BULK_EXPORT))?;
+        }
         let info = bindings
             .berth_placement0_1_0_policy()
             .call_info(&mut store)
@@ -547,11 +553,7 @@ impl PolicySession {
                 p.call_define_attribute(&mut *store, *id, name)?;
             }
             if self.policy.compiled.uses_names {
-                let names = &mut store.data_mut().names;
-                if names.len() <= i {
-                    names.resize(i + 1, Box::from(""));
-                }
-                names[i] = instance_name(inst).into();
+                store.data_mut().names.set(i, instance_name(inst));
             }
             let (tcp, udp) = static_ports(inst, lo, hi);
             if self.ports_sent.len() <= i {

@@ -156,7 +156,8 @@ impl ClusterBuilder {
                         id
                     }
                 };
-                c.attributes[i].push((id, value.clone()));
+                let col = &mut c.columns[id as usize];
+                col.ids[i] = col.intern(value.as_deref());
             }
         }
         c.names = self.instances.into_iter().map(|s| s.name).collect();

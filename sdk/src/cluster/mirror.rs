@@ -1,24 +1,45 @@
 //! How the SDK keeps the [`Cluster`] mirror current: the host's syncs and
 //! changes, and the policy's own placements. Every change drops the cached
-//! candidate list (`touch`); attribute columns and spread counts are kept
-//! current in place where that is cheap, else dropped and rebuilt on use.
+//! candidate list (`touch`); attribute columns are kept current in place,
+//! spread counts too where that is cheap, else dropped and rebuilt on use.
 
-use std::cell::OnceCell;
-
-use super::{ABSENT, BARE, Cluster};
+use super::{ABSENT, BARE, Cluster, Column, FIRST_VALUE};
 use crate::{GroupId, InstanceId, Task};
 
 use crate::wit;
 
 impl Cluster {
-    /// Attributes changed wholesale: columns and spread counts are rebuilt
-    /// when next used.
+    /// Attributes changed: spread counts are rebuilt when next used.
     pub(crate) fn invalidate_values(&mut self) {
-        for c in &mut self.columns {
-            *c = OnceCell::new();
-        }
         self.spread.get_mut().clear();
         self.touch();
+    }
+
+    /// Gives instance `u` exactly the attributes `attrs` (interned names),
+    /// in every column.
+    pub(crate) fn set_instance_attributes<'a>(
+        &mut self,
+        u: usize,
+        attrs: impl IntoIterator<Item = (u32, Option<&'a str>)>,
+    ) {
+        let n = self.len();
+        if u >= n {
+            return;
+        }
+        for col in &mut self.columns {
+            col.ids[u] = ABSENT;
+        }
+        for (a, value) in attrs {
+            let a = a as usize;
+            if self.columns.len() <= a {
+                self.columns.resize_with(a + 1, || Column {
+                    ids: vec![ABSENT; n],
+                    values: Vec::new(),
+                });
+            }
+            let col = &mut self.columns[a];
+            col.ids[u] = col.intern(value);
+        }
     }
 
     pub(crate) fn ensure_group(&mut self, g: GroupId) {
@@ -59,7 +80,7 @@ impl Cluster {
     fn adjust_spread(&mut self, g: GroupId, u: usize, old: u32, new: u32) {
         let columns = &self.columns;
         for s in self.spread.get_mut().iter_mut().filter(|s| s.group == g) {
-            let Some(col) = columns.get(s.attr as usize).and_then(OnceCell::get) else {
+            let Some(col) = columns.get(s.attr as usize) else {
                 continue;
             };
             let v = col.ids.get(u).copied().unwrap_or(ABSENT);
@@ -85,7 +106,6 @@ impl Cluster {
             running: c.running_tasks,
             tcp_ports: vec![Vec::new(); n],
             udp_ports: vec![Vec::new(); n],
-            attributes: vec![Vec::new(); n],
             ..Cluster::default()
         };
     }
@@ -142,7 +162,9 @@ impl Cluster {
         self.running.resize(n, 0);
         self.tcp_ports.resize(n, Vec::new());
         self.udp_ports.resize(n, Vec::new());
-        self.attributes.resize(n, Vec::new());
+        for c in &mut self.columns {
+            c.ids.resize(n, ABSENT);
+        }
         for g in &mut self.group_counts {
             g.resize(n, 0);
         }
@@ -164,11 +186,10 @@ impl Cluster {
         self.running[u] = inst.running_tasks;
         self.tcp_ports[u] = inst.tcp_ports;
         self.udp_ports[u] = inst.udp_ports;
-        self.attributes[u] = inst
-            .attributes
-            .into_iter()
-            .map(|a| (a.name, a.value))
-            .collect();
+        self.set_instance_attributes(
+            u,
+            inst.attributes.iter().map(|a| (a.name, a.value.as_deref())),
+        );
         for g in &mut self.group_counts {
             g[u] = 0;
         }
@@ -183,8 +204,12 @@ impl Cluster {
         while self.attribute_names.len() <= id as usize {
             self.attribute_names.push(String::new());
         }
+        let n = self.len();
         if self.columns.len() <= id as usize {
-            self.columns.resize_with(id as usize + 1, OnceCell::new);
+            self.columns.resize_with(id as usize + 1, || Column {
+                ids: vec![ABSENT; n],
+                values: Vec::new(),
+            });
         }
         self.attribute_ids.insert(name.clone(), id);
         self.forget_names();
@@ -195,11 +220,56 @@ impl Cluster {
     #[allow(clippy::type_complexity)]
     pub(crate) fn set_attributes(&mut self, entries: Vec<(u32, Vec<(u32, Option<String>)>)>) {
         for (i, attrs) in entries {
-            if let Some(slot) = self.attributes.get_mut(i as usize) {
-                *slot = attrs;
-            }
+            self.set_instance_attributes(i as usize, attrs.iter().map(|(a, v)| (*a, v.as_deref())));
         }
         self.invalidate_values();
+    }
+
+    /// Contract 0.3.0's bulk form: attribute `attr` on every instance.
+    /// An id naming no value reads as absent.
+    pub(crate) fn set_attribute_column(
+        &mut self,
+        attr: u32,
+        values: Vec<String>,
+        mut ids: Vec<u32>,
+    ) {
+        let limit = FIRST_VALUE + values.len() as u32;
+        for v in &mut ids {
+            if *v >= limit {
+                *v = ABSENT;
+            }
+        }
+        ids.resize(self.len(), ABSENT);
+        let a = attr as usize;
+        if self.columns.len() <= a {
+            self.columns.resize_with(a + 1, Column::default);
+        }
+        self.columns[a] = Column { ids, values };
+        self.invalidate_values();
+    }
+
+    /// Contract 0.3.0's bulk form of `set_ports`: instance `i`'s ports are
+    /// `tcp[tcp_offsets[i]..tcp_offsets[i + 1]]`, and the same for UDP. A
+    /// range out of bounds reads as no ports.
+    pub(crate) fn set_ports_flat(
+        &mut self,
+        tcp_offsets: &[u32],
+        tcp: &[u16],
+        udp_offsets: &[u32],
+        udp: &[u16],
+    ) {
+        self.touch();
+        let slice = |offsets: &[u32], flat: &'_ [u16], i: usize| -> Vec<u16> {
+            let (Some(&lo), Some(&hi)) = (offsets.get(i), offsets.get(i + 1)) else {
+                return Vec::new();
+            };
+            flat.get(lo as usize..hi as usize)
+                .map_or_else(Vec::new, <[u16]>::to_vec)
+        };
+        for i in 0..self.len() {
+            self.tcp_ports[i] = slice(tcp_offsets, tcp, i);
+            self.udp_ports[i] = slice(udp_offsets, udp, i);
+        }
     }
 
     pub(crate) fn set_ports(&mut self, entries: Vec<(u32, Vec<u16>, Vec<u16>)>) {
@@ -237,5 +307,129 @@ impl Cluster {
             *s = false;
         }
         self.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(n: usize) -> wit::ClusterColumns {
+        wit::ClusterColumns {
+            schedulable: vec![1; n],
+            cpu_total: vec![1024; n],
+            memory_total: vec![2048; n],
+            cpu_free: vec![1024; n],
+            memory_free: vec![2048; n],
+            ephemeral_tcp_free: vec![100; n],
+            ephemeral_udp_free: vec![100; n],
+            running_tasks: vec![0; n],
+        }
+    }
+
+    /// Four instances: zones a, b, a and none; `gpu` bare on 1; TCP port 80
+    /// on 0 and 2, UDP 53 on 3. Once through 0.1.0's lists, once in bulk.
+    fn both() -> [Cluster; 2] {
+        let mut lists = Cluster::default();
+        let mut bulk = Cluster::default();
+        for c in [&mut lists, &mut bulk] {
+            c.sync_full(columns(4));
+            c.define_attribute(0, "ecs.availability-zone".into());
+            c.define_attribute(1, "gpu".into());
+        }
+        let zone = |z: &str| (0, Some(z.to_owned()));
+        lists.set_attributes(vec![
+            (0, vec![zone("a")]),
+            (1, vec![zone("b"), (1, None)]),
+            (2, vec![zone("a")]),
+            (3, vec![]),
+        ]);
+        lists.set_ports(vec![
+            (0, vec![80], vec![]),
+            (2, vec![80], vec![]),
+            (3, vec![], vec![53]),
+        ]);
+        bulk.set_attribute_column(0, vec!["a".into(), "b".into()], vec![2, 3, 2, 0]);
+        bulk.set_attribute_column(1, vec![], vec![0, 1, 0, 0]);
+        bulk.set_ports_flat(&[0, 1, 1, 2, 2], &[80, 80], &[0, 0, 0, 0, 1], &[53]);
+        [lists, bulk]
+    }
+
+    fn view(c: &Cluster) -> Vec<Vec<(String, Option<String>)>> {
+        (0..c.len() as u32)
+            .map(|i| {
+                c.attributes(i)
+                    .map(|(n, v)| (n.to_owned(), v.map(str::to_owned)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bulk_columns_and_flat_ports_mirror_what_the_lists_give() {
+        let [lists, bulk] = both();
+        assert_eq!(view(&bulk), view(&lists));
+        assert_eq!(bulk.attribute(1, "gpu"), Some(None));
+        assert_eq!(bulk.attribute(3, "ecs.availability-zone"), None);
+        assert_eq!(bulk.attribute(2, "ecs.availability-zone"), Some(Some("a")));
+        let mut t = Task::new(1, 1);
+        t.static_ports = vec![(80, false)];
+        assert_eq!(bulk.candidates(&t).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(lists.candidates(&t).collect::<Vec<_>>(), [1, 3]);
+        t.static_ports = vec![(53, true)];
+        assert_eq!(bulk.candidates(&t).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            bulk.value_counts("ecs.availability-zone", 0),
+            lists.value_counts("ecs.availability-zone", 0)
+        );
+    }
+
+    #[test]
+    fn bad_ids_and_offsets_read_as_absent() {
+        let mut c = Cluster::default();
+        c.sync_full(columns(3));
+        c.define_attribute(0, "zone".into());
+        // Id 3 names no value; the list is one short.
+        c.set_attribute_column(0, vec!["a".into()], vec![2, 3]);
+        assert_eq!(view(&c)[0], [("zone".to_owned(), Some("a".to_owned()))]);
+        assert!(view(&c)[1].is_empty() && view(&c)[2].is_empty());
+        // Offsets past the list, and too few of them.
+        c.set_ports_flat(&[0, 5, 6], &[80], &[0], &[]);
+        assert_eq!(c.tcp_ports, [Vec::<u16>::new(), vec![], vec![]]);
+    }
+
+    #[test]
+    fn an_upsert_after_a_bulk_sync_keeps_the_columns_current() {
+        for mut c in both() {
+            let inst = wit::Instance {
+                id: 1,
+                schedulable: true,
+                cpu_total: 1024,
+                memory_total: 2048,
+                cpu_free: 1024,
+                memory_free: 2048,
+                tcp_ports: vec![],
+                udp_ports: vec![],
+                ephemeral_tcp_free: 100,
+                ephemeral_udp_free: 100,
+                running_tasks: 0,
+                attributes: vec![wit::Attribute {
+                    name: 0,
+                    value: Some("c".into()),
+                }],
+            };
+            c.upsert(inst, vec![(0, 2)]);
+            assert_eq!(c.attribute(1, "gpu"), None);
+            assert_eq!(c.attribute(1, "ecs.availability-zone"), Some(Some("c")));
+            // Zone b has no instance left: it is not listed.
+            assert_eq!(
+                c.value_counts("ecs.availability-zone", 0),
+                [
+                    (None, 0),
+                    (Some("a".to_owned()), 0),
+                    (Some("c".to_owned()), 2)
+                ]
+            );
+        }
     }
 }

@@ -14,7 +14,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::{distinct, host, load, member_of, request};
 
-fn random_request(rng: &mut SmallRng, chains: &[Vec<PlacementStrategy>]) -> PlacementRequest {
+pub(crate) fn random_request(
+    rng: &mut SmallRng,
+    chains: &[Vec<PlacementStrategy>],
+) -> PlacementRequest {
     // One chain draws nothing, so those tests keep their earlier sequences.
     let strategies = if chains.len() == 1 {
         &chains[0]
@@ -48,7 +51,7 @@ fn random_request(rng: &mut SmallRng, chains: &[Vec<PlacementStrategy>]) -> Plac
 
 /// Changes the cluster outside the policy, as the rest of berth would, and
 /// tells the session which instances changed.
-fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySession) {
+pub(crate) fn perturb(rng: &mut SmallRng, state: &mut ClusterState, session: &mut PolicySession) {
     match rng.random_range(0..5) {
         0 if !state.is_empty() => {
             let i = rng.random_range(0..state.len());
@@ -161,7 +164,7 @@ fn differential(chains: &[Vec<PlacementStrategy>], plugin: &str, seeds: u64) {
     );
 }
 
-fn chain(name: &str) -> Vec<PlacementStrategy> {
+pub(crate) fn chain(name: &str) -> Vec<PlacementStrategy> {
     synthetic::strategy_chain(name).expect("known chain")
 }
 

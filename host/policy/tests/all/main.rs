@@ -7,6 +7,7 @@
 #[cfg(fuzzing)]
 extern crate bolero as _;
 
+mod contracts;
 mod differential;
 mod hostile;
 mod plugins;

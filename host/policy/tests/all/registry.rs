@@ -40,7 +40,7 @@ fn install_activate_remove_and_survive_restart() {
         );
         let shown = reg.show("binpack").expect("show by name");
         assert_eq!(shown.sha256, binpack);
-        assert_eq!(shown.world, "berth:placement/placement-policy@0.1.0");
+        assert_eq!(shown.world, "berth:placement/placement-policy@0.3.0");
         assert_eq!(shown.size, plugin("binpack").len());
         // Refused installs change nothing.
         assert!(matches!(
