@@ -169,12 +169,21 @@ impl Browser {
         }
     }
 
+    /// Clicks `css` once present; again if a live redraw replaced it
+    /// between finding and clicking.
     pub async fn click(&self, css: &str, what: &str) {
-        self.wait(css, what, 30)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {what} (`{css}`): {e}"));
+        let mut tries = 0;
+        loop {
+            match self.wait(css, what, 30).await.click().await {
+                Ok(()) => return,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("clicking {what} again: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("clicking {what} (`{css}`): {e}"),
+            }
+        }
     }
 
     pub async fn close(self) {

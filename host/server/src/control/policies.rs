@@ -293,7 +293,7 @@ impl Control {
             .map_err(policy_error)?;
         tracing::info!(policy = %p.compiled.sha256, name = %p.name, scope = %scope.key(), ?fallback, "policy activated");
         let label = format!("{}@{}", p.name, p.version);
-        let entry = self.entry_now(Some((&p.compiled.sha256, label)), fallback);
+        let entry = self.entry_now(Some((p.compiled.sha256.as_str(), label)), fallback);
         self.remember_binding(&scope.key(), before, entry);
         Ok(ActivatePolicyResponse {
             policy: reg.show(&p.compiled.sha256).map_err(policy_error)?.into(),

@@ -15,7 +15,7 @@ pub mod session;
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{DefaultBodyLimit, Form, Path, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -32,6 +32,10 @@ use super::Api;
 
 /// The pages, each a path under `/ui/` served by the one app shell.
 pub const PAGES: &[&str] = &["clusters", "instances", "tasks", "services", "policies"];
+
+/// The sign-in form's body at most (the API's router reads bodies itself,
+/// so it lifts axum's default limit; the form gets one back).
+const LOGIN_BODY: usize = 16 * 1024;
 
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_HTML: &str = include_str!("assets/app.html");
@@ -71,14 +75,21 @@ static LOGIN_CSP: LazyLock<String> = LazyLock::new(|| {
 
 /// The console's routes, merged into the API's router.
 pub(super) fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
-    let api_routes = calls::routes().route_layer(middleware::from_fn_with_state(
+    // A layer, not a route layer: the fallback (a path nothing answers)
+    // is behind the session too.
+    let api_routes = calls::routes().layer(middleware::from_fn_with_state(
         Arc::clone(api),
         calls::signed_in,
     ));
     Router::new()
         .route("/ui", get(|| async { see_other("/ui/clusters") }))
         .route("/ui/", get(|| async { see_other("/ui/clusters") }))
-        .route("/ui/login", get(login_page).post(login))
+        .route(
+            "/ui/login",
+            get(login_page)
+                .post(login)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY)),
+        )
         .route("/ui/logout", post(calls::logout))
         .route("/ui/assets/{file}", get(asset))
         .route("/ui/{page}", get(page))

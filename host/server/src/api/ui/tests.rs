@@ -34,6 +34,7 @@ fn console() -> Console {
     }
 }
 
+#[derive(Debug)]
 struct Answer {
     status: u16,
     headers: axum::http::HeaderMap,
@@ -148,22 +149,22 @@ async fn signing_in_needs_the_api_key_and_secret() {
     assert!(!refused.body.contains("<script>"));
 
     let session = sign_in(&c, "AKIDTEST", "secret").await.unwrap();
-    let page = send(&c, get("/ui/services", Some(&session))).await;
+    let page = send(&c, get("/ui/services", Some(session.as_str()))).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("/ui/assets/app.js"));
-    let js = send(&c, get("/ui/assets/app.js", Some(&session))).await;
+    let js = send(&c, get("/ui/assets/app.js", Some(session.as_str()))).await;
     assert_eq!(js.status, 200);
     assert!(js.headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
 
     // Signing out needs the token too, then the session is gone.
     let csrf = csrf_of(&c, &session).await;
-    let a = send(&c, post("/ui/logout", Some(&session), None, "")).await;
+    let a = send(&c, post("/ui/logout", Some(session.as_str()), None, "")).await;
     assert_eq!(a.status, 403);
-    let a = send(&c, post("/ui/logout", Some(&session), Some(&csrf), "")).await;
+    let a = send(&c, post("/ui/logout", Some(session.as_str()), Some(csrf.as_str()), "")).await;
     assert_eq!(a.status, 204);
     assert!(a.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(send(&c, get("/ui/api/session", Some(&session))).await.status, 401);
-    assert_eq!(send(&c, get("/ui/clusters", Some(&session))).await.status, 303);
+    assert_eq!(send(&c, get("/ui/api/session", Some(session.as_str()))).await.status, 401);
+    assert_eq!(send(&c, get("/ui/clusters", Some(session.as_str()))).await.status, 303);
 }
 
 #[tokio::test]
@@ -178,6 +179,14 @@ async fn a_sign_in_from_another_site_is_refused() {
     let a = send(&c, req).await;
     assert_eq!(a.status, 403);
     assert!(!a.headers.contains_key("set-cookie"));
+    // Nor is a form past its bound read.
+    let big = format!("accessKeyId={}&secretAccessKey=x", "A".repeat(20_000));
+    let req = Request::post("/ui/login")
+        .header("host", "localhost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(big))
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 413);
 }
 
 #[tokio::test]
@@ -187,12 +196,12 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
     let csrf = csrf_of(&c, &session).await;
     let create = r#"{"clusterName":"from-console"}"#;
 
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(&session), None, create)).await;
+    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), None, create)).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(a.body.contains("CSRF"), "{}", a.body);
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(&session), Some("nope"), create)).await;
+    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some("nope"), create)).await;
     assert_eq!(a.status, 403);
-    let mut foreign = post("/ui/api/ecs/CreateCluster", Some(&session), Some(&csrf), create);
+    let mut foreign = post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some(csrf.as_str()), create);
     foreign
         .headers_mut()
         .insert("origin", "http://evil.example".parse().unwrap());
@@ -203,16 +212,16 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
         .unwrap();
     assert_eq!(listed.cluster_arns.len(), 1, "nothing was created");
 
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(&session), Some(&csrf), create)).await;
+    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some(csrf.as_str()), create)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.headers.contains_key("x-amzn-requestid"));
     let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(v["cluster"]["clusterName"], "from-console");
     // Errors are the API's.
-    let a = send(&c, post("/ui/api/ecs/DescribeServices", Some(&session), Some(&csrf), r#"{"cluster":"nope","services":["x"]}"#)).await;
+    let a = send(&c, post("/ui/api/ecs/DescribeServices", Some(session.as_str()), Some(csrf.as_str()), r#"{"cluster":"nope","services":["x"]}"#)).await;
     assert_eq!(a.status, 400);
     assert!(a.body.contains("ClusterNotFoundException"), "{}", a.body);
-    let a = send(&c, post("/ui/api/nope/ListClusters", Some(&session), Some(&csrf), "{}")).await;
+    let a = send(&c, post("/ui/api/nope/ListClusters", Some(session.as_str()), Some(csrf.as_str()), "{}")).await;
     assert_eq!(a.status, 404);
 
     let events = c
@@ -224,6 +233,9 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
     assert_eq!(created.len(), 1, "{events:?}");
     assert_eq!(created[0].access_key_id, "AKIDTEST");
     assert_eq!(created[0].result, "Success");
-    assert!(created[0].targets.iter().any(|t| t == "from-console"));
+    assert!(
+        created[0].targets.iter().any(|t| t.ends_with("cluster/from-console")),
+        "{created:?}"
+    );
     assert!(events.iter().all(|e| e.operation != "DescribeServices"));
 }
