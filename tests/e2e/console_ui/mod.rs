@@ -44,6 +44,7 @@ async fn flows(up: &Up) {
     csrf_less_calls_are_refused(up, &b, &service).await;
     tasks(&b, &service).await;
     policies(up, &b).await;
+    drain_and_activate(up, &b).await;
     sign_out(&b).await;
     b.close().await;
 }
@@ -288,6 +289,22 @@ async fn policies(up: &Up, b: &Browser) {
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
     assert_eq!(rollbacks[0]["result"], "Success", "{rollbacks:?}");
     assert_eq!(rollbacks[0]["accessKeyId"], KEY);
+}
+
+/// The instance drained from its page, then made ACTIVE again.
+async fn drain_and_activate(up: &Up, b: &Browser) {
+    b.goto("/ui/instances").await;
+    b.click(r#"tr[data-status="ACTIVE"] button[data-action="drain"]"#, "Drain")
+        .await;
+    b.wait(r#"tr[data-instance][data-status="DRAINING"]"#, "the instance draining", 30)
+        .await;
+    let arn = up.until_any_instance();
+    assert_eq!(up.instance(&arn)["status"], "DRAINING");
+    b.click(r#"tr[data-status="DRAINING"] button[data-action="activate"]"#, "Activate")
+        .await;
+    b.wait(r#"tr[data-instance][data-status="ACTIVE"]"#, "the instance active again", 30)
+        .await;
+    assert_eq!(up.instance(&arn)["status"], "ACTIVE");
 }
 
 async fn sign_out(b: &Browser) {

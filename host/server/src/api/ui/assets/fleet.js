@@ -108,7 +108,7 @@ export function instances(root) {
       const id = i.ec2InstanceId || shortArn(i.containerInstanceArn);
       return h('tr', { dataset: { instance: id, status: i.status } },
         h('td', {}, h('div', { class: 'mono' }, id),
-          h('div', { class: 'small muted mono' }, shortArn(i.containerInstanceArn)),
+          id !== shortArn(i.containerInstanceArn) ? h('div', { class: 'small muted mono' }, shortArn(i.containerInstanceArn)) : null,
           i.registeredAt ? h('div', { class: 'small muted' }, `registered ${ago(i.registeredAt)}`) : null),
         h('td', {}, attribute(i, 'ecs.availability-zone') || h('span', { class: 'muted' }, '—')),
         h('td', {}, badge(i.status)),

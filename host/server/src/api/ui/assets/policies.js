@@ -63,7 +63,7 @@ async function activate(p) {
 
 function latency(l) {
   const max = Math.max(l.max, 1);
-  const row = (label, v) => [h('span', { class: 'muted' }, label), bar(v, max, ''), h('span', { class: 'mono' }, `${v.toFixed(0)} µs`)];
+  const row = (label, v) => [h('span', { class: 'muted' }, label), bar(v, max, '', 'plain'), h('span', { class: 'mono' }, `${v.toFixed(0)} µs`)];
   return h('div', { class: 'latency', title: 'decision latency percentiles' },
     row('p50', l.p50), row('p90', l.p90), row('p99', l.p99), row('max', l.max));
 }
