@@ -74,7 +74,9 @@ impl Browser {
             )
         });
         let chromium = find_program(&["chromium", "chromium-browser"]).unwrap_or_else(|| {
-            panic!("chromium is not installed (apt-get install chromium), or set BERTH_SKIP_BROWSER=1")
+            panic!(
+                "chromium is not installed (apt-get install chromium), or set BERTH_SKIP_BROWSER=1"
+            )
         });
         let port = free_port();
         let driver = Command::new(&chromedriver)
@@ -85,7 +87,10 @@ impl Browser {
             .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver never listened on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver never listened on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().expect("profile dir");
@@ -125,7 +130,12 @@ impl Browser {
     }
 
     pub async fn path(&self) -> String {
-        self.client.current_url().await.expect("url").path().to_owned()
+        self.client
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .to_owned()
     }
 
     /// The page's text, for failure messages.
@@ -159,7 +169,9 @@ impl Browser {
         match found {
             Ok(e) => e,
             Err(e) => {
-                let shot = self.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
+                let shot = self
+                    .screenshot(&format!("failed-{}", what.replace(' ', "-")))
+                    .await;
                 panic!(
                     "{what}: `{css}` never appeared within {secs}s ({e}); screenshot {}; the page says:\n{}",
                     shot.display(),
@@ -205,7 +217,8 @@ pub fn http(
     body: &str,
 ) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("berth listens");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

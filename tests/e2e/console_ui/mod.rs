@@ -106,7 +106,9 @@ async fn wait_text(b: &Browser, css: &str, needle: &str, what: &str, secs: u64) 
             return t;
         }
         if Instant::now() > deadline {
-            let shot = b.screenshot(&format!("failed-{}", what.replace(' ', "-"))).await;
+            let shot = b
+                .screenshot(&format!("failed-{}", what.replace(' ', "-")))
+                .await;
             panic!(
                 "{what}: `{css}` never said `{needle}` ({}); the page says:\n{}",
                 shot.display(),
@@ -162,29 +164,49 @@ async fn services(up: &Up, b: &Browser) -> String {
     ]);
     b.goto("/ui/services").await;
     let card = format!(r#"[data-service="{service}"]"#);
-    b.wait(&format!(r#"{card}[data-steady="true"]"#), "one task steady", 90)
-        .await;
+    b.wait(
+        &format!(r#"{card}[data-steady="true"]"#),
+        "one task steady",
+        90,
+    )
+    .await;
     b.click(&format!(r#"{card} button[data-action="scale"]"#), "Scale")
         .await;
     fill(b, "#scale-desired", "2").await;
-    b.click("#scale-dialog-ok", "the scale dialog's button").await;
+    b.click("#scale-dialog-ok", "the scale dialog's button")
+        .await;
     // Live: no reload between the click and the steady deployment.
     let primary = r#"tr[data-deployment-status="PRIMARY"][data-running="2"][data-desired="2"]"#;
     b.wait(&format!("{card} {primary}"), "two tasks running", 90)
         .await;
-    b.wait(&format!(r#"{card}[data-steady="true"]"#), "steady at two", 90)
-        .await;
-    wait_text(b, &format!("{card} .events"), "steady state", "the steady event", 30).await;
+    b.wait(
+        &format!(r#"{card}[data-steady="true"]"#),
+        "steady at two",
+        90,
+    )
+    .await;
+    wait_text(
+        b,
+        &format!("{card} .events"),
+        "steady state",
+        "the steady event",
+        30,
+    )
+    .await;
     b.screenshot("services").await;
 
     let updates = audit(up, &["--op", "UpdateService", "--since", "1h"]);
     let scaled = updates
         .iter()
         .find(|e| e["result"] == "Success")
-        .unwrap_or_else(|| panic!("the console's UpdateService is not in the audit log: {updates:?}"));
+        .unwrap_or_else(|| {
+            panic!("the console's UpdateService is not in the audit log: {updates:?}")
+        });
     assert_eq!(scaled["accessKeyId"], KEY, "{scaled}");
     assert!(
-        scaled["targets"].as_array().is_some_and(|t| t.iter().any(|t| t == service.as_str())),
+        scaled["targets"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == service.as_str())),
         "{scaled}"
     );
     service
@@ -203,8 +225,17 @@ async fn csrf_less_calls_are_refused(up: &Up, b: &Browser, service: &str) {
     let cookie = format!("berth_session={}", session.value());
     assert_eq!(session.http_only(), Some(true));
     let body = json!({"service": service, "desiredCount": 0}).to_string();
-    let headers = [("cookie", cookie.as_str()), ("content-type", "application/json")];
-    let (status, _, answer) = http(&up.addr, "POST", "/ui/api/ecs/UpdateService", &headers, &body);
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let (status, _, answer) = http(
+        &up.addr,
+        "POST",
+        "/ui/api/ecs/UpdateService",
+        &headers,
+        &body,
+    );
     assert_eq!(status, 403, "{answer}");
     let (status, _, answer) = http(&up.addr, "GET", "/ui/api/session", &headers, "");
     assert_eq!(status, 200, "{answer}");
@@ -215,20 +246,45 @@ async fn csrf_less_calls_are_refused(up: &Up, b: &Browser, service: &str) {
         ("x-berth-csrf", token),
         ("origin", "http://elsewhere.example"),
     ];
-    let (status, _, answer) = http(&up.addr, "POST", "/ui/api/ecs/UpdateService", &foreign, &body);
+    let (status, _, answer) = http(
+        &up.addr,
+        "POST",
+        "/ui/api/ecs/UpdateService",
+        &foreign,
+        &body,
+    );
     assert_eq!(status, 403, "{answer}");
-    assert_eq!(desired_count(up, service), 2, "the refused calls changed nothing");
+    assert_eq!(
+        desired_count(up, service),
+        2,
+        "the refused calls changed nothing"
+    );
 }
 
 async fn tasks(b: &Browser, service: &str) {
     b.goto(&format!("/ui/tasks?service={service}")).await;
     b.click(r#"tr[data-task][data-status="RUNNING"]"#, "a running task")
         .await;
-    b.wait(r#"#task-detail tr[data-container="app"]"#, "the task's container", 20)
-        .await;
-    b.wait(r#"#logs[data-lines]:not([data-lines="0"])"#, "the log tail", 30)
-        .await;
-    wait_text(b, "#logs", "hello from the console", "the task's output", 20).await;
+    b.wait(
+        r#"#task-detail tr[data-container="app"]"#,
+        "the task's container",
+        20,
+    )
+    .await;
+    b.wait(
+        r#"#logs[data-lines]:not([data-lines="0"])"#,
+        "the log tail",
+        30,
+    )
+    .await;
+    wait_text(
+        b,
+        "#logs",
+        "hello from the console",
+        "the task's output",
+        20,
+    )
+    .await;
     b.screenshot("tasks").await;
 }
 
@@ -241,13 +297,20 @@ async fn policies(up: &Up, b: &Browser) {
         .expect("choosing the file");
     b.click("#install", "Install").await;
     let card = r#"[data-policy="binpack"]"#;
-    b.click(&format!(r#"{card} button[data-action="activate"]"#), "Activate")
-        .await;
+    b.click(
+        &format!(r#"{card} button[data-action="activate"]"#),
+        "Activate",
+    )
+    .await;
     b.wait("#activate-dialog", "the activate dialog", 10).await;
     b.click("#activate-dialog-ok", "the activate dialog's button")
         .await;
-    b.wait(&format!(r#"{card} tr[data-scope="cluster/default"]"#), "active in default", 30)
-        .await;
+    b.wait(
+        &format!(r#"{card} tr[data-scope="cluster/default"]"#),
+        "active in default",
+        30,
+    )
+    .await;
     let before = b
         .wait(&format!("{card} b[data-decisions]"), "the decisions", 10)
         .await
@@ -283,8 +346,12 @@ async fn policies(up: &Up, b: &Browser) {
         "Roll back",
     )
     .await;
-    b.wait(&format!("{card}:not(:has(tr[data-scope]))"), "deactivated by the rollback", 30)
-        .await;
+    b.wait(
+        &format!("{card}:not(:has(tr[data-scope]))"),
+        "deactivated by the rollback",
+        30,
+    )
+    .await;
     let rollbacks = audit(up, &["--op", "RollBackPolicy", "--since", "1h"]);
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
     assert_eq!(rollbacks[0]["result"], "Success", "{rollbacks:?}");
@@ -294,16 +361,30 @@ async fn policies(up: &Up, b: &Browser) {
 /// The instance drained from its page, then made ACTIVE again.
 async fn drain_and_activate(up: &Up, b: &Browser) {
     b.goto("/ui/instances").await;
-    b.click(r#"tr[data-status="ACTIVE"] button[data-action="drain"]"#, "Drain")
-        .await;
-    b.wait(r#"tr[data-instance][data-status="DRAINING"]"#, "the instance draining", 30)
-        .await;
+    b.click(
+        r#"tr[data-status="ACTIVE"] button[data-action="drain"]"#,
+        "Drain",
+    )
+    .await;
+    b.wait(
+        r#"tr[data-instance][data-status="DRAINING"]"#,
+        "the instance draining",
+        30,
+    )
+    .await;
     let arn = up.until_any_instance();
     assert_eq!(up.instance(&arn)["status"], "DRAINING");
-    b.click(r#"tr[data-status="DRAINING"] button[data-action="activate"]"#, "Activate")
-        .await;
-    b.wait(r#"tr[data-instance][data-status="ACTIVE"]"#, "the instance active again", 30)
-        .await;
+    b.click(
+        r#"tr[data-status="DRAINING"] button[data-action="activate"]"#,
+        "Activate",
+    )
+    .await;
+    b.wait(
+        r#"tr[data-instance][data-status="ACTIVE"]"#,
+        "the instance active again",
+        30,
+    )
+    .await;
     assert_eq!(up.instance(&arn)["status"], "ACTIVE");
 }
 
@@ -316,7 +397,8 @@ async fn sign_out(b: &Browser) {
     let cookie = format!("berth_session={}", cookie.value());
     b.goto("/ui/clusters").await;
     b.click("#signOut", "Sign out").await;
-    b.wait("#signIn", "the sign-in page after signing out", 20).await;
+    b.wait("#signIn", "the sign-in page after signing out", 20)
+        .await;
     b.goto("/ui/policies").await;
     b.wait("#signIn", "the sign-in page", 20).await;
     assert_eq!(b.path().await, "/ui/login");

@@ -38,6 +38,16 @@ pub struct HistoryEntry {
     pub at: f64,
 }
 
+impl HistoryEntry {
+    /// No policy: the native strategies (found, not made).
+    const NATIVE: HistoryEntry = HistoryEntry {
+        policy: None,
+        label: None,
+        fallback: None,
+        at: 0.0,
+    };
+}
+
 /// A scope's bindings, oldest first; the last is the one in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +82,11 @@ impl Control {
         let reg = self.registry()?;
         let p = reg.list().into_iter().find_map(|p| {
             let i = p.active_in.iter().position(|s| s == scope)?;
-            Some((p.sha256, format!("{}@{}", p.name, p.version), p.fallbacks[i]))
+            Some((
+                p.sha256,
+                format!("{}@{}", p.name, p.version),
+                p.fallbacks[i],
+            ))
         });
         Ok(match p {
             Some((sha, label, f)) => HistoryEntry {
@@ -81,12 +95,7 @@ impl Control {
                 fallback: Some(fallback_word(f).to_owned()),
                 at: 0.0,
             },
-            None => HistoryEntry {
-                policy: None,
-                label: None,
-                fallback: None,
-                at: 0.0,
-            },
+            None => HistoryEntry::NATIVE,
         })
     }
 
@@ -125,12 +134,7 @@ impl Control {
     /// What [`Control::remember_binding`] needs to know before a change.
     pub(super) fn binding_before(&self, scope: &Scope) -> HistoryEntry {
         self.binding_now(&scope.key())
-            .unwrap_or_else(|_| HistoryEntry {
-                policy: None,
-                label: None,
-                fallback: None,
-                at: 0.0,
-            })
+            .unwrap_or(HistoryEntry::NATIVE)
     }
 
     /// ListPolicyHistory: every scope's bindings, oldest first.

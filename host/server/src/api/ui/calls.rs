@@ -60,7 +60,11 @@ pub(super) fn unauthorized() -> Response {
 }
 
 /// The session of the request's cookie, into its extensions; else 401.
-pub(super) async fn signed_in(State(api): State<Arc<Api>>, mut req: Request, next: Next) -> Response {
+pub(super) async fn signed_in(
+    State(api): State<Arc<Api>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match api.sessions.of(req.headers()) {
         Some((id, s)) => {
             req.extensions_mut().insert(SessionId(id));
@@ -110,7 +114,8 @@ pub(super) async fn logout(State(api): State<Arc<Api>>, headers: HeaderMap) -> R
         tracing::info!(access_key_id = %s.access_key_id, "console sign-out");
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(SET_COOKIE, session::clear_cookie());
+    resp.headers_mut()
+        .insert(SET_COOKIE, session::clear_cookie());
     resp
 }
 
@@ -156,8 +161,12 @@ async fn operation(
             .into_response();
         }
         Err(_) => {
-            return ApiError::new("RequestTimeoutException", 408, "the request body did not arrive in time")
-                .into_response();
+            return ApiError::new(
+                "RequestTimeoutException",
+                408,
+                "the request body did not arrive in time",
+            )
+            .into_response();
         }
     };
     let target = format!("{prefix}.{operation}");
@@ -186,7 +195,10 @@ async fn events(
         async move {
             if let Some(rev) = now {
                 let event = Event::default().event("change").data(rev.to_string());
-                return Some((Ok::<_, std::convert::Infallible>(event), (watch, stopping, None)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (watch, stopping, None),
+                ));
             }
             loop {
                 if *stopping.borrow() {

@@ -42,14 +42,22 @@ const APP_HTML: &str = include_str!("assets/app.html");
 
 /// The assets under `/ui/assets/`: name, content type, bytes.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/style.css"),
+    ),
     ("app.js", JS, include_str!("assets/app.js")),
     ("lib.js", JS, include_str!("assets/lib.js")),
     ("fleet.js", JS, include_str!("assets/fleet.js")),
     ("tasks.js", JS, include_str!("assets/tasks.js")),
     ("services.js", JS, include_str!("assets/services.js")),
     ("policies.js", JS, include_str!("assets/policies.js")),
-    ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("assets/favicon.svg"),
+    ),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -112,7 +120,11 @@ async fn headers(mut resp: Response) -> Response {
 }
 
 fn see_other(to: &'static str) -> Response {
-    (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_static(to))]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, HeaderValue::from_static(to))],
+    )
+        .into_response()
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -183,17 +195,26 @@ async fn login(State(api): State<Arc<Api>>, headers: HeaderMap, form: Form<Login
     let (id, _) = api.sessions.open(&c.access_key_id);
     tracing::info!(access_key_id = %c.access_key_id, "console sign-in");
     let mut resp = see_other("/ui/clusters");
-    resp.headers_mut()
-        .insert(SET_COOKIE, session::set_cookie(&id, api.sessions.lifetime()));
+    resp.headers_mut().insert(
+        SET_COOKIE,
+        session::set_cookie(&id, api.sessions.lifetime()),
+    );
     resp
 }
 
 /// `GET /ui/{page}`: the app shell, which draws the page its path names.
-async fn page(State(api): State<Arc<Api>>, Path(page): Path<String>, headers: HeaderMap) -> Response {
+async fn page(
+    State(api): State<Arc<Api>>,
+    Path(page): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if !PAGES.contains(&page.as_str()) {
         return html(
             StatusCode::NOT_FOUND,
-            format!("<!doctype html><title>berth</title><p>No page /ui/{}: see <a href=\"/ui/clusters\">the console</a>.", escape(&page)),
+            format!(
+                "<!doctype html><title>berth</title><p>No page /ui/{}: see <a href=\"/ui/clusters\">the console</a>.",
+                escape(&page)
+            ),
         );
     }
     if api.sessions.of(&headers).is_none() {
@@ -203,7 +224,11 @@ async fn page(State(api): State<Arc<Api>>, Path(page): Path<String>, headers: He
 }
 
 /// `GET /ui/assets/{file}`, for a browser signed in.
-async fn asset(State(api): State<Arc<Api>>, Path(file): Path<String>, headers: HeaderMap) -> Response {
+async fn asset(
+    State(api): State<Arc<Api>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if api.sessions.of(&headers).is_none() {
         return calls::unauthorized();
     }

@@ -163,10 +163,10 @@ pub fn origin_ok(headers: &HeaderMap) -> bool {
         return true;
     };
     let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let authority = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")));
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    });
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
@@ -198,7 +198,10 @@ mod tests {
         let h = headers(&[("cookie", &format!("a=b; {COOKIE_NAME}={id}; c=d"))]);
         let (found, got) = s.of(&h).expect("signed in");
         assert_eq!((found.as_str(), got.access_key_id.as_str()), (&*id, "AKID"));
-        assert!(s.of(&headers(&[("cookie", "berth_session=nope")])).is_none());
+        assert!(
+            s.of(&headers(&[("cookie", "berth_session=nope")]))
+                .is_none()
+        );
         assert!(s.of(&HeaderMap::new()).is_none());
         s.close(&id);
         assert!(s.of(&h).is_none());
@@ -237,7 +240,13 @@ mod tests {
     fn cookies_are_http_only_strict_and_scoped_to_the_console() {
         let c = set_cookie("abc", LIFETIME);
         let c = c.to_str().unwrap();
-        for part in ["berth_session=abc", "Path=/ui", "Max-Age=28800", "HttpOnly", "SameSite=Strict"] {
+        for part in [
+            "berth_session=abc",
+            "Path=/ui",
+            "Max-Age=28800",
+            "HttpOnly",
+            "SameSite=Strict",
+        ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
         assert!(clear_cookie().to_str().unwrap().contains("Max-Age=0"));

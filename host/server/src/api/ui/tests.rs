@@ -141,9 +141,17 @@ async fn signing_in_needs_the_api_key_and_secret() {
     let c = console();
     let refused = sign_in(&c, "AKIDTEST", "wrong").await.unwrap_err();
     assert_eq!(refused.status, 401);
-    assert!(refused.body.contains("not the ones this server accepts"), "{}", refused.body);
+    assert!(
+        refused.body.contains("not the ones this server accepts"),
+        "{}",
+        refused.body
+    );
     let refused = sign_in(&c, "AKIDTEST", "").await.unwrap_err();
-    assert!(refused.body.contains("enter the secret access key"), "{}", refused.body);
+    assert!(
+        refused.body.contains("enter the secret access key"),
+        "{}",
+        refused.body
+    );
     // Markup in what comes back is escaped.
     let refused = sign_in(&c, "%3Cscript%3E", "x").await.unwrap_err();
     assert!(!refused.body.contains("<script>"));
@@ -154,17 +162,46 @@ async fn signing_in_needs_the_api_key_and_secret() {
     assert!(page.body.contains("/ui/assets/app.js"));
     let js = send(&c, get("/ui/assets/app.js", Some(session.as_str()))).await;
     assert_eq!(js.status, 200);
-    assert!(js.headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
 
     // Signing out needs the token too, then the session is gone.
     let csrf = csrf_of(&c, &session).await;
     let a = send(&c, post("/ui/logout", Some(session.as_str()), None, "")).await;
     assert_eq!(a.status, 403);
-    let a = send(&c, post("/ui/logout", Some(session.as_str()), Some(csrf.as_str()), "")).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/logout",
+            Some(session.as_str()),
+            Some(csrf.as_str()),
+            "",
+        ),
+    )
+    .await;
     assert_eq!(a.status, 204);
-    assert!(a.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(send(&c, get("/ui/api/session", Some(session.as_str()))).await.status, 401);
-    assert_eq!(send(&c, get("/ui/clusters", Some(session.as_str()))).await.status, 303);
+    assert!(
+        a.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        send(&c, get("/ui/api/session", Some(session.as_str())))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(&c, get("/ui/clusters", Some(session.as_str())))
+            .await
+            .status,
+        303
+    );
 }
 
 #[tokio::test]
@@ -196,12 +233,35 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
     let csrf = csrf_of(&c, &session).await;
     let create = r#"{"clusterName":"from-console"}"#;
 
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), None, create)).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/api/ecs/CreateCluster",
+            Some(session.as_str()),
+            None,
+            create,
+        ),
+    )
+    .await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(a.body.contains("CSRF"), "{}", a.body);
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some("nope"), create)).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/api/ecs/CreateCluster",
+            Some(session.as_str()),
+            Some("nope"),
+            create,
+        ),
+    )
+    .await;
     assert_eq!(a.status, 403);
-    let mut foreign = post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some(csrf.as_str()), create);
+    let mut foreign = post(
+        "/ui/api/ecs/CreateCluster",
+        Some(session.as_str()),
+        Some(csrf.as_str()),
+        create,
+    );
     foreign
         .headers_mut()
         .insert("origin", "http://evil.example".parse().unwrap());
@@ -212,16 +272,43 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
         .unwrap();
     assert_eq!(listed.cluster_arns.len(), 1, "nothing was created");
 
-    let a = send(&c, post("/ui/api/ecs/CreateCluster", Some(session.as_str()), Some(csrf.as_str()), create)).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/api/ecs/CreateCluster",
+            Some(session.as_str()),
+            Some(csrf.as_str()),
+            create,
+        ),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.headers.contains_key("x-amzn-requestid"));
     let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(v["cluster"]["clusterName"], "from-console");
     // Errors are the API's.
-    let a = send(&c, post("/ui/api/ecs/DescribeServices", Some(session.as_str()), Some(csrf.as_str()), r#"{"cluster":"nope","services":["x"]}"#)).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/api/ecs/DescribeServices",
+            Some(session.as_str()),
+            Some(csrf.as_str()),
+            r#"{"cluster":"nope","services":["x"]}"#,
+        ),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert!(a.body.contains("ClusterNotFoundException"), "{}", a.body);
-    let a = send(&c, post("/ui/api/nope/ListClusters", Some(session.as_str()), Some(csrf.as_str()), "{}")).await;
+    let a = send(
+        &c,
+        post(
+            "/ui/api/nope/ListClusters",
+            Some(session.as_str()),
+            Some(csrf.as_str()),
+            "{}",
+        ),
+    )
+    .await;
     assert_eq!(a.status, 404);
 
     let events = c
@@ -229,12 +316,18 @@ async fn calls_need_the_csrf_token_and_are_audited_with_the_key() {
         .list_audit_events(ListAuditEventsRequest::default())
         .unwrap()
         .events;
-    let created: Vec<_> = events.iter().filter(|e| e.operation == "CreateCluster").collect();
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e.operation == "CreateCluster")
+        .collect();
     assert_eq!(created.len(), 1, "{events:?}");
     assert_eq!(created[0].access_key_id, "AKIDTEST");
     assert_eq!(created[0].result, "Success");
     assert!(
-        created[0].targets.iter().any(|t| t.ends_with("cluster/from-console")),
+        created[0]
+            .targets
+            .iter()
+            .any(|t| t.ends_with("cluster/from-console")),
         "{created:?}"
     );
     assert!(events.iter().all(|e| e.operation != "DescribeServices"));
