@@ -358,34 +358,21 @@ async fn policies(up: &Up, b: &Browser) {
     assert_eq!(rollbacks[0]["accessKeyId"], KEY);
 }
 
+/// Clicks the instance's `action` (it is `from`) and waits for it to be `to`.
+async fn instance_to(up: &Up, b: &Browser, from: &str, action: &str, to: &str) {
+    let button = format!(r#"tr[data-status="{from}"] button[data-action="{action}"]"#);
+    b.click(&button, action).await;
+    let row = format!(r#"tr[data-instance][data-status="{to}"]"#);
+    b.wait(&row, &format!("the instance {to}"), 30).await;
+    let arn = up.until_any_instance();
+    assert_eq!(up.instance(&arn)["status"], to);
+}
+
 /// The instance drained from its page, then made ACTIVE again.
 async fn drain_and_activate(up: &Up, b: &Browser) {
     b.goto("/ui/instances").await;
-    b.click(
-        r#"tr[data-status="ACTIVE"] button[data-action="drain"]"#,
-        "Drain",
-    )
-    .await;
-    b.wait(
-        r#"tr[data-instance][data-status="DRAINING"]"#,
-        "the instance draining",
-        30,
-    )
-    .await;
-    let arn = up.until_any_instance();
-    assert_eq!(up.instance(&arn)["status"], "DRAINING");
-    b.click(
-        r#"tr[data-status="DRAINING"] button[data-action="activate"]"#,
-        "Activate",
-    )
-    .await;
-    b.wait(
-        r#"tr[data-instance][data-status="ACTIVE"]"#,
-        "the instance active again",
-        30,
-    )
-    .await;
-    assert_eq!(up.instance(&arn)["status"], "ACTIVE");
+    instance_to(up, b, "ACTIVE", "drain", "DRAINING").await;
+    instance_to(up, b, "DRAINING", "activate", "ACTIVE").await;
 }
 
 async fn sign_out(b: &Browser) {

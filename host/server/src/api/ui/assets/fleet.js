@@ -1,8 +1,8 @@
 // The clusters and instances pages.
 
 import {
-  ecs, h, clear, badge, bar, resource, attribute, shortArn, ago, act, clusterNames,
-  instancesOf, listAll, describeAll, clusterPicker, param, setParams, errorBox,
+  ecs, h, clear, badge, bar, resource, attribute, shortArn, ago, act,
+  instancesOf, listAll, describeAll, drawClusterPicker, param, errorBox,
 } from './lib.js';
 
 const changed = () => document.dispatchEvent(new Event('berth:changed'));
@@ -79,15 +79,8 @@ export function instances(root) {
   clear(root,
     h('div', { class: 'pagehead' }, h('h1', {}, 'Instances'), h('span', { class: 'spacer' }), picker),
     body);
-  let names = null;
   return async () => {
-    names = await clusterNames();
-    if (!names.includes(cluster) && names.length) cluster = names[0];
-    clear(picker, clusterPicker(names, cluster, (c) => {
-      cluster = c;
-      setParams({ cluster: c });
-      changed();
-    }));
+    cluster = await drawClusterPicker(picker, cluster, (c) => { cluster = c; });
     let list;
     try {
       list = await instancesOf(cluster);

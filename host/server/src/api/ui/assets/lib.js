@@ -229,6 +229,20 @@ export function clusterPicker(names, current, onchange) {
   return h('label', { class: 'picker' }, 'Cluster ', s);
 }
 
+// Draws the cluster chooser into `el` (a choice is kept in the URL, then
+// `onchange(cluster)` and a redraw); the cluster to show: `current` while
+// it exists, else the first.
+export async function drawClusterPicker(el, current, onchange) {
+  const names = await clusterNames();
+  const cluster = names.includes(current) || !names.length ? current : names[0];
+  clear(el, clusterPicker(names, cluster, (c) => {
+    setParams({ cluster: c });
+    onchange(c);
+    document.dispatchEvent(new Event('berth:changed'));
+  }));
+  return cluster;
+}
+
 export function param(name, fallback = '') {
   return new URLSearchParams(location.search).get(name) || fallback;
 }

@@ -2,8 +2,8 @@
 // rollout state and events; scale, update and force a new deployment.
 
 import {
-  ecs, h, clear, badge, bar, shortArn, ago, fmtTime, act, clusterNames, listAll, describeAll,
-  clusterPicker, param, setParams, dialog, field, select, errorBox,
+  ecs, h, clear, badge, bar, shortArn, ago, fmtTime, act, listAll, describeAll,
+  drawClusterPicker, param, dialog, field, select, errorBox,
 } from './lib.js';
 
 const changed = () => document.dispatchEvent(new Event('berth:changed'));
@@ -105,13 +105,7 @@ export function services(root) {
     h('div', { class: 'pagehead' }, h('h1', {}, 'Services'), h('span', { class: 'spacer' }), picker),
     body);
   return async () => {
-    const names = await clusterNames();
-    if (!names.includes(cluster) && names.length) cluster = names[0];
-    clear(picker, clusterPicker(names, cluster, (c) => {
-      cluster = c;
-      setParams({ cluster: c });
-      changed();
-    }));
+    cluster = await drawClusterPicker(picker, cluster, (c) => { cluster = c; });
     let list;
     try {
       const arns = await listAll('ListServices', { cluster }, 'serviceArns');
