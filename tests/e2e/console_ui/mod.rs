@@ -352,8 +352,26 @@ async fn policies(up: &Up, b: &Browser) {
         30,
     )
     .await;
+    // And back again: a rollback is a change of its own.
+    let back = r#"tr[data-history="cluster/default"] button[data-action="rollback"]"#;
+    let label = wait_text(b, back, "binpack", "the way back to binpack", 30).await;
+    assert!(label.contains("Back to binpack@"), "{label}");
+    b.click(back, "Roll back again").await;
+    let active = format!(r#"{card} tr[data-scope="cluster/default"]"#);
+    b.wait(&active, "binpack active again", 30).await;
+    b.click(
+        &format!(r#"{active} button[data-action="deactivate"]"#),
+        "Deactivate",
+    )
+    .await;
+    b.wait(
+        &format!("{card}:not(:has(tr[data-scope]))"),
+        "deactivated",
+        30,
+    )
+    .await;
     let rollbacks = audit(up, &["--op", "RollBackPolicy", "--since", "1h"]);
-    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    assert_eq!(rollbacks.len(), 2, "{rollbacks:?}");
     assert_eq!(rollbacks[0]["result"], "Success", "{rollbacks:?}");
     assert_eq!(rollbacks[0]["accessKeyId"], KEY);
 }
