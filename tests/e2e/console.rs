@@ -244,7 +244,7 @@ fn berth_client(up: &Up, args: &[&str]) -> Output {
         .expect("berth runs")
 }
 
-fn audit(up: &Up, args: &[&str]) -> Vec<Value> {
+pub(super) fn audit(up: &Up, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["audit", "--output", "json"];
     all.extend_from_slice(args);
     let out = berth_client(up, &all);

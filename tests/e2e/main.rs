@@ -9,6 +9,7 @@ mod api;
 mod chaos;
 mod cli;
 mod console;
+mod console_ui;
 mod docker;
 mod explain;
 mod full_disk;

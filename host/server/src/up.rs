@@ -245,6 +245,11 @@ impl Server<'_> {
                 .with_limits(self.limits.clone())
                 .with_health(health),
         );
+        let streams = Arc::clone(&api);
+        let shutdown = async move {
+            shutdown.await;
+            streams.stop_streams();
+        };
         let served = api::serve(api::router(api), listener, &self.limits, shutdown).await;
         if let Some((stop, task)) = metrics {
             let _ = stop.send(());

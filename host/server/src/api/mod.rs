@@ -16,6 +16,7 @@ mod operations;
 mod serve;
 pub mod sigv4;
 pub mod throttle;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,6 +154,11 @@ pub struct Api {
     throttle: throttle::Throttle,
     /// What GET /health checks (None: it answers 503 naming nothing to check).
     health: Option<Arc<Health>>,
+    /// The console's signed-in browsers.
+    sessions: ui::Sessions,
+    /// Set once the server stops: the console's event streams end, so
+    /// they do not hold the shutdown's drain.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Api {
@@ -168,7 +174,14 @@ impl Api {
             limits,
             large_bodies: tokio::sync::Semaphore::new(auth::LARGE_BODIES),
             health: None,
+            sessions: ui::Sessions::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends the console's event streams (the server is stopping).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// With these limits and rates.
@@ -193,7 +206,8 @@ impl Api {
 }
 
 /// The routes: `POST /` (awsJson, signed), `POST /agent/v1/...` (the agent
-/// protocol, signed), and a named refusal for anything else. Every answer
+/// protocol, signed), `/ui` (the console, behind its sign-in), and a named
+/// refusal for anything else. Every answer
 /// carries `x-amzn-RequestId`.
 pub fn router(api: Arc<Api>) -> Router {
     let aws_json = post(aws_json)
@@ -210,6 +224,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/", aws_json)
         .route("/health", get(health))
         .merge(agent)
+        .merge(ui::routes(&api))
         .fallback(no_route)
         .with_state(api)
         // signed_body reads the body within the target's own limit.
@@ -248,25 +263,41 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
     (status, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The awsJson endpoint: the operation named by `X-Amz-Target`, within its
-/// group's rate for the (verified) key; counted in the metrics, and a
-/// mutating call (carried out or not) recorded in the audit log before the
-/// answer goes.
+/// The awsJson endpoint: the operation named by `X-Amz-Target`, answered
+/// by [`call`] for the (verified) key.
 async fn aws_json(
     State(api): State<Arc<Api>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let started = std::time::Instant::now();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let key = api.credentials.access_key_id.clone();
+    match call(&api, &key, target, &body, &request_id).await {
+        Ok(answer) => ([(CONTENT_TYPE, JSON)], answer).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One operation for a caller already authenticated as `access_key_id`
+/// (a SigV4 signature, or a console session): within its group's rate for
+/// the key, counted in the metrics, and a mutating call (carried out or
+/// not) recorded in the audit log before the answer goes.
+async fn call(
+    api: &Arc<Api>,
+    access_key_id: &str,
+    target: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let started = std::time::Instant::now();
     let operation = target.rsplit('.').next().unwrap_or("");
     let group = throttle::Group::of(operation);
-    let answer = if api.throttle.take(&api.credentials.access_key_id, group) {
-        operations::answer(&api.control, target, &body).await
+    let answer = if api.throttle.take(access_key_id, group) {
+        operations::answer(&api.control, target, body).await
     } else {
         Err(ApiError::new("ThrottlingException", 400, "Rate exceeded"))
     };
@@ -277,10 +308,10 @@ async fn aws_json(
     let code = answer.as_ref().map_or_else(|e| e.code, |_| "Success");
     if known && audit::is_mutating(operation) {
         let event = audit::Call {
-            access_key_id: &api.credentials.access_key_id,
+            access_key_id,
             operation,
-            request_id: &request_id,
-            request: &body,
+            request_id,
+            request: body,
             outcome: match &answer {
                 Ok(a) => Ok(a.as_slice()),
                 Err(e) => Err((e.code, e.message.as_str())),
@@ -296,10 +327,7 @@ async fn aws_json(
         }
     }
     crate::metrics::api_request(label, code, started.elapsed());
-    match answer {
-        Ok(answer) => ([(CONTENT_TYPE, JSON)], answer).into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer
 }
 
 /// Reads the body (up to the target's limit) and checks its SigV4 signature

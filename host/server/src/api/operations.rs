@@ -108,6 +108,8 @@ pub(super) async fn answer(c: &Arc<Control>, target: &str, b: &[u8]) -> Result<V
         (BERTH_PREFIX, "DeactivatePolicy") => dispatch(c, b, Control::deactivate_policy).await,
         (BERTH_PREFIX, "DeletePolicy") => dispatch(c, b, Control::delete_policy).await,
         (BERTH_PREFIX, "ResetPolicyStats") => dispatch(c, b, Control::reset_policy_stats).await,
+        (BERTH_PREFIX, "RollBackPolicy") => dispatch(c, b, Control::roll_back_policy).await,
+        (BERTH_PREFIX, "ListPolicyHistory") => dispatch(c, b, Control::list_policy_history).await,
         (BERTH_PREFIX, "Shutdown") => dispatch(c, b, Control::shutdown).await,
         (BERTH_PREFIX, "PutSecret") => dispatch(c, b, Control::put_secret).await,
         (BERTH_PREFIX, "ListSecrets") => dispatch(c, b, Control::list_secrets).await,

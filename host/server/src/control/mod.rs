@@ -16,6 +16,7 @@ pub mod health;
 mod instances;
 pub mod liveness;
 pub mod policies;
+pub mod policy_history;
 mod remote_logs;
 pub mod scheduler;
 pub mod secrets;
@@ -265,6 +266,13 @@ impl Control {
     pub fn with_liveness(mut self, liveness: Arc<liveness::Liveness>) -> Self {
         self.liveness = Some(liveness);
         self
+    }
+
+    /// A follower of every commit to the store from now on (the console's
+    /// live updates wait on it).
+    pub fn watch_changes(&self) -> Result<berth_store::Watch, ControlError> {
+        let from = self.store.revision()?;
+        Ok(self.store.watch(&[], from))
     }
 
     /// The ARN context.

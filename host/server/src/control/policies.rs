@@ -271,7 +271,7 @@ impl Control {
     }
 
     /// The scope a request names; the cluster (and service) must exist.
-    fn scope_of(
+    pub(super) fn scope_of(
         &self,
         cluster: Option<&str>,
         service: Option<&str>,
@@ -302,10 +302,14 @@ impl Control {
         let fallback = parse_fallback(req.fallback.as_deref())?;
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
         let reg = self.registry()?;
+        let before = self.binding_before(&scope);
         let p = reg
             .activate_with(&scope, &id, fallback)
             .map_err(policy_error)?;
         tracing::info!(policy = %p.compiled.sha256, name = %p.name, scope = %scope.key(), ?fallback, "policy activated");
+        let label = format!("{}@{}", p.name, p.version);
+        let entry = self.entry_now(Some((p.compiled.sha256.as_str(), label)), fallback);
+        self.remember_binding(&scope.key(), before, entry);
         Ok(ActivatePolicyResponse {
             policy: reg.show(&p.compiled.sha256).map_err(policy_error)?.into(),
             scope: scope.key(),
@@ -318,7 +322,10 @@ impl Control {
         req: DeactivatePolicyRequest,
     ) -> Result<DeactivatePolicyResponse, ControlError> {
         let scope = self.scope_of(req.cluster.as_deref(), req.service.as_deref())?;
+        let before = self.binding_before(&scope);
         self.registry()?.deactivate(&scope).map_err(policy_error)?;
+        let entry = self.entry_now(None, Fallback::Native);
+        self.remember_binding(&scope.key(), before, entry);
         Ok(DeactivatePolicyResponse { scope: scope.key() })
     }
 
