@@ -10,6 +10,7 @@ mod chaos;
 mod cli;
 mod console;
 mod docker;
+mod etcd;
 mod full_disk;
 mod harness;
 mod hostile;

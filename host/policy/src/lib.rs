@@ -51,12 +51,14 @@ mod bindings {
     });
 }
 
+mod blobs;
 mod error;
 mod host;
 mod registry;
 mod session;
 mod stats;
 
+pub use blobs::{CHUNK_BYTES, PolicyChunk};
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
     CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT, POLICY_LOG_TARGET,

@@ -175,11 +175,29 @@ impl Store {
 
     /// A store over any backend.
     pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
+        let watchers = Arc::default();
+        if backend.shared() {
+            crate::record_watch::follow_backend(&backend, &watchers);
+        }
         Store {
             backend,
-            watchers: Arc::default(),
+            watchers,
             stats: Arc::default(),
         }
+    }
+
+    /// How many records, each with its index entries (up to 7), one
+    /// transaction may write: unbounded on redb; on etcd, what its
+    /// `--max-txn-ops` leaves room for (a write is one operation, and one
+    /// per index entry that changes). Work done in batches (collectors,
+    /// grouped RunTasks, a service's starts) stays within it.
+    pub fn records_per_txn(&self) -> usize {
+        self.backend.max_txn_ops().map_or(usize::MAX, |n| (n / 8).max(1))
+    }
+
+    /// The backend under this store.
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// Commit conflicts and [`Store::update`]'s retries so far.

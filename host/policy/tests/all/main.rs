@@ -8,6 +8,7 @@
 extern crate bolero as _;
 
 mod differential;
+mod etcd;
 mod hostile;
 mod plugins;
 mod registry;

@@ -14,6 +14,7 @@ mod gauges;
 pub mod health;
 mod instances;
 pub mod liveness;
+pub mod owner;
 pub mod policies;
 mod remote_logs;
 pub mod scheduler;
@@ -172,6 +173,8 @@ pub struct Control {
     shutdown: Option<down::ShutdownAsked>,
     /// The audit log's retention and collector.
     audit: audit::AuditLog,
+    /// Which work that needs one owner this server does.
+    owner: owner::Owner,
 }
 
 /// Whether a minute has passed since `last` (then set to now): the
@@ -217,7 +220,24 @@ impl Control {
             beats: Arc::default(),
             shutdown: None,
             audit: audit::AuditLog::default(),
+            owner: owner::Owner::Alone,
         }
+    }
+
+    /// Does only the work `owner` holds (several servers over etcd).
+    pub fn with_owner(mut self, owner: owner::Owner) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// This server's ownership of work.
+    pub fn owner(&self) -> &owner::Owner {
+        &self.owner
+    }
+
+    /// Whether this server does `work` (see [`owner`]) now.
+    pub fn owns(&self, work: &str) -> bool {
+        self.owner.owns(work)
     }
 
     /// Shutdown through the API is told on `asked` (`berth down`).
@@ -428,3 +448,5 @@ fn paginate<T>(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod etcd_tests;

@@ -278,26 +278,35 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((req, tx));
-        // Group commit: whoever gets the placement turn places every RunTask
+        // Group commit: whoever gets the placement turn places the RunTasks
         // queued so far in one transaction, so concurrent calls share one
-        // commit (and its fsync) instead of waiting for one each.
-        {
-            let _turn = self.placement_turn();
-            let batch = std::mem::take(
-                &mut *self
-                    .run_queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            if !batch.is_empty() {
-                self.run_batch(batch);
+        // commit (and its fsync) instead of waiting for one each; as many
+        // as the store lets one transaction write (etcd's limit), oldest
+        // first, until this call's own is answered.
+        loop {
+            {
+                let _turn = self.placement_turn();
+                let batch = take_fitting(
+                    &mut self
+                        .run_queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    self.store.records_per_txn(),
+                );
+                if !batch.is_empty() {
+                    self.run_batch(batch);
+                }
+            }
+            match rx.try_recv() {
+                Ok(answer) => return answer,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(ControlError::Server(
+                        "the RunTask batch ended without an answer".into(),
+                    ));
+                }
             }
         }
-        rx.recv().unwrap_or_else(|_| {
-            Err(ControlError::Server(
-                "the RunTask batch ended without an answer".into(),
-            ))
-        })
     }
 
     /// Places a batch of RunTask calls in one transaction and answers each.
@@ -866,6 +875,9 @@ impl Control {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index(txn, QUEUED_BY_CLUSTER, &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
+                // The oldest that one transaction may write; placing them
+                // wakes the next pass for the rest.
+                queued.truncate(self.store.records_per_txn());
                 let mut view = self.views.take(txn, &self.store, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
@@ -924,6 +936,25 @@ impl Control {
     }
 }
 
+/// The oldest queued RunTasks whose tasks, together, one transaction may
+/// write (`records_per_txn`); at least one, whatever its count.
+fn take_fitting(
+    queue: &mut Vec<(RunTaskRequest, RunReply)>,
+    records: usize,
+) -> Vec<(RunTaskRequest, RunReply)> {
+    let mut tasks = 0usize;
+    let mut n = 0;
+    for (req, _) in queue.iter() {
+        let count = usize::try_from(req.count.unwrap_or(1).max(1)).unwrap_or(1);
+        if n > 0 && tasks + count > records {
+            break;
+        }
+        tasks += count;
+        n += 1;
+    }
+    queue.drain(..n).collect()
+}
+
 /// Stopped tasks kept visible (DescribeTasks, ListTasks STOPPED) this long
 /// by default, as ECS keeps them about an hour.
 pub const STOPPED_TASK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -972,7 +1003,7 @@ impl Control {
             }
         }
         let mut gone = 0;
-        for chunk in doomed.chunks(500) {
+        for chunk in doomed.chunks(self.store.records_per_txn().min(500)) {
             let up = self.store.update(|txn| -> Result<usize, ControlError> {
                 let mut n = 0;
                 for arn in chunk {
