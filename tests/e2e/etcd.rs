@@ -20,7 +20,10 @@ struct Fleet(Child);
 
 impl Fleet {
     fn start(servers: &[&Up], n: usize, cluster: &str, dir: &Path) -> Fleet {
-        let urls: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr)).collect();
+        let urls: Vec<String> = servers
+            .iter()
+            .map(|s| format!("http://{}", s.addr))
+            .collect();
         Fleet(
             Command::new(berth_bin())
                 .args(["agent", "--simulate", &n.to_string(), "--cluster", cluster])
@@ -104,20 +107,31 @@ fn two_servers_on_one_etcd_share_the_store_and_the_fleet() {
 
     let _fleet = Fleet::start(&[&a, &b], 2, "shared", &dir.path().join("fleet"));
     until(30, "both instances registered", || {
-        let n = a.aws(&["list-container-instances", "--cluster", "shared"])["containerInstanceArns"]
-            .as_array()
-            .map_or(0, Vec::len);
+        let n =
+            a.aws(&["list-container-instances", "--cluster", "shared"])["containerInstanceArns"]
+                .as_array()
+                .map_or(0, Vec::len);
         (n == 2).then_some(())
     });
     // Placed through either server, run by the fleet, seen by both.
     let mut arns = Vec::new();
     for up in [&a, &b] {
         let run = up.aws(&[
-            "run-task", "--cluster", "shared", "--task-definition", "sleep", "--count", "3",
+            "run-task",
+            "--cluster",
+            "shared",
+            "--task-definition",
+            "sleep",
+            "--count",
+            "3",
         ]);
         let tasks = run["tasks"].as_array().cloned().unwrap_or_default();
         assert_eq!(tasks.len(), 3, "{run}");
-        arns.extend(tasks.iter().filter_map(|t| t["taskArn"].as_str().map(str::to_owned)));
+        arns.extend(
+            tasks
+                .iter()
+                .filter_map(|t| t["taskArn"].as_str().map(str::to_owned)),
+        );
     }
     until(30, "every task RUNNING, as both servers see it", || {
         let all_running = |up: &Up| statuses(up, "shared", &arns).iter().all(|s| s == "RUNNING");
@@ -151,18 +165,41 @@ fn a_store_moves_from_redb_to_etcd_and_back() {
         ]);
     }
     let data_dir = redb_dir.to_str().expect("utf-8");
-    let first = export(&["--data-dir", data_dir], &dir.path().join("from-redb.jsonl"));
+    let first = export(
+        &["--data-dir", data_dir],
+        &dir.path().join("from-redb.jsonl"),
+    );
     assert!(first.lines().count() > 2, "{first}");
 
     // Into etcd; a server on it answers with what redb held.
     let store = store_flag(&members, "/e2e-moved");
-    let out = berth(&["store", "import", &dir.path().join("from-redb.jsonl").to_string_lossy(), "--store", &store]);
+    let out = berth(&[
+        "store",
+        "import",
+        &dir.path().join("from-redb.jsonl").to_string_lossy(),
+        "--store",
+        &store,
+    ]);
     assert!(out.status.success(), "import: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("imported"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("imported"),
+        "{}",
+        text(&out.stdout)
+    );
     // A second import into the same (no longer empty) store is refused.
-    let again = berth(&["store", "import", &dir.path().join("from-redb.jsonl").to_string_lossy(), "--store", &store]);
+    let again = berth(&[
+        "store",
+        "import",
+        &dir.path().join("from-redb.jsonl").to_string_lossy(),
+        "--store",
+        &store,
+    ]);
     assert!(!again.status.success());
-    assert!(text(&again.stderr).contains("only into an empty store"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("only into an empty store"),
+        "{}",
+        text(&again.stderr)
+    );
     {
         let etcd_dir = dir.path().join("etcd-server");
         std::fs::create_dir_all(&etcd_dir).expect("dir");
@@ -175,11 +212,23 @@ fn a_store_moves_from_redb_to_etcd_and_back() {
     // And back, into a fresh redb: the same records.
     let second = export(&["--store", &store], &dir.path().join("from-etcd.jsonl"));
     let back_dir = dir.path().join("back");
-    let out = berth(&["store", "import", &dir.path().join("from-etcd.jsonl").to_string_lossy(), "--data-dir", &back_dir.to_string_lossy()]);
+    let out = berth(&[
+        "store",
+        "import",
+        &dir.path().join("from-etcd.jsonl").to_string_lossy(),
+        "--data-dir",
+        &back_dir.to_string_lossy(),
+    ]);
     assert!(out.status.success(), "import back: {}", text(&out.stderr));
-    let third = export(&["--data-dir", &back_dir.to_string_lossy()], &dir.path().join("back.jsonl"));
+    let third = export(
+        &["--data-dir", &back_dir.to_string_lossy()],
+        &dir.path().join("back.jsonl"),
+    );
     let records = |s: &str| -> Vec<Value> {
-        s.lines().skip(1).map(|l| serde_json::from_str(l).expect("json line")).collect()
+        s.lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
     };
     // The server on etcd may have written records of its own (its health
     // probe); every record of the redb store came back unchanged.
@@ -195,15 +244,31 @@ fn a_store_moves_from_redb_to_etcd_and_back() {
 
 #[test]
 fn a_bad_store_url_is_refused_naming_it() {
-    let out = berth(&["server", "--store", "etcd://nohost", "--listen", "127.0.0.1:0"]);
+    let out = berth(&[
+        "server",
+        "--store",
+        "etcd://nohost",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("etcd://nohost") && err.contains("no :port"), "{err}");
+    assert!(
+        err.contains("etcd://nohost") && err.contains("no :port"),
+        "{err}"
+    );
 }
 
 /// The service `web` of cluster `roll` as `up` describes it.
 fn service(up: &Up) -> Value {
-    up.aws(&["describe-services", "--cluster", "roll", "--services", "web"])["services"][0].clone()
+    up.aws(&[
+        "describe-services",
+        "--cluster",
+        "roll",
+        "--services",
+        "web",
+    ])["services"][0]
+        .clone()
 }
 
 #[test]
@@ -229,7 +294,13 @@ fn a_rolling_deployment_goes_on_when_its_server_is_killed() {
         let defs = format!(
             r#"[{{"name":"main","image":"busybox","cpu":{cpu},"memory":64,"essential":true}}]"#
         );
-        a.aws(&["register-task-definition", "--family", "sleep", "--container-definitions", &defs]);
+        a.aws(&[
+            "register-task-definition",
+            "--family",
+            "sleep",
+            "--container-definitions",
+            &defs,
+        ]);
     }
     let ups: Vec<&Up> = servers.iter().map(|(_, u)| u).collect();
     let _fleet = Fleet::start(&ups, 3, "roll", &dir.path().join("fleet"));
@@ -240,12 +311,20 @@ fn a_rolling_deployment_goes_on_when_its_server_is_killed() {
         (n == 3).then_some(())
     });
     a.aws(&[
-        "create-service", "--cluster", "roll", "--service-name", "web",
-        "--task-definition", "sleep:1", "--desired-count", "6",
+        "create-service",
+        "--cluster",
+        "roll",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "sleep:1",
+        "--desired-count",
+        "6",
     ]);
     until(60, "the first deployment steady", || {
         let s = service(a);
-        (s["runningCount"] == 6 && s["deployments"].as_array().map_or(0, Vec::len) == 1).then_some(())
+        (s["runningCount"] == 6 && s["deployments"].as_array().map_or(0, Vec::len) == 1)
+            .then_some(())
     });
     // The server owning the service scheduler's passes, from its log.
     let owner = until(30, "an owner of the services", || {
@@ -258,7 +337,15 @@ fn a_rolling_deployment_goes_on_when_its_server_is_killed() {
             })
         })
     });
-    servers[owner].1.aws(&["update-service", "--cluster", "roll", "--service", "web", "--task-definition", "sleep:2"]);
+    servers[owner].1.aws(&[
+        "update-service",
+        "--cluster",
+        "roll",
+        "--service",
+        "web",
+        "--task-definition",
+        "sleep:2",
+    ]);
     // Mid-deployment: the owner is killed.
     until(30, "the deployment under way", || {
         let s = service(&servers[(owner + 1) % 3].1);
@@ -273,10 +360,16 @@ fn a_rolling_deployment_goes_on_when_its_server_is_killed() {
         let deployments = s["deployments"].as_array().cloned().unwrap_or_default();
         (deployments.len() == 1
             && s["runningCount"] == 6
-            && deployments[0]["taskDefinition"].as_str().is_some_and(|t| t.ends_with("sleep:2")))
+            && deployments[0]["taskDefinition"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("sleep:2")))
         .then_some(())
     });
     let tasks = survivor.aws(&["list-tasks", "--cluster", "roll", "--service-name", "web"]);
-    assert_eq!(tasks["taskArns"].as_array().map_or(0, Vec::len), 6, "{tasks}");
+    assert_eq!(
+        tasks["taskArns"].as_array().map_or(0, Vec::len),
+        6,
+        "{tasks}"
+    );
     servers.clear();
 }

@@ -77,7 +77,9 @@ pub(crate) fn read_component(txn: &Txn, rec: &PolicyRecord) -> Result<Vec<u8>, R
         bytes
     };
     if sha256_hex(&bytes) != rec.sha256 {
-        return Err(corrupt("the stored bytes do not match its sha256".to_owned()));
+        return Err(corrupt(
+            "the stored bytes do not match its sha256".to_owned(),
+        ));
     }
     Ok(bytes)
 }

@@ -285,7 +285,11 @@ pub(crate) fn merge(
         sha256: mine.sha256.clone(),
         decisions: add(cur.decisions, mine.decisions, old.decisions),
         failures,
-        instances_created: add(cur.instances_created, mine.instances_created, old.instances_created),
+        instances_created: add(
+            cur.instances_created,
+            mine.instances_created,
+            old.instances_created,
+        ),
         logs_dropped: add(cur.logs_dropped, mine.logs_dropped, old.logs_dropped),
         latency_us: mine.latency_us,
         recent_failures: recent.into_iter().skip(skip).collect(),

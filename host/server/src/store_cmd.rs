@@ -78,8 +78,8 @@ struct Line {
 
 /// `berth store export FILE`.
 pub fn export(store: &Store, file: &Path) -> anyhow::Result<u64> {
-    let out = std::fs::File::create(file)
-        .with_context(|| format!("creating {}", file.display()))?;
+    let out =
+        std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
     let mut out = BufWriter::new(out);
     let info = store.info().context("reading the store")?;
     serde_json::to_writer(
@@ -135,12 +135,14 @@ pub fn import(store: &Store, file: &Path) -> anyhow::Result<u64> {
             info.path.display()
         );
     }
-    let input =
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut lines = std::io::BufReader::new(input).lines();
     let first = lines.next().transpose()?.unwrap_or_default();
     let header: Header = serde_json::from_str(&first).with_context(|| {
-        format!("{}: line 1 is not a berth store export header", file.display())
+        format!(
+            "{}: line 1 is not a berth store export header",
+            file.display()
+        )
     })?;
     if header.berth_store_export != 1 || header.schema_version > info.schema_version {
         anyhow::bail!(
@@ -162,30 +164,50 @@ pub fn import(store: &Store, file: &Path) -> anyhow::Result<u64> {
             index_keys: l.index,
             data: serde_json::to_vec(&l.data)?,
         };
-        let (o, b) = (1 + entry.index_keys.len(), entry.data.len() + entry.key.len());
+        let (o, b) = (
+            1 + entry.index_keys.len(),
+            entry.data.len() + entry.key.len(),
+        );
         if !batch.is_empty() && (ops + o > IMPORT_OPS || bytes + b > IMPORT_BYTES) {
-            store.put_raw(&batch).context("writing the imported records")?;
+            store
+                .put_raw(&batch)
+                .context("writing the imported records")?;
             (batch, ops, bytes) = (Vec::new(), 0, 0);
         }
         batch.push(entry);
         (ops, bytes, n) = (ops + o, bytes + b, n + 1);
     }
     if !batch.is_empty() {
-        store.put_raw(&batch).context("writing the imported records")?;
+        store
+            .put_raw(&batch)
+            .context("writing the imported records")?;
     }
     Ok(n)
 }
 
 /// `berth store export|import`.
-pub fn run(location: &StoreLocation, data_dir: &Path, file: &Path, export_it: bool) -> anyhow::Result<()> {
+pub fn run(
+    location: &StoreLocation,
+    data_dir: &Path,
+    file: &Path,
+    export_it: bool,
+) -> anyhow::Result<()> {
     let (store, _) = open(location, data_dir, StoreArgs::defaults())?;
     let where_ = store.info()?.path;
     if export_it {
         let n = export(&store, file)?;
-        println!("exported {n} records from {} to {}", where_.display(), file.display());
+        println!(
+            "exported {n} records from {} to {}",
+            where_.display(),
+            file.display()
+        );
     } else {
         let n = import(&store, file)?;
-        println!("imported {n} records from {} into {}", file.display(), where_.display());
+        println!(
+            "imported {n} records from {} into {}",
+            file.display(),
+            where_.display()
+        );
     }
     Ok(())
 }

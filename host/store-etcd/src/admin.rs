@@ -31,11 +31,12 @@ impl Inner {
             if keys_only {
                 opts = opts.with_keys_only();
             }
-            let mut kv = self.client.kv_client();
+            let kv = self.kv();
             let from = start.clone();
-            let mut resp = self
-                .runner
-                .run("reading the store", async move { kv.get(from, Some(opts)).await })?;
+            let mut resp = self.runner.run("reading the store", move || {
+                let (mut kv, from, opts) = (kv.clone(), from.clone(), opts.clone());
+                async move { kv.get(from, Some(opts)).await }
+            })?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }
@@ -93,7 +94,10 @@ impl Inner {
             None => format!("{e:?}"),
         };
         for e in actual.difference(&expected) {
-            problems.push(format!("index entry {} has no matching record", describe(e)));
+            problems.push(format!(
+                "index entry {} has no matching record",
+                describe(e)
+            ));
         }
         for e in expected.difference(&actual) {
             problems.push(format!("record is missing index entry {}", describe(e)));

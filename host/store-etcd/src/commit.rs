@@ -32,7 +32,11 @@ struct Current {
 const ATTEMPTS: u32 = 8;
 
 impl Inner {
-    pub(crate) fn commit(&self, reads: &[ReadEntry], writes: &[WriteOp]) -> Result<Vec<u64>, CommitError> {
+    pub(crate) fn commit(
+        &self,
+        reads: &[ReadEntry],
+        writes: &[WriteOp],
+    ) -> Result<Vec<u64>, CommitError> {
         if writes.is_empty() {
             return self.check_reads(reads);
         }
@@ -169,20 +173,44 @@ impl Inner {
     }
 
     /// The transaction: compares, then the writes with their index changes.
-    fn build(&self, reads: &[ReadEntry], writes: &[WriteOp], current: &[Current]) -> Result<Txn, StoreError> {
-        let mut compares = self.read_compares(reads);
+    fn build(
+        &self,
+        reads: &[ReadEntry],
+        writes: &[WriteOp],
+        current: &[Current],
+    ) -> Result<Txn, StoreError> {
+        // A record both read and written is compared once, on its
+        // ModRevision (its read version was checked against what the read
+        // just before found): a transaction of n records needs n compares.
+        let written: BTreeSet<(&str, &str)> = writes
+            .iter()
+            .map(|w| (w.table.as_str(), w.key.as_str()))
+            .collect();
+        let read_only: Vec<ReadEntry> = reads
+            .iter()
+            .filter(|r| !written.contains(&(r.table.as_str(), r.key.as_str())))
+            .cloned()
+            .collect();
+        let mut compares = self.read_compares(&read_only);
         let mut ops = Vec::new();
         let mut bytes = 0usize;
         for (w, c) in writes.iter().zip(current) {
             let key = self.keys.record(&w.table, &w.key);
-            compares.push(Compare::mod_revision(key.clone(), CompareOp::Equal, c.mod_revision));
+            compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                c.mod_revision,
+            ));
             let old: BTreeSet<&(String, String)> = c.index_keys.iter().collect();
             let new: BTreeSet<&(String, String)> = match &w.put {
                 Some(p) => p.index_keys.iter().collect(),
                 None => BTreeSet::new(),
             };
             for (index, value) in old.difference(&new) {
-                ops.push(TxnOp::delete(self.keys.index_entry(&w.table, index, value, &w.key), None));
+                ops.push(TxnOp::delete(
+                    self.keys.index_entry(&w.table, index, value, &w.key),
+                    None,
+                ));
             }
             for (index, value) in new.difference(&old) {
                 let k = self.keys.index_entry(&w.table, index, value, &w.key);
@@ -225,8 +253,11 @@ impl Inner {
     }
 
     fn send(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        let mut kv = self.client.kv_client();
-        self.runner.run("transaction", async move { kv.txn(txn).await })
+        let kv = self.kv();
+        self.runner.run("transaction", move || {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
     }
 }
 

@@ -143,13 +143,19 @@ async fn follow_once(client: &Client, keys: &Keys, feed: &Feed) -> Result<(), et
         .with_prefix()
         .with_progress_notify()
         .with_start_revision(i64::try_from(from).unwrap_or(i64::MAX));
-    let mut stream = client.watch_client().watch(keys.records(), Some(opts)).await?;
+    let mut stream = client
+        .watch_client()
+        .watch(keys.records(), Some(opts))
+        .await?;
     while let Some(resp) = stream.message().await? {
         if resp.compact_revision() > 0 {
             // Fell behind a compaction: what changed meanwhile is gone.
             let now = resp.header().map_or(0, |h| h.revision());
             let now = u64::try_from(now.max(resp.compact_revision())).unwrap_or(0);
-            tracing::warn!(now, "the etcd watch fell behind a compaction; watchers relist");
+            tracing::warn!(
+                now,
+                "the etcd watch fell behind a compaction; watchers relist"
+            );
             feed.lost_history(now);
             return Ok(());
         }
@@ -192,5 +198,7 @@ async fn follow_once(client: &Client, keys: &Keys, feed: &Feed) -> Result<(), et
             feed.push(r, changes);
         }
     }
-    Err(etcd_client::Error::WatchError("the watch stream ended".to_owned()))
+    Err(etcd_client::Error::WatchError(
+        "the watch stream ended".to_owned(),
+    ))
 }

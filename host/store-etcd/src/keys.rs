@@ -71,7 +71,10 @@ impl Keys {
     }
 
     /// `(table, index, value, key)` of an index key.
-    pub(crate) fn parse_index<'a>(&self, raw: &'a [u8]) -> Option<(&'a str, &'a str, &'a str, &'a str)> {
+    pub(crate) fn parse_index<'a>(
+        &self,
+        raw: &'a [u8],
+    ) -> Option<(&'a str, &'a str, &'a str, &'a str)> {
         let s = std::str::from_utf8(raw).ok()?;
         let rest = s.strip_prefix(self.prefix.as_str())?.strip_prefix("/i/")?;
         let mut parts = rest.splitn(4, SEP);
@@ -113,7 +116,10 @@ mod tests {
             Some(("tasks", "arn:aws:ecs:x/task/1"))
         );
         let i = k.index_entry("tasks", "cluster", "c/1", "t/1");
-        assert_eq!(k.parse_index(i.as_bytes()), Some(("tasks", "cluster", "c/1", "t/1")));
+        assert_eq!(
+            k.parse_index(i.as_bytes()),
+            Some(("tasks", "cluster", "c/1", "t/1"))
+        );
         assert_eq!(k.parse_record(i.as_bytes()), None);
     }
 

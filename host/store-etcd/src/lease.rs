@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, CompactionOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    Client, CompactionOptions, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
     PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 
@@ -155,7 +155,12 @@ async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
                 Err(_) => tracing::warn!("taking work through the lease: no answer in time"),
             }
         }
-        match tokio::time::timeout(bound, compact(&client, &shared, &mut seen, &mut compacted_at)).await {
+        match tokio::time::timeout(
+            bound,
+            compact(&client, &shared, &mut seen, &mut compacted_at),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "compacting etcd's history failed"),
             Err(_) => tracing::warn!("compacting etcd's history: no answer in time"),
@@ -165,7 +170,11 @@ async fn run(client: Client, keys: Keys, shared: Arc<Shared>) {
 }
 
 /// Grants the lease, or keeps it alive; moves the end of ownership on.
-async fn keep(client: &Client, shared: &Shared, lease: Option<Lease>) -> Result<Lease, etcd_client::Error> {
+async fn keep(
+    client: &Client,
+    shared: &Shared,
+    lease: Option<Lease>,
+) -> Result<Lease, etcd_client::Error> {
     let ttl_secs = i64::try_from(shared.ttl.as_secs().max(2)).unwrap_or(10);
     let sent = Instant::now();
     let (lease, ttl) = match lease {
@@ -209,7 +218,12 @@ async fn keep(client: &Client, shared: &Shared, lease: Option<Lease>) -> Result<
 
 /// Takes each wanted kind of work nobody owns; lets go of what another
 /// server holds now.
-async fn campaign(client: &Client, keys: &Keys, shared: &Shared, lease: i64) -> Result<(), etcd_client::Error> {
+async fn campaign(
+    client: &Client,
+    keys: &Keys,
+    shared: &Shared,
+    lease: i64,
+) -> Result<(), etcd_client::Error> {
     let wanted: Vec<String> = shared.lock().wanted.iter().cloned().collect();
     for work in wanted {
         let key = keys.lease(&work);
@@ -257,7 +271,10 @@ async fn compact(
         seen.clear();
         return Ok(());
     }
-    if seen.last().is_none_or(|(at, _)| at.elapsed() >= Duration::from_secs(30)) {
+    if seen
+        .last()
+        .is_none_or(|(at, _)| at.elapsed() >= Duration::from_secs(30))
+    {
         let now = client
             .kv_client()
             .get("\0", Some(GetOptions::new().with_count_only()))

@@ -111,12 +111,19 @@ impl EtcdBackend {
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let client = runner
-            .run("connect", async move { Client::connect(endpoints, Some(opts)).await })
+            .run("connect", move || {
+                let (endpoints, opts) = (endpoints.clone(), opts.clone());
+                async move { Client::connect(endpoints, Some(opts)).await }
+            })
             .map_err(err)?;
         let keys = Keys::new(&url.prefix);
         let (report, revision) = open_schema(&runner, &client, &keys, path.clone())?;
         let feed = Arc::new(Feed::new(revision));
-        runner.spawn(feed::follow(client.clone(), keys.clone(), Arc::clone(&feed)));
+        runner.spawn(feed::follow(
+            client.clone(),
+            keys.clone(),
+            Arc::clone(&feed),
+        ));
         Ok(EtcdBackend {
             inner: Arc::new(Inner {
                 client,
@@ -173,13 +180,16 @@ fn open_schema(
         source,
     };
     let key = keys.meta("schema");
-    let (mut kv, k) = (client.kv_client(), key.clone());
+    let (kv, k) = (client.kv_client(), key.clone());
     let txn = Txn::new()
         .when([Compare::version(k.clone(), CompareOp::Equal, 0)])
         .and_then([TxnOp::put(k.clone(), SCHEMA_VERSION.to_string(), None)])
         .or_else([TxnOp::get(k, Some(GetOptions::new()))]);
     let resp = runner
-        .run("reading the schema version", async move { kv.txn(txn).await })
+        .run("reading the schema version", move || {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
         .map_err(err)?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut report = OpenReport {
@@ -211,12 +221,19 @@ fn open_schema(
 }
 
 impl Inner {
+    /// A KV client that takes answers up to 64 MiB (gRPC's default is 4):
+    /// a page of records may be large.
+    pub(crate) fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(64 << 20)
+    }
+
     /// The cluster's latest revision (a linearizable read).
     pub(crate) fn latest_revision(&self) -> Result<i64, StoreError> {
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client();
         let key = self.keys.meta("schema");
-        let resp = self.runner.run("reading the revision", async move {
-            kv.get(key, Some(GetOptions::new().with_count_only())).await
+        let resp = self.runner.run("reading the revision", move || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
         })?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }

@@ -45,16 +45,30 @@ impl Runner {
         }
     }
 
-    /// Runs `fut` on the backend's runtime and waits for it, at most
-    /// [`REQUEST_TIMEOUT`].
-    pub(crate) fn run<T, F>(&self, what: &str, fut: F) -> Result<T, StoreError>
+    /// Runs the request `make` builds on the backend's runtime and waits
+    /// for it, at most [`REQUEST_TIMEOUT`]. A request that could not reach
+    /// the member it was sent to (its connection refused: a member down)
+    /// reached nobody, so it is sent again, to another member of the
+    /// balanced channel, until the timeout.
+    pub(crate) fn run<T, F, Fut>(&self, what: &str, make: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.spawn(async move {
-            let r = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+            let attempts = async {
+                loop {
+                    match make().await {
+                        Err(e) if unreached(&e) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        r => return r,
+                    }
+                }
+            };
+            let r = tokio::time::timeout(REQUEST_TIMEOUT, attempts).await;
             let _ = tx.send(r);
         });
         match rx.recv() {
@@ -67,6 +81,17 @@ impl Runner {
                 "etcd: {what}: the request was dropped (the store is closing)"
             ))),
         }
+    }
+}
+
+/// Whether `e` says the request never reached a member (nothing was done).
+fn unreached(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            // gRPC's UNAVAILABLE (14), from a connection never made.
+            i32::from(s.code()) == 14 && s.message().contains("tcp connect error")
+        }
+        _ => false,
     }
 }
 

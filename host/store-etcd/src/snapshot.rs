@@ -23,12 +23,12 @@ impl EtcdSnapshot {
     }
 
     fn get_range(&self, key: Vec<u8>, opts: GetOptions) -> Result<Vec<KeyValue>, StoreError> {
-        let mut kv = self.inner.client.kv_client();
+        let kv = self.inner.kv();
         let opts = opts.with_revision(self.at());
-        let mut resp = self
-            .inner
-            .runner
-            .run("read", async move { kv.get(key, Some(opts)).await })?;
+        let mut resp = self.inner.runner.run("read", move || {
+            let (mut kv, key, opts) = (kv.clone(), key.clone(), opts.clone());
+            async move { kv.get(key, Some(opts)).await }
+        })?;
         self.pin(resp.header().map(|h| h.revision()));
         Ok(resp.take_kvs())
     }
@@ -41,7 +41,11 @@ impl EtcdSnapshot {
 
     /// The records `keys` of `table`, at this snapshot's revision, in order
     /// (absent ones left out), up to [`crate::MAX_TXN_OPS`] per request.
-    fn get_many(&self, table: &str, keys: &[String]) -> Result<Vec<(String, RawRecord)>, StoreError> {
+    fn get_many(
+        &self,
+        table: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, RawRecord)>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(self.inner.max_txn_ops) {
             let rev = self.at();
@@ -54,11 +58,12 @@ impl EtcdSnapshot {
                     )
                 })
                 .collect();
-            let mut kv = self.inner.client.kv_client();
-            let resp = self
-                .inner
-                .runner
-                .run("read", async move { kv.txn(Txn::new().and_then(ops)).await })?;
+            let kv = self.inner.kv();
+            let txn = Txn::new().and_then(ops);
+            let resp = self.inner.runner.run("read", move || {
+                let (mut kv, txn) = (kv.clone(), txn.clone());
+                async move { kv.txn(txn).await }
+            })?;
             self.pin(resp.header().map(|h| h.revision()));
             for (k, op) in chunk.iter().zip(resp.op_responses()) {
                 let TxnOpResponse::Get(g) = op else {
@@ -90,7 +95,10 @@ impl Snapshot for EtcdSnapshot {
     }
 
     fn get(&self, table: &str, key: &str) -> Result<Option<RawRecord>, StoreError> {
-        let kvs = self.get_range(self.inner.keys.record(table, key).into_bytes(), GetOptions::new())?;
+        let kvs = self.get_range(
+            self.inner.keys.record(table, key).into_bytes(),
+            GetOptions::new(),
+        )?;
         kvs.first().map(|kv| raw(table, key, kv)).transpose()
     }
 
@@ -157,15 +165,15 @@ impl Snapshot for EtcdSnapshot {
 
     fn count_index(&self, table: &str, index: &str, value: &str) -> Result<u64, StoreError> {
         let prefix = self.inner.keys.index_prefix(table, index, value);
-        let mut kv = self.inner.client.kv_client();
+        let kv = self.inner.kv();
         let opts = GetOptions::new()
             .with_range(prefix_end(&prefix))
             .with_count_only()
             .with_revision(self.at());
-        let resp = self
-            .inner
-            .runner
-            .run("count", async move { kv.get(prefix, Some(opts)).await })?;
+        let resp = self.inner.runner.run("count", move || {
+            let (mut kv, prefix, opts) = (kv.clone(), prefix.clone(), opts.clone());
+            async move { kv.get(prefix, Some(opts)).await }
+        })?;
         self.pin(resp.header().map(|h| h.revision()));
         Ok(u64::try_from(resp.count()).unwrap_or(0))
     }

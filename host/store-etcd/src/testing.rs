@@ -76,7 +76,11 @@ impl Cluster {
         for i in 0..n {
             let client = free_port().map_err(|e| e.to_string())?;
             let peer = free_port().map_err(|e| e.to_string())?;
-            specs.push((format!("m{i}"), format!("127.0.0.1:{client}"), format!("127.0.0.1:{peer}")));
+            specs.push((
+                format!("m{i}"),
+                format!("127.0.0.1:{client}"),
+                format!("127.0.0.1:{peer}"),
+            ));
         }
         let initial: Vec<String> = specs
             .iter()
@@ -155,7 +159,9 @@ fn wait_healthy(addr: &str, within: Duration) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("etcd member {addr} not healthy within {within:?}: {last}"))
+    Err(format!(
+        "etcd member {addr} not healthy within {within:?}: {last}"
+    ))
 }
 
 fn health(addr: &str) -> std::io::Result<String> {

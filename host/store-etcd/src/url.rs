@@ -39,7 +39,11 @@ impl EtcdUrl {
             None => (rest, DEFAULT_PREFIX),
         };
         let prefix = prefix.trim_end_matches('/');
-        let prefix = if prefix.is_empty() { DEFAULT_PREFIX } else { prefix };
+        let prefix = if prefix.is_empty() {
+            DEFAULT_PREFIX
+        } else {
+            prefix
+        };
         if prefix.contains('\0') {
             return Err(bad("the prefix contains NUL"));
         }
@@ -63,7 +67,10 @@ impl EtcdUrl {
 
     /// The members as gRPC endpoints.
     pub fn grpc_endpoints(&self) -> Vec<String> {
-        self.endpoints.iter().map(|e| format!("http://{e}")).collect()
+        self.endpoints
+            .iter()
+            .map(|e| format!("http://{e}"))
+            .collect()
     }
 }
 

@@ -39,7 +39,10 @@ fn a_server_cut_off_from_etcd_stops_owning_before_another_starts() {
     let first = Ownership::start(&b0, "first", ttl);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !first.owns("work") {
-        assert!(Instant::now() < deadline, "the first server never owned the work");
+        assert!(
+            Instant::now() < deadline,
+            "the first server never owned the work"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = Ownership::start(&b1, "second", ttl);
@@ -56,7 +59,11 @@ fn a_server_cut_off_from_etcd_stops_owning_before_another_starts() {
     let mut second_started = None;
     while cut.elapsed() < Duration::from_secs(30) && second_started.is_none() {
         let (a, b) = (first.owns("work"), second.owns("work"));
-        assert!(!(a && b), "two owners at once, {:?} after the cut", cut.elapsed());
+        assert!(
+            !(a && b),
+            "two owners at once, {:?} after the cut",
+            cut.elapsed()
+        );
         if !a && first_stopped.is_none() {
             first_stopped = Some(cut.elapsed());
         }
@@ -70,7 +77,13 @@ fn a_server_cut_off_from_etcd_stops_owning_before_another_starts() {
         first_stopped.expect("the cut-off server stopped owning"),
         second_started.expect("another server took the work over"),
     );
-    assert!(stopped < started, "stopped at {stopped:?}, taken at {started:?}");
-    assert!(started < ttl * 4, "taken over {started:?} after the cut, TTL {ttl:?}");
+    assert!(
+        stopped < started,
+        "stopped at {stopped:?}, taken at {started:?}"
+    );
+    assert!(
+        started < ttl * 4,
+        "taken over {started:?} after the cut, TTL {ttl:?}"
+    );
     eprintln!("cut-off owner stopped after {stopped:?}; work taken over after {started:?}");
 }

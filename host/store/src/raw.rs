@@ -38,7 +38,13 @@ impl Store {
             loop {
                 let page = snap.scan(table, "", after.as_deref(), PAGE)?;
                 let full = page.len() == PAGE;
-                for (key, RawRecord { index_keys, data, .. }) in page {
+                for (
+                    key,
+                    RawRecord {
+                        index_keys, data, ..
+                    },
+                ) in page
+                {
                     after = Some(key.clone());
                     each(RawEntry {
                         table: table.clone(),

@@ -23,13 +23,15 @@ pub(crate) struct RecordWatchers {
 impl RecordWatchers {
     /// A watch of record `key` of `table`, woken by the next commit that
     /// writes or deletes it.
-    pub(crate) fn watch(&self, table: &str, key: &str) -> RecordWatch {
+    pub(crate) fn watch(&self, table: &str, key: &str, current: Option<u64>) -> RecordWatch {
         let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        // Starting from the version the record has now, if known: a feed
+        // that reports that version late wakes nobody.
         let receiver = senders
             .entry(table.to_owned())
             .or_default()
             .entry(key.to_owned())
-            .or_insert_with(|| watch::channel(u64::MAX).0)
+            .or_insert_with(|| watch::channel(current.unwrap_or(u64::MAX)).0)
             .subscribe();
         RecordWatch { receiver }
     }

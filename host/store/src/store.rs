@@ -192,7 +192,9 @@ impl Store {
     /// per index entry that changes). Work done in batches (collectors,
     /// grouped RunTasks, a service's starts) stays within it.
     pub fn records_per_txn(&self) -> usize {
-        self.backend.max_txn_ops().map_or(usize::MAX, |n| (n / 8).max(1))
+        self.backend
+            .max_txn_ops()
+            .map_or(usize::MAX, |n| (n / 8).max(1))
     }
 
     /// The backend under this store.
@@ -311,7 +313,20 @@ impl Store {
     /// `key` of `T` (commits by other processes sharing the backend do not
     /// wake it: see [`RecordWatch`]).
     pub fn watch_record<T: Record>(&self, key: &str) -> RecordWatch {
-        self.watchers.watch(T::TABLE, key)
+        // A shared backend's feed may report a commit made before the
+        // watch began after it: start from the record's version now.
+        let current = self
+            .backend
+            .shared()
+            .then(|| {
+                self.backend
+                    .snapshot()
+                    .and_then(|s| s.get(T::TABLE, key))
+                    .ok()
+            })
+            .flatten()
+            .map(|r| r.map_or(0, |r| r.version));
+        self.watchers.watch(T::TABLE, key, current)
     }
 
     pub fn watch(&self, tables: &[&str], after: u64) -> Watch {

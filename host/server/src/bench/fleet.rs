@@ -68,7 +68,8 @@ fn conflicts(addrs: &[String]) -> anyhow::Result<f64> {
     use std::io::{Read, Write};
     let mut sum = 0.0;
     for addr in addrs {
-        let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
+        let mut s =
+            std::net::TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
         write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
         let mut body = String::new();
         s.read_to_string(&mut body)?;

@@ -301,13 +301,11 @@ impl Liveness {
         let mut agents = self.agents();
         for p in stored {
             let p = p.value;
-            let e = agents
-                .entry(p.container_instance_arn)
-                .or_insert(Presence {
-                    heard: None,
-                    lost_at: p.lost_at,
-                    settled: false,
-                });
+            let e = agents.entry(p.container_instance_arn).or_insert(Presence {
+                heard: None,
+                lost_at: p.lost_at,
+                settled: false,
+            });
             if let Some(h) = p.heard_at
                 && e.heard.is_none_or(|x| x < h)
             {

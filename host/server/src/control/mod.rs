@@ -447,6 +447,6 @@ fn paginate<T>(
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod etcd_tests;
+#[cfg(test)]
+mod tests;

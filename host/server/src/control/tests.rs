@@ -18,7 +18,12 @@ fn control() -> (tempfile::TempDir, Control) {
     (dir, c)
 }
 
-pub(super) fn td(family: &str, cpu: u32, memory: u32, host_port: Option<u32>) -> RegisterTaskDefinition {
+pub(super) fn td(
+    family: &str,
+    cpu: u32,
+    memory: u32,
+    host_port: Option<u32>,
+) -> RegisterTaskDefinition {
     let cd: ContainerDefinition = serde_json::from_value(json!({
         "name": "app", "image": "berth/hello:1", "cpu": cpu, "memory": memory,
     }))

@@ -474,8 +474,15 @@ async fn servers_sharing_a_store_judge_an_agent_by_what_any_of_them_heard() {
     for t in [1005.0, 1010.0, 1015.0, 1020.0, 1025.0] {
         f.at(t);
         heartbeat(&a.plane, &arn).await;
-        assert_eq!(a.liveness.pass_as(&f.store, false).unwrap(), PassStats::default());
-        assert_eq!(b.liveness.pass_as(&f.store, true).unwrap().lost, 0, "at {t}");
+        assert_eq!(
+            a.liveness.pass_as(&f.store, false).unwrap(),
+            PassStats::default()
+        );
+        assert_eq!(
+            b.liveness.pass_as(&f.store, true).unwrap().lost,
+            0,
+            "at {t}"
+        );
     }
     assert!(f.instance(&arn).agent_connected);
     // a hears no more: b judges it lost a timeout after a last heard it.
@@ -494,5 +501,8 @@ async fn servers_sharing_a_store_judge_an_agent_by_what_any_of_them_heard() {
     f.at(1080.0);
     heartbeat(&a.plane, &arn).await;
     a.liveness.pass_as(&f.store, false).unwrap();
-    assert_eq!(b.liveness.pass_as(&f.store, true).unwrap(), PassStats::default());
+    assert_eq!(
+        b.liveness.pass_as(&f.store, true).unwrap(),
+        PassStats::default()
+    );
 }

@@ -168,7 +168,8 @@ impl Control {
             } => {
                 // What one transaction may write (etcd's limit); the next
                 // pass starts the rest.
-                let mut left = (*count).min(u32::try_from(self.store.records_per_txn()).unwrap_or(u32::MAX));
+                let mut left =
+                    (*count).min(u32::try_from(self.store.records_per_txn()).unwrap_or(u32::MAX));
                 while left > 0 {
                     let n = left.min(10);
                     left -= n;
