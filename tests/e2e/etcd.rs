@@ -331,8 +331,7 @@ fn a_rolling_deployment_goes_on_when_its_server_is_killed() {
         servers.iter().position(|(d, _)| {
             std::fs::read_to_string(d.join("server.log")).is_ok_and(|log| {
                 log.lines()
-                    .filter(|l| l.contains(r#""work":"services""#) || l.contains("lease lost"))
-                    .next_back()
+                    .rfind(|l| l.contains(r#""work":"services""#) || l.contains("lease lost"))
                     .is_some_and(|l| l.contains("this server owns the work now"))
             })
         })

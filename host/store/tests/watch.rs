@@ -24,18 +24,6 @@ impl Record for Task {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Service {
-    name: String,
-}
-
-impl Record for Service {
-    const TABLE: &'static str = "services";
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-}
-
 fn task(arn: &str, status: &str) -> Task {
     Task {
         arn: arn.into(),

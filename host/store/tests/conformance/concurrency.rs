@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_store::{Index, PageRequest, Record, Store, StoreError, UpdateError};
+use berth_store::{Index, PageRequest, Record, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 
 const THREADS: usize = 8;

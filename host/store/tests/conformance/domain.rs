@@ -6,11 +6,11 @@ use berth_core::model::{
     Cluster, ClusterStatus, DesiredStatus, Task, TaskDefinition, TaskDefinitionStatus, TaskStatus,
 };
 use berth_core::validate;
+use berth_store::PageRequest;
 use berth_store::tables::{
     TASK_DEFINITIONS_BY_FAMILY, TASK_DEFINITIONS_BY_STATUS, TASKS_BY_CLUSTER,
     TASKS_BY_DESIRED_STATUS, TASKS_BY_GROUP, TASKS_BY_INSTANCE, in_cluster, task_definition_key,
 };
-use berth_store::{PageRequest, Store};
 
 fn cluster(a: &ArnContext, name: &str) -> Cluster {
     Cluster {
