@@ -21,11 +21,13 @@ pub mod scheduler;
 pub mod secrets;
 pub mod service_scheduler;
 pub mod services;
+mod stopped;
 mod taskdefs;
 mod tasks;
 mod view;
 pub use policies::{FAILURE_ATTRIBUTE, FALLBACK_ATTRIBUTE, POLICY_TAG};
-pub use tasks::{QUEUE_TAG, STOPPED_TASK_TTL};
+pub use stopped::STOPPED_TASK_TTL;
+pub use tasks::QUEUE_TAG;
 pub mod types;
 
 use std::sync::Arc;
