@@ -108,6 +108,26 @@ impl Up {
         )
     }
 
+    /// `berth server ARGS...` on the data directory `dir` with extra
+    /// environment, its log (at `warn` unless `env` sets `BERTH_LOG`)
+    /// appended to `dir/server.log`.
+    pub fn server_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Up {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("server log");
+        let mut all = vec!["server", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Up::launch(dir, env, &all, Stdio::from(log))
+    }
+
+    /// `kill -9`, and waits for it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

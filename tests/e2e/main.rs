@@ -12,6 +12,7 @@ mod console;
 mod console_ui;
 mod docker;
 mod explain;
+mod etcd;
 mod full_disk;
 mod harness;
 mod hostile;

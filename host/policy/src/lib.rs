@@ -54,6 +54,7 @@ mod bindings {
     });
 }
 
+mod blobs;
 mod error;
 mod host;
 mod registry;
@@ -61,6 +62,7 @@ mod session;
 mod shadow;
 mod stats;
 
+pub use blobs::{CHUNK_BYTES, PolicyChunk};
 pub use error::{DecisionError, FailureKind, InstallError, RegistryError};
 pub use host::{
     BULK_EXPORT, CompiledPolicy, HostConfig, LOGGER_IMPORT, NAMES_IMPORT, POLICY_EXPORT,

@@ -29,7 +29,12 @@ pub struct PolicyRecord {
     pub world: String,
     /// Component size in bytes.
     pub size: usize,
-    /// The component, hex-encoded.
+    /// How many `policy_chunks` records hold the component (`blobs.rs`);
+    /// 0 in a record of an older berth, which holds it in `wasm_hex`.
+    #[serde(default)]
+    pub chunks: u32,
+    /// The whole component, hex-encoded, as older berths stored it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub wasm_hex: String,
 }
 
@@ -217,8 +222,9 @@ impl Registry {
         loop {
             let p = txn.list::<PolicyRecord>(page.clone()).map_err(store_err)?;
             for rec in p.items {
-                let bytes = hex::decode(&rec.value.wasm_hex).map_err(store_err)?;
-                self.load(&bytes)?;
+                if !self.is_loaded(&rec.value.sha256) {
+                    self.load(&crate::blobs::read_component(txn, &rec.value)?)?;
+                }
             }
             match p.next_token {
                 Some(t) => page.token = Some(t),
@@ -296,8 +302,7 @@ impl Registry {
         for e in events.iter().filter(|e| e.table == PolicyRecord::TABLE) {
             match txn.get::<PolicyRecord>(&e.key).map_err(store_err)? {
                 Some(rec) if !self.is_loaded(&e.key) => {
-                    let bytes = hex::decode(&rec.value.wasm_hex).map_err(store_err)?;
-                    self.load(&bytes)?;
+                    self.load(&crate::blobs::read_component(&txn, &rec.value)?)?;
                 }
                 Some(_) => {}
                 None => {
@@ -358,15 +363,26 @@ impl Registry {
     /// Installing the same bytes twice is a no-op.
     pub fn install(&self, bytes: &[u8]) -> Result<String, RegistryError> {
         let p = self.load(bytes)?;
+        let sha256 = p.compiled.sha256.clone();
+        let chunks = crate::blobs::write_chunks(&self.store, &sha256, bytes).map_err(store_err)?;
         let rec = PolicyRecord {
-            sha256: p.compiled.sha256.clone(),
+            sha256,
             name: p.name.clone(),
             version: p.version.clone(),
             world: p.compiled.world.to_owned(),
             size: p.compiled.size,
-            wasm_hex: hex::encode(bytes),
+            chunks,
+            wasm_hex: String::new(),
         };
-        self.store.update(|txn| txn.put(&rec)).map_err(store_err)?;
+        self.store
+            .update(|txn| {
+                // Installed already (the same bytes): keep that record.
+                if txn.get::<PolicyRecord>(&rec.sha256)?.is_none() {
+                    txn.put(&rec)?;
+                }
+                Ok::<_, berth_store::StoreError>(())
+            })
+            .map_err(store_err)?;
         tracing::info!(sha256 = %rec.sha256, name = %rec.name, size = rec.size, "policy installed");
         Ok(rec.sha256)
     }
@@ -498,32 +514,42 @@ impl Registry {
             Ok(l) => l.values().cloned().collect(),
             Err(_) => return Ok(0),
         };
-        let changed: Vec<PolicyStatsRecord> = {
+        // (mine, what this process last wrote, the live counters it is from)
+        let changed: Vec<(PolicyStatsRecord, Option<PolicyStatsRecord>, StatsSnapshot)> = {
             let kept = self.kept.lock().map_err(store_err)?;
             policies
                 .iter()
                 .filter_map(|p| {
                     let k = kept.get(&p.compiled.sha256)?;
-                    let rec = k.record(&p.compiled.sha256, &p.stats());
-                    k.stale(&rec).then_some(rec)
+                    let live = p.stats();
+                    let rec = k.record(&p.compiled.sha256, &live);
+                    k.stale(&rec)
+                        .then(|| (rec, k.last_written().cloned(), live))
                 })
                 .collect()
         };
         if changed.is_empty() {
             return Ok(0);
         }
-        self.store
+        // Added to what the store holds: other servers count too.
+        let merged = self
+            .store
             .update(|txn| {
-                for r in &changed {
-                    txn.put(r)?;
+                let mut out = Vec::with_capacity(changed.len());
+                for (mine, written, _) in &changed {
+                    let current = txn.get::<PolicyStatsRecord>(&mine.sha256)?.map(|v| v.value);
+                    let rec = crate::stats::merge(current.as_ref(), written.as_ref(), mine);
+                    txn.put(&rec)?;
+                    out.push(rec);
                 }
-                Ok::<(), berth_store::StoreError>(())
+                Ok::<_, berth_store::StoreError>(out)
             })
-            .map_err(store_err)?;
+            .map_err(store_err)?
+            .value;
         let mut kept = self.kept.lock().map_err(store_err)?;
-        for r in &changed {
-            if let Some(k) = kept.get_mut(&r.sha256) {
-                k.written(r.clone());
+        for (rec, (_, _, live)) in merged.into_iter().zip(&changed) {
+            if let Some(k) = kept.get_mut(&rec.sha256) {
+                k.rebase(rec, live);
             }
         }
         Ok(changed.len())
@@ -714,6 +740,9 @@ impl Registry {
                 let bound = txn.by_index(BINDINGS_BY_POLICY, &sha, PageRequest::first(1))?;
                 if !bound.items.is_empty() {
                     return Ok(false);
+                }
+                if let Some(rec) = txn.get::<PolicyRecord>(&sha)? {
+                    crate::blobs::delete_chunks(txn, &rec.value)?;
                 }
                 txn.delete::<PolicyRecord>(&sha)?;
                 txn.delete::<PolicyStatsRecord>(&sha)?;

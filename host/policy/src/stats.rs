@@ -7,6 +7,9 @@
 //! process loaded the policy; the total is what the store held then plus
 //! what was counted since. Decisions never write the store: the server
 //! calls [`crate::Registry::flush_stats`] every few seconds and at shutdown.
+//! Several servers over one store each add what they counted since their
+//! last write to what the store holds ([`merge`]), in a CAS transaction,
+//! so no server's counts overwrite another's.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -229,12 +232,67 @@ impl Kept {
         self.written = Some(rec);
     }
 
+    /// What the store holds now is `rec` (merged with this process's
+    /// counts): the totals go on from it.
+    pub(crate) fn rebase(&mut self, rec: PolicyStatsRecord, live: &StatsSnapshot) {
+        self.base = Counters::of_record(&rec);
+        self.zero = Counters::of_live(live);
+        self.latency_us = rec.latency_us;
+        self.recent = rec.recent_failures.iter().cloned().collect();
+        self.written = Some(rec);
+    }
+
+    /// What this process last wrote (or read) of the policy.
+    pub(crate) fn last_written(&self) -> Option<&PolicyStatsRecord> {
+        self.written.as_ref()
+    }
+
     /// Counting starts again from nothing.
     pub(crate) fn reset(&mut self, live: &StatsSnapshot) {
         self.base = Counters::default();
         self.zero = Counters::of_live(live);
         self.latency_us = [0.0; 4];
         self.recent.clear();
+    }
+}
+
+/// The record to store: what the store holds now (`current`, perhaps
+/// written by another server meanwhile) plus what this process counted
+/// since it last wrote (`mine` less `written`); the latest latency, and the
+/// newest failures of both.
+pub(crate) fn merge(
+    current: Option<&PolicyStatsRecord>,
+    written: Option<&PolicyStatsRecord>,
+    mine: &PolicyStatsRecord,
+) -> PolicyStatsRecord {
+    let zero = PolicyStatsRecord::default();
+    let (cur, old) = (current.unwrap_or(&zero), written.unwrap_or(&zero));
+    let add = |c: u64, m: u64, o: u64| c + m.saturating_sub(o);
+    let mut failures = cur.failures.clone();
+    for (k, m) in &mine.failures {
+        let o = old.failures.get(k).copied().unwrap_or(0);
+        *failures.entry(k.clone()).or_insert(0) += m.saturating_sub(o);
+    }
+    let mut recent: Vec<FailureRecord> = cur.recent_failures.clone();
+    for f in &mine.recent_failures {
+        if !old.recent_failures.contains(f) && !recent.contains(f) {
+            recent.push(f.clone());
+        }
+    }
+    recent.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let skip = recent.len().saturating_sub(RECENT_FAILURES);
+    PolicyStatsRecord {
+        sha256: mine.sha256.clone(),
+        decisions: add(cur.decisions, mine.decisions, old.decisions),
+        failures,
+        instances_created: add(
+            cur.instances_created,
+            mine.instances_created,
+            old.instances_created,
+        ),
+        logs_dropped: add(cur.logs_dropped, mine.logs_dropped, old.logs_dropped),
+        latency_us: mine.latency_us,
+        recent_failures: recent.into_iter().skip(skip).collect(),
     }
 }
 
@@ -291,5 +349,25 @@ mod tests {
         assert_eq!(r.len(), RECENT_FAILURES);
         assert_eq!(r[0].task.as_deref(), Some("task-5"));
         assert!(r[0].message.len() <= MESSAGE_LIMIT + 3);
+    }
+
+    #[test]
+    fn two_servers_add_their_counts_rather_than_overwrite_them() {
+        // Server a loaded nothing and counted 5 decisions, 1 trap; it wrote.
+        let mut a = Kept::new(None, &live(0, 0));
+        let a_rec = a.record("s", &live(5, 1));
+        let stored = merge(None, a.last_written(), &a_rec);
+        a.rebase(stored.clone(), &live(5, 1));
+        assert_eq!((stored.decisions, stored.failures["trap"]), (5, 1));
+        // Server b loaded nothing either, counted 3 and 0; the store has a's.
+        let b = Kept::new(None, &live(0, 0));
+        let b_rec = b.record("s", &live(3, 0));
+        let stored = merge(Some(&stored), b.last_written(), &b_rec);
+        assert_eq!((stored.decisions, stored.failures["trap"]), (8, 1));
+        // a counts 2 more: only those are added to what b left.
+        let a_rec = a.record("s", &live(7, 1));
+        assert_eq!(a_rec.decisions, 7);
+        let stored = merge(Some(&stored), a.last_written(), &a_rec);
+        assert_eq!(stored.decisions, 10);
     }
 }

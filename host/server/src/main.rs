@@ -29,6 +29,7 @@ mod remote_agent;
 mod sim;
 mod simulate;
 mod store_args;
+mod store_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -104,9 +105,15 @@ enum Command {
     /// Start the control plane only (ECS API, schedulers, placement policies,
     /// and the agent protocol at /agent/v1): each host joins it with `berth agent`.
     Server {
-        /// Where berth keeps its state.
+        /// Where berth keeps its credentials and compiled policies, and its
+        /// store unless `--store` says otherwise.
         #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
         data_dir: PathBuf,
+        /// The store: `redb` (the data directory's file), or
+        /// `etcd://HOST:PORT[,HOST:PORT...][/prefix]`, shared by every
+        /// server given the same (README, "Several servers").
+        #[arg(long = "store", env = "BERTH_STORE", default_value = "redb", value_parser = store_cmd::parse_location)]
+        store_at: store_cmd::StoreLocation,
         /// Address of the API and the agent endpoints (port 0: any free port,
         /// printed at start; 0.0.0.0:PORT for agents on other hosts).
         #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7171")]
@@ -169,6 +176,12 @@ enum Command {
         #[command(subcommand)]
         what: CredentialsCommand,
     },
+    /// Move a whole store between redb and etcd (with no server running on
+    /// a redb store).
+    Store {
+        #[command(subcommand)]
+        what: StoreCommand,
+    },
     /// Client commands against a running `berth up` (its ECS API).
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -181,6 +194,35 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Write every record of the store to FILE (JSON lines, one snapshot).
+    Export {
+        /// The file to write.
+        file: PathBuf,
+        #[command(flatten)]
+        at: StoreAt,
+    },
+    /// Read FILE (from `berth store export`) into an empty store.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        #[command(flatten)]
+        at: StoreAt,
+    },
+}
+
+/// Which store `berth store` works on.
+#[derive(Debug, clap::Args)]
+struct StoreAt {
+    /// Where berth keeps its state (the redb store's directory).
+    #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = up::default_data_dir())]
+    data_dir: PathBuf,
+    /// `redb` (the data directory's file) or `etcd://HOST:PORT[,...][/prefix]`.
+    #[arg(long = "store", env = "BERTH_STORE", default_value = "redb", value_parser = store_cmd::parse_location)]
+    store_at: store_cmd::StoreLocation,
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,12 +347,14 @@ fn main() -> ExitCode {
         ),
         Command::Server {
             data_dir,
+            store_at,
             listen,
             store,
             liveness,
             api,
             obs,
         } => up::run_server(
+            &store_at,
             &data_dir,
             store,
             listen,
@@ -359,6 +403,12 @@ fn main() -> ExitCode {
             what: CredentialsCommand::Rotate { data_dir },
         } => credentials::run_rotate(&data_dir),
         Command::Sim(args) => sim::run(&args),
+        Command::Store {
+            what: StoreCommand::Export { file, at },
+        } => store_cmd::run(&at.store_at, &at.data_dir, &file, true),
+        Command::Store {
+            what: StoreCommand::Import { file, at },
+        } => store_cmd::run(&at.store_at, &at.data_dir, &file, false),
         Command::Bench { what } => bench::run(what),
         Command::Client(cmd) => cli::run(cmd),
     };

@@ -23,6 +23,14 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The flags' defaults (for commands that open a store without them).
+    pub fn defaults() -> StoreArgs {
+        StoreArgs {
+            stopped_task_ttl: 3600,
+            store_cache: (berth_store::DEFAULT_CACHE_BYTES >> 20) as u64,
+        }
+    }
+
     pub fn stopped_task_ttl(&self) -> Duration {
         Duration::from_secs(self.stopped_task_ttl)
     }

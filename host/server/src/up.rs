@@ -18,9 +18,11 @@ use crate::api::{self, Api};
 use crate::control::Control;
 use crate::control::health::Health;
 use crate::control::liveness::Liveness;
+use crate::control::owner::Owner;
 use crate::credentials::{self, Credentials, Source};
 use crate::obs_args::ObsArgs;
 use crate::store_args::StoreArgs;
+use crate::store_cmd::StoreLocation;
 
 /// `$XDG_DATA_HOME/berth`, else `~/.local/share/berth`, else `./berth-data`.
 pub fn default_data_dir() -> PathBuf {
@@ -33,25 +35,44 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Opens (or creates) the store in `data_dir` and reports it; None when
-/// `check` asks to stop there.
+/// Creates `data_dir` if needed, private to its owner: it holds the store
+/// (task definitions' environment) and the credentials file (the secret key).
+pub fn private_dir(data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making data directory {} private", data_dir.display()))
+}
+
+/// Opens (or creates) the store at `location` and reports it; None when
+/// `check` asks to stop there. Over etcd, also this server's ownership of
+/// the work that needs one owner.
 fn open_store(
+    location: &StoreLocation,
     data_dir: &Path,
     opts: StoreArgs,
     check: bool,
-) -> anyhow::Result<Option<Arc<berth_store::Store>>> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    // The store holds task definitions' environment and the credentials
-    // file the secret key: the directory is its owner's only.
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making data directory {} private", data_dir.display()))?;
-    let path = data_dir.join("berth.redb");
-    let store = berth_store::Store::open_with_cache(&path, opts.cache_bytes())
-        .with_context(|| format!("opening the store at {}", path.display()))?;
+) -> anyhow::Result<Option<(Arc<berth_store::Store>, Owner)>> {
+    private_dir(data_dir)?;
+    let (store, etcd) = crate::store_cmd::open(location, data_dir, opts)?;
     let info = store.info().context("reading the store")?;
     println!("berth {}: {info}", env!("CARGO_PKG_VERSION"));
-    Ok((!check).then(|| Arc::new(store)))
+    if check {
+        return Ok(None);
+    }
+    let owner = match etcd {
+        None => Owner::Alone,
+        Some(backend) => {
+            let id = format!("server-{}", uuid::Uuid::new_v4().simple());
+            println!("berth: {id} shares the store; work with one owner goes through etcd leases");
+            Owner::Leases(berth_store_etcd::lease::Ownership::start(
+                &backend,
+                &id,
+                berth_store_etcd::lease::DEFAULT_TTL,
+            ))
+        }
+    };
+    Ok(Some((Arc::new(store), owner)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -76,7 +97,7 @@ pub fn run(
     limits: api::Limits,
     obs: ObsArgs,
 ) -> anyhow::Result<()> {
-    let Some(store) = open_store(data_dir, opts, check)? else {
+    let Some((store, owner)) = open_store(&StoreLocation::DataDir, data_dir, opts, check)? else {
         return Ok(());
     };
     let rt = runtime()?;
@@ -96,6 +117,7 @@ pub fn run(
         limits,
         local_agents: agents.instances.clone(),
         obs,
+        owner,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -112,6 +134,7 @@ pub fn run(
 /// protocol's endpoints) without an agent of its own; `berth agent` on each
 /// host joins it over HTTP. Runs until SIGINT or SIGTERM.
 pub fn run_server(
+    location: &StoreLocation,
     data_dir: &Path,
     opts: StoreArgs,
     listen: SocketAddr,
@@ -119,9 +142,10 @@ pub fn run_server(
     limits: api::Limits,
     obs: ObsArgs,
 ) -> anyhow::Result<()> {
-    let Some(store) = open_store(data_dir, opts, false)? else {
+    let Some((store, owner)) = open_store(location, data_dir, opts, false)? else {
         return Ok(());
     };
+    let shared = matches!(owner, Owner::Leases(_));
     let rt = runtime()?;
     let server = Server {
         store: Arc::clone(&store),
@@ -132,12 +156,13 @@ pub fn run_server(
         log_readers: Arc::default(),
         stopped_task_ttl: opts.stopped_task_ttl(),
         // The remote agents' messages, through the API's agent endpoints.
-        liveness: Arc::new(Liveness::new(liveness)),
+        liveness: Arc::new(Liveness::new(liveness).shared(shared)),
         serves_remote_agents: true,
         limits,
         // Remote agents are the fleet's, not this process's health.
         local_agents: Vec::new(),
         obs,
+        owner,
     };
     rt.block_on(server.run(listen, async {
         if let Err(e) = shutdown_signal().await {
@@ -164,6 +189,8 @@ struct Server<'a> {
     local_agents: Vec<String>,
     /// `--metrics-listen`, `--audit-retention`.
     obs: ObsArgs,
+    /// Which work that needs one owner this server does.
+    owner: Owner,
 }
 
 impl Server<'_> {
@@ -327,6 +354,7 @@ impl Server<'_> {
                 .with_stopped_task_ttl(self.stopped_task_ttl)
                 .with_audit_retention(self.obs.audit_retention)
                 .with_liveness(Arc::clone(&self.liveness))
+                .with_owner(self.owner.clone())
                 .with_shutdown(asked),
         );
         let c = Arc::clone(&control);
@@ -490,6 +518,7 @@ impl Schedulers {
             Arc::clone(liveness),
             Arc::clone(store),
             Arc::clone(control.beats()),
+            control.owner().clone(),
             until_stopped(),
         ));
         let policy_stats = tokio::spawn(flush_policy_stats(Arc::clone(control), until_stopped()));

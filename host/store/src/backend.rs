@@ -77,6 +77,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// from the server's watch stream for a remote one): await `changed()` on it, then ask
     /// [`Backend::watch`] what changed.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The most compares, and the most operations, one commit may carry
+    /// (etcd's `--max-txn-ops`); `None` when the engine has no such limit.
+    fn max_txn_ops(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether other processes commit to this store too (a store on etcd
+    /// shared by several servers): then their commits must wake this
+    /// process's record watches, from the backend's change feed.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// What a commit did to one record.

@@ -29,9 +29,10 @@
 use std::marker::PhantomData;
 
 mod backend;
-mod codec;
+pub mod codec;
 mod error;
 mod group_commit;
+mod raw;
 mod record_watch;
 mod redb_backend;
 mod store;
@@ -45,6 +46,7 @@ pub use backend::{
 };
 pub use codec::RawRecord;
 pub use error::{CommitError, ConflictEntry, OpenError, StoreError, UpdateError};
+pub use raw::RawEntry;
 pub use record_watch::RecordWatch;
 pub use redb_backend::{DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_LOG_LEN, RedbBackend, SCHEMA_VERSION};
 pub use store::{

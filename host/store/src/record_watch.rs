@@ -23,13 +23,15 @@ pub(crate) struct RecordWatchers {
 impl RecordWatchers {
     /// A watch of record `key` of `table`, woken by the next commit that
     /// writes or deletes it.
-    pub(crate) fn watch(&self, table: &str, key: &str) -> RecordWatch {
+    pub(crate) fn watch(&self, table: &str, key: &str, current: Option<u64>) -> RecordWatch {
         let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        // Starting from the version the record has now, if known: a feed
+        // that reports that version late wakes nobody.
         let receiver = senders
             .entry(table.to_owned())
             .or_default()
             .entry(key.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| watch::channel(current.unwrap_or(u64::MAX)).0)
             .subscribe();
         RecordWatch { receiver }
     }
@@ -51,8 +53,20 @@ impl RecordWatchers {
             if tx.receiver_count() == 0 {
                 keys.remove(key);
             } else {
-                tx.send_replace(version);
+                // Once per version: a shared store's feed reports again
+                // what this process's own commit fired already.
+                tx.send_if_modified(|v| std::mem::replace(v, version) != version);
             }
+        }
+    }
+}
+
+impl RecordWatchers {
+    /// Wakes every watcher.
+    pub(crate) fn fire_all(&self) {
+        let senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        for tx in senders.values().flat_map(HashMap::values) {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
 }
@@ -72,5 +86,54 @@ impl RecordWatch {
         if self.receiver.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// For a backend other processes commit to ([`crate::Backend::shared`]):
+/// a thread that follows the backend's change feed and fires the record
+/// watches for every change, whoever committed it. It holds neither the
+/// backend nor the watchers, and ends when the backend is dropped.
+pub(crate) fn follow_backend(
+    backend: &std::sync::Arc<dyn crate::Backend>,
+    watchers: &std::sync::Arc<RecordWatchers>,
+) {
+    let weak_backend = std::sync::Arc::downgrade(backend);
+    let weak_watchers = std::sync::Arc::downgrade(watchers);
+    let mut latest = backend.subscribe();
+    let mut after = *latest.borrow_and_update();
+    let spawned = std::thread::Builder::new()
+        .name("berth-record-watch".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+                return;
+            };
+            while rt.block_on(latest.changed()).is_ok() {
+                let (Some(backend), Some(watchers)) =
+                    (weak_backend.upgrade(), weak_watchers.upgrade())
+                else {
+                    return;
+                };
+                match backend.watch(&[], after) {
+                    Ok(crate::Changes::Events { events, revision }) => {
+                        watchers.fire(events.iter().map(|e| {
+                            let version = match e.kind {
+                                crate::ChangeKind::Put { version } => version,
+                                crate::ChangeKind::Delete => 0,
+                            };
+                            (e.table.as_str(), e.key.as_str(), version)
+                        }));
+                        after = revision;
+                    }
+                    Ok(crate::Changes::Compacted { revision, .. }) => {
+                        // What changed is lost: wake every waiter to re-read.
+                        watchers.fire_all();
+                        after = revision;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the store's changes failed"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the thread following the store's changes");
     }
 }

@@ -175,11 +175,31 @@ impl Store {
 
     /// A store over any backend.
     pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
+        let watchers = Arc::default();
+        if backend.shared() {
+            crate::record_watch::follow_backend(&backend, &watchers);
+        }
         Store {
             backend,
-            watchers: Arc::default(),
+            watchers,
             stats: Arc::default(),
         }
+    }
+
+    /// How many records, each with its index entries (up to 7), one
+    /// transaction may write: unbounded on redb; on etcd, what its
+    /// `--max-txn-ops` leaves room for (a write is one operation, and one
+    /// per index entry that changes). Work done in batches (collectors,
+    /// grouped RunTasks, a service's starts) stays within it.
+    pub fn records_per_txn(&self) -> usize {
+        self.backend
+            .max_txn_ops()
+            .map_or(usize::MAX, |n| (n / 8).max(1))
+    }
+
+    /// The backend under this store.
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// Commit conflicts and [`Store::update`]'s retries so far.
@@ -293,7 +313,20 @@ impl Store {
     /// `key` of `T` (commits by other processes sharing the backend do not
     /// wake it: see [`RecordWatch`]).
     pub fn watch_record<T: Record>(&self, key: &str) -> RecordWatch {
-        self.watchers.watch(T::TABLE, key)
+        // A shared backend's feed may report a commit made before the
+        // watch began after it: start from the record's version now.
+        let current = self
+            .backend
+            .shared()
+            .then(|| {
+                self.backend
+                    .snapshot()
+                    .and_then(|s| s.get(T::TABLE, key))
+                    .ok()
+            })
+            .flatten()
+            .map(|r| r.map_or(0, |r| r.version));
+        self.watchers.watch(T::TABLE, key, current)
     }
 
     pub fn watch(&self, tables: &[&str], after: u64) -> Watch {

@@ -9,6 +9,7 @@ extern crate bolero as _;
 
 mod contracts;
 mod differential;
+mod etcd;
 mod hostile;
 mod plugins;
 mod registry;

@@ -4,7 +4,10 @@
 //! connections, then waits until the cluster counts them all RUNNING (as
 //! their agents report), printing progress every second. With
 //! `--server-pid` it also reports the server's CPU time and RSS, and with
-//! `--data-dir` the store's size.
+//! `--data-dir` the store's size. With `--also URL,...` the connections are
+//! spread over several servers (sharing a store on etcd), and with
+//! `--metrics URL,...` (their `--metrics-listen`) it reports the store's
+//! commit conflicts counted by all of them during the run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +52,34 @@ pub struct FleetArgs {
     /// The server's data directory, for the store's size.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// More servers over the same store, `http://HOST:PORT`: the RunTask
+    /// connections go round robin over `--endpoint` and these.
+    #[arg(long, value_delimiter = ',')]
+    also: Vec<String>,
+    /// Each server's metrics address (`HOST:PORT` of its
+    /// `--metrics-listen`), to count the commit conflicts of the run.
+    #[arg(long, value_delimiter = ',')]
+    metrics: Vec<String>,
+}
+
+/// The commit conflicts the servers at `addrs` counted so far (their
+/// `berth_store_commit_conflicts_total`).
+fn conflicts(addrs: &[String]) -> anyhow::Result<f64> {
+    use std::io::{Read, Write};
+    let mut sum = 0.0;
+    for addr in addrs {
+        let mut s =
+            std::net::TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        sum += body
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_store_commit_conflicts_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .with_context(|| format!("{addr}: no berth_store_commit_conflicts_total"))?;
+    }
+    Ok(sum)
 }
 
 /// RunTask calls made: latencies, tasks placed, failures.
@@ -73,13 +104,18 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
         .await?
         .running;
     let usage_before = server_usage(args.server_pid);
+    let conflicts_before = conflicts(&args.metrics)?;
+    let mut hosts = vec![host.clone()];
+    for e in &args.also {
+        hosts.push(server(e)?.0);
+    }
     let start = Instant::now();
     let to_claim = Arc::new(AtomicU64::new(args.tasks));
     let placed = Arc::new(Placed::default());
     let body = json!({"cluster": args.target.cluster, "taskDefinition": family});
     let mut workers = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let mut conn = Connection::open(&host, &creds).await?;
+    for i in 0..args.connections.max(1) {
+        let mut conn = Connection::open(&hosts[i % hosts.len()], &creds).await?;
         let (to_claim, placed, body, count) = (
             Arc::clone(&to_claim),
             Arc::clone(&placed),
@@ -92,7 +128,7 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
                 let Ok(left) = to_claim.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
                     l.checked_sub(count.min(l)).filter(|_| l > 0)
                 }) else {
-                    return Ok::<_, anyhow::Error>(lat);
+                    return Ok::<_, anyhow::Error>((lat, Instant::now()));
                 };
                 let n = count.min(left);
                 let mut body = body.clone();
@@ -146,8 +182,11 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
     };
     let all_running = start.elapsed().as_secs_f64();
     let mut lat = Vec::new();
+    let mut last = start;
     for w in workers {
-        lat.extend(w.await.context("a RunTask worker panicked")??);
+        let (l, end) = w.await.context("a RunTask worker panicked")??;
+        lat.extend(l);
+        last = last.max(end);
     }
     lat.sort();
     let pct = |p: f64| {
@@ -158,6 +197,8 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
         (Some(a), Some(b)) => json!(b.cpu_seconds - a.cpu_seconds),
         _ => Value::Null,
     };
+    let conflicts = conflicts(&args.metrics)? - conflicts_before;
+    let placed_s = (last - start).as_secs_f64();
     let store_mib = args.data_dir.as_ref().and_then(|d| {
         std::fs::metadata(d.join("berth.redb"))
             .ok()
@@ -168,6 +209,10 @@ async fn run_async(args: &FleetArgs) -> anyhow::Result<()> {
         json!({"tasks": args.tasks, "running": running - running_before,
                "placed_seconds": placed_at, "all_running_seconds": all_running,
                "run_task_calls": lat.len(), "run_task_p50_ms": pct(0.5), "run_task_p99_ms": pct(0.99),
+               "run_tasks_per_second": lat.len() as f64 / placed_s.max(1e-9),
+               "servers": hosts.len(),
+               "commit_conflicts": (!args.metrics.is_empty()).then_some(conflicts),
+               "conflicts_per_run_task": (!args.metrics.is_empty()).then(|| conflicts / (lat.len().max(1) as f64)),
                "server_cpu_seconds": cpu, "server_peak_rss_mib": peak_rss, "store_mib": store_mib})
     );
     Ok(())

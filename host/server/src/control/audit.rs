@@ -204,12 +204,13 @@ impl Control {
     /// page per transaction so none grows with the backlog.
     pub(super) fn collect_audit_before(&self, cutoff: f64) -> Result<usize, ControlError> {
         let bound = time_key(cutoff);
+        let page_len = COLLECT_PAGE.min(self.store.records_per_txn());
         let mut removed = 0;
         loop {
             let n = self
                 .store
                 .update(|txn| -> Result<usize, ControlError> {
-                    let page = txn.list::<AuditEvent>(PageRequest::first(COLLECT_PAGE))?;
+                    let page = txn.list::<AuditEvent>(PageRequest::first(page_len))?;
                     let old: Vec<String> = page
                         .items
                         .iter()
@@ -223,7 +224,7 @@ impl Control {
                 })?
                 .value;
             removed += n;
-            if n < COLLECT_PAGE {
+            if n < page_len {
                 return Ok(removed);
             }
         }

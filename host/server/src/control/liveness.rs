@@ -67,6 +67,12 @@ pub struct AgentPresence {
     /// while its agent is heard from.
     #[serde(default)]
     pub lost_at: Option<f64>,
+    /// When a server last heard from its agent, written every third of the
+    /// timeout by servers sharing a store on etcd (an agent talks to one
+    /// of them; the one judging may be another), as Kubernetes' nodes
+    /// renew their leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_at: Option<f64>,
 }
 
 impl Record for AgentPresence {
@@ -95,6 +101,11 @@ pub struct Liveness {
     agents: Mutex<HashMap<String, Presence>>,
     /// The stored presences were read (once, when judging begins).
     loaded: Mutex<bool>,
+    /// Several servers share the store: hearing is written to it (`heard_at`)
+    /// and read back before judging.
+    shared: bool,
+    /// The `heard_at` this server last wrote, by instance.
+    written: Mutex<HashMap<String, f64>>,
 }
 
 impl Liveness {
@@ -111,7 +122,15 @@ impl Liveness {
             timing,
             agents: Mutex::default(),
             loaded: Mutex::new(false),
+            shared: false,
+            written: Mutex::default(),
         }
+    }
+
+    /// For a server sharing its store with others (see `heard_at`).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<String, Presence>> {
@@ -162,13 +181,27 @@ impl Liveness {
 
     /// One pass at the clock's time: judges every agent and writes what is
     /// due (see the module's doc).
+    #[cfg(test)]
     pub fn pass(&self, store: &Store) -> Result<PassStats, ControlError> {
+        self.pass_as(store, true)
+    }
+
+    /// A pass of a server that `judges` or not (another server owns the
+    /// judging): a shared store is told what this server heard either way.
+    pub fn pass_as(&self, store: &Store, judges: bool) -> Result<PassStats, ControlError> {
         let now = self.clock.now();
         let mut stats = PassStats::default();
-        if now < self.started + self.timing.timeout {
+        if self.shared {
+            self.write_heard(store)?;
+        }
+        if !judges || now < self.started + self.timing.timeout {
             return Ok(stats);
         }
-        self.load(store)?;
+        if self.shared {
+            self.read_heard(store)?;
+        } else {
+            self.load(store)?;
+        }
         let due: Vec<(String, Verdict)> = self
             .agents()
             .iter()
@@ -220,6 +253,73 @@ impl Liveness {
         Ok(())
     }
 
+    /// Writes `heard_at` of the agents this server heard from since it
+    /// last wrote theirs, at most every third of the timeout each.
+    fn write_heard(&self, store: &Store) -> Result<(), ControlError> {
+        let every = self.timing.timeout / 3.0;
+        let due: Vec<(String, f64)> = {
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            self.agents()
+                .iter()
+                .filter_map(|(arn, p)| {
+                    let heard = p.heard?;
+                    let last = written.get(arn).copied().unwrap_or(f64::MIN);
+                    (heard - last >= every).then(|| (arn.clone(), heard))
+                })
+                .collect()
+        };
+        for chunk in due.chunks(store.records_per_txn().min(100)) {
+            store.update(|txn| -> Result<(), ControlError> {
+                for (arn, heard) in chunk {
+                    let Some(mut p) = txn.get::<AgentPresence>(arn)?.map(|v| v.value) else {
+                        continue; // its first message writes it
+                    };
+                    if p.lost_at.is_some() {
+                        // Judged lost by another server, heard here since.
+                        come_back(txn, arn, None)?;
+                        p.lost_at = None;
+                    } else if p.heard_at.is_some_and(|h| h >= *heard) {
+                        continue;
+                    }
+                    p.heard_at = Some(p.heard_at.map_or(*heard, |h| h.max(*heard)));
+                    txn.put(&p)?;
+                }
+                Ok(())
+            })?;
+            let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+            written.extend(chunk.iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// Merges what every server wrote of its agents (`heard_at`, and a
+    /// return through another server) into what this one judges.
+    fn read_heard(&self, store: &Store) -> Result<(), ControlError> {
+        let stored = {
+            let txn = store.begin()?;
+            collect_pages(|p| txn.list::<AgentPresence>(p))?
+        };
+        let mut agents = self.agents();
+        for p in stored {
+            let p = p.value;
+            let e = agents.entry(p.container_instance_arn).or_insert(Presence {
+                heard: None,
+                lost_at: p.lost_at,
+                settled: false,
+            });
+            if let Some(h) = p.heard_at
+                && e.heard.is_none_or(|x| x < h)
+            {
+                e.heard = Some(h);
+            }
+            if p.lost_at.is_none() && e.lost_at.is_some() {
+                e.lost_at = None; // came back, through another server
+                e.settled = false;
+            }
+        }
+        Ok(())
+    }
+
     /// Still due to be judged lost at `now` (not heard since the pass looked).
     fn still_silent(&self, arn: &str, now: f64) -> bool {
         self.agents().get(arn).is_some_and(|p| {
@@ -240,6 +340,13 @@ impl Liveness {
             let mut presence = txn
                 .get::<AgentPresence>(arn)?
                 .map_or_else(|| AgentPresence::new(arn), |v| v.value);
+            // Heard by another server meanwhile (a shared store).
+            if presence
+                .heard_at
+                .is_some_and(|h| now - h < self.timing.timeout)
+            {
+                return Ok(Judged::Heard);
+            }
             let mut wrote = false;
             // Judged lost already (by another server): that time stands.
             if presence.lost_at.is_none() {
@@ -358,6 +465,7 @@ impl AgentPresence {
         AgentPresence {
             container_instance_arn: arn.to_owned(),
             lost_at: None,
+            heard_at: None,
         }
     }
 }
@@ -427,6 +535,7 @@ pub async fn run(
     liveness: Arc<Liveness>,
     store: Arc<Store>,
     beats: Arc<super::health::Beats>,
+    owner: super::owner::Owner,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -438,7 +547,8 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let (l, s) = (Arc::clone(&liveness), Arc::clone(&store));
-        match tokio::task::spawn_blocking(move || l.pass(&s)).await {
+        let judges = owner.owns(super::owner::LIVENESS);
+        match tokio::task::spawn_blocking(move || l.pass_as(&s, judges)).await {
             Ok(Ok(_)) => beats.beat(super::health::LIVENESS_LOOP),
             Ok(Err(e)) => {
                 beats.beat(super::health::LIVENESS_LOOP);

@@ -15,6 +15,7 @@ mod gauges;
 pub mod health;
 mod instances;
 pub mod liveness;
+pub mod owner;
 pub mod policies;
 pub mod policy_history;
 mod remote_logs;
@@ -23,11 +24,13 @@ pub mod secrets;
 pub mod service_scheduler;
 pub mod services;
 mod shadow;
+mod stopped;
 mod taskdefs;
 mod tasks;
 mod view;
 pub use policies::{FAILURE_ATTRIBUTE, FALLBACK_ATTRIBUTE, POLICY_TAG};
-pub use tasks::{QUEUE_TAG, STOPPED_TASK_TTL};
+pub use stopped::STOPPED_TASK_TTL;
+pub use tasks::QUEUE_TAG;
 pub mod types;
 
 use std::sync::Arc;
@@ -175,6 +178,8 @@ pub struct Control {
     shutdown: Option<down::ShutdownAsked>,
     /// The audit log's retention and collector.
     audit: audit::AuditLog,
+    /// Which work that needs one owner this server does.
+    owner: owner::Owner,
 }
 
 /// Whether a minute has passed since `last` (then set to now): the
@@ -220,7 +225,24 @@ impl Control {
             beats: Arc::default(),
             shutdown: None,
             audit: audit::AuditLog::default(),
+            owner: owner::Owner::Alone,
         }
+    }
+
+    /// Does only the work `owner` holds (several servers over etcd).
+    pub fn with_owner(mut self, owner: owner::Owner) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// This server's ownership of work.
+    pub fn owner(&self) -> &owner::Owner {
+        &self.owner
+    }
+
+    /// Whether this server does `work` (see [`owner`]) now.
+    pub fn owns(&self, work: &str) -> bool {
+        self.owner.owns(work)
     }
 
     /// Shutdown through the API is told on `asked` (`berth down`).
@@ -436,5 +458,7 @@ fn paginate<T>(
     Ok((page.drain(..).map(|(_, v)| v).collect(), next))
 }
 
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod tests;

@@ -44,13 +44,20 @@ pub async fn run_every(control: Arc<Control>, tick: Duration, shutdown: impl Fut
         |c| {
             // Policy instances nobody used for a while give their slot back.
             c.drop_idle_policy_sessions();
-            // Stopped tasks past their retention go (at most once a minute).
-            if let Err(e) = c.collect_stopped_tasks_now_and_then() {
-                tracing::warn!(error = %e, "removing old stopped tasks failed");
+            // Over etcd, the collectors and the queue are each one
+            // server's (`owner.rs`).
+            if c.owns(super::owner::COLLECTORS) {
+                // Stopped tasks past their retention go (at most once a minute).
+                if let Err(e) = c.collect_stopped_tasks_now_and_then() {
+                    tracing::warn!(error = %e, "removing old stopped tasks failed");
+                }
+                // So are audit entries past theirs.
+                if let Err(e) = c.collect_audit_now_and_then() {
+                    tracing::warn!(error = %e, "removing old audit entries failed");
+                }
             }
-            // So are audit entries past theirs.
-            if let Err(e) = c.collect_audit_now_and_then() {
-                tracing::warn!(error = %e, "removing old audit entries failed");
+            if !c.owns(super::owner::QUEUE) {
+                return Ok(());
             }
             match c.place_queued()? {
                 0 => {}

@@ -29,6 +29,9 @@ pub async fn run_every(control: Arc<Control>, tick: Duration, shutdown: impl Fut
         shutdown,
         "the service scheduler pass",
         |c| {
+            if !c.owns(super::owner::SERVICES) {
+                return Ok(()); // another server's (over etcd)
+            }
             let p = c.services_pass()?;
             if p.started > 0 || p.stopped > 0 {
                 tracing::info!(

@@ -278,26 +278,35 @@ impl Control {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((req, tx));
-        // Group commit: whoever gets the placement turn places every RunTask
+        // Group commit: whoever gets the placement turn places the RunTasks
         // queued so far in one transaction, so concurrent calls share one
-        // commit (and its fsync) instead of waiting for one each.
-        {
-            let _turn = self.placement_turn();
-            let batch = std::mem::take(
-                &mut *self
-                    .run_queue
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            if !batch.is_empty() {
-                self.run_batch(batch);
+        // commit (and its fsync) instead of waiting for one each; as many
+        // as the store lets one transaction write (etcd's limit), oldest
+        // first, until this call's own is answered.
+        loop {
+            {
+                let _turn = self.placement_turn();
+                let batch = take_fitting(
+                    &mut self
+                        .run_queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    self.store.records_per_txn(),
+                );
+                if !batch.is_empty() {
+                    self.run_batch(batch);
+                }
+            }
+            match rx.try_recv() {
+                Ok(answer) => return answer,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(ControlError::Server(
+                        "the RunTask batch ended without an answer".into(),
+                    ));
+                }
             }
         }
-        rx.recv().unwrap_or_else(|_| {
-            Err(ControlError::Server(
-                "the RunTask batch ended without an answer".into(),
-            ))
-        })
     }
 
     /// Places a batch of RunTask calls in one transaction and answers each.
@@ -858,6 +867,9 @@ impl Control {
                 let mut queued: Vec<QueuedTask> =
                     all_by_index(txn, QUEUED_BY_CLUSTER, &cluster_arn)?.into_iter().map(|q| q.value).collect();
                 queued.sort_by(|a, b| a.created_at.total_cmp(&b.created_at).then_with(|| a.task_arn.cmp(&b.task_arn)));
+                // The oldest that one transaction may write; placing them
+                // wakes the next pass for the rest.
+                queued.truncate(self.store.records_per_txn());
                 let mut view = self.views.take(txn, &self.store, &cluster_arn)?;
                 let mut n = 0;
                 for q in queued {
@@ -916,73 +928,21 @@ impl Control {
     }
 }
 
-/// Stopped tasks kept visible (DescribeTasks, ListTasks STOPPED) this long
-/// by default, as ECS keeps them about an hour.
-pub const STOPPED_TASK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-impl Control {
-    /// Deletes tasks STOPPED (desired and last) longer ago than `ttl`, in
-    /// commits of at most 500; returns how many went. Without this every
-    /// task ever run stays in the store, and what reads an instance's or a
-    /// service's tasks slows down with the history.
-    pub fn collect_stopped_tasks(&self, ttl: std::time::Duration) -> Result<usize, ControlError> {
-        self.collect_stopped_tasks_by(ttl, 1000)
+/// The oldest queued RunTasks whose tasks, together, one transaction may
+/// write (`records_per_txn`); at least one, whatever its count.
+fn take_fitting(
+    queue: &mut Vec<(RunTaskRequest, RunReply)>,
+    records: usize,
+) -> Vec<(RunTaskRequest, RunReply)> {
+    let mut tasks = 0usize;
+    let mut n = 0;
+    for (req, _) in queue.iter() {
+        let count = usize::try_from(req.count.unwrap_or(1).max(1)).unwrap_or(1);
+        if n > 0 && tasks + count > records {
+            break;
+        }
+        tasks += count;
+        n += 1;
     }
-
-    /// [`Control::collect_stopped_tasks`], reading the tasks `page` at a time.
-    pub(super) fn collect_stopped_tasks_by(
-        &self,
-        ttl: std::time::Duration,
-        page: usize,
-    ) -> Result<usize, ControlError> {
-        let cutoff = now() - ttl.as_secs_f64();
-        let old = |t: &Task| {
-            t.desired_status == DesiredStatus::Stopped
-                && t.last_status == TaskStatus::Stopped
-                && t.stopped_at.is_some_and(|s| s < cutoff)
-        };
-        // One page of tasks decoded at a time, keeping only the ARNs due:
-        // decoding the whole table at once (every task of the last TTL) made
-        // a burst of memory once a minute, as large as the table, which the
-        // allocator kept (the soak's RSS grew by it every minute).
-        let mut doomed: Vec<String> = Vec::new();
-        {
-            let txn = self.store.begin()?;
-            let mut req = berth_store::PageRequest::first(page.max(1));
-            loop {
-                let p = txn.list::<Task>(req.clone())?;
-                doomed.extend(
-                    p.items
-                        .into_iter()
-                        .filter(|t| old(&t.value))
-                        .map(|t| t.value.task_arn),
-                );
-                match p.next_token {
-                    Some(t) => req.token = Some(t),
-                    None => break,
-                }
-            }
-        }
-        let mut gone = 0;
-        for chunk in doomed.chunks(500) {
-            let up = self.store.update(|txn| -> Result<usize, ControlError> {
-                let mut n = 0;
-                for arn in chunk {
-                    // Checked again in the transaction: nothing revives a
-                    // stopped task today, but the store is the judge.
-                    if txn.get::<Task>(arn)?.is_some_and(|t| old(&t.value)) {
-                        txn.delete::<Task>(arn)?;
-                        txn.delete::<QueuedTask>(arn)?;
-                        n += 1;
-                    }
-                }
-                Ok(n)
-            })?;
-            gone += up.value;
-        }
-        if gone > 0 {
-            tracing::info!(tasks = gone, "stopped tasks past their retention removed");
-        }
-        Ok(gone)
-    }
+    queue.drain(..n).collect()
 }

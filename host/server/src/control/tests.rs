@@ -18,7 +18,12 @@ fn control() -> (tempfile::TempDir, Control) {
     (dir, c)
 }
 
-fn td(family: &str, cpu: u32, memory: u32, host_port: Option<u32>) -> RegisterTaskDefinition {
+pub(super) fn td(
+    family: &str,
+    cpu: u32,
+    memory: u32,
+    host_port: Option<u32>,
+) -> RegisterTaskDefinition {
     let cd: ContainerDefinition = serde_json::from_value(json!({
         "name": "app", "image": "berth/hello:1", "cpu": cpu, "memory": memory,
     }))
@@ -35,7 +40,7 @@ fn td(family: &str, cpu: u32, memory: u32, host_port: Option<u32>) -> RegisterTa
     serde_json::from_value(json!({"family": family, "containerDefinitions": [cd]})).unwrap()
 }
 
-fn instance(c: &Control, cpu: i64, memory: i64) -> String {
+pub(super) fn instance(c: &Control, cpu: i64, memory: i64) -> String {
     c.register_container_instance(RegisterContainerInstanceRequest {
         total_resources: vec![
             Resource::integer("CPU", cpu),

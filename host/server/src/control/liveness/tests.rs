@@ -452,3 +452,57 @@ async fn instances_registered_without_an_agent_are_not_judged() {
     assert_eq!(f.pass(), PassStats::default());
     assert!(f.instance(&arn).agent_connected);
 }
+
+/// A server of several over one store (`Liveness::shared`).
+fn shared_on(store: &Arc<Store>, clock: &Arc<FakeClock>) -> Server {
+    let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
+    let liveness = Arc::new(Liveness::with_clock(clock, TIMING).shared(true));
+    Server {
+        control: Control::new(Arc::clone(store), ArnContext::default()),
+        plane: LocalControlPlane::new(Arc::clone(store), ArnContext::default())
+            .with_liveness(Arc::clone(&liveness)),
+        liveness,
+    }
+}
+
+#[tokio::test]
+async fn servers_sharing_a_store_judge_an_agent_by_what_any_of_them_heard() {
+    let f = Fixture::new();
+    // The agent talks to a; b owns the judging and never hears it itself.
+    let (a, b) = (shared_on(&f.store, &f.clock), shared_on(&f.store, &f.clock));
+    let arn = register(&a.plane, "x").await;
+    for t in [1005.0, 1010.0, 1015.0, 1020.0, 1025.0] {
+        f.at(t);
+        heartbeat(&a.plane, &arn).await;
+        assert_eq!(
+            a.liveness.pass_as(&f.store, false).unwrap(),
+            PassStats::default()
+        );
+        assert_eq!(
+            b.liveness.pass_as(&f.store, true).unwrap().lost,
+            0,
+            "at {t}"
+        );
+    }
+    assert!(f.instance(&arn).agent_connected);
+    // a hears no more: b judges it lost a timeout after a last heard it.
+    f.at(1039.9);
+    a.liveness.pass_as(&f.store, false).unwrap();
+    assert_eq!(b.liveness.pass_as(&f.store, true).unwrap().lost, 0);
+    f.at(1040.0);
+    assert_eq!(b.liveness.pass_as(&f.store, true).unwrap().lost, 1);
+    assert!(!f.instance(&arn).agent_connected);
+    // It comes back through a, which did not judge it: a's next pass
+    // writes it connected; b sees it back and stops nothing after the grace.
+    f.at(1050.0);
+    heartbeat(&a.plane, &arn).await;
+    a.liveness.pass_as(&f.store, false).unwrap();
+    assert!(f.instance(&arn).agent_connected);
+    f.at(1080.0);
+    heartbeat(&a.plane, &arn).await;
+    a.liveness.pass_as(&f.store, false).unwrap();
+    assert_eq!(
+        b.liveness.pass_as(&f.store, true).unwrap(),
+        PassStats::default()
+    );
+}

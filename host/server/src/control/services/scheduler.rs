@@ -166,7 +166,10 @@ impl Control {
                 task_definition,
                 count,
             } => {
-                let mut left = *count;
+                // What one transaction may write (etcd's limit); the next
+                // pass starts the rest.
+                let mut left =
+                    (*count).min(u32::try_from(self.store.records_per_txn()).unwrap_or(u32::MAX));
                 while left > 0 {
                     let n = left.min(10);
                     left -= n;

