@@ -1,5 +1,6 @@
 //! `berth run --explain`: per instance, the check that eliminated it or its
-//! strategy keys, through berth's ExplainPlacement on a running `berth up`.
+//! strategy keys, through berth's ExplainPlacement on a running `berth up`;
+//! and RunTask's failure detail naming each instance's eliminating check.
 
 use serde_json::{Value, json};
 
@@ -97,4 +98,18 @@ fn run_explain_names_the_eliminating_check_for_each_instance() {
         table.contains("task 1: not placed: RESOURCE:MEMORY"),
         "{table}"
     );
+
+    // RunTask itself (no explanation asked): its failure's detail names
+    // each instance with the check that eliminated it.
+    let v = up.aws(&["run-task", "--task-definition", "ex-huge"]);
+    assert_eq!(v["tasks"].as_array().map(Vec::len), Some(0), "{v}");
+    let detail = v["failures"][0]["detail"].as_str().expect("detail");
+    assert_eq!(v["failures"][0]["reason"], "RESOURCE:MEMORY", "{v}");
+    for arn in &arns {
+        let id = arn.rsplit('/').next().expect("id");
+        assert!(
+            detail.contains(&format!("{id} RESOURCE:MEMORY")),
+            "{id} not in {detail}"
+        );
+    }
 }

@@ -23,6 +23,7 @@ mod registry;
 mod remote;
 mod second_day;
 mod services;
+mod shadow;
 mod sim;
 mod soak;
 mod story;

@@ -21,7 +21,7 @@ use super::policies::plugin_path;
 use super::{berth_bin, text};
 
 /// Runs and expects success; (stdout, stderr).
-fn ok(up: &Up, args: &[&str]) -> (String, String) {
+pub(super) fn ok(up: &Up, args: &[&str]) -> (String, String) {
     let out = cli(up, args);
     let (o, e) = (text(&out.stdout), text(&out.stderr));
     assert!(
@@ -76,7 +76,7 @@ fn another_version(plugin: &str, name: &str, from: &str, to: &str, dir: &Path) -
     path.to_str().expect("utf-8").to_owned()
 }
 
-fn stats(up: &Up, policy: &str) -> Value {
+pub(super) fn stats(up: &Up, policy: &str) -> Value {
     json_of(up, &["policy", "show", policy])["policy"].clone()
 }
 

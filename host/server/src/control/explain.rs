@@ -6,6 +6,7 @@
 //! that would decide (a fresh session of it, its log lines for that
 //! decision kept) or the native engine.
 
+use berth_core::arn;
 use berth_core::model::TaskDefinition;
 use berth_core::placement::{
     ClusterState, PlacementRequest, Placer, TaskSpec, Verdict, explain, strategy_label,
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use super::taskdefs::resolve;
 use super::types::RunTaskRequest;
+use super::view::ClusterView;
 use super::{Control, ControlError};
 
 /// One instance's verdict.
@@ -198,4 +200,33 @@ impl Control {
         };
         out
     }
+}
+
+/// At most this many instances are named in a failure's detail; the
+/// counts per check (the failure's own text) cover the rest.
+const FAILURE_INSTANCES: usize = 10;
+
+/// For a task that could not be placed: each instance's id and the check
+/// that eliminated it (`0f3c9b2e RESOURCE:MEMORY, ...`), for RunTask's
+/// failure detail, as `berth run --explain` would say it.
+pub(super) fn why_unplaced(view: &mut ClusterView, preq: &PlacementRequest) -> String {
+    let verdicts = explain(&mut view.state, preq);
+    let mut named: Vec<String> = verdicts
+        .iter()
+        .zip(&view.instances)
+        .take(FAILURE_INSTANCES)
+        .map(|(v, ci)| {
+            let id = arn::last_segment(&ci.container_instance_arn);
+            match v {
+                Verdict::Eliminated(c) => format!("{id} {}", c.reason()),
+                // Passed every check for the first task, then filled by
+                // the earlier tasks of the same request.
+                Verdict::Candidate(_) => format!("{id} fits"),
+            }
+        })
+        .collect();
+    if verdicts.len() > FAILURE_INSTANCES {
+        named.push(format!("{} more", verdicts.len() - FAILURE_INSTANCES));
+    }
+    named.join(", ")
 }

@@ -429,6 +429,8 @@ impl Control {
         count: usize,
     ) -> (Vec<Result<Placement, Unplaced>>, Option<PolicyFailed>) {
         let native = |view: &mut ClusterView| -> Vec<Result<Placement, Unplaced>> {
+            // Each instance's eliminating check, once per request.
+            let mut why: Option<String> = None;
             Placer::new(seed())
                 .place(&mut view.state, preq, count)
                 .into_iter()
@@ -439,7 +441,10 @@ impl Control {
                     }
                     Err(f) => Err(Unplaced {
                         reason: f.reason.reason().to_owned(),
-                        detail: f.to_string(),
+                        detail: format!(
+                            "{f}: {}",
+                            why.get_or_insert_with(|| super::explain::why_unplaced(view, preq))
+                        ),
                         queue: false,
                     }),
                 })
