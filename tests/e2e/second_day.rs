@@ -80,30 +80,37 @@ pub(super) fn stats(up: &Up, policy: &str) -> Value {
     json_of(up, &["policy", "show", policy])["policy"].clone()
 }
 
-#[test]
-fn policies_are_named_by_version_and_their_failures_and_statistics_are_kept() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut up = Up::start_in(data.path());
-    up.aws(&["create-cluster", "--cluster-name", "pol"]);
+/// Cluster `name` with `instances` registered instances of 4 vCPU and 8
+/// GiB that no agent runs (placement is all that is looked at), and the
+/// task family `attack` (16 CPU units, 32 MiB) registered.
+pub(super) fn agentless_cluster(up: &Up, name: &str, instances: usize, work: &Path) {
+    up.aws(&["create-cluster", "--cluster-name", name]);
     let resources = r#"[{"name":"CPU","type":"INTEGER","integerValue":4096},{"name":"MEMORY","type":"INTEGER","integerValue":8192}]"#;
-    for _ in 0..2 {
+    for _ in 0..instances {
         up.aws(&[
             "register-container-instance",
             "--cluster",
-            "pol",
+            name,
             "--total-resources",
             resources,
         ]);
     }
-    let td = work.path().join("attack.json");
+    let td = work.join("attack.json");
     std::fs::write(
         &td,
         json!({"family": "attack", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 32}]})
             .to_string(),
     )
     .expect("write");
-    ok(&up, &["register", td.to_str().expect("utf-8")]);
+    ok(up, &["register", td.to_str().expect("utf-8")]);
+}
+
+#[test]
+fn policies_are_named_by_version_and_their_failures_and_statistics_are_kept() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut up = Up::start_in(data.path());
+    agentless_cluster(&up, "pol", 2, work.path());
 
     // Install prints the full sha256, as sdk/README.md says.
     let v1_path = plugin_path("binpack");

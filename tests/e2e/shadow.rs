@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::cli::cli;
 use super::harness::{Up, docker_ready};
 use super::policies::plugin_path;
-use super::second_day::{ok, stats};
+use super::second_day::{agentless_cluster, ok, stats};
 use super::text;
 
 /// `berth run FAMILY --count 3` in cluster `sh`: every task placed, and
@@ -77,25 +77,7 @@ fn a_shadow_is_asked_every_decision_changes_none_and_is_promoted() {
     let data = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let up = Up::start_in(data.path());
-    up.aws(&["create-cluster", "--cluster-name", "sh"]);
-    let resources = r#"[{"name":"CPU","type":"INTEGER","integerValue":4096},{"name":"MEMORY","type":"INTEGER","integerValue":8192}]"#;
-    for _ in 0..3 {
-        up.aws(&[
-            "register-container-instance",
-            "--cluster",
-            "sh",
-            "--total-resources",
-            resources,
-        ]);
-    }
-    let td = work.path().join("attack.json");
-    std::fs::write(
-        &td,
-        json!({"family": "attack", "containerDefinitions": [{"name": "c", "image": "x", "cpu": 16, "memory": 32}]})
-            .to_string(),
-    )
-    .expect("write");
-    ok(&up, &["register", td.to_str().expect("utf-8")]);
+    agentless_cluster(&up, "sh", 3, work.path());
 
     // A shadow that traps on every decision (hostile-trap panics on the
     // family `attack`): every live run places all its tasks natively.
@@ -105,7 +87,7 @@ fn a_shadow_is_asked_every_decision_changes_none_and_is_promoted() {
         &up,
         &["policy", "shadow", "hostile-trap", "--cluster", "sh"],
     );
-    assert!(out.contains("shadows cluster/sh"), "{out}");
+    assert!(out.contains("shadows shadow/cluster/sh"), "{out}");
     for _ in 0..4 {
         run_three(&up);
     }

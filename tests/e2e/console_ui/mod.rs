@@ -291,7 +291,10 @@ async fn tasks(b: &Browser, service: &str) {
 async fn policies(up: &Up, b: &Browser) {
     b.goto("/ui/policies").await;
     let file = b.wait("#policy-file", "the file input", 20).await;
-    let wasm = plugin_path("binpack");
+    // chromedriver takes only a canonical path (no `..`).
+    let wasm = plugin_path("binpack")
+        .canonicalize()
+        .expect("the plugin's path");
     file.send_keys(wasm.to_str().expect("utf-8 path"))
         .await
         .expect("choosing the file");
