@@ -99,8 +99,8 @@ fn a_shadow_is_asked_every_decision_changes_none_and_is_promoted() {
         "every decision it was asked failed: {sh}"
     );
 
-    // A shadow that decides as the live strategy does agrees every time,
-    // and is promoted: the cluster then places through it.
+    // A shadow that places every task is promoted: the cluster then
+    // places through it.
     let binpack = plugin_path("binpack");
     ok(
         &up,
@@ -111,7 +111,19 @@ fn a_shadow_is_asked_every_decision_changes_none_and_is_promoted() {
         run_three(&up);
     }
     let sh = shadow_after(&up, "binpack", 2);
-    assert_eq!(sh["agreed"], sh["decisions"], "{sh}");
+    // It answers every decision and places every task; whether it picks
+    // the same instance as the live strategy depends on how that breaks
+    // ties (at random, for instances alike).
+    let n = |k: &str| sh[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(n("agreed") + n("disagreed"), n("decisions"), "{sh}");
+    assert_eq!(n("wouldFail"), 0, "{sh}");
+    let failed: u64 = sh["failures"]
+        .as_object()
+        .expect("failures")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(failed, 0, "{sh}");
     let (out, _) = ok(&up, &["policy", "promote", "binpack", "--cluster", "sh"]);
     assert!(
         out.contains("is active in cluster/sh; its shadow ended"),
