@@ -53,7 +53,7 @@ impl Observed {
 
 /// Inspects a container; `Ok(None)` when it does not exist.
 pub(crate) async fn observe(docker: &Docker, id: &str) -> Result<Option<Observed>, AgentError> {
-    observe_once(docker, id, Some(chrono::Utc::now())).await
+    observe_once(docker, id, true).await
 }
 
 /// [`observe`] for a container the agent itself has just stopped: how it
@@ -62,7 +62,7 @@ pub(crate) async fn observe_stopped(
     docker: &Docker,
     id: &str,
 ) -> Result<Option<Observed>, AgentError> {
-    observe_once(docker, id, None).await
+    observe_once(docker, id, false).await
 }
 
 /// How long a container with a memory limit that died of SIGKILL (137) is
@@ -94,13 +94,16 @@ fn oom_may_follow(
 async fn observe_once(
     docker: &Docker,
     id: &str,
-    oom_grace_from: Option<chrono::DateTime<chrono::Utc>>,
+    wait_for_oom: bool,
 ) -> Result<Option<Observed>, AgentError> {
     let c = match docker.inspect_container(id, None).await {
         Ok(c) => c,
         Err(e) if is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    // Taken after the answer: a container that died while it was asked
+    // (a finish time later than a clock read before) still gets its grace.
+    let oom_grace_from = wait_for_oom.then(chrono::Utc::now);
     let state = c.state.unwrap_or_default();
     let oom_killed = state.oom_killed.unwrap_or(false);
     let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
